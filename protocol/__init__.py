@@ -1,0 +1,40 @@
+"""keep.protocol: Keep's formats, cryptography, chunker and API schema.
+
+Pure: bytes and dataclasses in, bytes and dataclasses out. No sockets, files,
+asyncio, clocks or hidden randomness; time and random bytes are parameters.
+`tests/protocol/test_boundaries.py` enforces this.
+"""
+
+from keep.protocol.errors import (
+    AuthError,
+    ErrorCode,
+    ExitCode,
+    FormatError,
+    IntegrityError,
+    KdfPolicyError,
+    KeepError,
+    LockedError,
+    NotFoundError,
+    PermissionDeniedError,
+    QuotaExceededError,
+    RecoveryKeyError,
+    ServerUnreachableError,
+    UnknownAccountError,
+)
+
+__all__ = [
+    "AuthError",
+    "ErrorCode",
+    "ExitCode",
+    "FormatError",
+    "IntegrityError",
+    "KdfPolicyError",
+    "KeepError",
+    "LockedError",
+    "NotFoundError",
+    "PermissionDeniedError",
+    "QuotaExceededError",
+    "RecoveryKeyError",
+    "ServerUnreachableError",
+    "UnknownAccountError",
+]

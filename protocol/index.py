@@ -1,0 +1,79 @@
+"""Index objects: which blob lives where (docs/format.md §8 "Index").
+
+An index object lists, per pack it covers, the pack's id, cipher suite and salt
+(so a blob can be opened with one ranged read, without fetching the pack
+header) and the pack's TOC entries. `supersedes` names index objects that this
+one replaces (written by prune); readers ignore superseded indexes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Self
+
+from keep.protocol import msgcodec
+from keep.protocol.envelope import SALT_SIZE, ObjectKind, Suite
+from keep.protocol.errors import FormatError
+from keep.protocol.keys import DataKey
+from keep.protocol.pack import TocEntry
+from keep.protocol.sealed_record import open_record, seal_record
+
+INDEX_VERSION = 1
+OBJECT_ID_SIZE = 32  # SHA-256 of an object's bytes
+
+
+@dataclass(frozen=True, slots=True)
+class IndexedPack:
+    pack_id: bytes
+    suite: Suite
+    salt: bytes
+    entries: tuple[TocEntry, ...]
+
+    def to_list(self) -> list[object]:
+        return [self.pack_id, int(self.suite), self.salt, [e.to_list() for e in self.entries]]
+
+    @classmethod
+    def from_list(cls, value: object) -> Self:
+        pack_id, suite, salt, entries = msgcodec.as_list(value, "index pack", 4)
+        try:
+            suite_value = Suite(msgcodec.as_int(suite, "suite", 0, 255))
+        except ValueError:
+            raise FormatError("index names an unknown cipher suite") from None
+        return cls(
+            msgcodec.as_bytes(pack_id, "pack id", OBJECT_ID_SIZE),
+            suite_value,
+            msgcodec.as_bytes(salt, "pack salt", SALT_SIZE),
+            tuple(
+                TocEntry.from_list(e, i)
+                for i, e in enumerate(msgcodec.as_list(entries, "index entries"))
+            ),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Index:
+    packs: tuple[IndexedPack, ...]
+    supersedes: tuple[bytes, ...] = ()
+
+    def to_record(self) -> list[object]:
+        return [INDEX_VERSION, [p.to_list() for p in self.packs], list(self.supersedes)]
+
+    @classmethod
+    def from_record(cls, record: object) -> Self:
+        version, packs, supersedes = msgcodec.as_list(record, "index", 3)
+        if version != INDEX_VERSION:
+            raise FormatError(f"unsupported index version {version}")
+        return cls(
+            tuple(IndexedPack.from_list(p) for p in msgcodec.as_list(packs, "index packs")),
+            tuple(
+                msgcodec.as_bytes(s, "superseded index id", OBJECT_ID_SIZE)
+                for s in msgcodec.as_list(supersedes, "superseded indexes")
+            ),
+        )
+
+    def seal(self, data_key: DataKey, suite: Suite, salt: bytes) -> bytes:
+        return seal_record(data_key, ObjectKind.INDEX, suite, salt, self.to_record())
+
+    @classmethod
+    def open(cls, data_key: DataKey, data: bytes | memoryview) -> Self:
+        return cls.from_record(open_record(data_key, ObjectKind.INDEX, data))

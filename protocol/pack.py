@@ -1,0 +1,264 @@
+"""Pack objects: many sealed blobs, a sealed table of contents, a sealed footer
+(docs/format.md §7 "Pack").
+
+    header (40 bytes, kind PACK)
+    blob frames      frame i = seal(i, payload_i, ad(BLOB, i, type, codec, id))
+    TOC frame        frame n = seal(n, u32 len || msgpack TOC || zero padding, ad(TOC, n))
+    footer frame     seal(2**64-1, u64 toc_offset || u64 toc_sealed_length, ad(FOOTER))
+
+The padding inside the TOC frame brings the pack to its padded size (PADMÉ with a
+floor), and the footer has a fixed size, so the server sees one opaque run of
+bytes of a padded length: neither the number of blobs nor any blob's length.
+
+`PackWriter` is pure: salt and buffers come in, bytes go out. `PackReader`
+checks every length before it slices and raises only `FormatError` or
+`IntegrityError`.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+from typing import Self
+
+from keep.protocol import msgcodec
+from keep.protocol.blob import BLOB_ID_SIZE, BlobType, verify_blob_id
+from keep.protocol.compression import BlobDecompressor, Codec
+from keep.protocol.envelope import (
+    FOOTER_FRAME,
+    HEADER,
+    TAG_SIZE,
+    Header,
+    ObjectCipher,
+    ObjectKind,
+    Role,
+    frame_ad,
+)
+from keep.protocol.errors import FormatError, IntegrityError
+from keep.protocol.keys import DataKey, IdKey
+from keep.protocol.limits import BLOB_RAW_MAX, PACK_MAX, PACK_MAX_BLOBS, TREE_RAW_MAX
+from keep.protocol.padding import padded_pack_size
+
+TOC_VERSION = 1
+TOC_LENGTH = struct.Struct(">I")  # msgpack TOC length inside the TOC frame
+FOOTER = struct.Struct(
+    ">Q"  # offset of the TOC frame from the start of the pack
+    "Q"  # sealed length of the TOC frame
+    "I"  # number of blobs, which is also the TOC's frame number
+)
+FOOTER_SEALED_SIZE = FOOTER.size + TAG_SIZE
+RAW_LIMIT = {BlobType.DATA: BLOB_RAW_MAX, BlobType.TREE: TREE_RAW_MAX}
+
+
+@dataclass(frozen=True, slots=True)
+class TocEntry:
+    """Where one blob sits in its pack. `frame` is its position in the TOC."""
+
+    blob_type: BlobType
+    blob_id: bytes
+    codec: Codec
+    offset: int
+    length: int  # sealed length, tag included
+    raw_length: int  # plaintext length after decompression
+    frame: int
+
+    def to_list(self) -> list[object]:
+        return [
+            int(self.blob_type),
+            self.blob_id,
+            int(self.codec),
+            self.offset,
+            self.length,
+            self.raw_length,
+        ]
+
+    @classmethod
+    def from_list(cls, value: object, frame: int) -> Self:
+        fields = msgcodec.as_list(value, "TOC entry", 6)
+        try:
+            blob_type = BlobType(msgcodec.as_int(fields[0], "blob type", 0, 255))
+            codec = Codec(msgcodec.as_int(fields[2], "codec", 0, 255))
+        except ValueError:
+            raise FormatError("TOC entry has an unknown blob type or codec") from None
+        raw_length = msgcodec.as_int(fields[5], "raw length", 0, RAW_LIMIT[blob_type])
+        return cls(
+            blob_type,
+            msgcodec.as_bytes(fields[1], "blob id", BLOB_ID_SIZE),
+            codec,
+            msgcodec.as_int(fields[3], "offset", HEADER.size, PACK_MAX),
+            msgcodec.as_int(fields[4], "length", TAG_SIZE, PACK_MAX),
+            raw_length,
+            frame,
+        )
+
+    def ad(self) -> bytes:
+        return frame_ad(
+            ObjectKind.PACK, Role.BLOB, self.frame, self.blob_type, self.codec, self.blob_id
+        )
+
+
+class PackWriter:
+    """Accumulates sealed blobs of one pack. Not thread-safe."""
+
+    __slots__ = ("_cipher", "_entries", "_offset", "_parts")
+
+    def __init__(self, cipher: ObjectCipher) -> None:
+        if cipher.header.kind is not ObjectKind.PACK:
+            raise FormatError("a pack writer needs a PACK cipher")
+        self._cipher = cipher
+        self._parts: list[bytes] = [cipher.header.to_bytes()]
+        self._entries: list[TocEntry] = []
+        self._offset = HEADER.size
+
+    @property
+    def size(self) -> int:
+        """Bytes written so far (header and sealed blobs)."""
+        return self._offset
+
+    @property
+    def blob_count(self) -> int:
+        return len(self._entries)
+
+    @property
+    def entries(self) -> tuple[TocEntry, ...]:
+        return tuple(self._entries)
+
+    def add(
+        self,
+        blob_type: BlobType,
+        blob_id: bytes,
+        codec: Codec,
+        payload: bytes | memoryview,
+        raw_length: int,
+    ) -> TocEntry:
+        if len(self._entries) >= PACK_MAX_BLOBS:
+            raise FormatError("pack is full")
+        entry = TocEntry(
+            blob_type,
+            blob_id,
+            codec,
+            self._offset,
+            len(payload) + TAG_SIZE,
+            raw_length,
+            len(self._entries),
+        )
+        sealed = self._cipher.seal(entry.frame, payload, entry.ad())
+        self._parts.append(sealed)
+        self._entries.append(entry)
+        self._offset += len(sealed)
+        return entry
+
+    def finish(self, pad_floor: int) -> bytes:
+        """Seal TOC and footer, padded to `padded_pack_size`; returns the pack."""
+        toc = msgcodec.pack([TOC_VERSION, [e.to_list() for e in self._entries]])
+        toc_frame = len(self._entries)
+        toc_plain_len = TOC_LENGTH.size + len(toc)
+        unpadded = self._offset + toc_plain_len + TAG_SIZE + FOOTER_SEALED_SIZE
+        padding = padded_pack_size(unpadded, pad_floor) - unpadded
+        toc_plain = TOC_LENGTH.pack(len(toc)) + toc + bytes(padding)
+        sealed_toc = self._cipher.seal(
+            toc_frame, toc_plain, frame_ad(ObjectKind.PACK, Role.TOC, toc_frame)
+        )
+        footer = FOOTER.pack(self._offset, len(sealed_toc), toc_frame)
+        sealed_footer = self._cipher.seal(
+            FOOTER_FRAME, footer, frame_ad(ObjectKind.PACK, Role.FOOTER, FOOTER_FRAME)
+        )
+        pack = b"".join([*self._parts, sealed_toc, sealed_footer])
+        if len(pack) > PACK_MAX:
+            raise FormatError("pack exceeds the maximum pack size")
+        return pack
+
+
+@dataclass(frozen=True, slots=True)
+class PackReader:
+    """Reads the TOC and blobs of one pack whose bytes are all at hand."""
+
+    cipher: ObjectCipher
+    entries: tuple[TocEntry, ...]
+
+    @classmethod
+    def open(cls, data_key: DataKey, data: bytes | memoryview) -> Self:
+        if len(data) > PACK_MAX:
+            raise FormatError("pack is larger than the maximum pack size")
+        header = Header.from_bytes(data)
+        if header.kind is not ObjectKind.PACK:
+            raise IntegrityError(f"expected a pack, found a {header.kind.path_name} object")
+        cipher = ObjectCipher(data_key, header)
+        if len(data) < HEADER.size + FOOTER_SEALED_SIZE:
+            raise FormatError("pack is too short for its footer")
+        view = memoryview(data)
+        footer = cipher.open(
+            FOOTER_FRAME,
+            view[len(data) - FOOTER_SEALED_SIZE :],
+            frame_ad(ObjectKind.PACK, Role.FOOTER, FOOTER_FRAME),
+        )
+        toc_offset, toc_length, count = FOOTER.unpack(footer)
+        if (
+            toc_offset < HEADER.size
+            or toc_length < TAG_SIZE + TOC_LENGTH.size
+            or toc_offset + toc_length != len(data) - FOOTER_SEALED_SIZE
+        ):
+            raise FormatError("pack footer points outside the pack")
+        if count > PACK_MAX_BLOBS:
+            raise FormatError("pack footer announces too many blobs")
+        sealed_toc = view[toc_offset : toc_offset + toc_length]
+        return cls(cipher, parse_toc(cipher, sealed_toc, toc_offset, count))
+
+    def blob(
+        self,
+        entry: TocEntry,
+        data: bytes | memoryview,
+        id_key: IdKey,
+        decompressor: BlobDecompressor,
+    ) -> bytes:
+        """Decrypt, decompress and verify one blob of this pack."""
+        sealed = memoryview(data)[entry.offset : entry.offset + entry.length]
+        return open_blob(self.cipher, entry, sealed, id_key, decompressor)
+
+
+def parse_toc(
+    cipher: ObjectCipher, sealed: bytes | memoryview, toc_offset: int, count: int
+) -> tuple[TocEntry, ...]:
+    """Decrypt and validate a TOC frame whose footer announced `count` blobs."""
+    plain = cipher.open(count, sealed, frame_ad(ObjectKind.PACK, Role.TOC, count))
+    if len(plain) < TOC_LENGTH.size:
+        raise FormatError("TOC frame is too short")
+    (length,) = TOC_LENGTH.unpack_from(plain)
+    body = plain[TOC_LENGTH.size : TOC_LENGTH.size + length]
+    if len(body) != length or any(plain[TOC_LENGTH.size + length :]):
+        raise FormatError("TOC length or padding is malformed")
+    version, raw_entries = msgcodec.as_list(msgcodec.unpack(body, PACK_MAX), "TOC", 2)
+    if version != TOC_VERSION:
+        raise FormatError(f"unsupported TOC version {version}")
+    raw_entries = msgcodec.as_list(raw_entries, "TOC entries")
+    if len(raw_entries) != count:
+        raise FormatError("TOC entry count does not match the footer")
+    entries = tuple(TocEntry.from_list(e, i) for i, e in enumerate(raw_entries))
+    expected = HEADER.size
+    for entry in entries:
+        if entry.offset != expected:
+            raise FormatError("TOC entries are not contiguous")
+        expected += entry.length
+    if expected != toc_offset:
+        raise FormatError("TOC entries do not end where the TOC begins")
+    return entries
+
+
+def open_blob(
+    cipher: ObjectCipher,
+    entry: TocEntry,
+    sealed: bytes | memoryview,
+    id_key: IdKey,
+    decompressor: BlobDecompressor,
+) -> bytes:
+    """Authenticate, decompress and re-hash one blob frame. A frame from another
+    pack, position, type or codec fails the tag; content that does not match its
+    id fails `verify_blob_id`. Neither check can be switched off."""
+    if len(sealed) != entry.length:
+        raise FormatError("blob frame is truncated")
+    payload = cipher.open(entry.frame, sealed, entry.ad())
+    data = decompressor.decompress(
+        entry.codec, payload, entry.raw_length, RAW_LIMIT[entry.blob_type]
+    )
+    verify_blob_id(id_key, entry.blob_id, data)
+    return data

@@ -1,0 +1,169 @@
+"""Trees: one directory's entries, canonically serialized (docs/format.md §9).
+
+A tree is stored as a blob of type TREE, so an unchanged directory
+deduplicates. Names are raw bytes (non-UTF-8 names survive). Decoding enforces
+what a restore relies on: every name is a single, non-empty path component
+(no "/", NUL, "." or ".."), and names are strictly increasing — so duplicates are
+impossible — before any caller sees the entries.
+
+Record: [version, [node, ...]] with node =
+[name, type, mode, uid, gid, user, group, mtime_ns, ctime_ns, size, inode,
+ links, device_id, rdev, xattrs [[name, value], ...], target, content [id, ...],
+ subtree]
+"""
+
+from __future__ import annotations
+
+import enum
+import itertools
+from dataclasses import dataclass, field
+from typing import Self
+
+from keep.protocol import msgcodec
+from keep.protocol.blob import BLOB_ID_SIZE
+from keep.protocol.errors import FormatError
+from keep.protocol.limits import (
+    NAME_MAX,
+    TREE_MAX_ENTRIES,
+    TREE_RAW_MAX,
+    XATTR_MAX_TOTAL,
+)
+
+TREE_VERSION = 1
+NODE_FIELDS = 18
+I64_MIN = -(2**63)
+I64_MAX = 2**63 - 1
+USER_NAME_MAX = 256
+CONTENT_MAX = TREE_RAW_MAX // BLOB_ID_SIZE
+
+
+class NodeType(enum.IntEnum):
+    FILE = 1
+    DIR = 2
+    SYMLINK = 3
+    FIFO = 4
+    CHARDEV = 5
+    BLOCKDEV = 6
+
+
+def check_name(name: bytes) -> bytes:
+    """A name must be exactly one path component."""
+    if not name or name in (b".", b"..") or b"/" in name or b"\0" in name:
+        raise FormatError("tree entry name is not a single path component")
+    if len(name) > NAME_MAX:
+        raise FormatError("tree entry name is too long")
+    return name
+
+
+@dataclass(frozen=True, slots=True)
+class Node:
+    name: bytes
+    type: NodeType
+    mode: int = 0o644
+    uid: int = 0
+    gid: int = 0
+    user: str = ""
+    group: str = ""
+    mtime_ns: int = 0
+    ctime_ns: int = 0
+    size: int = 0
+    inode: int = 0
+    links: int = 1
+    device_id: int = 0
+    rdev: int = 0
+    xattrs: tuple[tuple[bytes, bytes], ...] = ()
+    target: bytes = b""
+    content: tuple[bytes, ...] = field(default=())
+    subtree: bytes | None = None
+
+    def to_list(self) -> list[object]:
+        return [
+            self.name,
+            int(self.type),
+            self.mode,
+            self.uid,
+            self.gid,
+            self.user,
+            self.group,
+            self.mtime_ns,
+            self.ctime_ns,
+            self.size,
+            self.inode,
+            self.links,
+            self.device_id,
+            self.rdev,
+            [list(x) for x in self.xattrs],
+            self.target,
+            list(self.content),
+            self.subtree,
+        ]
+
+    @classmethod
+    def from_list(cls, value: object) -> Self:
+        f = msgcodec.as_list(value, "tree node", NODE_FIELDS)
+        try:
+            node_type = NodeType(msgcodec.as_int(f[1], "node type", 0, 255))
+        except ValueError:
+            raise FormatError("tree node has an unknown type") from None
+        xattrs = tuple(
+            (
+                msgcodec.as_bytes(x[0], "xattr name", max_size=NAME_MAX),
+                msgcodec.as_bytes(x[1], "xattr value", max_size=XATTR_MAX_TOTAL),
+            )
+            for x in (msgcodec.as_list(x, "xattr", 2) for x in msgcodec.as_list(f[14], "xattrs"))
+        )
+        if sum(len(n) + len(v) for n, v in xattrs) > XATTR_MAX_TOTAL:
+            raise FormatError("tree node's xattrs are too large")
+        content = msgcodec.as_list(f[16], "content")
+        if len(content) > CONTENT_MAX:
+            raise FormatError("tree node lists too many blobs")
+        subtree = None if f[17] is None else msgcodec.as_bytes(f[17], "subtree", BLOB_ID_SIZE)
+        if (subtree is not None) != (node_type is NodeType.DIR):
+            raise FormatError("only directories have, and must have, a subtree")
+        if content and node_type is not NodeType.FILE:
+            raise FormatError("only files have content")
+        return cls(
+            name=check_name(msgcodec.as_bytes(f[0], "name")),
+            type=node_type,
+            mode=msgcodec.as_int(f[2], "mode", 0, 0o7777),
+            uid=msgcodec.as_int(f[3], "uid", 0, 2**32 - 1),
+            gid=msgcodec.as_int(f[4], "gid", 0, 2**32 - 1),
+            user=msgcodec.as_str(f[5], "user", USER_NAME_MAX),
+            group=msgcodec.as_str(f[6], "group", USER_NAME_MAX),
+            mtime_ns=msgcodec.as_int(f[7], "mtime", I64_MIN, I64_MAX),
+            ctime_ns=msgcodec.as_int(f[8], "ctime", I64_MIN, I64_MAX),
+            size=msgcodec.as_int(f[9], "size", 0, I64_MAX),
+            inode=msgcodec.as_int(f[10], "inode"),
+            links=msgcodec.as_int(f[11], "links"),
+            device_id=msgcodec.as_int(f[12], "device id"),
+            rdev=msgcodec.as_int(f[13], "rdev"),
+            xattrs=xattrs,
+            target=msgcodec.as_bytes(f[15], "symlink target", max_size=NAME_MAX),
+            content=tuple(msgcodec.as_bytes(c, "content id", BLOB_ID_SIZE) for c in content),
+            subtree=subtree,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Tree:
+    nodes: tuple[Node, ...]
+
+    def to_bytes(self) -> bytes:
+        names = [n.name for n in self.nodes]
+        if any(a >= b for a, b in itertools.pairwise(names)):
+            raise FormatError("tree nodes must be sorted by name without duplicates")
+        return msgcodec.pack([TREE_VERSION, [n.to_list() for n in self.nodes]])
+
+    @classmethod
+    def from_bytes(cls, data: bytes | memoryview) -> Self:
+        version, raw_nodes = msgcodec.as_list(msgcodec.unpack(data, TREE_RAW_MAX), "tree", 2)
+        if version != TREE_VERSION:
+            raise FormatError(f"unsupported tree version {version}")
+        raw_nodes = msgcodec.as_list(raw_nodes, "tree nodes")
+        if len(raw_nodes) > TREE_MAX_ENTRIES:
+            raise FormatError("tree has too many entries")
+        nodes = tuple(Node.from_list(n) for n in raw_nodes)
+        for a, b in itertools.pairwise(nodes):
+            if a.name >= b.name:
+                raise FormatError("tree entries are not strictly sorted (duplicate names?)")
+        return cls(nodes)

@@ -1,0 +1,2 @@
+"""x"""
+from keep.protocol import errors as errors

@@ -1,0 +1,106 @@
+from __future__ import annotations
+
+import random
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from keep.protocol.blob import BlobType, blob_id
+from keep.protocol.compression import BlobCompressor, BlobDecompressor, Codec
+from keep.protocol.envelope import ObjectCipher, ObjectKind, Suite
+from keep.protocol.errors import FormatError, IntegrityError, KeepError
+from keep.protocol.keys import RepositoryKeys
+from keep.protocol.pack import PackReader, PackWriter
+from keep.protocol.padding import padded_pack_size
+
+SALT = bytes(range(32))
+
+
+def build(keys: RepositoryKeys, blobs: list[bytes], floor: int = 0, salt: bytes = SALT) -> bytes:
+    writer = PackWriter(ObjectCipher.new(keys.data, ObjectKind.PACK, Suite.AES_256_GCM, salt))
+    compressor = BlobCompressor()
+    for data in blobs:
+        codec, payload = compressor.compress(data)
+        writer.add(BlobType.DATA, blob_id(keys.id, data), codec, payload, len(data))
+    return writer.finish(pad_floor=floor)
+
+
+def read_all(keys: RepositoryKeys, pack: bytes) -> list[bytes]:
+    reader = PackReader.open(keys.data, pack)
+    return [reader.blob(e, pack, keys.id, BlobDecompressor()) for e in reader.entries]
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.binary(max_size=3000), max_size=12), st.integers(0, 70_000))
+def test_pack_round_trip(keys: RepositoryKeys, blobs: list[bytes], floor: int) -> None:
+    pack = build(keys, blobs, floor)
+    assert read_all(keys, pack) == blobs
+    assert len(pack) >= floor
+
+
+def test_pack_size_is_padded_and_hides_blob_lengths(keys: RepositoryKeys) -> None:
+    sizes = {len(build(keys, [random.randbytes(n)], floor=1 << 20)) for n in range(1000, 60_000, 997)}
+    assert sizes == {1 << 20}  # every single-blob pack looks the same
+    big = build(keys, [random.randbytes(3_000_000)], floor=0)
+    assert len(big) == padded_pack_size(len(big), 0)
+
+
+def test_every_truncation_is_refused(keys: RepositoryKeys) -> None:
+    pack = build(keys, [b"abc" * 50, b"xyz"])
+    for cut in range(len(pack)):
+        with pytest.raises((FormatError, IntegrityError)):
+            read_all(keys, pack[:cut])
+
+
+def test_every_flipped_bit_is_refused(keys: RepositoryKeys) -> None:
+    pack = build(keys, [b"hello", b"world" * 20])
+    for bit in range(len(pack) * 8):
+        damaged = bytearray(pack)
+        damaged[bit // 8] ^= 1 << (bit % 8)
+        expected = IntegrityError if bit // 8 >= 8 else (FormatError, IntegrityError)
+        with pytest.raises(expected):
+            read_all(keys, bytes(damaged))
+
+
+def test_blob_from_another_pack_is_refused(keys: RepositoryKeys) -> None:
+    a = build(keys, [b"same position"], salt=bytes(32))
+    b = build(keys, [b"other content"], salt=bytes(range(32)))
+    reader_b = PackReader.open(keys.data, b)
+    entry = reader_b.entries[0]
+    spliced = b[: entry.offset] + a[entry.offset : entry.offset + entry.length] + b[entry.offset + entry.length :]
+    with pytest.raises(IntegrityError):
+        reader_b.blob(entry, spliced, keys.id, BlobDecompressor())
+
+
+def test_swapped_blob_frames_are_refused(keys: RepositoryKeys) -> None:
+    pack = build(keys, [b"A" * 40, b"B" * 40])
+    reader = PackReader.open(keys.data, pack)
+    e0, e1 = reader.entries
+    assert e0.length == e1.length
+    swapped = (
+        pack[: e0.offset] + pack[e1.offset : e1.offset + e1.length]
+        + pack[e0.offset : e0.offset + e0.length] + pack[e1.offset + e1.length :]
+    )
+    for entry in reader.entries:
+        with pytest.raises(IntegrityError):
+            reader.blob(entry, swapped, keys.id, BlobDecompressor())
+
+
+def test_blob_id_is_rechecked_after_decryption(keys: RepositoryKeys) -> None:
+    """A blob sealed under a wrong id (a buggy or malicious writer with the key)
+    authenticates but fails the id check."""
+    writer = PackWriter(ObjectCipher.new(keys.data, ObjectKind.PACK, Suite.AES_256_GCM, SALT))
+    writer.add(BlobType.DATA, blob_id(keys.id, b"claimed"), Codec.RAW, b"actual!", 7)
+    pack = writer.finish(0)
+    with pytest.raises(IntegrityError, match="does not match"):
+        read_all(keys, pack)
+
+
+@settings(max_examples=200)
+@given(st.binary(max_size=400))
+def test_pack_reader_raises_only_documented_errors(keys: RepositoryKeys, data: bytes) -> None:
+    try:
+        read_all(keys, data)
+    except KeepError:
+        pass

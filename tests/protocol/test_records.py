@@ -1,0 +1,136 @@
+"""Trees, snapshots, indexes and locks: round trips and strict decoding."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from keep.protocol import msgcodec
+from keep.protocol.blob import BlobType
+from keep.protocol.compression import Codec
+from keep.protocol.envelope import ObjectKind, Suite
+from keep.protocol.errors import FormatError, IntegrityError, KeepError
+from keep.protocol.index import Index, IndexedPack
+from keep.protocol.keys import RepositoryKeys
+from keep.protocol.lock import LockRecord
+from keep.protocol.pack import TocEntry
+from keep.protocol.sealed_record import open_record
+from keep.protocol.snapshot import Snapshot
+from keep.protocol.tree import Node, NodeType, Tree
+
+SALT = bytes(32)
+names = st.binary(min_size=1, max_size=40).filter(
+    lambda n: b"/" not in n and b"\0" not in n and n not in (b".", b"..")
+)
+
+
+@st.composite
+def trees(draw: st.DrawFn) -> Tree:
+    node_names = sorted(set(draw(st.lists(names, max_size=8))))
+    nodes = []
+    for name in node_names:
+        kind = draw(st.sampled_from([NodeType.FILE, NodeType.DIR, NodeType.SYMLINK]))
+        nodes.append(
+            Node(
+                name=name, type=kind, mode=draw(st.integers(0, 0o7777)),
+                mtime_ns=draw(st.integers(-(2**63), 2**63 - 1)),
+                size=draw(st.integers(0, 2**40)),
+                xattrs=tuple(draw(st.lists(st.tuples(names, st.binary(max_size=20)), max_size=2))),
+                target=draw(names) if kind is NodeType.SYMLINK else b"",
+                content=tuple(draw(st.lists(st.binary(min_size=32, max_size=32), max_size=3)))
+                if kind is NodeType.FILE else (),
+                subtree=draw(st.binary(min_size=32, max_size=32)) if kind is NodeType.DIR else None,
+            )
+        )
+    return Tree(tuple(nodes))
+
+
+@settings(max_examples=60)
+@given(trees())
+def test_tree_round_trip(tree: Tree) -> None:
+    data = tree.to_bytes()
+    assert Tree.from_bytes(data) == tree
+    for cut in range(len(data)):
+        with pytest.raises(FormatError):
+            Tree.from_bytes(data[:cut])
+
+
+@pytest.mark.parametrize("name", [b"..", b".", b"a/b", b"/etc", b"", b"x\0y"])
+def test_tree_refuses_names_that_are_not_one_component(name: bytes) -> None:
+    node = Node(b"ok", NodeType.FILE).to_list()
+    node[0] = name
+    with pytest.raises(FormatError):
+        Tree.from_bytes(msgcodec.pack([1, [node]]))
+
+
+def test_tree_refuses_duplicate_and_unsorted_names() -> None:
+    a = Node(b"a", NodeType.FILE).to_list()
+    b = Node(b"b", NodeType.FILE).to_list()
+    for nodes in ([a, a], [b, a]):
+        with pytest.raises(FormatError):
+            Tree.from_bytes(msgcodec.pack([1, nodes]))
+    with pytest.raises(FormatError):
+        Tree((Node(b"a", NodeType.FILE), Node(b"a", NodeType.FILE))).to_bytes()
+
+
+def test_tree_refuses_directories_without_subtree_and_content_on_non_files() -> None:
+    d = Node(b"d", NodeType.DIR, subtree=bytes(32)).to_list()
+    d[17] = None
+    with pytest.raises(FormatError):
+        Tree.from_bytes(msgcodec.pack([1, [d]]))
+    s = Node(b"s", NodeType.SYMLINK).to_list()
+    s[16] = [bytes(32)]
+    with pytest.raises(FormatError):
+        Tree.from_bytes(msgcodec.pack([1, [s]]))
+
+
+@settings(max_examples=300)
+@given(st.binary(max_size=300))
+def test_record_decoders_raise_only_format_error(data: bytes) -> None:
+    for decode in (
+        Tree.from_bytes,
+        lambda d: Snapshot.from_record(msgcodec.unpack(d, 1000)),
+        lambda d: Index.from_record(msgcodec.unpack(d, 1000)),
+        lambda d: LockRecord.from_record(msgcodec.unpack(d, 1000)),
+    ):
+        try:
+            decode(data)
+        except FormatError:
+            pass
+
+
+def snapshot() -> Snapshot:
+    return Snapshot(
+        time_ns=1, host="h", user="u", paths=(b"/a", b"/\xff"), tree=bytes(32),
+        program="keep", tags=("t",), parent=bytes(range(32)), summary={"files": 3},
+    )
+
+
+@pytest.mark.parametrize("suite", list(Suite))
+def test_sealed_records_round_trip(keys: RepositoryKeys, suite: Suite) -> None:
+    snap = snapshot()
+    assert Snapshot.open(keys.data, snap.seal(keys.data, suite, SALT)) == snap
+    entry = TocEntry(BlobType.DATA, bytes(32), Codec.ZSTD, 40, 100, 200, 0)
+    index = Index((IndexedPack(bytes(32), suite, SALT, (entry,)),), supersedes=(bytes(32),))
+    assert Index.open(keys.data, index.seal(keys.data, suite, SALT)) == index
+    lock = LockRecord("h", "u", 1, "backup", False, 5)
+    assert LockRecord.open(keys.data, lock.seal(keys.data, suite, SALT)) == lock
+
+
+def test_snapshot_served_as_index_is_refused(keys: RepositoryKeys) -> None:
+    sealed = snapshot().seal(keys.data, Suite.AES_256_GCM, SALT)
+    with pytest.raises(IntegrityError):
+        Index.open(keys.data, sealed)
+
+
+def test_sealed_record_bit_flips_and_truncations(keys: RepositoryKeys) -> None:
+    sealed = snapshot().seal(keys.data, Suite.AES_256_GCM, SALT)
+    for cut in range(len(sealed)):
+        with pytest.raises(KeepError):
+            open_record(keys.data, ObjectKind.SNAPSHOT, sealed[:cut])
+    for byte in range(8, len(sealed)):
+        damaged = bytearray(sealed)
+        damaged[byte] ^= 0x10
+        with pytest.raises(IntegrityError):
+            Snapshot.open(keys.data, bytes(damaged))

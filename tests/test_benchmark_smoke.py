@@ -1,0 +1,19 @@
+"""The benchmark harnesses run end to end on tiny data (figures are not checked:
+speed is measured in benchmarks/, never asserted in a unit test)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_protocol_benchmark_smoke() -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "benchmarks.bench_protocol", "--smoke"],
+        cwd=ROOT, capture_output=True, text=True, timeout=300, check=True,
+    ).stdout
+    assert "pipeline AES_256_GCM" in out
+    assert "MB/s" in out

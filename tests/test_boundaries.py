@@ -1,0 +1,54 @@
+"""Architecture rules from DESIGN.md/STYLE.md, enforced on the source."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+PURE_FORBIDDEN = {
+    "socket", "asyncio", "aiohttp", "os", "pathlib", "io", "time", "datetime",
+    "random", "secrets", "subprocess", "threading", "sqlite3", "shutil", "tempfile",
+}
+
+
+def imports(package: str) -> list[tuple[Path, str]]:
+    found = []
+    for path in sorted((ROOT / package).rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Import):
+                found += [(path, alias.name) for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                found.append((path, node.module))
+    return found
+
+
+def test_protocol_is_pure() -> None:
+    bad = [
+        (p.name, m) for p, m in imports("protocol")
+        if m.split(".")[0] in PURE_FORBIDDEN or m.startswith(("keep.client", "keep.server"))
+    ]
+    assert bad == []
+
+
+@pytest.mark.parametrize(("package", "other"), [("client", "keep.server"), ("server", "keep.client")])
+def test_client_and_server_never_import_each_other(package: str, other: str) -> None:
+    assert [(p.name, m) for p, m in imports(package) if m.startswith(other)] == []
+
+
+def test_no_grab_bag_modules() -> None:
+    banned = {"utils.py", "helpers.py", "common.py", "misc.py"}
+    offenders = [p for pkg in ("protocol", "client", "server") for p in (ROOT / pkg).rglob("*.py")
+                 if p.name in banned]
+    assert offenders == []
+
+
+def test_no_assert_in_shipped_code() -> None:
+    offenders = []
+    for pkg in ("protocol", "client", "server"):
+        for path in (ROOT / pkg).rglob("*.py"):
+            tree = ast.parse(path.read_text())
+            offenders += [f"{path.name}:{n.lineno}" for n in ast.walk(tree) if isinstance(n, ast.Assert)]
+    assert offenders == []
