@@ -51,9 +51,7 @@ class BlobDecompressor:
     def __init__(self) -> None:
         self._dctx = zstandard.ZstdDecompressor()
 
-    def decompress(
-        self, codec: int, payload: bytes | memoryview, raw_length: int, limit: int
-    ) -> bytes:
+    def decompress(self, codec: int, payload: bytes | memoryview, raw_length: int, limit: int) -> bytes:
         """Return exactly `raw_length` bytes, or raise `FormatError`."""
         if raw_length < 0 or raw_length > limit:
             raise FormatError(f"blob claims {raw_length} bytes, above the limit of {limit}")

@@ -133,9 +133,7 @@ class ObjectCipher:
         self.header = header
         key: ObjectKey = object_key(data_key, header.salt, header.kind)
         self._aead: AESGCM | ChaCha20Poly1305 = (
-            AESGCM(key.material)
-            if header.suite is Suite.AES_256_GCM
-            else ChaCha20Poly1305(key.material)
+            AESGCM(key.material) if header.suite is Suite.AES_256_GCM else ChaCha20Poly1305(key.material)
         )
 
     @classmethod
@@ -147,9 +145,7 @@ class ObjectCipher:
     def seal(self, frame: int, plaintext: bytes | memoryview, ad: bytes) -> bytes:
         return self._aead.encrypt(NONCE.pack(0, frame), plaintext, ad)
 
-    def seal_into(
-        self, out: memoryview, frame: int, plaintext: bytes | memoryview, ad: bytes
-    ) -> int:
+    def seal_into(self, out: memoryview, frame: int, plaintext: bytes | memoryview, ad: bytes) -> int:
         """Seal into `out[:len(plaintext)+TAG_SIZE]`; returns bytes written."""
         return self._aead.encrypt_into(NONCE.pack(0, frame), plaintext, ad, out)
 
@@ -164,9 +160,7 @@ class ObjectCipher:
             ) from None
 
 
-def seal_single(
-    data_key: DataKey, kind: ObjectKind, suite: Suite, salt: bytes, body: bytes
-) -> bytes:
+def seal_single(data_key: DataKey, kind: ObjectKind, suite: Suite, salt: bytes, body: bytes) -> bytes:
     """An object made of the header and one BODY frame (index, snapshot, lock)."""
     cipher = ObjectCipher.new(data_key, kind, suite, salt)
     return cipher.header.to_bytes() + cipher.seal(0, body, frame_ad(kind, Role.BODY, 0))
@@ -176,8 +170,6 @@ def open_single(data_key: DataKey, expected: ObjectKind, data: bytes | memoryvie
     """Verify and decrypt an object written by `seal_single`."""
     header = Header.from_bytes(data)
     if header.kind is not expected:
-        raise IntegrityError(
-            f"expected a {expected.path_name} object, found a {header.kind.path_name}"
-        )
+        raise IntegrityError(f"expected a {expected.path_name} object, found a {header.kind.path_name}")
     cipher = ObjectCipher(data_key, header)
     return cipher.open(0, memoryview(data)[HEADER.size :], frame_ad(expected, Role.BODY, 0))

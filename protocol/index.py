@@ -43,10 +43,7 @@ class IndexedPack:
             msgcodec.as_bytes(pack_id, "pack id", OBJECT_ID_SIZE),
             suite_value,
             msgcodec.as_bytes(salt, "pack salt", SALT_SIZE),
-            tuple(
-                TocEntry.from_list(e, i)
-                for i, e in enumerate(msgcodec.as_list(entries, "index entries"))
-            ),
+            tuple(TocEntry.from_list(e, i) for i, e in enumerate(msgcodec.as_list(entries, "index entries"))),
         )
 
 

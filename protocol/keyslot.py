@@ -63,13 +63,9 @@ class KeySlot:
         failure here means the slot was swapped or damaged)."""
         key = hkdf(kek.material, LABEL_KEYSLOT, salt=self.salt)
         try:
-            return MasterKey(
-                AESGCM(key).decrypt(_ZERO_NONCE, self.wrapped, _ad(self.kind, account))
-            )
+            return MasterKey(AESGCM(key).decrypt(_ZERO_NONCE, self.wrapped, _ad(self.kind, account)))
         except InvalidTag:
-            raise IntegrityError(
-                f"the {self.kind} key slot does not open with this credential"
-            ) from None
+            raise IntegrityError(f"the {self.kind} key slot does not open with this credential") from None
 
     def to_json(self) -> dict[str, Any]:
         return {

@@ -92,9 +92,7 @@ class TocEntry:
         )
 
     def ad(self) -> bytes:
-        return frame_ad(
-            ObjectKind.PACK, Role.BLOB, self.frame, self.blob_type, self.codec, self.blob_id
-        )
+        return frame_ad(ObjectKind.PACK, Role.BLOB, self.frame, self.blob_type, self.codec, self.blob_id)
 
 
 class PackWriter:
@@ -156,9 +154,7 @@ class PackWriter:
         unpadded = self._offset + toc_plain_len + TAG_SIZE + FOOTER_SEALED_SIZE
         padding = padded_pack_size(unpadded, pad_floor) - unpadded
         toc_plain = TOC_LENGTH.pack(len(toc)) + toc + bytes(padding)
-        sealed_toc = self._cipher.seal(
-            toc_frame, toc_plain, frame_ad(ObjectKind.PACK, Role.TOC, toc_frame)
-        )
+        sealed_toc = self._cipher.seal(toc_frame, toc_plain, frame_ad(ObjectKind.PACK, Role.TOC, toc_frame))
         footer = FOOTER.pack(self._offset, len(sealed_toc), toc_frame)
         sealed_footer = self._cipher.seal(
             FOOTER_FRAME, footer, frame_ad(ObjectKind.PACK, Role.FOOTER, FOOTER_FRAME)
@@ -257,8 +253,6 @@ def open_blob(
     if len(sealed) != entry.length:
         raise FormatError("blob frame is truncated")
     payload = cipher.open(entry.frame, sealed, entry.ad())
-    data = decompressor.decompress(
-        entry.codec, payload, entry.raw_length, RAW_LIMIT[entry.blob_type]
-    )
+    data = decompressor.decompress(entry.codec, payload, entry.raw_length, RAW_LIMIT[entry.blob_type])
     verify_blob_id(id_key, entry.blob_id, data)
     return data

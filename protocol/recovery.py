@@ -48,8 +48,7 @@ def decode_recovery_key(text: str) -> RecoveryKey:
     cleaned = cleaned.translate(_ALIASES)
     if len(cleaned) != ENCODED_LENGTH:
         raise RecoveryKeyError(
-            f"a recovery key has {ENCODED_LENGTH} characters after {PREFIX}; "
-            f"this one has {len(cleaned)}"
+            f"a recovery key has {ENCODED_LENGTH} characters after {PREFIX}; this one has {len(cleaned)}"
         )
     if any(ch not in _CROCKFORD for ch in cleaned):
         raise RecoveryKeyError("the recovery key contains a character that is not allowed")

@@ -13,9 +13,7 @@ from keep.protocol.keys import DataKey
 from keep.protocol.limits import METADATA_OBJECT_MAX
 
 
-def seal_record(
-    data_key: DataKey, kind: ObjectKind, suite: Suite, salt: bytes, record: Any
-) -> bytes:
+def seal_record(data_key: DataKey, kind: ObjectKind, suite: Suite, salt: bytes, record: Any) -> bytes:
     return seal_single(data_key, kind, suite, salt, compress_metadata(msgcodec.pack(record)))
 
 

@@ -1,2 +1,3 @@
 """x"""
+
 from keep.protocol import errors as errors

@@ -1,0 +1,50 @@
+"""The v1 HTTP API's shared vocabulary (docs/server.md).
+
+Owns what client and server must agree on without importing each other: path
+templates, object-id syntax, the HTTP status of every `ErrorCode`, token
+prefixes and paging limits. The full schema is the OpenAPI document served at
+`/v1/openapi.json` (built in `keep.server.openapi`).
+"""
+
+from __future__ import annotations
+
+import re
+from http import HTTPStatus
+
+from keep.protocol.errors import ErrorCode
+
+API_PREFIX = "/v1"
+OBJECT_ID_RE = re.compile(r"^[0-9a-f]{64}$")
+ACCOUNT_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
+SESSION_TOKEN_PREFIX = "ks_"  # noqa: S105 — a public prefix, not a secret
+DEVICE_TOKEN_PREFIX = "kd_"  # noqa: S105 — a public prefix, not a secret
+TOKEN_BYTES = 32
+LIST_LIMIT_MAX = 1000
+LOCK_TTL_MAX = 3600  # seconds; clients renew well before expiry
+
+ERROR_STATUS: dict[ErrorCode, HTTPStatus] = {
+    ErrorCode.BAD_REQUEST: HTTPStatus.BAD_REQUEST,
+    ErrorCode.UNAUTHORIZED: HTTPStatus.UNAUTHORIZED,
+    ErrorCode.FORBIDDEN: HTTPStatus.FORBIDDEN,
+    ErrorCode.APPEND_ONLY: HTTPStatus.FORBIDDEN,
+    ErrorCode.DEVICE_REVOKED: HTTPStatus.UNAUTHORIZED,
+    ErrorCode.NOT_FOUND: HTTPStatus.NOT_FOUND,
+    ErrorCode.ACCOUNT_EXISTS: HTTPStatus.CONFLICT,
+    ErrorCode.REGISTRATION_CLOSED: HTTPStatus.FORBIDDEN,
+    ErrorCode.HASH_MISMATCH: HTTPStatus.BAD_REQUEST,
+    ErrorCode.LENGTH_REQUIRED: HTTPStatus.LENGTH_REQUIRED,
+    ErrorCode.TOO_LARGE: HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
+    ErrorCode.QUOTA_EXCEEDED: HTTPStatus.INSUFFICIENT_STORAGE,
+    ErrorCode.LOCKED: HTTPStatus.CONFLICT,
+    ErrorCode.RATE_LIMITED: HTTPStatus.TOO_MANY_REQUESTS,
+    ErrorCode.RANGE_NOT_SATISFIABLE: HTTPStatus.REQUESTED_RANGE_NOT_SATISFIABLE,
+    ErrorCode.INTERNAL: HTTPStatus.INTERNAL_SERVER_ERROR,
+}
+
+
+def object_path(kind: str, object_id: str) -> str:
+    return f"{API_PREFIX}/objects/{kind}/{object_id}"
+
+
+def is_object_id(value: str) -> bool:
+    return OBJECT_ID_RE.fullmatch(value) is not None

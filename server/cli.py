@@ -1,0 +1,100 @@
+"""`keep-server`: run the storage server.
+
+keep-server serve --data-dir DIR [--listen 127.0.0.1:8420] [--registration open|closed]
+                  [--tls-cert F --tls-key F] [--metadata URL] [--objects URL]
+"""
+
+from __future__ import annotations
+
+import logging
+import ssl
+import sys
+from pathlib import Path
+
+import click
+from aiohttp import web
+from keep.server.app import create_app
+from keep.server.backends import describe
+from keep.server.settings import Settings
+
+log = logging.getLogger("keep.server")
+
+
+def _listen(value: str) -> tuple[str, int]:
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit():
+        raise click.BadParameter("use HOST:PORT, e.g. 127.0.0.1:8420")
+    return host.strip("[]"), int(port)
+
+
+@click.group()
+def main() -> None:
+    """Keep's zero-knowledge storage server."""
+
+
+@main.command()
+@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), required=True)
+@click.option("--listen", default="127.0.0.1:8420", show_default=True)
+@click.option("--registration", type=click.Choice(["open", "closed"]), default="open", show_default=True)
+@click.option("--tls-cert", type=click.Path(dir_okay=False, exists=True, path_type=Path))
+@click.option("--tls-key", type=click.Path(dir_okay=False, exists=True, path_type=Path))
+@click.option("--metadata", "metadata_url", help="sqlite:///PATH (default: DATA_DIR/keep.db)")
+@click.option("--objects", "objects_url", help="file:///PATH (default: DATA_DIR/objects)")
+@click.option("--quota", type=int, help="default quota per account, in bytes")
+@click.option("--log-client-addresses", is_flag=True, help="write an access log with client IPs")
+def serve(
+    data_dir: Path,
+    listen: str,
+    registration: str,
+    tls_cert: Path | None,
+    tls_key: Path | None,
+    metadata_url: str | None,
+    objects_url: str | None,
+    quota: int | None,
+    log_client_addresses: bool,
+) -> None:
+    """Serve the v1 API."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    host, port = _listen(listen)
+    if (tls_cert is None) != (tls_key is None):
+        raise click.UsageError("--tls-cert and --tls-key go together")
+    data_dir.mkdir(parents=True, exist_ok=True)
+    settings = Settings(
+        data_dir=data_dir.resolve(),
+        host=host,
+        port=port,
+        registration_open=registration == "open",
+        metadata_url=metadata_url,
+        objects_url=objects_url,
+        tls_cert=tls_cert,
+        tls_key=tls_key,
+        default_quota=quota,
+        log_client_addresses=log_client_addresses,
+    )
+    ssl_context = None
+    if tls_cert and tls_key:
+        ssl_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        ssl_context.load_cert_chain(tls_cert, tls_key)
+    scheme = "https" if ssl_context else "http"
+    log.info(
+        "keep-server listening on %s://%s:%d, metadata %s, objects %s, registration %s",
+        scheme,
+        host,
+        port,
+        describe(settings.resolved_metadata_url),
+        describe(settings.resolved_objects_url),
+        registration,
+    )
+    web.run_app(
+        create_app(settings),
+        host=host,
+        port=port,
+        ssl_context=ssl_context,
+        print=None,
+        access_log=logging.getLogger("keep.server.access") if log_client_addresses else None,
+        handler_cancellation=True,
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,328 @@
+"""Handlers for accounts, sessions, key slots and devices (docs/server.md).
+
+Handlers parse, call the metadata store, serialise. The KDF endpoint answers
+unknown names with a deterministic fake salt and the default parameters, in the
+same shape, so it does not reveal which accounts exist.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from typing import Any
+
+from aiohttp import web
+from keep.protocol.api import ACCOUNT_NAME_RE, DEVICE_TOKEN_PREFIX, SESSION_TOKEN_PREFIX
+from keep.protocol.errors import ErrorCode, FormatError
+from keep.protocol.kdf import DEFAULT_PARAMS, SALT_SIZE, KdfParams
+from keep.protocol.keyslot import KeySlot, SlotKind
+from keep.protocol.limits import DEVICE_NAME_MAX
+from keep.server.api_error import ApiError
+from keep.server.auth import Principal, Role, authenticate, new_token, require_owner
+from keep.server.json_body import b64, b64_field, bad, field, read_json
+from keep.server.state import Services, services
+from keep.server.storage.metadata import Account, AccountExistsError, Device, Session
+from keep.server.throttle import throttle_key, wait_seconds
+
+AUTH_METHOD_DERIVED_KEY = 1  # auth = HKDF(Argon2id(password)); a PAKE would be 2
+VERIFIER_SIZE = 32
+AUTH_KEY_SIZE = 32
+routes = web.RouteTableDef()
+
+
+def _account_name(value: str) -> str:
+    if not ACCOUNT_NAME_RE.fullmatch(value):
+        raise bad("account names are 1-64 characters: a-z, 0-9, '.', '_', '-'")
+    return value
+
+
+def _kdf(body: dict[str, Any]) -> dict[str, Any]:
+    try:
+        return KdfParams.from_json(body.get("kdf")).to_json()
+    except FormatError:
+        raise bad("field 'kdf' is malformed") from None
+
+
+def _slot(value: object, kind: SlotKind) -> dict[str, Any]:
+    try:
+        slot = KeySlot.from_json(value)
+    except FormatError:
+        raise bad(f"{kind} key slot is malformed") from None
+    if slot.kind is not kind:
+        raise bad(f"key slot kind must be {kind}")
+    return slot.to_json()
+
+
+@routes.get("/v1/accounts/{name}/kdf")
+async def kdf_parameters(request: web.Request) -> web.Response:
+    svc = services(request)
+    name = request.match_info["name"]
+    account = await svc.metadata.account_by_name(name) if ACCOUNT_NAME_RE.fullmatch(name) else None
+    if account is None:
+        salt = hmac.new(svc.secret, b"fake-salt/" + name.encode(), hashlib.sha256).digest()
+        return web.json_response({"kdf": DEFAULT_PARAMS.to_json(), "salt": b64(salt[:SALT_SIZE])})
+    return web.json_response({"kdf": account.kdf, "salt": b64(account.salt)})
+
+
+@routes.post("/v1/accounts")
+async def create_account(request: web.Request) -> web.Response:
+    svc = services(request)
+    if not svc.settings.registration_open:
+        raise ApiError(ErrorCode.REGISTRATION_CLOSED, "this server does not accept new accounts")
+    body = await read_json(request)
+    name = _account_name(field(body, "name", str))
+    slots_in = field(body, "keyslots", dict)
+    slots = {SlotKind.PASSWORD.value: _slot(slots_in.get("password"), SlotKind.PASSWORD)}
+    recovery_verifier = None
+    if "recovery" in slots_in:
+        slots[SlotKind.RECOVERY.value] = _slot(slots_in["recovery"], SlotKind.RECOVERY)
+        recovery_verifier = b64_field(body, "recovery_verifier", VERIFIER_SIZE)
+    account = Account(
+        id=svc.random(16).hex(),
+        name=name,
+        created=svc.clock(),
+        auth_method=AUTH_METHOD_DERIVED_KEY,
+        kdf=_kdf(body),
+        salt=b64_field(body, "salt", SALT_SIZE),
+        auth_verifier=b64_field(body, "auth_verifier", VERIFIER_SIZE),
+        recovery_verifier=recovery_verifier,
+        quota=svc.settings.default_quota,
+    )
+    try:
+        await svc.metadata.create_account(account, slots)
+    except AccountExistsError:
+        raise ApiError(ErrorCode.ACCOUNT_EXISTS, "an account with this name exists") from None
+    return web.json_response({"id": account.id, "name": name}, status=201)
+
+
+def _client_address(request: web.Request) -> str:
+    return request.remote or "unknown"
+
+
+async def _check_credential(
+    svc: Services, request: web.Request, name: str, method: str, auth: bytes
+) -> Account:
+    """The account if `auth` proves the credential; throttled per name and address."""
+    keys = [
+        throttle_key(svc.secret, "account", name),
+        throttle_key(svc.secret, "address", _client_address(request)),
+    ]
+    now = svc.clock()
+    for key in keys:
+        state = await svc.metadata.throttle(key)
+        if state is not None:
+            wait = wait_seconds(
+                state.failures,
+                state.last,
+                now,
+                svc.settings.login_free_attempts,
+                svc.settings.login_max_delay,
+            )
+            if wait > 0:
+                raise ApiError(
+                    ErrorCode.RATE_LIMITED,
+                    "too many failed logins; wait before trying again",
+                    {"Retry-After": str(wait)},
+                )
+    account = await svc.metadata.account_by_name(name)
+    digest = hashlib.sha256(auth).digest()
+    if account is not None:
+        expected = account.auth_verifier if method == "password" else account.recovery_verifier
+        if expected is not None and hmac.compare_digest(digest, expected):
+            await svc.metadata.clear_failures(keys[0])
+            return account
+    for key in keys:
+        await svc.metadata.record_failure(key, now)
+    svc.metrics.login_failures.inc()
+    if account is None:
+        raise ApiError(ErrorCode.NOT_FOUND, "no account with this name on this server")
+    raise ApiError(ErrorCode.UNAUTHORIZED, f"the {method} is not correct")
+
+
+def _method(body: dict[str, Any]) -> str:
+    method = field(body, "method", str)
+    if method not in ("password", "recovery"):
+        raise bad("field 'method' must be 'password' or 'recovery'")
+    return method
+
+
+@routes.post("/v1/sessions")
+async def login(request: web.Request) -> web.Response:
+    svc = services(request)
+    body = await read_json(request)
+    name = _account_name(field(body, "account", str))
+    account = await _check_credential(
+        svc, request, name, _method(body), b64_field(body, "auth", AUTH_KEY_SIZE)
+    )
+    token, digest = new_token(svc, SESSION_TOKEN_PREFIX)
+    now = svc.clock()
+    expires = now + svc.settings.session_ttl
+    await svc.metadata.create_session(Session(digest, account.id, now, expires))
+    return web.json_response({"token": token, "expires": expires, "account_id": account.id}, status=201)
+
+
+@routes.delete("/v1/sessions/current")
+async def logout(request: web.Request) -> web.Response:
+    principal = await require_owner(request)
+    await services(request).metadata.delete_session(principal.token_hash)
+    return web.Response(status=204)
+
+
+@routes.get("/v1/account")
+async def account_info(request: web.Request) -> web.Response:
+    principal = await authenticate(request)
+    account = await _account(request, principal)
+    return web.json_response(
+        {
+            "id": account.id,
+            "name": account.name,
+            "created": account.created,
+            "auth_method": account.auth_method,
+            "role": str(principal.role),
+            "device_id": principal.device_id,
+        }
+    )
+
+
+async def _account(request: web.Request, principal: Principal) -> Account:
+    account = await services(request).metadata.account_by_id(principal.account_id)
+    if account is None:  # deleted while a token was still in use
+        raise ApiError(ErrorCode.UNAUTHORIZED, "the account no longer exists")
+    return account
+
+
+@routes.get("/v1/account/export")
+async def export_account(request: web.Request) -> web.Response:
+    principal = await require_owner(request)
+    svc = services(request)
+    account = await _account(request, principal)
+    objects = []
+    for kind in ("pack", "index", "snapshot", "lock"):
+        after = ""
+        while page := await svc.metadata.list_objects(account.id, kind, after, 1000):
+            objects += [{"kind": o.kind, "id": o.id, "size": o.size, "created": o.created} for o in page]
+            after = page[-1].id
+    usage = await svc.metadata.usage(account.id)
+    return web.json_response(
+        {
+            "account": {
+                "id": account.id,
+                "name": account.name,
+                "created": account.created,
+                "auth_method": account.auth_method,
+                "kdf": account.kdf,
+                "salt": b64(account.salt),
+                "auth_verifier": b64(account.auth_verifier),
+                "recovery_verifier": None
+                if account.recovery_verifier is None
+                else b64(account.recovery_verifier),
+                "quota": account.quota,
+            },
+            "keyslots": await svc.metadata.keyslots(account.id),
+            "devices": [_device_json(d) for d in await svc.metadata.devices(account.id)],
+            "locks": [
+                {
+                    "id": lk.id,
+                    "exclusive": lk.exclusive,
+                    "created": lk.created,
+                    "expires": lk.expires,
+                }
+                for lk in await svc.metadata.locks(account.id, svc.clock())
+            ],
+            "usage": {"bytes": usage.bytes, "objects": usage.objects, "quota": usage.quota},
+            "objects": objects,
+        }
+    )
+
+
+@routes.delete("/v1/account")
+async def delete_account(request: web.Request) -> web.Response:
+    principal = await require_owner(request)
+    svc = services(request)
+    account = await _account(request, principal)
+    body = await read_json(request)
+    confirmed = await _check_credential(
+        svc, request, account.name, _method(body), b64_field(body, "auth", AUTH_KEY_SIZE)
+    )
+    if confirmed.id != account.id:
+        raise ApiError(ErrorCode.FORBIDDEN, "credential does not belong to this account")
+    await svc.objects.delete_account(account.id)
+    await svc.metadata.delete_account(account.id)
+    return web.Response(status=204)
+
+
+@routes.get("/v1/keyslots")
+async def get_keyslots(request: web.Request) -> web.Response:
+    principal = await require_owner(request)
+    return web.json_response({"keyslots": await services(request).metadata.keyslots(principal.account_id)})
+
+
+@routes.put("/v1/keyslots/password")
+async def replace_password(request: web.Request) -> web.Response:
+    principal = await require_owner(request)
+    body = await read_json(request)
+    await services(request).metadata.replace_password(
+        principal.account_id,
+        _kdf(body),
+        b64_field(body, "salt", SALT_SIZE),
+        b64_field(body, "auth_verifier", VERIFIER_SIZE),
+        _slot(body.get("slot"), SlotKind.PASSWORD),
+    )
+    return web.Response(status=204)
+
+
+@routes.put("/v1/keyslots/recovery")
+async def replace_recovery(request: web.Request) -> web.Response:
+    principal = await require_owner(request)
+    body = await read_json(request)
+    await services(request).metadata.replace_recovery(
+        principal.account_id,
+        b64_field(body, "recovery_verifier", VERIFIER_SIZE),
+        _slot(body.get("slot"), SlotKind.RECOVERY),
+    )
+    return web.Response(status=204)
+
+
+def _device_json(device: Device) -> dict[str, Any]:
+    return {
+        "id": device.id,
+        "name": device.name,
+        "created": device.created,
+        "last_seen": device.last_seen,
+        "revoked": device.revoked,
+    }
+
+
+@routes.post("/v1/devices")
+async def enroll_device(request: web.Request) -> web.Response:
+    principal = await require_owner(request)
+    svc = services(request)
+    name = field(await read_json(request), "name", str)
+    if not 0 < len(name) <= DEVICE_NAME_MAX or not name.isprintable():
+        raise bad(f"device names are 1-{DEVICE_NAME_MAX} printable characters")
+    token, digest = new_token(svc, DEVICE_TOKEN_PREFIX)
+    now = svc.clock()
+    device = Device(svc.random(8).hex(), principal.account_id, name, now, now, None)
+    await svc.metadata.create_device(device, digest)
+    return web.json_response({**_device_json(device), "token": token}, status=201)
+
+
+@routes.get("/v1/devices")
+async def list_devices(request: web.Request) -> web.Response:
+    principal = await authenticate(request)
+    devices = await services(request).metadata.devices(principal.account_id)
+    return web.json_response({"devices": [_device_json(d) for d in devices]})
+
+
+@routes.delete("/v1/devices/{device_id}")
+async def revoke_device(request: web.Request) -> web.Response:
+    principal = await require_owner(request)
+    svc = services(request)
+    if not await svc.metadata.revoke_device(
+        principal.account_id, request.match_info["device_id"], svc.clock()
+    ):
+        raise ApiError(ErrorCode.NOT_FOUND, "no such device")
+    return web.Response(status=204)
+
+
+__all__ = ["Role", "routes"]

@@ -1,0 +1,163 @@
+"""Directory object store: the embedded default (`file:///path/objects`).
+
+Layout: `ROOT/<account id>/<kind>/<id[:2]>/<id>`; uploads stream into
+`ROOT/<account id>/tmp/` while being hashed, are fsynced, renamed into place
+and the directory is fsynced. A crash or dropped connection leaves at most a
+temp file, never a visible partial object; stale temp files are removed on
+start. Blocking file I/O and hashing run on a thread pool, never on the event
+loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import shutil
+import tempfile
+from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import BinaryIO
+
+from keep.server.storage.objects import (
+    HashMismatchError,
+    ObjectStore,
+    SizeMismatchError,
+    StoredObject,
+)
+
+READ_BLOCK = 1024 * 1024
+IO_THREADS = 8
+TMP = "tmp"
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class _Upload:
+    """One in-progress upload: a temp file and a running SHA-256."""
+
+    def __init__(self, tmp_dir: Path) -> None:
+        tmp_dir.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(dir=tmp_dir, prefix="upload-")
+        self.path = Path(name)
+        self.file: BinaryIO = os.fdopen(fd, "wb", buffering=0)
+        self.hash = hashlib.sha256()
+        self.size = 0
+
+    def write(self, data: bytes) -> None:
+        self.hash.update(data)
+        self.file.write(data)
+        self.size += len(data)
+
+    def commit(self, final: Path) -> None:
+        self.file.flush()
+        os.fsync(self.file.fileno())
+        self.file.close()
+        final.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(self.path, final)
+        _fsync_dir(final.parent)
+
+    def abort(self) -> None:
+        self.file.close()
+        self.path.unlink(missing_ok=True)
+
+
+class DirectoryObjectStore(ObjectStore):
+    def __init__(self, root: Path) -> None:
+        self._root = root
+        self._pool = ThreadPoolExecutor(IO_THREADS, thread_name_prefix="keep-objects")
+
+    def _path(self, account_id: str, kind: str, object_id: str) -> Path:
+        return self._root / account_id / kind / object_id[:2] / object_id
+
+    async def open(self) -> None:
+        def prepare() -> None:
+            self._root.mkdir(parents=True, exist_ok=True)
+            for tmp in self._root.glob(f"*/{TMP}"):
+                shutil.rmtree(tmp, ignore_errors=True)
+
+        await asyncio.get_running_loop().run_in_executor(self._pool, prepare)
+
+    async def close(self) -> None:
+        self._pool.shutdown(wait=True)
+
+    async def put(
+        self, account_id: str, kind: str, object_id: str, size: int, body: AsyncIterator[bytes]
+    ) -> None:
+        loop = asyncio.get_running_loop()
+        upload = await loop.run_in_executor(self._pool, _Upload, self._root / account_id / TMP)
+        try:
+            async for data in body:
+                if upload.size + len(data) > size:
+                    raise SizeMismatchError
+                await loop.run_in_executor(self._pool, upload.write, data)
+            if upload.size != size:
+                raise SizeMismatchError
+            if upload.hash.hexdigest() != object_id:
+                raise HashMismatchError
+            await loop.run_in_executor(self._pool, upload.commit, self._path(account_id, kind, object_id))
+        except BaseException:
+            await asyncio.shield(loop.run_in_executor(self._pool, upload.abort))
+            raise
+
+    async def stat(self, account_id: str, kind: str, object_id: str) -> StoredObject | None:
+        path = self._path(account_id, kind, object_id)
+        try:
+            st = await asyncio.get_running_loop().run_in_executor(self._pool, path.stat)
+        except FileNotFoundError:
+            return None
+        return StoredObject(st.st_size, path)
+
+    async def read(
+        self, account_id: str, kind: str, object_id: str, start: int, end: int
+    ) -> AsyncIterator[bytes]:
+        loop = asyncio.get_running_loop()
+        path = self._path(account_id, kind, object_id)
+        f = await loop.run_in_executor(self._pool, path.open, "rb")
+        try:
+            await loop.run_in_executor(self._pool, f.seek, start)
+            remaining = end - start
+            while remaining > 0:
+                data = await loop.run_in_executor(self._pool, f.read, min(READ_BLOCK, remaining))
+                if not data:
+                    break
+                remaining -= len(data)
+                yield data
+        finally:
+            await loop.run_in_executor(self._pool, f.close)
+
+    async def delete(self, account_id: str, kind: str, object_id: str) -> None:
+        path = self._path(account_id, kind, object_id)
+        await asyncio.get_running_loop().run_in_executor(self._pool, lambda: path.unlink(missing_ok=True))
+
+    async def delete_account(self, account_id: str) -> None:
+        path = self._root / account_id
+        await asyncio.get_running_loop().run_in_executor(
+            self._pool, lambda: shutil.rmtree(path, ignore_errors=True)
+        )
+
+    async def iter_objects(self, account_id: str) -> AsyncIterator[tuple[str, str]]:
+        def scan() -> list[tuple[str, str]]:
+            base = self._root / account_id
+            return sorted(
+                (p.parent.parent.name, p.name)
+                for p in base.glob("*/*/*")
+                if p.parent.parent.name != TMP and p.is_file()
+            )
+
+        for item in await asyncio.get_running_loop().run_in_executor(self._pool, scan):
+            yield item
+
+    async def iter_accounts(self) -> AsyncIterator[str]:
+        def scan() -> list[str]:
+            return sorted(p.name for p in self._root.iterdir() if p.is_dir())
+
+        for account in await asyncio.get_running_loop().run_in_executor(self._pool, scan):
+            yield account
