@@ -27,6 +27,15 @@ def _local_path(url: str) -> Path:
     return Path(parts.path)
 
 
+def check_urls(metadata_url: str, objects_url: str) -> None:
+    """Raise `BackendURLError` now, rather than when the server starts."""
+    for url, known in ((metadata_url, ("sqlite",)), (objects_url, ("file",))):
+        scheme = urlsplit(url).scheme
+        if scheme not in known:
+            raise BackendURLError(f"unsupported backend {scheme!r} in {describe(url)} (supported: {', '.join(known)})")
+        _local_path(url)
+
+
 def metadata_store(url: str) -> MetadataStore:
     scheme = urlsplit(url).scheme
     if scheme == "sqlite":

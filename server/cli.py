@@ -14,7 +14,7 @@ from pathlib import Path
 import click
 from aiohttp import web
 from keep.server.app import create_app
-from keep.server.backends import describe
+from keep.server.backends import BackendURLError, check_urls, describe
 from keep.server.settings import Settings
 
 log = logging.getLogger("keep.server")
@@ -71,6 +71,10 @@ def serve(
         default_quota=quota,
         log_client_addresses=log_client_addresses,
     )
+    try:
+        check_urls(settings.resolved_metadata_url, settings.resolved_objects_url)
+    except BackendURLError as exc:
+        raise click.UsageError(str(exc)) from None
     ssl_context = None
     if tls_cert and tls_key:
         ssl_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)

@@ -22,7 +22,6 @@ from keep.server.storage.metadata import Lease, LockConflictError, ObjectRecord,
 from keep.server.storage.objects import HashMismatchError, SizeMismatchError
 
 KINDS = frozenset({"pack", "index", "snapshot", "lock"})
-UPLOAD_BLOCK = 1024 * 1024  # bytes handed to the store's thread at a time
 routes = web.RouteTableDef()
 
 
@@ -35,18 +34,10 @@ def _target(request: web.Request) -> tuple[str, str]:
     return kind, object_id
 
 
-async def _blocks(request: web.Request) -> AsyncIterator[bytes]:
-    """The request body in blocks of about UPLOAD_BLOCK bytes."""
-    parts: list[bytes] = []
-    held = 0
+async def _body(request: web.Request) -> AsyncIterator[bytes]:
+    """The request body as it arrives; the store batches pieces itself."""
     while data := await request.content.readany():
-        parts.append(data)
-        held += len(data)
-        if held >= UPLOAD_BLOCK:
-            yield b"".join(parts)
-            parts, held = [], 0
-    if parts:
-        yield b"".join(parts)
+        yield data
 
 
 @routes.put("/v1/objects/{kind}/{object_id}")
@@ -66,7 +57,7 @@ async def put_object(request: web.Request) -> web.Response:
     if usage.quota is not None and usage.bytes + size > usage.quota:
         raise ApiError(ErrorCode.QUOTA_EXCEEDED, "the account's storage quota is exhausted")
     try:
-        await svc.objects.put(account, kind, object_id, size, _blocks(request))
+        await svc.objects.put(account, kind, object_id, size, _body(request))
     except HashMismatchError:
         raise ApiError(ErrorCode.HASH_MISMATCH, "body does not hash to the object id") from None
     except SizeMismatchError:

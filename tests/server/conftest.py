@@ -42,7 +42,9 @@ def b64(data: bytes) -> str:
 
 def _schema_for(method: str, template: str, status: int) -> dict[str, Any] | None:
     doc = openapi_document()
-    op = doc["paths"][template][method.lower()]
+    op = doc["paths"].get(template, {}).get(method.lower())
+    if op is None:  # undocumented method or path: only an Error body is acceptable
+        return {"$ref": "#/components/schemas/Error", "components": doc["components"]}
     response = op["responses"].get(str(status), op["responses"]["default"])
     content = response.get("content", {}).get("application/json")
     if content is None:
@@ -64,7 +66,7 @@ class Api:
             headers["Authorization"] = f"Bearer {token}"
         resp = await self.client.request(method, path, headers=headers, **kwargs)
         body: Any = await resp.read()
-        if resp.content_type == "application/json":
+        if resp.content_type == "application/json" and method != "HEAD":
             body = await resp.json()
             schema = _schema_for(method, template, resp.status)
             if schema is not None:
