@@ -15,7 +15,6 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
-from benchmarks.corpus import random_bytes, text_bytes
 from keep.protocol.blob import BlobType, blob_id
 from keep.protocol.chunker import Chunker
 from keep.protocol.compression import BlobCompressor
@@ -23,6 +22,8 @@ from keep.protocol.envelope import ObjectCipher, ObjectKind, Suite
 from keep.protocol.keys import MasterKey, RepositoryKeys
 from keep.protocol.limits import PACK_MIN_PADDED, PACK_TARGET
 from keep.protocol.pack import PackWriter
+
+from benchmarks.corpus import random_bytes, text_bytes
 
 
 def measure(fn: Callable[[], object], size: int, repeat: int) -> float:
@@ -84,15 +85,15 @@ def main() -> None:
         stages = {
             "chunk (FastCDC)": lambda d=data: chunker.cut(d, final=True),
             "id (keyed BLAKE3)": lambda cs=chunks: [blob_id(keys.id, c) for c in cs],
-            "compress (zstd-3)": lambda cs=chunks: [comp.compress(c) for c in cs],
-            "seal (AES-256-GCM)": lambda cs=chunks: [cipher.seal(0, c, b"") for c in cs],
+            "compress (zstd-3)": lambda cs=chunks, z=comp: [z.compress(c) for c in cs],
+            "seal (AES-256-GCM)": lambda cs=chunks, a=cipher: [a.seal(0, c, b"") for c in cs],
         }
         print(f"\n{label}: {len(chunks)} chunks, compressed to {ratio:.1%}")
         for name, fn in stages.items():
             print(f"  {name:<22} {measure(fn, size, repeat):8.0f} MB/s  (1 thread)")
         for suite in (Suite.AES_256_GCM, Suite.CHACHA20_POLY1305):
             for threads in (1, 2):
-                mbs = measure(lambda t=threads, s=suite: pipeline(keys, data, t, s), size, repeat)
+                mbs = measure(lambda t=threads, s=suite, d=data: pipeline(keys, d, t, s), size, repeat)
                 print(f"  pipeline {suite.name:<18} {threads} thread(s) {mbs:8.0f} MB/s")
 
 

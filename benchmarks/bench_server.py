@@ -35,9 +35,11 @@ async def setup_account(session: aiohttp.ClientSession, url: str) -> str:
     async with session.post(
         f"{url}/v1/accounts",
         json={
-            "name": "bench", "salt": b64(os.urandom(32)),
+            "name": "bench",
+            "salt": b64(os.urandom(32)),
             "kdf": {"algorithm": "argon2id", "memory_kib": 65536, "iterations": 3, "parallelism": 4},
-            "auth_verifier": b64(hashlib.sha256(auth).digest()), "keyslots": {"password": slot},
+            "auth_verifier": b64(hashlib.sha256(auth).digest()),
+            "keyslots": {"password": slot},
         },
     ) as r:
         r.raise_for_status()
@@ -62,8 +64,12 @@ def make_objects(n: int) -> list[tuple[str, bytes]]:
 
 
 async def transfer(
-    session: aiohttp.ClientSession, url: str, token: str, objects: list[tuple[str, bytes]],
-    clients: int, method: str,
+    session: aiohttp.ClientSession,
+    url: str,
+    token: str,
+    objects: list[tuple[str, bytes]],
+    clients: int,
+    method: str,
 ) -> float:
     queue: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue()
     for item in objects:

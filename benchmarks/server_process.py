@@ -30,14 +30,15 @@ def keep_server(data_dir: Path, *extra: str) -> Iterator[tuple[str, subprocess.P
     log = (data_dir.parent / f"{data_dir.name}-server.log").open("wb")
     proc = subprocess.Popen(
         [str(exe), "serve", "--data-dir", str(data_dir), "--listen", f"127.0.0.1:{port}", *extra],
-        stdout=log, stderr=subprocess.STDOUT,
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + START_TIMEOUT
         while True:
             try:
-                with urllib.request.urlopen(f"{url}/healthz", timeout=1):
+                with urllib.request.urlopen(f"{url}/healthz", timeout=1):  # noqa: S310 — our own http URL
                     break
             except OSError:
                 if proc.poll() is not None or time.monotonic() > deadline:

@@ -20,7 +20,6 @@ from keep.server.api_error import ApiError
 from keep.server.state import Services, services
 
 
-
 class Role(enum.StrEnum):
     OWNER = "owner"
     DEVICE = "device"

@@ -32,7 +32,9 @@ def check_urls(metadata_url: str, objects_url: str) -> None:
     for url, known in ((metadata_url, ("sqlite",)), (objects_url, ("file",))):
         scheme = urlsplit(url).scheme
         if scheme not in known:
-            raise BackendURLError(f"unsupported backend {scheme!r} in {describe(url)} (supported: {', '.join(known)})")
+            raise BackendURLError(
+                f"unsupported backend {scheme!r} in {describe(url)} (supported: {', '.join(known)})"
+            )
         _local_path(url)
 
 

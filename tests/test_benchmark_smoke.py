@@ -13,7 +13,11 @@ ROOT = Path(__file__).resolve().parent.parent
 def test_protocol_benchmark_smoke() -> None:
     out = subprocess.run(
         [sys.executable, "-m", "benchmarks.bench_protocol", "--smoke"],
-        cwd=ROOT, capture_output=True, text=True, timeout=300, check=True,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
     ).stdout
     assert "pipeline AES_256_GCM" in out
     assert "MB/s" in out

@@ -9,8 +9,21 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 PURE_FORBIDDEN = {
-    "socket", "asyncio", "aiohttp", "os", "pathlib", "io", "time", "datetime",
-    "random", "secrets", "subprocess", "threading", "sqlite3", "shutil", "tempfile",
+    "socket",
+    "asyncio",
+    "aiohttp",
+    "os",
+    "pathlib",
+    "io",
+    "time",
+    "datetime",
+    "random",
+    "secrets",
+    "subprocess",
+    "threading",
+    "sqlite3",
+    "shutil",
+    "tempfile",
 }
 
 
@@ -27,7 +40,8 @@ def imports(package: str) -> list[tuple[Path, str]]:
 
 def test_protocol_is_pure() -> None:
     bad = [
-        (p.name, m) for p, m in imports("protocol")
+        (p.name, m)
+        for p, m in imports("protocol")
         if m.split(".")[0] in PURE_FORBIDDEN or m.startswith(("keep.client", "keep.server"))
     ]
     assert bad == []
@@ -40,8 +54,9 @@ def test_client_and_server_never_import_each_other(package: str, other: str) -> 
 
 def test_no_grab_bag_modules() -> None:
     banned = {"utils.py", "helpers.py", "common.py", "misc.py"}
-    offenders = [p for pkg in ("protocol", "client", "server") for p in (ROOT / pkg).rglob("*.py")
-                 if p.name in banned]
+    offenders = [
+        p for pkg in ("protocol", "client", "server") for p in (ROOT / pkg).rglob("*.py") if p.name in banned
+    ]
     assert offenders == []
 
 

@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import pytest
-
 from keep.protocol.keys import MasterKey, RepositoryKeys
 
 

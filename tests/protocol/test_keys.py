@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-
 from keep.protocol.errors import FormatError, IntegrityError, KdfPolicyError, RecoveryKeyError
 from keep.protocol.kdf import DEFAULT_PARAMS, DEFAULT_POLICY, KdfParams, derive_password_key
 from keep.protocol.keys import Kek, MasterKey, RecoveryKey
@@ -50,8 +49,12 @@ def test_client_refuses_parameters_above_the_ceiling(params: KdfParams) -> None:
 
 
 def test_kdf_params_from_json_rejects_bad_types() -> None:
-    for bad in ({}, {"algorithm": "argon2id", "memory_kib": "1", "iterations": 3, "parallelism": 4},
-                {"algorithm": "argon2id", "memory_kib": True, "iterations": 3, "parallelism": 4}, []):
+    for bad in (
+        {},
+        {"algorithm": "argon2id", "memory_kib": "1", "iterations": 3, "parallelism": 4},
+        {"algorithm": "argon2id", "memory_kib": True, "iterations": 3, "parallelism": 4},
+        [],
+    ):
         with pytest.raises(FormatError):
             KdfParams.from_json(bad)
     assert KdfParams.from_json(DEFAULT_PARAMS.to_json()) == DEFAULT_PARAMS

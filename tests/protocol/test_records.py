@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
 from keep.protocol import msgcodec
 from keep.protocol.blob import BlobType
 from keep.protocol.compression import Codec
@@ -33,13 +34,16 @@ def trees(draw: st.DrawFn) -> Tree:
         kind = draw(st.sampled_from([NodeType.FILE, NodeType.DIR, NodeType.SYMLINK]))
         nodes.append(
             Node(
-                name=name, type=kind, mode=draw(st.integers(0, 0o7777)),
+                name=name,
+                type=kind,
+                mode=draw(st.integers(0, 0o7777)),
                 mtime_ns=draw(st.integers(-(2**63), 2**63 - 1)),
                 size=draw(st.integers(0, 2**40)),
                 xattrs=tuple(draw(st.lists(st.tuples(names, st.binary(max_size=20)), max_size=2))),
                 target=draw(names) if kind is NodeType.SYMLINK else b"",
                 content=tuple(draw(st.lists(st.binary(min_size=32, max_size=32), max_size=3)))
-                if kind is NodeType.FILE else (),
+                if kind is NodeType.FILE
+                else (),
                 subtree=draw(st.binary(min_size=32, max_size=32)) if kind is NodeType.DIR else None,
             )
         )
@@ -94,16 +98,21 @@ def test_record_decoders_raise_only_format_error(data: bytes) -> None:
         lambda d: Index.from_record(msgcodec.unpack(d, 1000)),
         lambda d: LockRecord.from_record(msgcodec.unpack(d, 1000)),
     ):
-        try:
+        with contextlib.suppress(FormatError):
             decode(data)
-        except FormatError:
-            pass
 
 
 def snapshot() -> Snapshot:
     return Snapshot(
-        time_ns=1, host="h", user="u", paths=(b"/a", b"/\xff"), tree=bytes(32),
-        program="keep", tags=("t",), parent=bytes(range(32)), summary={"files": 3},
+        time_ns=1,
+        host="h",
+        user="u",
+        paths=(b"/a", b"/\xff"),
+        tree=bytes(32),
+        program="keep",
+        tags=("t",),
+        parent=bytes(range(32)),
+        summary={"files": 3},
     )
 
 

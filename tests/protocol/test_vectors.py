@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from keep.protocol import msgcodec
 from keep.protocol.blob import BlobType
 from keep.protocol.compression import BlobDecompressor
@@ -20,6 +19,7 @@ from keep.protocol.pack import PackReader
 from keep.protocol.recovery import decode_recovery_key
 from keep.protocol.snapshot import Snapshot
 from keep.protocol.tree import Tree
+
 from tests.vectors import make_vectors
 
 VECTORS = Path(make_vectors.__file__).parent

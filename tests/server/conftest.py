@@ -16,7 +16,6 @@ import jsonschema
 import pytest
 from aiohttp import ClientResponse
 from aiohttp.test_utils import TestClient, TestServer
-
 from keep.protocol.kdf import KdfParams
 from keep.protocol.keys import AuthKey, Kek, MasterKey
 from keep.protocol.keyslot import KeySlot, SlotKind
@@ -92,9 +91,13 @@ async def create_owner(api: Api, name: str = "alice") -> Owner:
     slot = KeySlot.wrap(Kek(os.urandom(32)), master, name, SlotKind.PASSWORD, os.urandom(32))
     rslot = KeySlot.wrap(Kek(os.urandom(32)), master, name, SlotKind.RECOVERY, os.urandom(32))
     status, body, _ = await api.call(
-        "POST", "/v1/accounts", "/v1/accounts",
+        "POST",
+        "/v1/accounts",
+        "/v1/accounts",
         json={
-            "name": name, "kdf": FAST_KDF.to_json(), "salt": b64(os.urandom(32)),
+            "name": name,
+            "kdf": FAST_KDF.to_json(),
+            "salt": b64(os.urandom(32)),
             "auth_verifier": b64(auth.verifier()),
             "keyslots": {"password": slot.to_json(), "recovery": rslot.to_json()},
             "recovery_verifier": b64(rauth.verifier()),
@@ -107,7 +110,9 @@ async def create_owner(api: Api, name: str = "alice") -> Owner:
 
 async def login(api: Api, name: str, auth: bytes, method: str = "password") -> str:
     status, body, _ = await api.call(
-        "POST", "/v1/sessions", "/v1/sessions",
+        "POST",
+        "/v1/sessions",
+        "/v1/sessions",
         json={"account": name, "method": method, "auth": b64(auth)},
     )
     assert status == 201, body
@@ -115,9 +120,7 @@ async def login(api: Api, name: str, auth: bytes, method: str = "password") -> s
 
 
 async def enroll(api: Api, owner: Owner, name: str = "device") -> tuple[str, str]:
-    status, body, _ = await api.call(
-        "POST", "/v1/devices", "/v1/devices", owner.session, json={"name": name}
-    )
+    status, body, _ = await api.call("POST", "/v1/devices", "/v1/devices", owner.session, json={"name": name})
     assert status == 201, body
     return body["id"], body["token"]
 

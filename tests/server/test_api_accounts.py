@@ -5,11 +5,11 @@ import logging
 import os
 
 import pytest
-
 from keep.protocol.kdf import DEFAULT_PARAMS
 from keep.protocol.keys import AuthKey, Kek, MasterKey
 from keep.protocol.keyslot import KeySlot, SlotKind
 from keep.server.settings import Settings
+
 from tests.server.conftest import FAST_KDF, Api, Owner, b64, create_owner, enroll, login, put
 
 KDF = "/v1/accounts/{name}/kdf"
@@ -55,9 +55,15 @@ async def test_duplicate_account_is_refused(api: Api, owner: Owner) -> None:
 async def test_malformed_account_creation_is_a_clear_400(api: Api, mutation: dict[str, object]) -> None:
     master = MasterKey(os.urandom(64))
     body = {
-        "name": "bob", "kdf": FAST_KDF.to_json(), "salt": b64(os.urandom(32)),
+        "name": "bob",
+        "kdf": FAST_KDF.to_json(),
+        "salt": b64(os.urandom(32)),
         "auth_verifier": b64(os.urandom(32)),
-        "keyslots": {"password": KeySlot.wrap(Kek(os.urandom(32)), master, "bob", SlotKind.PASSWORD, os.urandom(32)).to_json()},
+        "keyslots": {
+            "password": KeySlot.wrap(
+                Kek(os.urandom(32)), master, "bob", SlotKind.PASSWORD, os.urandom(32)
+            ).to_json()
+        },
         **mutation,
     }
     status, reply, _ = await api.call("POST", "/v1/accounts", "/v1/accounts", json=body)
@@ -69,8 +75,8 @@ async def test_registration_can_be_closed(tmp_path: object, clock: object) -> No
     from pathlib import Path
 
     from aiohttp.test_utils import TestClient, TestServer
-
     from keep.server.app import create_app
+
     from tests.server.conftest import Clock
 
     settings = Settings(data_dir=Path(str(tmp_path)) / "closed", registration_open=False)
@@ -83,12 +89,16 @@ async def test_registration_can_be_closed(tmp_path: object, clock: object) -> No
 
 async def test_login_wrong_password_and_unknown_account_differ(api: Api, owner: Owner) -> None:
     status, body, _ = await api.call(
-        "POST", "/v1/sessions", "/v1/sessions",
+        "POST",
+        "/v1/sessions",
+        "/v1/sessions",
         json={"account": "alice", "method": "password", "auth": b64(os.urandom(32))},
     )
     assert (status, body["code"]) == (401, "unauthorized")
     status, body, _ = await api.call(
-        "POST", "/v1/sessions", "/v1/sessions",
+        "POST",
+        "/v1/sessions",
+        "/v1/sessions",
         json={"account": "nobody", "method": "password", "auth": b64(os.urandom(32))},
     )
     assert (status, body["code"]) == (404, "not_found")
@@ -99,7 +109,9 @@ async def test_recovery_login(api: Api, owner: Owner) -> None:
     status, body, _ = await api.call("GET", "/v1/account", "/v1/account", token)
     assert (status, body["role"]) == (200, "owner")
     status, _, _ = await api.call(
-        "POST", "/v1/sessions", "/v1/sessions",
+        "POST",
+        "/v1/sessions",
+        "/v1/sessions",
         json={"account": "alice", "method": "recovery", "auth": b64(owner.password_auth)},
     )
     assert status == 401
@@ -109,7 +121,7 @@ async def test_failed_logins_slow_down_but_never_lock_out(api: Api, owner: Owner
     wrong = {"account": "alice", "method": "password", "auth": b64(os.urandom(32))}
     statuses = []
     for _ in range(8):
-        status, body, resp = await api.call("POST", "/v1/sessions", "/v1/sessions", json=wrong)
+        status, _, resp = await api.call("POST", "/v1/sessions", "/v1/sessions", json=wrong)
         statuses.append(status)
     assert statuses[:5] == [401] * 5
     assert 429 in statuses
@@ -141,13 +153,22 @@ async def test_password_replacement_is_atomic_and_takes_effect(api: Api, owner: 
     new_auth = AuthKey(os.urandom(32))
     slot = KeySlot.wrap(Kek(os.urandom(32)), owner.master, "alice", SlotKind.PASSWORD, os.urandom(32))
     status, _, _ = await api.call(
-        "PUT", "/v1/keyslots/password", "/v1/keyslots/password", owner.session,
-        json={"kdf": FAST_KDF.to_json(), "salt": b64(os.urandom(32)),
-              "auth_verifier": b64(new_auth.verifier()), "slot": slot.to_json()},
+        "PUT",
+        "/v1/keyslots/password",
+        "/v1/keyslots/password",
+        owner.session,
+        json={
+            "kdf": FAST_KDF.to_json(),
+            "salt": b64(os.urandom(32)),
+            "auth_verifier": b64(new_auth.verifier()),
+            "slot": slot.to_json(),
+        },
     )
     assert status == 204
     status, _, _ = await api.call(
-        "POST", "/v1/sessions", "/v1/sessions",
+        "POST",
+        "/v1/sessions",
+        "/v1/sessions",
         json={"account": "alice", "method": "password", "auth": b64(owner.password_auth)},
     )
     assert status == 401
@@ -175,20 +196,28 @@ async def test_account_deletion_needs_reauthentication_and_removes_everything(
 ) -> None:
     await put(api, owner.session, b"object body")
     status, _, _ = await api.call(
-        "DELETE", "/v1/account", "/v1/account", owner.session,
+        "DELETE",
+        "/v1/account",
+        "/v1/account",
+        owner.session,
         json={"method": "password", "auth": b64(os.urandom(32))},
     )
     assert status == 401
     status, _, _ = await api.call(
-        "DELETE", "/v1/account", "/v1/account", owner.session,
+        "DELETE",
+        "/v1/account",
+        "/v1/account",
+        owner.session,
         json={"method": "password", "auth": b64(owner.password_auth)},
     )
     assert status == 204
     assert not (settings.data_dir / "objects" / owner.account_id).exists()
     status, _, _ = await api.call("GET", "/v1/account", "/v1/account", owner.session)
     assert status == 401
-    status, body, _ = await api.call(
-        "POST", "/v1/sessions", "/v1/sessions",
+    status, _, _ = await api.call(
+        "POST",
+        "/v1/sessions",
+        "/v1/sessions",
         json={"account": "alice", "method": "password", "auth": b64(owner.password_auth)},
     )
     assert status == 404
@@ -200,7 +229,9 @@ async def test_revoked_device_gets_a_clear_error(api: Api, owner: Owner) -> None
     device_id, token = await enroll(api, owner)
     status, body, _ = await api.call("GET", "/v1/devices", "/v1/devices", token)
     assert [d["id"] for d in body["devices"]] == [device_id]
-    status, _, _ = await api.call("DELETE", f"/v1/devices/{device_id}", "/v1/devices/{device_id}", owner.session)
+    status, _, _ = await api.call(
+        "DELETE", f"/v1/devices/{device_id}", "/v1/devices/{device_id}", owner.session
+    )
     assert status == 204
     status, body = await put(api, token, b"after revocation")
     assert (status, body["code"]) == (401, "device_revoked")
@@ -210,43 +241,54 @@ async def test_revoked_device_gets_a_clear_error(api: Api, owner: Owner) -> None
 
 async def test_locks_exclude_and_expire(api: Api, owner: Owner) -> None:
     _, device = await enroll(api, owner)
-    L = "/v1/locks"
-    status, shared, _ = await api.call("POST", L, L, device, json={"exclusive": False, "ttl": 60})
+    locks = "/v1/locks"
+    status, shared, _ = await api.call("POST", locks, locks, device, json={"exclusive": False, "ttl": 60})
     assert status == 201
-    status, _, _ = await api.call("POST", L, L, device, json={"exclusive": False, "ttl": 60})
+    status, _, _ = await api.call("POST", locks, locks, device, json={"exclusive": False, "ttl": 60})
     assert status == 201  # shared locks coexist
-    status, body, _ = await api.call("POST", L, L, owner.session, json={"exclusive": True, "ttl": 60})
+    status, body, _ = await api.call("POST", locks, locks, owner.session, json={"exclusive": True, "ttl": 60})
     assert (status, body["code"]) == (409, "locked")
-    status, body, _ = await api.call("PUT", f"{L}/{shared['id']}", "/v1/locks/{lock_id}", device, json={"ttl": 120})
+    status, body, _ = await api.call(
+        "PUT", f"{locks}/{shared['id']}", "/v1/locks/{lock_id}", device, json={"ttl": 120}
+    )
     assert status == 200
     assert body["expires"] == api.clock.now + 120
     api.clock.now += 121  # crashed clients' leases expire on their own
-    status, body, _ = await api.call("GET", L, L, owner.session)
+    status, body, _ = await api.call("GET", locks, locks, owner.session)
     assert body["locks"] == []
-    status, excl, _ = await api.call("POST", L, L, owner.session, json={"exclusive": True, "ttl": 60})
+    status, excl, _ = await api.call("POST", locks, locks, owner.session, json={"exclusive": True, "ttl": 60})
     assert status == 201
-    status, _, _ = await api.call("POST", L, L, device, json={"exclusive": False, "ttl": 60})
+    status, _, _ = await api.call("POST", locks, locks, device, json={"exclusive": False, "ttl": 60})
     assert status == 409
-    status, _, _ = await api.call("DELETE", f"{L}/{excl['id']}", "/v1/locks/{lock_id}", owner.session)
+    status, _, _ = await api.call("DELETE", f"{locks}/{excl['id']}", "/v1/locks/{lock_id}", owner.session)
     assert status == 204
-    status, _, _ = await api.call("PUT", f"{L}/{shared['id']}", "/v1/locks/{lock_id}", device, json={"ttl": 5})
+    status, _, _ = await api.call(
+        "PUT", f"{locks}/{shared['id']}", "/v1/locks/{lock_id}", device, json={"ttl": 5}
+    )
     assert status == 404  # expired leases cannot be renewed
-    status, _, _ = await api.call("POST", L, L, device, json={"exclusive": False, "ttl": 10**6})
+    status, _, _ = await api.call("POST", locks, locks, device, json={"exclusive": False, "ttl": 10**6})
     assert status == 400
 
 
-async def test_logs_never_contain_secrets(
-    api: Api, owner: Owner, caplog: pytest.LogCaptureFixture
-) -> None:
+async def test_logs_never_contain_secrets(api: Api, owner: Owner, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG)
     _, token = await enroll(api, owner)
     await put(api, token, b"secret content 42")
     await api.call(
-        "POST", "/v1/sessions", "/v1/sessions",
+        "POST",
+        "/v1/sessions",
+        "/v1/sessions",
         json={"account": "alice", "method": "password", "auth": b64(b"\x01" * 32)},
     )
     text = caplog.text
-    for secret in (owner.session, token, b64(owner.password_auth), b64(b"\x01" * 32), "secret content", "127.0.0.1"):
+    for secret in (
+        owner.session,
+        token,
+        b64(owner.password_auth),
+        b64(b"\x01" * 32),
+        "secret content",
+        "127.0.0.1",
+    ):
         assert secret not in text
 
 

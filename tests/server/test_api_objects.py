@@ -6,8 +6,8 @@ import os
 from pathlib import Path
 
 import pytest
-
 from keep.server.settings import Settings
+
 from tests.server.conftest import Api, Owner, create_owner, enroll, put
 
 T = "/v1/objects/{kind}/{object_id}"
@@ -28,7 +28,7 @@ async def test_put_get_head_round_trip(api: Api, owner: Owner) -> None:
 async def test_put_is_idempotent(api: Api, owner: Owner) -> None:
     assert (await put(api, owner.session, b"same"))[0] == 201
     assert await put(api, owner.session, b"same") == (200, {"created": False, "size": 4})
-    status, usage, _ = await api.call("GET", "/v1/usage", "/v1/usage", owner.session)
+    _, usage, _ = await api.call("GET", "/v1/usage", "/v1/usage", owner.session)
     assert usage == {"bytes": 4, "objects": 1, "quota": None}
 
 
@@ -76,9 +76,7 @@ async def test_bad_ids_kinds_and_sizes(api: Api, owner: Owner) -> None:
         assert status == code, path
     oid = "0" * 64
     big = {"Content-Length": str(2**40)}
-    status, body, _ = await api.call(
-        "PUT", f"/v1/objects/pack/{oid}", T, owner.session, headers=big, data=b""
-    )
+    status, _, _ = await api.call("PUT", f"/v1/objects/pack/{oid}", T, owner.session, headers=big, data=b"")
     assert status in (413, 400)
 
 
@@ -112,8 +110,8 @@ async def test_listing_is_paged(api: Api, owner: Owner) -> None:
 
 async def test_quota_exceeded_stores_nothing(tmp_path: Path) -> None:
     from aiohttp.test_utils import TestClient, TestServer
-
     from keep.server.app import create_app
+
     from tests.server.conftest import Clock
 
     settings = Settings(data_dir=tmp_path / "q", default_quota=1000)
@@ -147,7 +145,7 @@ async def test_interrupted_upload_leaves_nothing(api: Api, owner: Owner, setting
     data = os.urandom(1024 * 1024)
     oid = hashlib.sha256(data).hexdigest()
     host, port = api.client.server.host, api.client.server.port
-    reader, writer = await asyncio.open_connection(host, port)
+    _, writer = await asyncio.open_connection(host, port)
     writer.write(
         (
             f"PUT /v1/objects/pack/{oid} HTTP/1.1\r\nHost: x\r\n"

@@ -37,9 +37,13 @@ ENDPOINTS: list[tuple[str, str, str, Any, bytes | None]] = [
 ]
 
 OWNER_ONLY = {
-    ("GET", "/v1/account/export"), ("GET", "/v1/keyslots"), ("POST", "/v1/devices"),
-    ("DELETE", "/v1/devices/{device}"), ("DELETE", f"/v1/objects/pack/{OBJ}"),
-    ("PUT", "/v1/keyslots/recovery"), ("DELETE", "/v1/sessions/current"),
+    ("GET", "/v1/account/export"),
+    ("GET", "/v1/keyslots"),
+    ("POST", "/v1/devices"),
+    ("DELETE", "/v1/devices/{device}"),
+    ("DELETE", f"/v1/objects/pack/{OBJ}"),
+    ("PUT", "/v1/keyslots/recovery"),
+    ("DELETE", "/v1/sessions/current"),
 }
 
 
@@ -61,16 +65,22 @@ async def test_authorization_matrix(api: Api, who: str) -> None:
     alice = await create_owner(api, "alice")
     bob = await create_owner(api, "bob")
     await put(api, alice.session, b"alice's object")
-    device_id, device = await enroll(api, alice, "nas")
+    _, device = await enroll(api, alice, "nas")
     revoked_id, revoked = await enroll(api, alice, "old")
     await api.call("DELETE", f"/v1/devices/{revoked_id}", "/v1/devices/{device_id}", alice.session)
     token = {
-        "owner": alice.session, "device": device, "revoked": revoked, "other": bob.session,
-        "none": None, "forged": "ks_" + b64(b"\0" * 32),
+        "owner": alice.session,
+        "device": device,
+        "revoked": revoked,
+        "other": bob.session,
+        "none": None,
+        "forged": "ks_" + b64(b"\0" * 32),
     }[who]
     for method, path, template, body, data in ENDPOINTS:
         # Fresh targets for each call so that earlier calls do not change later ones.
-        _, lease, _ = await api.call("POST", "/v1/locks", "/v1/locks", alice.session, json={"exclusive": False, "ttl": 30})
+        _, lease, _ = await api.call(
+            "POST", "/v1/locks", "/v1/locks", alice.session, json={"exclusive": False, "ttl": 30}
+        )
         target_device, _ = await enroll(api, alice, "target")
         concrete = path.replace("{device}", target_device).replace("{lock}", lease["id"])
         kwargs: dict[str, Any] = {}
@@ -111,7 +121,10 @@ async def test_device_cannot_delete_or_overwrite_even_with_crafted_requests(api:
         status, _, _ = await api.call(method, f"/v1/objects/pack/{oid}", OT, device)
         assert status in (403, 405)
     status, _, _ = await api.call(
-        "DELETE", f"/v1/objects/pack/{oid}", OT, device,
+        "DELETE",
+        f"/v1/objects/pack/{oid}",
+        OT,
+        device,
         headers={"X-HTTP-Method-Override": "DELETE", "Authorization": f"Bearer {device}"},
     )
     assert status == 403

@@ -12,7 +12,6 @@ import urllib.request
 from pathlib import Path
 
 from click.testing import CliRunner
-
 from keep.server.cli import main
 
 
@@ -27,7 +26,9 @@ def test_serve_starts_logs_and_answers(tmp_path: Path) -> None:
     exe = Path(sys.executable).with_name("keep-server")
     proc = subprocess.Popen(
         [str(exe), "serve", "--data-dir", str(tmp_path / "d"), "--listen", f"127.0.0.1:{port}"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     try:
         deadline = time.monotonic() + 20

@@ -10,7 +10,6 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
-
 from keep.server.backends import object_store
 from keep.server.storage.objects import HashMismatchError, ObjectStore, SizeMismatchError
 

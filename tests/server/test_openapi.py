@@ -1,10 +1,9 @@
 from __future__ import annotations
 
-from openapi_spec_validator import validate
-
 from keep.server.app import create_app
 from keep.server.openapi import openapi_document
 from keep.server.settings import Settings
+from openapi_spec_validator import validate
 
 
 def test_document_is_valid_openapi() -> None:
@@ -24,7 +23,8 @@ def test_every_route_is_documented(tmp_path: object) -> None:
     served = {
         (route.method, route.resource.canonical)
         for route in app.router.routes()
-        if route.resource is not None and route.resource.canonical.startswith(("/v1", "/healthz"))
+        if route.resource is not None
+        and route.resource.canonical.startswith(("/v1", "/healthz"))
         and route.resource.canonical != "/v1/openapi.json"
     }
     assert served <= documented | {("HEAD", p) for _, p in documented}

@@ -116,16 +116,40 @@ def record_vectors() -> dict[str, Any]:
     data_key = MASTER.data_key()
     tree = Tree(
         (
-            Node(b"a.txt", NodeType.FILE, 0o644, 1000, 1000, "alice", "alice", 10**18, 10**18,
-                 11, 42, 1, 7, 0, ((b"user.k", b"v"),), b"", (bytes(32),), None),
+            Node(
+                b"a.txt",
+                NodeType.FILE,
+                0o644,
+                1000,
+                1000,
+                "alice",
+                "alice",
+                10**18,
+                10**18,
+                11,
+                42,
+                1,
+                7,
+                0,
+                ((b"user.k", b"v"),),
+                b"",
+                (bytes(32),),
+                None,
+            ),
             Node(b"dir", NodeType.DIR, 0o755, subtree=bytes(range(32))),
             Node(b"link\xff", NodeType.SYMLINK, 0o777, target=b"a.txt"),
         )
     )
     snapshot = Snapshot(
-        time_ns=1_700_000_000_123_456_789, host="device", user="root", paths=(b"/srv",),
-        tree=blob_id(MASTER.id_key(), tree.to_bytes()), program="keep 0.1.0", tags=("daily",),
-        parent=None, summary={"files": 1, "bytes_added": 11},
+        time_ns=1_700_000_000_123_456_789,
+        host="device",
+        user="root",
+        paths=(b"/srv",),
+        tree=blob_id(MASTER.id_key(), tree.to_bytes()),
+        program="keep 0.1.0",
+        tags=("daily",),
+        parent=None,
+        summary={"files": 1, "bytes_added": 11},
     )
     index = Index(
         packs=(IndexedPack(bytes(32), Suite.AES_256_GCM, stream(b"pack-salt", 32), ()),),

@@ -1,0 +1,464 @@
+"""The backup engine: scan → skip unchanged → read → chunk → (workers: id,
+compress) → seal → pack → upload, then trees and the snapshot.
+
+Owns the walk of the source tree and the tree blobs it produces. A file whose
+size, mtime, ctime and inode equal its node in the parent snapshot (and whose
+blobs are all indexed) is not read again: its node is reused as it was — the
+per-file fast path that decides the time of a daily backup. Problems with single
+files (vanished, unreadable, changed while read, sockets) become `Warning`
+values in the result, never crashes.
+
+Paths are bytes throughout so that names that are not UTF-8 survive.
+"""
+
+from __future__ import annotations
+
+import errno
+import fnmatch
+import grp
+import os
+import pwd
+import stat
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import cache
+
+from keep.client.chunk_pipeline import ChunkPipeline, ChunkResult
+from keep.client.packer import Packer
+from keep.client.repository import Repository
+from keep.protocol.blob import BlobType, blob_id
+from keep.protocol.chunker import Chunker
+from keep.protocol.compression import BlobCompressor
+from keep.protocol.errors import FormatError, KeepError
+from keep.protocol.limits import MiB
+from keep.protocol.snapshot import Snapshot
+from keep.protocol.tree import Node, NodeType, Tree
+
+READ_BUFFER = 16 * MiB  # at least twice CHUNK_MAX, see Chunker.cut
+CACHEDIR_TAG = b"CACHEDIR.TAG"
+CACHEDIR_SIGNATURE = b"Signature: 8a477f597d28d172789f06886806bc55"
+PROGRAM = "keep 0.1.0"
+
+
+class SourceError(KeepError):
+    """Raised when a backup source path is missing or unusable as a whole."""
+
+
+@dataclass(frozen=True, slots=True)
+class Warning:
+    path: str
+    message: str
+
+
+@dataclass
+class BackupStats:
+    files_new: int = 0
+    files_changed: int = 0
+    files_unchanged: int = 0
+    dirs: int = 0
+    bytes_total: int = 0  # size of all files in the snapshot
+    bytes_read: int = 0  # bytes actually read from disk
+    started: float = field(default_factory=time.monotonic)
+
+
+@dataclass(frozen=True, slots=True)
+class BackupResult:
+    snapshot_id: str
+    snapshot: Snapshot
+    stats: BackupStats
+    bytes_added: int  # padded pack bytes uploaded
+    packs: int
+    warnings: tuple[Warning, ...]
+    seconds: float
+
+
+@dataclass(frozen=True, slots=True)
+class BackupOptions:
+    excludes: tuple[str, ...] = ()
+    exclude_caches: bool = False
+    one_file_system: bool = False
+    tags: tuple[str, ...] = ()
+    host: str = ""
+
+
+@cache
+def _user(uid: int) -> str:
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return ""
+
+
+@cache
+def _group(gid: int) -> str:
+    try:
+        return grp.getgrgid(gid).gr_name
+    except KeyError:
+        return ""
+
+
+def _xattrs(path: bytes) -> tuple[tuple[bytes, bytes], ...]:
+    try:
+        names = os.listxattr(path, follow_symlinks=False)
+    except OSError:
+        return ()
+    out = []
+    for name in sorted(names):
+        try:
+            out.append((name.encode(), os.getxattr(path, name, follow_symlinks=False)))
+        except OSError:
+            continue
+    return tuple(out)
+
+
+def _is_cache_dir(path: bytes) -> bool:
+    try:
+        with open(os.path.join(path, CACHEDIR_TAG), "rb") as f:
+            return f.read(len(CACHEDIR_SIGNATURE)) == CACHEDIR_SIGNATURE
+    except OSError:
+        return False
+
+
+class _PendingFile:
+    """A file node whose content ids arrive from the chunk pipeline."""
+
+    __slots__ = ("content", "node")
+
+    def __init__(self, node: Node, chunks: int) -> None:
+        self.node = node
+        self.content: list[bytes | None] = [None] * chunks
+
+    def finish(self) -> Node:
+        ids = tuple(c for c in self.content if c is not None)
+        if len(ids) != len(self.content):
+            raise FormatError("internal: file content incomplete")
+        return _replace(self.node, content=ids)
+
+
+def _replace(node: Node, **changes: object) -> Node:
+    from dataclasses import replace
+
+    return replace(node, **changes)  # type: ignore[arg-type]
+
+
+Progress = Callable[[BackupStats], None]
+
+
+class Archiver:
+    def __init__(self, repo: Repository, options: BackupOptions, progress: Progress | None = None) -> None:
+        self.repo = repo
+        self.options = options
+        self.stats = BackupStats()
+        self.warnings: list[Warning] = []
+        self.packer = Packer(repo)
+        self.chunker = Chunker(repo.keys.chunker)
+        self.pipeline = ChunkPipeline(repo.keys.id, self.packer.known)
+        self._tree_compressor = BlobCompressor()
+        self._progress = progress
+        self._last_progress = 0.0
+        self._root_dev: int | None = None
+
+    # Public -----------------------------------------------------------------
+    def run(self, sources: list[bytes], parent: tuple[str, Snapshot] | None) -> BackupResult:
+        paths = sorted({os.path.abspath(s) for s in sources})
+        for a in paths:
+            for b in paths:
+                if a != b and (b + b"/").startswith(a.rstrip(b"/") + b"/"):
+                    raise SourceError(f"{b.decode(errors='replace')} is inside {a.decode(errors='replace')}")
+            if not os.path.lexists(a):
+                raise SourceError(f"backup source {a.decode(errors='replace')} does not exist")
+        parent_root = Tree.from_bytes(self.repo.read_tree_bytes(parent[1].tree)) if parent else None
+        try:
+            root_id = self._save_tree(self._root_nodes(paths, parent_root))
+            self.packer.flush()
+        finally:
+            self.pipeline.close()
+        seconds = time.monotonic() - self.stats.started
+        snapshot = Snapshot(
+            time_ns=time.time_ns(),
+            host=self.options.host,
+            user=_user(os.getuid()),
+            paths=tuple(paths),
+            tree=root_id,
+            program=PROGRAM,
+            tags=self.options.tags,
+            parent=bytes.fromhex(parent[0]) if parent else None,
+            summary={
+                "files_new": self.stats.files_new,
+                "files_changed": self.stats.files_changed,
+                "files_unchanged": self.stats.files_unchanged,
+                "dirs": self.stats.dirs,
+                "bytes_total": self.stats.bytes_total,
+                "bytes_read": self.stats.bytes_read,
+                "bytes_added": self.packer.stats.bytes_uploaded,
+                "warnings": len(self.warnings),
+                "duration_ms": int(seconds * 1000),
+            },
+        )
+        snapshot_id = self.repo.save_snapshot(snapshot)
+        return BackupResult(
+            snapshot_id,
+            snapshot,
+            self.stats,
+            self.packer.stats.bytes_uploaded,
+            self.packer.stats.packs,
+            tuple(self.warnings),
+            seconds,
+        )
+
+    # Tree building -------------------------------------------------------------
+    def _root_nodes(self, paths: list[bytes], parent_root: Tree | None) -> list[Node | _PendingFile]:
+        """The root tree: the sources' full paths as nested directories."""
+        nested: dict[bytes, object] = {}
+        for p in paths:
+            parts = [c for c in p.split(b"/") if c]
+            level = nested
+            for c in parts[:-1]:
+                level = level.setdefault(c, {})  # type: ignore[assignment]
+            level[parts[-1]] = p
+        return self._nodes_for(nested, b"/", parent_root)
+
+    def _nodes_for(
+        self, level: dict[bytes, object], prefix: bytes, parent: Tree | None
+    ) -> list[Node | _PendingFile]:
+        parents = {n.name: n for n in parent.nodes} if parent else {}
+        nodes: list[Node | _PendingFile] = []
+        for name in sorted(level):
+            path = os.path.join(prefix, name)
+            prev = parents.get(name)
+            target = level[name]
+            if isinstance(target, bytes):  # a source path
+                node = self._entry(path, name, prev, top=True)
+                if node is not None:
+                    nodes.append(node)
+                continue
+            st = os.lstat(path)
+            subtree = self._load_parent_subtree(prev)
+            children = self._nodes_for(target, path, subtree)  # type: ignore[arg-type]
+            nodes.append(_replace(self._meta_node(name, st, path), subtree=self._save_tree(children)))
+        return nodes
+
+    def _load_parent_subtree(self, prev: Node | None) -> Tree | None:
+        if prev is None or prev.type is not NodeType.DIR or prev.subtree is None:
+            return None
+        try:
+            return Tree.from_bytes(self.repo.read_tree_bytes(prev.subtree))
+        except KeepError:
+            return None
+
+    def _save_tree(self, nodes: list[Node | _PendingFile]) -> bytes:
+        self.pipeline.drain()
+        resolved = [n.finish() if isinstance(n, _PendingFile) else n for n in nodes]
+        data = Tree(tuple(resolved)).to_bytes()
+        tid = blob_id(self.repo.keys.id, data)
+        if not self.packer.known(tid):
+            codec, payload = self._tree_compressor.compress(data)
+            self.packer.add(BlobType.TREE, tid, codec, payload, len(data))
+            self.repo.cache_tree(tid, data)
+        self.stats.dirs += 1
+        return tid
+
+    def _meta_node(self, name: bytes, st: os.stat_result, path: bytes) -> Node:
+        mode = st.st_mode
+        node_type = (
+            NodeType.DIR
+            if stat.S_ISDIR(mode)
+            else NodeType.SYMLINK
+            if stat.S_ISLNK(mode)
+            else NodeType.FIFO
+            if stat.S_ISFIFO(mode)
+            else NodeType.CHARDEV
+            if stat.S_ISCHR(mode)
+            else NodeType.BLOCKDEV
+            if stat.S_ISBLK(mode)
+            else NodeType.FILE
+        )
+        return Node(
+            name=name,
+            type=node_type,
+            mode=stat.S_IMODE(mode),
+            uid=st.st_uid,
+            gid=st.st_gid,
+            user=_user(st.st_uid),
+            group=_group(st.st_gid),
+            mtime_ns=st.st_mtime_ns,
+            ctime_ns=st.st_ctime_ns,
+            size=st.st_size if stat.S_ISREG(mode) else 0,
+            inode=st.st_ino,
+            links=st.st_nlink,
+            device_id=st.st_dev,
+            rdev=st.st_rdev if node_type in (NodeType.CHARDEV, NodeType.BLOCKDEV) else 0,
+            xattrs=_xattrs(path),
+            subtree=bytes(32) if node_type is NodeType.DIR else None,
+        )
+
+    def _warn(self, path: bytes, message: str) -> None:
+        self.warnings.append(Warning(path.decode(errors="replace"), message))
+
+    def _excluded(self, path: bytes, name: bytes) -> bool:
+        for pattern in self.options.excludes:
+            pat = os.fsencode(pattern)
+            target = path if b"/" in pat else name
+            if fnmatch.fnmatchcase(target, pat) or fnmatch.fnmatchcase(target, pat.rstrip(b"/")):
+                return True
+        return False
+
+    def _entry(
+        self, path: bytes, name: bytes, prev: Node | None, top: bool = False
+    ) -> Node | _PendingFile | None:
+        try:
+            st = os.lstat(path)
+        except FileNotFoundError:
+            self._warn(path, "vanished before it could be read")
+            return None
+        except OSError as exc:
+            self._warn(path, f"cannot stat: {exc.strerror}")
+            return None
+        mode = st.st_mode
+        if stat.S_ISSOCK(mode):
+            self._warn(path, "socket skipped")
+            return None
+        if stat.S_ISREG(mode):
+            return self._file(path, name, st, prev)
+        if stat.S_ISDIR(mode):
+            return self._directory(path, name, st, prev, top)
+        node = self._meta_node(name, st, path)
+        if stat.S_ISLNK(mode):
+            try:
+                node = _replace(node, target=os.readlink(path))
+            except OSError as exc:
+                self._warn(path, f"cannot read link: {exc.strerror}")
+                return None
+        self._tick()
+        return node
+
+    def _directory(
+        self, path: bytes, name: bytes, st: os.stat_result, prev: Node | None, top: bool
+    ) -> Node | None:
+        if self._root_dev is None or top:
+            self._root_dev = st.st_dev
+        node = self._meta_node(name, st, path)
+        try:
+            with os.scandir(path) as it:
+                entries = sorted(e.name for e in it)
+        except OSError as exc:
+            self._warn(path, f"cannot list directory: {exc.strerror}")
+            return _replace(node, subtree=self._save_tree([]))
+        parent = self._load_parent_subtree(prev)
+        parents = {n.name: n for n in parent.nodes} if parent else {}
+        cache_dir = self.options.exclude_caches and _is_cache_dir(path)
+        children: list[Node | _PendingFile] = []
+        for child_name in entries:
+            child = os.path.join(path, child_name)
+            if self._excluded(child, child_name) or (cache_dir and child_name != CACHEDIR_TAG):
+                continue
+            if self.options.one_file_system:
+                try:
+                    cst = os.lstat(child)
+                    if stat.S_ISDIR(cst.st_mode) and cst.st_dev != self._root_dev:
+                        continue
+                except OSError:
+                    pass
+            result = self._entry(child, child_name, parents.get(child_name))
+            if result is not None:
+                children.append(result)
+        return _replace(node, subtree=self._save_tree(children))
+
+    def _file(
+        self, path: bytes, name: bytes, st: os.stat_result, prev: Node | None
+    ) -> Node | _PendingFile | None:
+        self.stats.bytes_total += st.st_size
+        if (
+            prev is not None
+            and prev.type is NodeType.FILE
+            and prev.size == st.st_size
+            and prev.mtime_ns == st.st_mtime_ns
+            and prev.ctime_ns == st.st_ctime_ns
+            and prev.inode == st.st_ino
+            and all(self.packer.known(c) for c in prev.content)
+        ):
+            self.stats.files_unchanged += 1
+            self._tick()
+            return prev
+        node = self._meta_node(name, st, path)
+        try:
+            pending = self._read_file(path, node, st)
+        except FileNotFoundError:
+            self._warn(path, "vanished before it could be read")
+            self.stats.bytes_total -= st.st_size
+            return None
+        except OSError as exc:
+            self._warn(path, f"cannot read: {exc.strerror}")
+            self.stats.bytes_total -= st.st_size
+            return None
+        if prev is None:
+            self.stats.files_new += 1
+        else:
+            self.stats.files_changed += 1
+        self._tick()
+        return pending
+
+    def _read_file(self, path: bytes, node: Node, st: os.stat_result) -> _PendingFile:
+        flags = os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_NOATIME", 0)
+        try:
+            fd = os.open(path, flags)
+        except PermissionError:
+            fd = os.open(path, flags & ~getattr(os, "O_NOATIME", 0))  # O_NOATIME needs ownership
+        pending = _PendingFile(node, 0)
+        total = 0
+        try:
+            fst = os.fstat(fd)
+            if not stat.S_ISREG(fst.st_mode) or fst.st_ino != st.st_ino:
+                raise OSError(errno.ESTALE, "replaced while being opened")
+            carry = b""
+            eof = False
+            while not eof:
+                block = os.read(fd, READ_BUFFER)
+                eof = len(block) == 0 or (len(block) < READ_BUFFER and total + len(block) >= st.st_size)
+                buf = carry + block if carry else block
+                total += len(block)
+                lengths = self.chunker.cut(buf, final=eof)
+                view = memoryview(buf)
+                offset = 0
+                for length in lengths:
+                    self._submit(pending, view[offset : offset + length])
+                    offset += length
+                carry = buf[offset:]
+                if eof and carry:
+                    self._submit(pending, memoryview(carry))
+                    carry = b""
+                if not block:
+                    break
+            self.stats.bytes_read += total
+            after = os.fstat(fd)
+        finally:
+            os.close(fd)
+        if total != st.st_size or after.st_mtime_ns != st.st_mtime_ns:
+            self._warn(path, "changed while being read; the snapshot has what was read")
+        pending.node = _replace(pending.node, size=total)
+        return pending
+
+    def _submit(self, pending: _PendingFile, chunk: memoryview) -> None:
+        position = len(pending.content)
+        pending.content.append(None)
+
+        def sink(result: ChunkResult) -> None:
+            if result.payload is not None:
+                self.packer.add(
+                    BlobType.DATA, result.blob_id, result.codec, result.payload, result.raw_length
+                )
+            pending.content[position] = result.blob_id
+
+        self.pipeline.submit(chunk, sink)
+
+    def _tick(self) -> None:
+        if self._progress is None:
+            return
+        now = time.monotonic()
+        if now - self._last_progress >= 0.2:
+            self._last_progress = now
+            self._progress(self.stats)
+
+
+__all__ = ["Archiver", "BackupOptions", "BackupResult"]

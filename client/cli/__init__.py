@@ -1,0 +1,1 @@
+"""The `keep` command line."""

@@ -1,0 +1,98 @@
+"""`keep backup`: back up paths (default: the configured sources)."""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+
+import click
+from keep.client.archiver import Archiver, BackupOptions, BackupStats
+from keep.client.cli.main import CliContext, cli
+from keep.client.cli.progress import ProgressLine, human_bytes
+from keep.client.cli.session import UsageError, open_repository
+from keep.client.lease import Lease
+from keep.protocol.errors import ExitCode
+
+
+@cli.command()
+@click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
+@click.option("--exclude", "excludes", multiple=True, help="Glob; without '/' it matches names, else paths.")
+@click.option("--exclude-file", type=click.Path(exists=True, dir_okay=False, path_type=Path), multiple=True)
+@click.option("--exclude-caches", is_flag=True, help="Skip contents of dirs with a CACHEDIR.TAG.")
+@click.option("--one-file-system", is_flag=True, help="Do not cross file-system boundaries.")
+@click.option("--tag", "tags", multiple=True)
+@click.option("--host", default=None, help="Host name recorded in the snapshot.")
+@click.pass_obj
+def backup(
+    ctx: CliContext,
+    paths: tuple[Path, ...],
+    excludes: tuple[str, ...],
+    exclude_file: tuple[Path, ...],
+    exclude_caches: bool,
+    one_file_system: bool,
+    tags: tuple[str, ...],
+    host: str | None,
+) -> None:
+    """Back up PATHS. Exits 3 when some files could not be read."""
+    config = ctx.config
+    sources = [os.fsencode(p) for p in paths] or [os.fsencode(s) for s in config.sources]
+    if not sources:
+        raise UsageError("nothing to back up: give paths or set [backup] sources in keep.toml")
+    patterns = list(config.excludes) + list(excludes)
+    for f in exclude_file:
+        patterns += [ln.strip() for ln in f.read_text().splitlines() if ln.strip() and not ln.startswith("#")]
+    options = BackupOptions(
+        excludes=tuple(patterns),
+        exclude_caches=exclude_caches or config.exclude_caches,
+        one_file_system=one_file_system or config.one_file_system,
+        tags=tags,
+        host=host or socket.gethostname(),
+    )
+    line = ProgressLine(ctx.interactive)
+
+    def progress(stats: BackupStats) -> None:
+        files = stats.files_new + stats.files_changed + stats.files_unchanged
+        line.show(f"{files} files, {human_bytes(stats.bytes_read)} read, {line.rate(stats.bytes_read)}")
+
+    with open_repository(ctx) as (_, repo), Lease(repo.remote, exclusive=False):
+        repo.load_index()
+        repo.reindex_orphan_packs()
+        parent = None
+        candidates = [
+            s
+            for s in repo.snapshots()
+            if s.snapshot.host == options.host
+            and set(s.snapshot.paths) == {os.path.abspath(p) for p in sources}
+        ]
+        if candidates:
+            parent = (candidates[-1].id, candidates[-1].snapshot)
+        result = Archiver(repo, options, progress).run(sources, parent)
+    line.done()
+    s = result.stats
+    summary = {
+        "snapshot": result.snapshot_id,
+        "files_new": s.files_new,
+        "files_changed": s.files_changed,
+        "files_unchanged": s.files_unchanged,
+        "dirs": s.dirs,
+        "bytes_total": s.bytes_total,
+        "bytes_read": s.bytes_read,
+        "bytes_added": result.bytes_added,
+        "packs": result.packs,
+        "seconds": round(result.seconds, 3),
+        "warnings": [{"path": w.path, "message": w.message} for w in result.warnings],
+    }
+    human = "\n".join(
+        [f"warning: {w.path}: {w.message}" for w in result.warnings]
+        + [
+            f"snapshot {result.snapshot_id[:12]} saved",
+            f"files: {s.files_new} new, {s.files_changed} changed, {s.files_unchanged} unchanged;"
+            f" {s.dirs} dirs",
+            f"{human_bytes(s.bytes_total)} in snapshot, {human_bytes(s.bytes_read)} read, "
+            f"{human_bytes(result.bytes_added)} added in {result.packs} packs, {result.seconds:.1f} s",
+        ]
+    )
+    ctx.emit(human, summary)
+    if result.warnings:
+        raise SystemExit(int(ExitCode.PARTIAL))

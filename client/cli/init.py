@@ -1,0 +1,67 @@
+"""`keep init`: create the account, enroll this device, print the recovery kit."""
+
+from __future__ import annotations
+
+import datetime
+import os
+from pathlib import Path
+
+import click
+from keep.client.account import create_account
+from keep.client.cli.main import CliContext, cli
+from keep.client.cli.session import UsageError, read_password
+from keep.client.device_state import STATE_FILE
+from keep.client.recovery_kit import recovery_kit
+from keep.client.remote import Remote
+
+
+@cli.command()
+@click.option("--server", "server_url", help="Server URL (default: [server] url in keep.toml).")
+@click.option("--account", help="Account name (default: [server] account in keep.toml).")
+@click.option("--password-file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--device-name", help="Name of this device (default: host name).")
+@click.option(
+    "--recovery-kit",
+    "kit_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write the recovery kit to this file (0600) instead of the terminal.",
+)
+@click.pass_obj
+def init(
+    ctx: CliContext,
+    server_url: str | None,
+    account: str | None,
+    password_file: Path | None,
+    device_name: str | None,
+    kit_file: Path | None,
+) -> None:
+    """Create a new account and set up this device."""
+    server_url = server_url or ctx.config.server_url
+    account = account or ctx.config.account
+    if not server_url or not account:
+        raise UsageError("--server and --account are required (or set them in keep.toml)")
+    if (ctx.home / STATE_FILE).exists():
+        raise UsageError(f"this device is already set up ({ctx.home / STATE_FILE})")
+    password = read_password(password_file, confirm=True)
+    with Remote(server_url, ca_file=ctx.config.ca_file) as remote:
+        created = create_account(remote, account, password, device_name)
+    created.state.save(ctx.home)
+    kit = recovery_kit(server_url, account, created.recovery_key, created.state.master, datetime.date.today())
+    if kit_file is not None:
+        fd = os.open(kit_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(kit)
+    ctx.emit(
+        (kit if kit_file is None else f"Recovery kit written to {kit_file}. Print it and store it safely.")
+        + f"\nAccount {account!r} created; this device is enrolled as {created.state.device_id}.",
+        {
+            "account": account,
+            "device_id": created.state.device_id,
+            "server": server_url,
+            "fingerprint": created.state.master.fingerprint(),
+            "recovery_kit_file": str(kit_file) if kit_file else None,
+            "recovery_kit": kit if kit_file is None else None,
+        },
+    )
+    if kit_file is None and not ctx.json_output:
+        click.echo("Write the recovery kit down now: it is shown only once.", err=True)

@@ -1,0 +1,112 @@
+"""`keep snapshots`, `keep ls`, `keep stats`."""
+
+from __future__ import annotations
+
+import datetime
+import os
+import stat
+
+import click
+from keep.client.cli.main import CliContext, cli
+from keep.client.cli.progress import human_bytes
+from keep.client.cli.session import open_repository
+from keep.client.restorer import walk
+from keep.protocol.tree import NodeType
+
+
+def _time(ns: int) -> str:
+    return datetime.datetime.fromtimestamp(ns / 1e9).strftime("%Y-%m-%d %H:%M:%S")
+
+
+@cli.command()
+@click.pass_obj
+def snapshots(ctx: CliContext) -> None:
+    """List snapshots, oldest first."""
+    with open_repository(ctx) as (_, repo):
+        snaps = repo.snapshots()
+    rows: list[dict[str, object]] = [
+        {
+            "id": s.id,
+            "time": _time(s.snapshot.time_ns),
+            "host": s.snapshot.host,
+            "paths": [os.fsdecode(p) for p in s.snapshot.paths],
+            "tags": list(s.snapshot.tags),
+            "summary": s.snapshot.summary,
+        }
+        for s in snaps
+    ]
+    human = (
+        "\n".join(
+            f"{s.id[:12]}  {_time(s.snapshot.time_ns)}  {s.snapshot.host:<16} "
+            + ", ".join(os.fsdecode(p) for p in s.snapshot.paths)
+            + (f"  [{', '.join(s.snapshot.tags)}]" if s.snapshot.tags else "")
+            for s in snaps
+        )
+        or "no snapshots"
+    )
+    ctx.emit(human, rows)
+
+
+@cli.command()
+@click.argument("snapshot")
+@click.argument("path", required=False)
+@click.pass_obj
+def ls(ctx: CliContext, snapshot: str, path: str | None) -> None:
+    """List the files of SNAPSHOT (an id prefix or 'latest'), under PATH."""
+    prefix = os.fsencode(path.rstrip("/")) if path else b""
+    with open_repository(ctx) as (_, repo):
+        repo.load_index()
+        info = repo.find_snapshot(snapshot)
+        entries = [
+            (p, n)
+            for p, n in walk(repo, info.snapshot.tree)
+            if not prefix or p == prefix or p.startswith(prefix + b"/")
+        ]
+    rows = [
+        {
+            "path": os.fsdecode(p),
+            "type": n.type.name.lower(),
+            "mode": oct(n.mode),
+            "size": n.size,
+            "mtime": _time(n.mtime_ns),
+        }
+        for p, n in entries
+    ]
+    kinds = {NodeType.DIR: stat.S_IFDIR, NodeType.SYMLINK: stat.S_IFLNK, NodeType.FILE: stat.S_IFREG}
+    human = "\n".join(
+        f"{stat.filemode(kinds.get(n.type, 0) | n.mode)} {n.size:>12} {_time(n.mtime_ns)} {os.fsdecode(p)}"
+        for p, n in entries
+    )
+    ctx.emit(human, rows)
+
+
+@cli.command()
+@click.pass_obj
+def stats(ctx: CliContext) -> None:
+    """Repository usage and the latest snapshot."""
+    with open_repository(ctx) as (state, repo):
+        usage = repo.remote.request_json("GET", "/v1/usage")
+        snaps = repo.snapshots()
+    latest = snaps[-1] if snaps else None
+    data = {
+        "account": state.account,
+        "server": state.server_url,
+        "snapshots": len(snaps),
+        "stored_bytes": usage.get("bytes"),
+        "objects": usage.get("objects"),
+        "quota": usage.get("quota"),
+        "latest": None
+        if latest is None
+        else {
+            "id": latest.id,
+            "time": _time(latest.snapshot.time_ns),
+            "summary": latest.snapshot.summary,
+        },
+    }
+    human = (
+        f"account {state.account} on {state.server_url}\n"
+        f"{len(snaps)} snapshots, {human_bytes(int(usage.get('bytes') or 0))} stored"
+        f" in {usage.get('objects')} objects"
+        + (f"\nlatest: {latest.id[:12]} at {_time(latest.snapshot.time_ns)}" if latest else "")
+    )
+    ctx.emit(human, data)

@@ -1,0 +1,68 @@
+"""`keep`: the click group, its context object and the one place where errors
+become a message and an exit code (docs/cli.md lists the codes)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import click
+from keep.client.config import Config, config_path, load_config, state_dir
+from keep.protocol.errors import ExitCode, KeepError
+
+
+@dataclass
+class CliContext:
+    json_output: bool
+    home: Path
+    config_file: Path
+    _config: Config | None = None
+
+    @property
+    def config(self) -> Config:
+        if self._config is None:
+            self._config = load_config(self.config_file)
+        return self._config
+
+    def emit(self, human: str, data: Any) -> None:
+        """Print `data` as JSON with --json, else the human text."""
+        if self.json_output:
+            click.echo(json.dumps(data, indent=1, sort_keys=True, default=str))
+        elif human:
+            click.echo(human)
+
+    @property
+    def interactive(self) -> bool:
+        return sys.stderr.isatty() and not self.json_output
+
+
+class KeepGroup(click.Group):
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except KeepError as exc:
+            click.echo(f"keep: {exc}", err=True)
+            ctx.exit(int(exc.exit_code))
+        except KeyboardInterrupt:
+            click.echo("keep: interrupted; nothing already stored is lost", err=True)
+            ctx.exit(int(ExitCode.FATAL))
+        except OSError as exc:
+            click.echo(f"keep: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), err=True)
+            ctx.exit(int(ExitCode.FATAL))
+
+
+@click.group(cls=KeepGroup)
+@click.option("--json", "json_output", is_flag=True, help="Machine-readable output.")
+@click.pass_context
+def cli(ctx: click.Context, json_output: bool) -> None:
+    """Keep: zero-knowledge, deduplicating, encrypted backups."""
+    ctx.obj = CliContext(json_output, state_dir(), config_path())
+
+
+def main() -> None:
+    from keep.client.cli import backup, init, listing, restore  # noqa: F401 — registers commands
+
+    cli(prog_name="keep")

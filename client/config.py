@@ -1,0 +1,101 @@
+"""Where `keep` keeps things, and its configuration file.
+
+State (`$KEEP_HOME`): `/var/lib/keep` as root, else `$XDG_DATA_HOME/keep`
+(`~/.local/share/keep`). Config (`$KEEP_CONFIG`): `/etc/keep/keep.toml` as root,
+else `$XDG_CONFIG_HOME/keep/keep.toml`. A missing config file means defaults.
+
+    [server]
+    url = "https://backup.example.net"
+    account = "alice"
+    ca_file = "/etc/keep/ca.pem"     # optional
+
+    [backup]
+    sources = ["/srv", "/etc"]
+    excludes = ["*.tmp", "/srv/cache"]
+    exclude_caches = true
+    one_file_system = false
+
+    [phonehome]
+    ddns = true
+    updates = true
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from keep.protocol.errors import ExitCode, KeepError
+
+
+class ConfigError(KeepError):
+    """Raised when keep.toml cannot be read or has wrong types."""
+
+    exit_code = ExitCode.USAGE
+
+
+def state_dir() -> Path:
+    if env := os.environ.get("KEEP_HOME"):
+        return Path(env)
+    if os.geteuid() == 0:
+        return Path("/var/lib/keep")
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "keep"
+
+
+def config_path() -> Path:
+    if env := os.environ.get("KEEP_CONFIG"):
+        return Path(env)
+    if os.geteuid() == 0:
+        return Path("/etc/keep/keep.toml")
+    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(base) / "keep" / "keep.toml"
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    server_url: str | None = None
+    account: str | None = None
+    ca_file: str | None = None
+    sources: tuple[str, ...] = ()
+    excludes: tuple[str, ...] = ()
+    exclude_caches: bool = False
+    one_file_system: bool = False
+    phonehome: dict[str, Any] = field(default_factory=dict)
+
+
+def _typed(table: dict[str, Any], key: str, kind: type, where: str) -> Any:
+    value = table.get(key)
+    if value is not None and not isinstance(value, kind):
+        raise ConfigError(f"{where}: '{key}' must be a {kind.__name__}")
+    return value
+
+
+def load_config(path: Path | None = None) -> Config:
+    path = path or config_path()
+    try:
+        raw = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        return Config()
+    except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read {path}: {exc}") from None
+    where = str(path)
+    server = raw.get("server", {})
+    backup = raw.get("backup", {})
+    sources = _typed(backup, "sources", list, where) or []
+    excludes = _typed(backup, "excludes", list, where) or []
+    if not all(isinstance(s, str) for s in [*sources, *excludes]):
+        raise ConfigError(f"{where}: sources and excludes are lists of strings")
+    return Config(
+        server_url=_typed(server, "url", str, where),
+        account=_typed(server, "account", str, where),
+        ca_file=_typed(server, "ca_file", str, where),
+        sources=tuple(sources),
+        excludes=tuple(excludes),
+        exclude_caches=bool(_typed(backup, "exclude_caches", bool, where)),
+        one_file_system=bool(_typed(backup, "one_file_system", bool, where)),
+        phonehome=dict(raw.get("phonehome", {})),
+    )

@@ -1,0 +1,88 @@
+"""The device's credential file: server, account, device token and master key.
+
+Stored as JSON in `$KEEP_HOME/device.json`, mode 0600, written atomically
+(temp file, fsync, rename). It lets timers run backups without the password.
+Whoever can read it can read and add backups — never delete them (the device
+token is append-only).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from keep.protocol.envelope import Suite
+from keep.protocol.errors import ExitCode, KeepError
+from keep.protocol.keys import MasterKey
+
+STATE_FILE = "device.json"
+STATE_VERSION = 1
+
+
+class NotInitializedError(KeepError):
+    """Raised when the device has no credential yet (`keep init` / `keep login`)."""
+
+    exit_code = ExitCode.USAGE
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceState:
+    server_url: str
+    account: str
+    device_id: str
+    device_token: str
+    master: MasterKey
+    suite: Suite
+    ca_file: str | None = None
+
+    def __repr__(self) -> str:
+        return f"DeviceState(account={self.account!r}, server={self.server_url!r}, <secrets redacted>)"
+
+    def save(self, home: Path) -> None:
+        home.mkdir(parents=True, exist_ok=True, mode=0o700)
+        os.chmod(home, 0o700)
+        body = json.dumps(
+            {
+                "version": STATE_VERSION,
+                "server_url": self.server_url,
+                "account": self.account,
+                "device_id": self.device_id,
+                "device_token": self.device_token,
+                "master_key": base64.b64encode(self.master.material).decode(),
+                "suite": int(self.suite),
+                "ca_file": self.ca_file,
+            },
+            indent=1,
+        ).encode()
+        tmp = home / f".{STATE_FILE}.tmp"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+        try:
+            os.write(fd, body)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, home / STATE_FILE)
+
+    @classmethod
+    def load(cls, home: Path) -> DeviceState:
+        path = home / STATE_FILE
+        try:
+            raw = json.loads(path.read_text())
+            return cls(
+                server_url=str(raw["server_url"]),
+                account=str(raw["account"]),
+                device_id=str(raw["device_id"]),
+                device_token=str(raw["device_token"]),
+                master=MasterKey(base64.b64decode(raw["master_key"])),
+                suite=Suite(int(raw["suite"])),
+                ca_file=raw.get("ca_file"),
+            )
+        except FileNotFoundError:
+            raise NotInitializedError(
+                f"this device is not set up ({path} is missing); run `keep init` or `keep login`"
+            ) from None
+        except (ValueError, KeyError, TypeError, KeepError):
+            raise KeepError(f"{path} is damaged; run `keep login` to enroll this device again") from None

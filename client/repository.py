@@ -1,0 +1,224 @@
+"""The repository as the engine sees it: keys + the remote + the index.
+
+Owns: loading the index (through the local cache), reading blobs by id with
+padded range reads, listing and loading snapshots, writing index and snapshot
+objects, and re-indexing packs that a crashed backup uploaded but never
+indexed (so a resumed backup does not upload them again).
+
+Range reads are widened to RANGE_ALIGN boundaries so the server never sees a
+request that equals one blob's frame (docs/threat-model.md).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from keep.client.remote import Remote
+from keep.protocol.blob import BlobType
+from keep.protocol.compression import BlobDecompressor
+from keep.protocol.envelope import (
+    FOOTER_FRAME,
+    HEADER,
+    Header,
+    ObjectCipher,
+    ObjectKind,
+    Role,
+    Suite,
+    frame_ad,
+)
+from keep.protocol.errors import FormatError, IntegrityError, NotFoundError
+from keep.protocol.index import Index, IndexedPack
+from keep.protocol.keys import RepositoryKeys
+from keep.protocol.limits import KiB
+from keep.protocol.pack import FOOTER, FOOTER_SEALED_SIZE, TocEntry, open_blob, parse_toc
+from keep.protocol.snapshot import Snapshot
+
+RANGE_ALIGN = 64 * KiB
+
+
+@dataclass(frozen=True, slots=True)
+class Location:
+    pack_id: str
+    suite: Suite
+    salt: bytes
+    entry: TocEntry
+
+
+@dataclass(frozen=True, slots=True)
+class SnapshotInfo:
+    id: str
+    snapshot: Snapshot
+    arrived: int  # server-recorded arrival time
+
+
+def aligned(start: int, end: int, size: int) -> tuple[int, int]:
+    """Widen [start, end) to RANGE_ALIGN boundaries within [0, size)."""
+    return start - start % RANGE_ALIGN, min(size, -(-end // RANGE_ALIGN) * RANGE_ALIGN)
+
+
+class Repository:
+    def __init__(self, remote: Remote, keys: RepositoryKeys, cache_dir: Path, suite: Suite) -> None:
+        self.remote = remote
+        self.keys = keys
+        self.suite = suite
+        self.cache_dir = cache_dir
+        self.index: dict[bytes, Location] = {}
+        self.pack_sizes: dict[str, int] = {}
+        self.index_ids: set[str] = set()
+        self._tree_cache = cache_dir / "trees"
+        self._local = threading.local()
+
+    def salt(self) -> bytes:
+        return os.urandom(32)
+
+    # Index -----------------------------------------------------------------
+    def load_index(self) -> None:
+        """Load every index object, from the cache where possible."""
+        cache = self.cache_dir / "index"
+        cache.mkdir(parents=True, exist_ok=True, mode=0o700)
+        remote_ids = {o.id for o in self.remote.list_objects("index")}
+        for stale in {p.name for p in cache.iterdir()} - remote_ids:
+            (cache / stale).unlink(missing_ok=True)
+        indexes: dict[str, Index] = {}
+        for object_id in sorted(remote_ids):
+            path = cache / object_id
+            data = path.read_bytes() if path.exists() else None
+            if data is None:
+                data = self.remote.get_object("index", object_id)
+                _atomic_write(path, data)
+            try:
+                indexes[object_id] = Index.open(self.keys.data, data)
+            except (FormatError, IntegrityError):
+                path.unlink(missing_ok=True)
+                raise
+        superseded = {s.hex() for idx in indexes.values() for s in idx.supersedes}
+        self.index.clear()
+        for object_id, idx in indexes.items():
+            if object_id in superseded:
+                continue
+            for pack in idx.packs:
+                self.add_pack(pack)
+        self.index_ids = set(indexes)
+        self.pack_sizes = {o.id: o.size for o in self.remote.list_objects("pack")}
+
+    def add_pack(self, pack: IndexedPack) -> None:
+        pack_id = pack.pack_id.hex()
+        for entry in pack.entries:
+            self.index.setdefault(entry.blob_id, Location(pack_id, pack.suite, pack.salt, entry))
+
+    def save_index(self, packs: list[IndexedPack]) -> str:
+        data = Index(tuple(packs)).seal(self.keys.data, self.suite, self.salt())
+        object_id = self.remote.put_object("index", data)
+        _atomic_write(self.cache_dir / "index" / object_id, data)
+        self.index_ids.add(object_id)
+        return object_id
+
+    def reindex_orphan_packs(self) -> int:
+        """Index packs that are on the server but in no index (a backup was
+        interrupted after uploading them). Returns how many were recovered."""
+        indexed = {loc.pack_id for loc in self.index.values()}
+        orphans = [p for p in self.pack_sizes if p not in indexed]
+        recovered = []
+        for pack_id in orphans:
+            try:
+                recovered.append(self.read_pack_toc(pack_id, self.pack_sizes[pack_id]))
+            except (FormatError, IntegrityError):
+                continue  # not ours or damaged: `keep check` reports it
+        for pack in recovered:
+            self.add_pack(pack)
+        if recovered:
+            self.save_index(recovered)
+        return len(recovered)
+
+    def read_pack_toc(self, pack_id: str, size: int) -> IndexedPack:
+        if size < HEADER.size + FOOTER_SEALED_SIZE:
+            raise FormatError("pack is too small")
+        header = Header.from_bytes(self.remote.get_range("pack", pack_id, 0, HEADER.size))
+        cipher = ObjectCipher(self.keys.data, header)
+        tail = self.remote.get_range("pack", pack_id, size - FOOTER_SEALED_SIZE, size)
+        footer = cipher.open(FOOTER_FRAME, tail, frame_ad(ObjectKind.PACK, Role.FOOTER, FOOTER_FRAME))
+        toc_offset, toc_length, count = FOOTER.unpack(footer)
+        if toc_offset + toc_length + FOOTER_SEALED_SIZE != size:
+            raise FormatError("pack footer is inconsistent")
+        sealed = self.remote.get_range("pack", pack_id, toc_offset, toc_offset + toc_length)
+        entries = parse_toc(cipher, sealed, toc_offset, count)
+        return IndexedPack(bytes.fromhex(pack_id), header.suite, header.salt, entries)
+
+    # Blobs -------------------------------------------------------------------
+    def _decompressor(self) -> BlobDecompressor:
+        d = getattr(self._local, "d", None)
+        if d is None:
+            d = self._local.d = BlobDecompressor()
+        return d
+
+    def open_located(self, loc: Location, sealed: bytes | memoryview) -> bytes:
+        cipher = ObjectCipher.new(self.keys.data, ObjectKind.PACK, loc.suite, loc.salt)
+        return open_blob(cipher, loc.entry, sealed, self.keys.id, self._decompressor())
+
+    def read_blob(self, blob_id: bytes) -> bytes:
+        loc = self.index.get(blob_id)
+        if loc is None:
+            raise NotFoundError(f"blob {blob_id.hex()[:12]} is not in the index")
+        size = self.pack_sizes.get(loc.pack_id, loc.entry.offset + loc.entry.length)
+        start, end = aligned(loc.entry.offset, loc.entry.offset + loc.entry.length, size)
+        data = self.remote.get_range("pack", loc.pack_id, start, end)
+        rel = loc.entry.offset - start
+        return self.open_located(loc, memoryview(data)[rel : rel + loc.entry.length])
+
+    def read_tree_bytes(self, tree_id: bytes) -> bytes:
+        """A tree blob's plaintext, through the local tree cache."""
+        path = self._tree_cache / tree_id.hex()[:2] / tree_id.hex()
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            pass
+        else:
+            from keep.protocol.blob import blob_id
+
+            if blob_id(self.keys.id, data) == tree_id:
+                return data
+        loc = self.index.get(tree_id)
+        if loc is None or loc.entry.blob_type is not BlobType.TREE:
+            raise NotFoundError(f"tree {tree_id.hex()[:12]} is not in the index")
+        data = self.read_blob(tree_id)
+        _atomic_write(path, data)
+        return data
+
+    def cache_tree(self, tree_id: bytes, data: bytes) -> None:
+        _atomic_write(self._tree_cache / tree_id.hex()[:2] / tree_id.hex(), data)
+
+    # Snapshots -----------------------------------------------------------------
+    def save_snapshot(self, snapshot: Snapshot) -> str:
+        return self.remote.put_object("snapshot", snapshot.seal(self.keys.data, self.suite, self.salt()))
+
+    def snapshots(self) -> list[SnapshotInfo]:
+        out = []
+        for info in self.remote.list_objects("snapshot"):
+            data = self.remote.get_object("snapshot", info.id)
+            out.append(SnapshotInfo(info.id, Snapshot.open(self.keys.data, data), info.created))
+        out.sort(key=lambda s: (s.snapshot.time_ns, s.id))
+        return out
+
+    def find_snapshot(self, ref: str, candidates: Iterable[SnapshotInfo] | None = None) -> SnapshotInfo:
+        snaps = list(candidates if candidates is not None else self.snapshots())
+        if not snaps:
+            raise NotFoundError("the repository has no snapshots yet")
+        if ref == "latest":
+            return snaps[-1]
+        matches = [s for s in snaps if s.id.startswith(ref.lower())]
+        if len(matches) != 1:
+            raise NotFoundError(
+                f"no snapshot matches {ref!r}" if not matches else f"{ref!r} matches several snapshots"
+            )
+        return matches[0]
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
