@@ -14,6 +14,7 @@ import os
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 
 from keep.protocol.blob import BlobType, blob_id
 from keep.protocol.chunker import Chunker
@@ -33,6 +34,11 @@ def measure(fn: Callable[[], object], size: int, repeat: int) -> float:
         fn()
         best = min(best, time.perf_counter() - start)
     return size / best / 1e6
+
+
+def _each(items: list[memoryview], fn: Callable[[memoryview], object]) -> None:
+    for item in items:
+        fn(item)
 
 
 def chunks_of(data: bytes, chunker: Chunker) -> list[memoryview]:
@@ -82,18 +88,18 @@ def main() -> None:
         comp = BlobCompressor()
         ratio = sum(len(comp.compress(c)[1]) for c in chunks) / size
         cipher = ObjectCipher.new(keys.data, ObjectKind.PACK, Suite.AES_256_GCM, bytes(32))
-        stages = {
-            "chunk (FastCDC)": lambda d=data: chunker.cut(d, final=True),
-            "id (keyed BLAKE3)": lambda cs=chunks: [blob_id(keys.id, c) for c in cs],
-            "compress (zstd-3)": lambda cs=chunks, z=comp: [z.compress(c) for c in cs],
-            "seal (AES-256-GCM)": lambda cs=chunks, a=cipher: [a.seal(0, c, b"") for c in cs],
+        stages: dict[str, Callable[[], object]] = {
+            "chunk (FastCDC)": partial(chunker.cut, data, final=True),
+            "id (keyed BLAKE3)": partial(_each, chunks, partial(blob_id, keys.id)),
+            "compress (zstd-3)": partial(_each, chunks, comp.compress),
+            "seal (AES-256-GCM)": partial(_each, chunks, partial(cipher.seal, 0, ad=b"")),
         }
         print(f"\n{label}: {len(chunks)} chunks, compressed to {ratio:.1%}")
         for name, fn in stages.items():
             print(f"  {name:<22} {measure(fn, size, repeat):8.0f} MB/s  (1 thread)")
         for suite in (Suite.AES_256_GCM, Suite.CHACHA20_POLY1305):
             for threads in (1, 2):
-                mbs = measure(lambda t=threads, s=suite, d=data: pipeline(keys, d, t, s), size, repeat)
+                mbs = measure(partial(pipeline, keys, data, threads, suite), size, repeat)
                 print(f"  pipeline {suite.name:<18} {threads} thread(s) {mbs:8.0f} MB/s")
 
 

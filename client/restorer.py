@@ -31,6 +31,8 @@ from keep.protocol.errors import KeepError
 from keep.protocol.tree import Node, NodeType, Tree
 
 FETCH_THREADS = 4
+HOLE_BLOCK = 64 * 1024  # zero runs of this size inside a blob stay holes
+_ZERO_BLOCK = bytes(HOLE_BLOCK)
 OPEN_FILES_MAX = 256
 DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
@@ -278,10 +280,12 @@ class Restorer:
                 entry = fetch.location.entry
                 rel = entry.offset - rng.start
                 plain = self.repo.open_located(fetch.location, view[rel : rel + entry.length])
-                zero = plain.count(0) == len(plain)
+                runs = _data_runs(plain)
                 for t in fetch.targets:
-                    if not zero:
-                        os.pwrite(fd_for(t.file), plain, t.offset)
+                    if runs:
+                        fd = fd_for(t.file)
+                        for start, end in runs:
+                            os.pwrite(fd, memoryview(plain)[start:end], t.offset + start)
                     with self._lock:
                         self.stats.bytes_written += len(plain)
             with self._lock:
@@ -320,6 +324,22 @@ class Restorer:
                         raise
             os.chmod(full, node.mode)
         os.utime(full, ns=(node.mtime_ns, node.mtime_ns), follow_symlinks=False)
+
+
+def _data_runs(data: bytes) -> list[tuple[int, int]]:
+    """[start, end) runs of `data` that are not all-zero HOLE_BLOCKs; the file
+    was truncated to size beforehand, so skipped blocks stay sparse holes."""
+    view = memoryview(data)
+    runs: list[tuple[int, int]] = []
+    for start in range(0, len(data), HOLE_BLOCK):
+        end = min(start + HOLE_BLOCK, len(data))
+        if view[start:end] == _ZERO_BLOCK[: end - start]:
+            continue
+        if runs and runs[-1][1] == start:
+            runs[-1] = (runs[-1][0], end)
+        else:
+            runs.append((start, end))
+    return runs
 
 
 def walk(repo: Repository, tree_id: bytes, prefix: bytes = b"") -> Iterator[tuple[bytes, Node]]:

@@ -9,8 +9,9 @@ from pathlib import Path
 import click
 from keep.client.archiver import Archiver, BackupOptions, BackupStats
 from keep.client.cli.main import CliContext, cli
-from keep.client.cli.progress import ProgressLine, human_bytes
+from keep.client.cli.progress import ProgressLine
 from keep.client.cli.session import UsageError, open_repository
+from keep.client.cli.text import human_bytes
 from keep.client.lease import Lease
 from keep.protocol.errors import ExitCode
 

@@ -8,8 +8,8 @@ import stat
 
 import click
 from keep.client.cli.main import CliContext, cli
-from keep.client.cli.progress import human_bytes
 from keep.client.cli.session import open_repository
+from keep.client.cli.text import display_path, human_bytes
 from keep.client.restorer import walk
 from keep.protocol.tree import NodeType
 
@@ -38,7 +38,7 @@ def snapshots(ctx: CliContext) -> None:
     human = (
         "\n".join(
             f"{s.id[:12]}  {_time(s.snapshot.time_ns)}  {s.snapshot.host:<16} "
-            + ", ".join(os.fsdecode(p) for p in s.snapshot.paths)
+            + ", ".join(display_path(p) for p in s.snapshot.paths)
             + (f"  [{', '.join(s.snapshot.tags)}]" if s.snapshot.tags else "")
             for s in snaps
         )
@@ -74,7 +74,7 @@ def ls(ctx: CliContext, snapshot: str, path: str | None) -> None:
     ]
     kinds = {NodeType.DIR: stat.S_IFDIR, NodeType.SYMLINK: stat.S_IFLNK, NodeType.FILE: stat.S_IFREG}
     human = "\n".join(
-        f"{stat.filemode(kinds.get(n.type, 0) | n.mode)} {n.size:>12} {_time(n.mtime_ns)} {os.fsdecode(p)}"
+        f"{stat.filemode(kinds.get(n.type, 0) | n.mode)} {n.size:>12} {_time(n.mtime_ns)} {display_path(p)}"
         for p, n in entries
     )
     ctx.emit(human, rows)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import sys
 import time
 
+from keep.client.cli.text import human_bytes
+
 
 class ProgressLine:
     def __init__(self, enabled: bool) -> None:
@@ -24,11 +26,3 @@ class ProgressLine:
     def rate(self, nbytes: int) -> str:
         elapsed = max(time.monotonic() - self.started, 1e-6)
         return f"{human_bytes(nbytes / elapsed)}/s"
-
-
-def human_bytes(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(n) < 1024 or unit == "TiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} TiB"

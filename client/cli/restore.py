@@ -7,8 +7,9 @@ from pathlib import Path
 
 import click
 from keep.client.cli.main import CliContext, cli
-from keep.client.cli.progress import ProgressLine, human_bytes
+from keep.client.cli.progress import ProgressLine
 from keep.client.cli.session import open_repository
+from keep.client.cli.text import human_bytes
 from keep.client.restorer import Restorer, RestoreStats
 from keep.protocol.errors import ExitCode
 

@@ -49,12 +49,13 @@ def test_client_refuses_parameters_above_the_ceiling(params: KdfParams) -> None:
 
 
 def test_kdf_params_from_json_rejects_bad_types() -> None:
-    for bad in (
+    bad_inputs: list[object] = [
         {},
         {"algorithm": "argon2id", "memory_kib": "1", "iterations": 3, "parallelism": 4},
         {"algorithm": "argon2id", "memory_kib": True, "iterations": 3, "parallelism": 4},
         [],
-    ):
+    ]
+    for bad in bad_inputs:
         with pytest.raises(FormatError):
             KdfParams.from_json(bad)
     assert KdfParams.from_json(DEFAULT_PARAMS.to_json()) == DEFAULT_PARAMS

@@ -9,7 +9,6 @@ from typing import Any
 
 import pytest
 from keep.protocol import msgcodec
-from keep.protocol.blob import BlobType
 from keep.protocol.compression import BlobDecompressor
 from keep.protocol.envelope import ObjectKind, open_single
 from keep.protocol.index import Index
@@ -70,4 +69,3 @@ def test_record_vectors_decode() -> None:
     assert msgcodec.pack(index.to_record()).hex() == v["index"]["msgpack"]
     body = open_single(data_key, ObjectKind.INDEX, bytes.fromhex(v["index"]["sealed"]))
     assert body.hex() == v["index"]["zstd_body"]
-    assert BlobType.TREE == 2

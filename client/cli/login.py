@@ -1,0 +1,77 @@
+"""`keep login`: set up this device for an existing account (e.g. a new machine
+after the old one was lost) with the password or the recovery kit."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+from keep.client.account import enroll_device, owner_login, recovery_login
+from keep.client.cli.main import CliContext, cli
+from keep.client.cli.session import UsageError, read_password
+from keep.client.device_state import STATE_FILE
+from keep.client.remote import Remote
+from keep.protocol.recovery import decode_recovery_key
+
+KIT_MARKER = "Recovery key:"
+
+
+def recovery_key_from_kit(text: str) -> str:
+    """The recovery key lines of a kit file (or the key itself)."""
+    lines = text.splitlines()
+    for i, line in enumerate(lines):
+        if line.strip().startswith(KIT_MARKER):
+            rest = line.split(KIT_MARKER, 1)[1].strip()
+            return rest + "".join(ln.strip() for ln in lines[i + 1 : i + 3])
+    return text.strip()
+
+
+@cli.command()
+@click.option("--server", "server_url", help="Server URL (default: keep.toml).")
+@click.option("--account", help="Account name (default: keep.toml).")
+@click.option("--password-file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "--recovery-kit",
+    "kit",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    help="Use the recovery kit file instead of the password.",
+)
+@click.option("--recovery-key", "use_key", is_flag=True, help="Type the recovery key at a prompt.")
+@click.option("--device-name", help="Name of this device (default: host name).")
+@click.pass_obj
+def login(
+    ctx: CliContext,
+    server_url: str | None,
+    account: str | None,
+    password_file: Path | None,
+    kit: Path | None,
+    use_key: bool,
+    device_name: str | None,
+) -> None:
+    """Enroll this device in an existing account."""
+    server_url = server_url or ctx.config.server_url
+    account = account or ctx.config.account
+    if not server_url or not account:
+        raise UsageError("--server and --account are required (or set them in keep.toml)")
+    if (ctx.home / STATE_FILE).exists():
+        raise UsageError(f"this device is already set up ({ctx.home / STATE_FILE})")
+    key = None
+    if kit is not None:
+        key = decode_recovery_key(recovery_key_from_kit(kit.read_text()))
+    elif use_key:
+        if not sys.stdin.isatty():
+            raise UsageError("--recovery-key needs a terminal; use --recovery-kit FILE")
+        key = decode_recovery_key(click.prompt("Recovery key", err=True))
+    with Remote(server_url, ca_file=ctx.config.ca_file) as remote:
+        if key is not None:
+            session, master = recovery_login(remote, account, key)
+        else:
+            session, master = owner_login(remote, account, read_password(password_file))
+        state = enroll_device(remote, session, account, master, device_name)
+    state.save(ctx.home)
+    ctx.emit(
+        f"Logged in to {account!r}; this device is enrolled as {state.device_id}.\n"
+        f"Key fingerprint: {master.fingerprint()} (compare it with your recovery kit)",
+        {"account": account, "device_id": state.device_id, "fingerprint": master.fingerprint()},
+    )

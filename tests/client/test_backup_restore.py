@@ -1,0 +1,220 @@
+"""The main job end to end: init, backup, snapshots, ls, restore — via the
+real CLI against the real server."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+from tests.client.conftest import KEEP, Device
+from tests.client.tree_builder import add_socket, allocated_bytes, describe, make_rich_tree
+
+
+def restored(target: Path, source: Path) -> Path:
+    return target / str(source).lstrip("/")
+
+
+def test_round_trip_keeps_content_and_metadata(device: Device, tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    make_rich_tree(src)
+    device.init()
+    summary = device.json("backup", str(src))
+    assert summary["warnings"] == []
+    assert summary["files_new"] >= 9
+    target = tmp_path / "restore"
+    result = device.json("restore", "latest", "--target", str(target))
+    assert result["warnings"] == []
+    out = restored(target, src)
+    assert describe(out) == describe(src)
+    # the hole stays a hole
+    assert allocated_bytes(out / "sparse.img") < 1024 * 1024
+    # hardlinks are hardlinks again
+    assert os.stat(out / "hard-a").st_ino == os.stat(out / "hard-b").st_ino
+    assert os.getxattr(out / "docs" / "readme.txt", "user.keep.test") == b"xattr value"
+
+
+def test_unchanged_rebackup_reads_no_file_contents(device: Device, tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    make_rich_tree(src)
+    device.init()
+    first = device.json("backup", str(src))
+    second = device.json("backup", str(src))
+    assert second["bytes_read"] == 0
+    assert second["files_new"] == second["files_changed"] == 0
+    assert second["files_unchanged"] == first["files_new"]
+    assert second["bytes_added"] == 0  # identical trees: nothing new at all
+    (src / "docs" / "readme.txt").write_text("changed\n")
+    third = device.json("backup", str(src))
+    assert third["files_changed"] == 1
+    assert third["bytes_read"] == len("changed\n")
+    snaps = device.json("snapshots")
+    assert len(snaps) == 3
+    assert [s["id"] for s in snaps][-1] == third["snapshot"]
+
+
+def test_ls_lists_the_snapshot(device: Device, tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    make_rich_tree(src)
+    device.init()
+    device.run("backup", str(src))
+    rows = device.json("ls", "latest", str(src / "docs"))
+    paths = {r["path"] for r in rows}
+    assert str(src / "docs" / "readme.txt") in paths
+    assert str(src / "link-rel") not in paths
+    human = device.run("ls", "latest").stdout
+    assert "readme.txt" in human
+
+
+def test_include_restores_only_the_selected_path(device: Device, tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    make_rich_tree(src)
+    device.init()
+    device.run("backup", str(src))
+    target = tmp_path / "restore"
+    device.run("restore", "latest", "--target", str(target), "--include", str(src / "docs"))
+    out = restored(target, src)
+    assert (out / "docs" / "big.bin").read_bytes() == (src / "docs" / "big.bin").read_bytes()
+    assert not (out / "hard-a").exists()
+
+
+def test_restore_onto_existing_tree_skips_matching_files(device: Device, tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    make_rich_tree(src)
+    device.init()
+    device.run("backup", str(src))
+    target = tmp_path / "restore"
+    device.run("restore", "latest", "--target", str(target))
+    (restored(target, src) / "docs" / "big.bin").write_bytes(b"damaged")
+    again = device.json("restore", "latest", "--target", str(target))
+    assert again["files_skipped"] >= 5
+    assert describe(restored(target, src)) == describe(src)
+
+
+def test_excludes_and_cachedir_tags(device: Device, tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    (src / "cache").mkdir(parents=True)
+    (src / "cache" / "CACHEDIR.TAG").write_bytes(b"Signature: 8a477f597d28d172789f06886806bc55\n")
+    (src / "cache" / "blob").write_text("cached")
+    (src / "keep.txt").write_text("keep me")
+    (src / "skip.tmp").write_text("temporary")
+    device.init()
+    device.run("backup", str(src), "--exclude", "*.tmp", "--exclude-caches")
+    paths = {r["path"] for r in device.json("ls", "latest")}
+    assert str(src / "keep.txt") in paths
+    assert str(src / "skip.tmp") not in paths
+    assert str(src / "cache" / "CACHEDIR.TAG") in paths
+    assert str(src / "cache" / "blob") not in paths
+
+
+def test_sockets_are_warnings_and_exit_3(device: Device, tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "file").write_text("x")
+    sock = add_socket(src)
+    try:
+        device.init()
+        result = device.run("backup", str(src), check=False)
+    finally:
+        sock.close()
+    assert result.returncode == 3, result.stderr
+    assert "socket skipped" in result.stdout
+    assert device.json("snapshots")  # the snapshot was still written
+
+
+def test_kill_9_mid_backup_then_backup_and_restore_are_complete(device: Device, tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    for i in range(12):
+        (src / f"f{i}.bin").write_bytes(os.urandom(6 * 1024 * 1024))
+    device.init()
+    env = {**os.environ, "KEEP_HOME": str(device.home), "KEEP_CONFIG": str(device.home / "none.toml")}
+    proc = subprocess.Popen(
+        [KEEP, "backup", str(src)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+        uploaded = device.json("stats")["stored_bytes"] or 0
+        if uploaded > 20 * 1024 * 1024:
+            break
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    summary = device.json("backup", str(src))
+    assert summary["warnings"] == []
+    # packs the killed run uploaded were re-indexed, not uploaded again
+    assert summary["bytes_added"] < 80 * 1024 * 1024
+    target = tmp_path / "restore"
+    device.run("restore", "latest", "--target", str(target))
+    assert describe(restored(target, src)) == describe(src)
+
+
+def test_error_exit_codes_and_one_line_messages(device: Device, tmp_path: Path) -> None:
+    device.init()
+    other = Device(device.server, tmp_path / "other-home", device.account, tmp_path / "wrong")
+    other.password_file.write_text("not the password")
+    result = other.run(
+        "login",
+        "--server",
+        device.server,
+        "--account",
+        device.account,
+        "--password-file",
+        str(other.password_file),
+        check=False,
+    )
+    assert (result.returncode, result.stderr.strip()) == (
+        10,
+        f"keep: wrong password for account '{device.account}'",
+    )
+    result = other.run(
+        "login",
+        "--server",
+        device.server,
+        "--account",
+        "nobody-here",
+        "--password-file",
+        str(other.password_file),
+        check=False,
+    )
+    assert result.returncode == 11
+    assert result.stderr.count("\n") == 1
+    result = other.run(
+        "login",
+        "--server",
+        "http://127.0.0.1:9",
+        "--account",
+        "x",
+        "--password-file",
+        str(other.password_file),
+        check=False,
+    )
+    assert result.returncode == 12
+    assert "cannot reach the server" in result.stderr
+    assert "Traceback" not in result.stderr
+    result = other.run("snapshots", check=False)
+    assert result.returncode == 2
+    assert "keep init" in result.stderr
+
+
+def test_login_on_a_new_machine_with_the_recovery_kit(device: Device, tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    make_rich_tree(src)
+    info = device.init()
+    device.run("backup", str(src))
+    new = Device(device.server, tmp_path / "new-home", device.account, device.password_file)
+    reply = new.json(
+        "login",
+        "--server",
+        device.server,
+        "--account",
+        device.account,
+        "--recovery-kit",
+        str(tmp_path / "kit.txt"),
+    )
+    assert reply["fingerprint"] == info["fingerprint"]
+    target = tmp_path / "restore"
+    new.run("restore", "latest", "--target", str(target))
+    assert describe(restored(target, src)) == describe(src)
