@@ -21,3 +21,14 @@ def test_protocol_benchmark_smoke() -> None:
     ).stdout
     assert "pipeline AES_256_GCM" in out
     assert "MB/s" in out
+
+
+def test_compare_harness_smoke() -> None:
+    """The side-by-side harness runs end to end for keep on a tiny corpus
+    (restic and Borg runs belong to benchmarks/, not CI)."""
+    out = subprocess.run(
+        [sys.executable, "-m", "benchmarks.compare", "--smoke", "--tools", "keep"],
+        cwd=ROOT, capture_output=True, text=True, timeout=600, check=True,
+    ).stdout
+    assert "| first backup | keep |" in out
+    assert "| full restore | keep |" in out

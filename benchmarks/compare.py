@@ -1,0 +1,374 @@
+"""Keep vs restic vs Borg, side by side in one run on the same generated corpus.
+
+Scenarios: first backup, unchanged re-backup, backup after a small mutation
+(bytes inserted near the start of a large file, small files touched, a new
+file), full restore; then a tree of many small files (first backup and
+unchanged re-backup). Keep talks to a real keep-server and restic to a restic
+REST server (pyrestserver, installed in its own venv) on loopback, so both send
+data over HTTP; Borg writes a local repository (it has no HTTP transport).
+
+Recorded per step: wall time, client CPU (user+sys), server CPU, client peak
+RSS and repository size.
+
+    python -m benchmarks.compare [--scale 1.0] [--small-files 100000] [--tools keep,restic,borg]
+    python -m benchmarks.compare --smoke --tools keep     # tiny data, CI
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from benchmarks.corpus import WORDS, random_bytes, text_bytes
+from benchmarks.server_process import free_port, keep_server
+
+MiB = 1024 * 1024
+KEEP = str(Path(sys.executable).with_name("keep"))
+PASSWORD = "benchmark password"
+
+
+@dataclass
+class Step:
+    tool: str
+    step: str
+    wall: float
+    cpu: float
+    server_cpu: float
+    rss_mib: float
+    repo_mib: float
+    data_mb: float
+
+    @property
+    def mbs(self) -> float:
+        return self.data_mb / self.wall if self.wall > 0 else 0.0
+
+
+# Corpus ------------------------------------------------------------------------------
+def make_corpus(root: Path, scale: float) -> int:
+    """Mixed corpus: small source files, text, media-like random files, and a
+    large file with zero runs. Returns its size in bytes."""
+    rng = random.Random(7)
+    src = root / "src"
+    n_small = int(6000 * scale)
+    for i in range(n_small):
+        d = src / f"pkg{i // 100}"
+        d.mkdir(parents=True, exist_ok=True)
+        lines = [
+            b" ".join(rng.choice(WORDS) for _ in range(rng.randint(4, 12))) for _ in range(rng.randint(10, 300))
+        ]
+        (d / f"mod{i}.py").write_bytes(b"\n".join(lines) + b"\n")
+    text = root / "text"
+    text.mkdir()
+    for i in range(max(1, int(12 * scale))):
+        (text / f"log{i}.txt").write_bytes(text_bytes(int(24 * MiB), seed=100 + i))
+    media = root / "media"
+    media.mkdir()
+    for i in range(max(1, int(30 * scale))):
+        (media / f"video{i}.mp4").write_bytes(random_bytes(int(rng.randint(4, 20) * MiB), seed=200 + i))
+    big = root / "disk.img"
+    with big.open("wb") as f:
+        for i in range(max(1, int(24 * scale))):
+            f.write(random_bytes(4 * MiB, seed=300 + i))
+            f.write(bytes(8 * MiB))  # zero run
+    return sum(p.stat().st_size for p in root.rglob("*") if p.is_file())
+
+
+def mutate(root: Path) -> int:
+    """Insert bytes near the start of the large file, touch some small files,
+    add a new file. Returns bytes written."""
+    big = root / "disk.img"
+    data = big.read_bytes()
+    big.write_bytes(data[: MiB] + b"inserted bytes!" * 7 + data[MiB:])
+    written = len(data)
+    for i, p in enumerate(sorted((root / "src").rglob("*.py"))[:50]):
+        with p.open("ab") as f:
+            f.write(b"# changed %d\n" % i)
+    (root / "new.bin").write_bytes(random_bytes(10 * MiB, seed=999))
+    return written + 10 * MiB
+
+
+def make_small_files(root: Path, count: int) -> int:
+    rng = random.Random(11)
+    total = 0
+    for i in range(count):
+        d = root / f"d{i // 100:04}"
+        if i % 100 == 0:
+            d.mkdir(parents=True)
+        body = rng.randbytes(rng.randint(100, 2000))
+        (d / f"f{i}.dat").write_bytes(body)
+        total += len(body)
+    return total
+
+
+# Process measurement ---------------------------------------------------------------
+def run_measured(cmd: list[str], env: dict[str, str], cwd: Path | None = None) -> tuple[float, float, float]:
+    """(wall s, user+sys CPU s, peak RSS MiB) of one command, from wait4."""
+    start = time.perf_counter()
+    proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - start
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    out = proc.stdout.read() if proc.stdout else b""
+    err = proc.stderr.read() if proc.stderr else b""
+    if proc.returncode not in (0, 3):
+        raise RuntimeError(f"{' '.join(cmd)} failed ({proc.returncode}): {err.decode()[-2000:]} {out.decode()[-500:]}")
+    return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024
+
+
+def proc_cpu(pid: int | None) -> float:
+    if pid is None:
+        return 0.0
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def du_mib(path: Path) -> float:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) / MiB
+
+
+# Tools ---------------------------------------------------------------------------------
+class Tool:
+    name = ""
+
+    def __init__(self, work: Path) -> None:
+        self.work = work
+        self.server_pid: int | None = None
+
+    @contextmanager
+    def running(self) -> Iterator[None]:
+        yield
+
+    def env(self) -> dict[str, str]:
+        return dict(os.environ)
+
+    def repo_dir(self) -> Path:
+        raise NotImplementedError
+
+    def init(self) -> None:
+        raise NotImplementedError
+
+    def backup_cmd(self, path: Path) -> list[str]:
+        raise NotImplementedError
+
+    def restore(self, target: Path, source: Path) -> tuple[list[str], Path | None]:
+        raise NotImplementedError
+
+
+class Keep(Tool):
+    name = "keep"
+
+    @contextmanager
+    def running(self) -> Iterator[None]:
+        with keep_server(self.work / "server") as (url, proc):
+            self.url, self.server_pid = url, proc.pid
+            yield
+
+    def env(self) -> dict[str, str]:
+        return {**os.environ, "KEEP_HOME": str(self.work / "home"), "KEEP_CONFIG": str(self.work / "none.toml")}
+
+    def repo_dir(self) -> Path:
+        return self.work / "server"
+
+    def init(self) -> None:
+        pw = self.work / "pw"
+        pw.write_text(PASSWORD)
+        subprocess.run(
+            [KEEP, "init", "--server", self.url, "--account", "bench", "--password-file", str(pw),
+             "--recovery-kit", str(self.work / "kit.txt")],
+            env=self.env(), check=True, capture_output=True,
+        )
+
+    def backup_cmd(self, path: Path) -> list[str]:
+        return [KEEP, "backup", str(path)]
+
+    def restore(self, target: Path, source: Path) -> tuple[list[str], Path | None]:
+        return [KEEP, "restore", "latest", "--target", str(target)], None
+
+
+class Restic(Tool):
+    name = "restic"
+    SERVER = Path(os.environ.get("RESTIC_REST_SERVER", "/tmp/keep-bench-rest/bin/pyrestserver"))
+
+    @contextmanager
+    def running(self) -> Iterator[None]:
+        port = free_port()
+        proc = subprocess.Popen(
+            [str(self.SERVER), "serve", "--path", str(self.work / "repo"), "--listen", f"127.0.0.1:{port}", "--no-auth"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        self.server_pid = proc.pid
+        self.url = f"rest:http://127.0.0.1:{port}/"
+        time.sleep(1.5)
+        try:
+            yield
+        finally:
+            os.kill(proc.pid, signal.SIGTERM)
+            proc.wait(timeout=20)
+
+    def env(self) -> dict[str, str]:
+        return {**os.environ, "RESTIC_PASSWORD": PASSWORD, "RESTIC_REPOSITORY": self.url,
+                "RESTIC_CACHE_DIR": str(self.work / "cache")}
+
+    def repo_dir(self) -> Path:
+        return self.work / "repo"
+
+    def init(self) -> None:
+        subprocess.run(["restic", "init"], env=self.env(), check=True, capture_output=True)
+
+    def backup_cmd(self, path: Path) -> list[str]:
+        return ["restic", "backup", "--quiet", str(path)]
+
+    def restore(self, target: Path, source: Path) -> tuple[list[str], Path | None]:
+        return ["restic", "restore", "latest", "--target", str(target)], None
+
+
+class Borg(Tool):
+    name = "borg"
+
+    def env(self) -> dict[str, str]:
+        return {**os.environ, "BORG_PASSPHRASE": PASSWORD, "BORG_CACHE_DIR": str(self.work / "cache"),
+                "BORG_CONFIG_DIR": str(self.work / "config"), "BORG_BASE_DIR": str(self.work)}
+
+    def repo_dir(self) -> Path:
+        return self.work / "repo"
+
+    def init(self) -> None:
+        subprocess.run(["borg", "init", "--encryption=repokey-blake2", str(self.repo_dir())],
+                       env=self.env(), check=True, capture_output=True)
+        self.n = 0
+
+    def backup_cmd(self, path: Path) -> list[str]:
+        self.n += 1
+        return ["borg", "create", "--compression", "zstd,3", f"{self.repo_dir()}::s{self.n}", str(path)]
+
+    def restore(self, target: Path, source: Path) -> tuple[list[str], Path | None]:
+        target.mkdir(parents=True, exist_ok=True)
+        return ["borg", "extract", f"{self.repo_dir()}::s{self.n}"], target
+
+
+TOOLS: dict[str, Callable[[Path], Tool]] = {"keep": Keep, "restic": Restic, "borg": Borg}
+
+
+def measure(tool: Tool, step: str, cmd: list[str], data_bytes: int, cwd: Path | None = None) -> Step:
+    s0 = proc_cpu(tool.server_pid)
+    wall, cpu, rss = run_measured(cmd, tool.env(), cwd)
+    return Step(tool.name, step, wall, cpu, proc_cpu(tool.server_pid) - s0, rss,
+                du_mib(tool.repo_dir()), data_bytes / 1e6)
+
+
+def same_tree(a: Path, b: Path) -> bool:
+    out = subprocess.run(["diff", "-r", "--no-dereference", str(a), str(b)], capture_output=True, check=False)
+    return out.returncode == 0
+
+
+def run_tool(name: str, base: Path, corpus: Path, corpus_bytes: int, small: Path | None, small_bytes: int) -> list[Step]:
+    tool = TOOLS[name](base / name)
+    tool.work.mkdir(parents=True)
+    steps = []
+    with tool.running():
+        tool.init()
+        steps.append(measure(tool, "first backup", tool.backup_cmd(corpus), corpus_bytes))
+        steps.append(measure(tool, "unchanged re-backup", tool.backup_cmd(corpus), corpus_bytes))
+        mutated = mutate(corpus)
+        steps.append(measure(tool, "backup after mutation", tool.backup_cmd(corpus), mutated))
+        target = tool.work / "restore"
+        cmd, cwd = tool.restore(target, corpus)
+        size = sum(p.stat().st_size for p in corpus.rglob("*") if p.is_file())
+        steps.append(measure(tool, "full restore", cmd, size, cwd))
+        restored = target / str(corpus).lstrip("/")
+        if not same_tree(corpus, restored):
+            raise RuntimeError(f"{name}: restored tree differs from the source")
+        shutil.rmtree(target)
+        undo_mutation(corpus)
+        if small is not None:
+            steps.append(measure(tool, "small files: first backup", tool.backup_cmd(small), small_bytes))
+            steps.append(measure(tool, "small files: unchanged re-backup", tool.backup_cmd(small), small_bytes))
+    return steps
+
+
+def undo_mutation(root: Path) -> None:
+    """Restore the corpus to its generated state for the next tool."""
+    big = root / "disk.img"
+    data = big.read_bytes()
+    marker = b"inserted bytes!" * 7
+    if data[MiB : MiB + len(marker)] == marker:
+        big.write_bytes(data[:MiB] + data[MiB + len(marker) :])
+    for p in sorted((root / "src").rglob("*.py"))[:50]:
+        body = p.read_bytes()
+        cut = body.rfind(b"# changed ")
+        if cut >= 0:
+            p.write_bytes(body[:cut])
+    (root / "new.bin").unlink(missing_ok=True)
+
+
+def table(steps: list[Step]) -> str:
+    lines = [
+        "| step | tool | wall s | MB/s | client CPU s | server CPU s | client peak RSS MiB | repo MiB |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for s in steps:
+        lines.append(
+            f"| {s.step} | {s.tool} | {s.wall:.2f} | {s.mbs:.0f} | {s.cpu:.2f} | {s.server_cpu:.2f} "
+            f"| {s.rss_mib:.0f} | {s.repo_mib:.0f} |"
+        )
+    return "\n".join(lines)
+
+
+def ratios(steps: list[Step]) -> str:
+    by = {(s.tool, s.step): s for s in steps}
+    out = []
+    for step in dict.fromkeys(s.step for s in steps):
+        keep, restic = by.get(("keep", step)), by.get(("restic", step))
+        if keep and restic:
+            out.append(
+                f"- {step}: keep/restic throughput {keep.mbs / max(restic.mbs, 1e-9):.2f}x, "
+                f"time {keep.wall / restic.wall:.2f}x, RSS {keep.rss_mib / max(restic.rss_mib, 1e-9):.2f}x, "
+                f"repo size {keep.repo_mib / max(restic.repo_mib, 1e-9):.3f}x"
+            )
+    return "\n".join(out)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--scale", type=float, default=1.0)
+    parser.add_argument("--small-files", type=int, default=100_000)
+    parser.add_argument("--tools", default="keep,restic,borg")
+    parser.add_argument("--smoke", action="store_true", help="tiny corpus")
+    parser.add_argument("--json", type=Path, help="also write the steps as JSON here")
+    args = parser.parse_args()
+    scale, small_count = (0.02, 300) if args.smoke else (args.scale, args.small_files)
+    with tempfile.TemporaryDirectory(prefix="keep-compare-") as tmp:
+        base = Path(tmp)
+        corpus = base / "corpus"
+        corpus_bytes = make_corpus(corpus, scale)
+        small = base / "small"
+        small_bytes = make_small_files(small, small_count) if small_count else 0
+        print(f"corpus {corpus_bytes / 1e6:.0f} MB; small-files tree {small_count} files, "
+              f"{small_bytes / 1e6:.0f} MB; {os.cpu_count()} cores", flush=True)
+        steps: list[Step] = []
+        for name in args.tools.split(","):
+            steps += run_tool(name, base, corpus, corpus_bytes, small if small_count else None, small_bytes)
+            print(table([s for s in steps if s.tool == name]), flush=True)
+        print("\n" + table(steps))
+        print("\n" + ratios(steps))
+        if args.json:
+            args.json.write_text(json.dumps([s.__dict__ for s in steps], indent=1))
+
+
+if __name__ == "__main__":
+    main()
