@@ -64,13 +64,17 @@ def pipeline(keys: RepositoryKeys, data: bytes, threads: int, suite: Suite) -> N
 
     salt = bytes(32)
     writer = PackWriter(ObjectCipher.new(keys.data, ObjectKind.PACK, suite, salt))
+    parts = [writer.header]
     with ThreadPoolExecutor(threads) as pool:
         for bid, codec, payload, raw in pool.map(work, chunks_of(data, chunker)):
-            writer.add(BlobType.DATA, bid, codec, payload, raw)  # type: ignore[arg-type]
+            parts.append(writer.add(BlobType.DATA, bid, codec, payload, raw))  # type: ignore[arg-type]
             if writer.size >= PACK_TARGET:
-                writer.finish(PACK_MIN_PADDED)
+                parts.append(writer.finish(PACK_MIN_PADDED))
+                b"".join(parts)
                 writer = PackWriter(ObjectCipher.new(keys.data, ObjectKind.PACK, suite, salt))
-    writer.finish(PACK_MIN_PADDED)
+                parts = [writer.header]
+    parts.append(writer.finish(PACK_MIN_PADDED))
+    b"".join(parts)
 
 
 def main() -> None:

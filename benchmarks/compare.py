@@ -36,7 +36,8 @@ from benchmarks.server_process import free_port, keep_server
 
 MiB = 1024 * 1024
 KEEP = str(Path(sys.executable).with_name("keep"))
-PASSWORD = "benchmark password"
+PASSWORD = "benchmark password"  # noqa: S105 — throw-away repositories
+GNU_TIME = "/usr/bin/time"
 
 
 @dataclass
@@ -66,7 +67,8 @@ def make_corpus(root: Path, scale: float) -> int:
         d = src / f"pkg{i // 100}"
         d.mkdir(parents=True, exist_ok=True)
         lines = [
-            b" ".join(rng.choice(WORDS) for _ in range(rng.randint(4, 12))) for _ in range(rng.randint(10, 300))
+            b" ".join(rng.choice(WORDS) for _ in range(rng.randint(4, 12)))
+            for _ in range(rng.randint(10, 300))
         ]
         (d / f"mod{i}.py").write_bytes(b"\n".join(lines) + b"\n")
     text = root / "text"
@@ -90,7 +92,7 @@ def mutate(root: Path) -> int:
     add a new file. Returns bytes written."""
     big = root / "disk.img"
     data = big.read_bytes()
-    big.write_bytes(data[: MiB] + b"inserted bytes!" * 7 + data[MiB:])
+    big.write_bytes(data[:MiB] + b"inserted bytes!" * 7 + data[MiB:])
     written = len(data)
     for i, p in enumerate(sorted((root / "src").rglob("*.py"))[:50]):
         with p.open("ab") as f:
@@ -114,17 +116,30 @@ def make_small_files(root: Path, count: int) -> int:
 
 # Process measurement ---------------------------------------------------------------
 def run_measured(cmd: list[str], env: dict[str, str], cwd: Path | None = None) -> tuple[float, float, float]:
-    """(wall s, user+sys CPU s, peak RSS MiB) of one command, from wait4."""
+    """(wall s, user+sys CPU s, peak RSS MiB) of one command, measured by GNU
+    time: `ru_maxrss` seen by this (large) Python process would include its own
+    RSS, which Linux carries across fork."""
+    if not os.path.exists(GNU_TIME):
+        return _run_wait4(cmd, env, cwd)
+    with tempfile.NamedTemporaryFile("r", suffix=".time") as report:
+        timed = [GNU_TIME, "-f", "%e %U %S %M", "-o", report.name, *cmd]
+        proc = subprocess.run(timed, env=env, cwd=cwd, capture_output=True, check=False)
+        if proc.returncode not in (0, 3):
+            raise RuntimeError(f"{' '.join(cmd)} failed ({proc.returncode}): {proc.stderr.decode()[-2000:]}")
+        wall, user, system, rss_kib = report.read().split()[-4:]
+    return float(wall), float(user) + float(system), int(rss_kib) / 1024
+
+
+def _run_wait4(cmd: list[str], env: dict[str, str], cwd: Path | None) -> tuple[float, float, float]:
+    """Fallback without GNU time (smoke runs): its RSS is an upper bound."""
     start = time.perf_counter()
-    proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     _, status, usage = os.wait4(proc.pid, 0)
-    wall = time.perf_counter() - start
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    out = proc.stdout.read() if proc.stdout else b""
-    err = proc.stderr.read() if proc.stderr else b""
-    if proc.returncode not in (0, 3):
-        raise RuntimeError(f"{' '.join(cmd)} failed ({proc.returncode}): {err.decode()[-2000:]} {out.decode()[-500:]}")
-    return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024
+    if os.waitstatus_to_exitcode(status) not in (0, 3):
+        raise RuntimeError(
+            f"{' '.join(cmd)} failed: {proc.stderr.read().decode()[-2000:] if proc.stderr else ''}"
+        )
+    return time.perf_counter() - start, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024
 
 
 def proc_cpu(pid: int | None) -> float:
@@ -179,7 +194,11 @@ class Keep(Tool):
             yield
 
     def env(self) -> dict[str, str]:
-        return {**os.environ, "KEEP_HOME": str(self.work / "home"), "KEEP_CONFIG": str(self.work / "none.toml")}
+        return {
+            **os.environ,
+            "KEEP_HOME": str(self.work / "home"),
+            "KEEP_CONFIG": str(self.work / "none.toml"),
+        }
 
     def repo_dir(self) -> Path:
         return self.work / "server"
@@ -188,9 +207,21 @@ class Keep(Tool):
         pw = self.work / "pw"
         pw.write_text(PASSWORD)
         subprocess.run(
-            [KEEP, "init", "--server", self.url, "--account", "bench", "--password-file", str(pw),
-             "--recovery-kit", str(self.work / "kit.txt")],
-            env=self.env(), check=True, capture_output=True,
+            [
+                KEEP,
+                "init",
+                "--server",
+                self.url,
+                "--account",
+                "bench",
+                "--password-file",
+                str(pw),
+                "--recovery-kit",
+                str(self.work / "kit.txt"),
+            ],
+            env=self.env(),
+            check=True,
+            capture_output=True,
         )
 
     def backup_cmd(self, path: Path) -> list[str]:
@@ -208,8 +239,17 @@ class Restic(Tool):
     def running(self) -> Iterator[None]:
         port = free_port()
         proc = subprocess.Popen(
-            [str(self.SERVER), "serve", "--path", str(self.work / "repo"), "--listen", f"127.0.0.1:{port}", "--no-auth"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            [
+                str(self.SERVER),
+                "serve",
+                "--path",
+                str(self.work / "repo"),
+                "--listen",
+                f"127.0.0.1:{port}",
+                "--no-auth",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         self.server_pid = proc.pid
         self.url = f"rest:http://127.0.0.1:{port}/"
@@ -221,8 +261,12 @@ class Restic(Tool):
             proc.wait(timeout=20)
 
     def env(self) -> dict[str, str]:
-        return {**os.environ, "RESTIC_PASSWORD": PASSWORD, "RESTIC_REPOSITORY": self.url,
-                "RESTIC_CACHE_DIR": str(self.work / "cache")}
+        return {
+            **os.environ,
+            "RESTIC_PASSWORD": PASSWORD,
+            "RESTIC_REPOSITORY": self.url,
+            "RESTIC_CACHE_DIR": str(self.work / "cache"),
+        }
 
     def repo_dir(self) -> Path:
         return self.work / "repo"
@@ -241,15 +285,24 @@ class Borg(Tool):
     name = "borg"
 
     def env(self) -> dict[str, str]:
-        return {**os.environ, "BORG_PASSPHRASE": PASSWORD, "BORG_CACHE_DIR": str(self.work / "cache"),
-                "BORG_CONFIG_DIR": str(self.work / "config"), "BORG_BASE_DIR": str(self.work)}
+        return {
+            **os.environ,
+            "BORG_PASSPHRASE": PASSWORD,
+            "BORG_CACHE_DIR": str(self.work / "cache"),
+            "BORG_CONFIG_DIR": str(self.work / "config"),
+            "BORG_BASE_DIR": str(self.work),
+        }
 
     def repo_dir(self) -> Path:
         return self.work / "repo"
 
     def init(self) -> None:
-        subprocess.run(["borg", "init", "--encryption=repokey-blake2", str(self.repo_dir())],
-                       env=self.env(), check=True, capture_output=True)
+        subprocess.run(
+            ["borg", "init", "--encryption=repokey-blake2", str(self.repo_dir())],
+            env=self.env(),
+            check=True,
+            capture_output=True,
+        )
         self.n = 0
 
     def backup_cmd(self, path: Path) -> list[str]:
@@ -267,8 +320,16 @@ TOOLS: dict[str, Callable[[Path], Tool]] = {"keep": Keep, "restic": Restic, "bor
 def measure(tool: Tool, step: str, cmd: list[str], data_bytes: int, cwd: Path | None = None) -> Step:
     s0 = proc_cpu(tool.server_pid)
     wall, cpu, rss = run_measured(cmd, tool.env(), cwd)
-    return Step(tool.name, step, wall, cpu, proc_cpu(tool.server_pid) - s0, rss,
-                du_mib(tool.repo_dir()), data_bytes / 1e6)
+    return Step(
+        tool.name,
+        step,
+        wall,
+        cpu,
+        proc_cpu(tool.server_pid) - s0,
+        rss,
+        du_mib(tool.repo_dir()),
+        data_bytes / 1e6,
+    )
 
 
 def same_tree(a: Path, b: Path) -> bool:
@@ -276,7 +337,9 @@ def same_tree(a: Path, b: Path) -> bool:
     return out.returncode == 0
 
 
-def run_tool(name: str, base: Path, corpus: Path, corpus_bytes: int, small: Path | None, small_bytes: int) -> list[Step]:
+def run_tool(
+    name: str, base: Path, corpus: Path, corpus_bytes: int, small: Path | None, small_bytes: int
+) -> list[Step]:
     tool = TOOLS[name](base / name)
     tool.work.mkdir(parents=True)
     steps = []
@@ -297,7 +360,9 @@ def run_tool(name: str, base: Path, corpus: Path, corpus_bytes: int, small: Path
         undo_mutation(corpus)
         if small is not None:
             steps.append(measure(tool, "small files: first backup", tool.backup_cmd(small), small_bytes))
-            steps.append(measure(tool, "small files: unchanged re-backup", tool.backup_cmd(small), small_bytes))
+            steps.append(
+                measure(tool, "small files: unchanged re-backup", tool.backup_cmd(small), small_bytes)
+            )
     return steps
 
 
@@ -344,7 +409,9 @@ def ratios(steps: list[Step]) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--scale", type=float, default=1.0)
     parser.add_argument("--small-files", type=int, default=100_000)
     parser.add_argument("--tools", default="keep,restic,borg")
@@ -358,8 +425,11 @@ def main() -> None:
         corpus_bytes = make_corpus(corpus, scale)
         small = base / "small"
         small_bytes = make_small_files(small, small_count) if small_count else 0
-        print(f"corpus {corpus_bytes / 1e6:.0f} MB; small-files tree {small_count} files, "
-              f"{small_bytes / 1e6:.0f} MB; {os.cpu_count()} cores", flush=True)
+        print(
+            f"corpus {corpus_bytes / 1e6:.0f} MB; small-files tree {small_count} files, "
+            f"{small_bytes / 1e6:.0f} MB; {os.cpu_count()} cores",
+            flush=True,
+        )
         steps: list[Step] = []
         for name in args.tools.split(","):
             steps += run_tool(name, base, corpus, corpus_bytes, small if small_count else None, small_bytes)

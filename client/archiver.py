@@ -31,11 +31,11 @@ from keep.protocol.blob import BlobType, blob_id
 from keep.protocol.chunker import Chunker
 from keep.protocol.compression import BlobCompressor
 from keep.protocol.errors import FormatError, KeepError
-from keep.protocol.limits import MiB
+from keep.protocol.limits import CHUNK_MIN, MiB
 from keep.protocol.snapshot import Snapshot
 from keep.protocol.tree import Node, NodeType, Tree
 
-READ_BUFFER = 16 * MiB  # at least twice CHUNK_MAX, see Chunker.cut
+READ_BUFFER = 8 * MiB  # with the carried tail (< CHUNK_MAX) a buffer always holds a cut
 CACHEDIR_TAG = b"CACHEDIR.TAG"
 CACHEDIR_SIGNATURE = b"Signature: 8a477f597d28d172789f06886806bc55"
 PROGRAM = "keep 0.1.0"
@@ -121,25 +121,70 @@ def _is_cache_dir(path: bytes) -> bool:
 
 
 class _PendingFile:
-    """A file node whose content ids arrive from the chunk pipeline."""
+    """A file whose content ids arrive from the chunk pipeline; its node is
+    built once, when they are all in."""
 
-    __slots__ = ("content", "node")
+    __slots__ = ("content", "name", "path", "size", "st")
 
-    def __init__(self, node: Node, chunks: int) -> None:
-        self.node = node
-        self.content: list[bytes | None] = [None] * chunks
+    def __init__(self, name: bytes, path: bytes, st: os.stat_result) -> None:
+        self.name = name
+        self.path = path
+        self.st = st
+        self.size = st.st_size
+        self.content: list[bytes | None] = []
 
     def finish(self) -> Node:
         ids = tuple(c for c in self.content if c is not None)
         if len(ids) != len(self.content):
             raise FormatError("internal: file content incomplete")
-        return _replace(self.node, content=ids)
+        return _meta_node(self.name, self.st, self.path, size=self.size, content=ids)
 
 
-def _replace(node: Node, **changes: object) -> Node:
-    from dataclasses import replace
-
-    return replace(node, **changes)  # type: ignore[arg-type]
+def _meta_node(
+    name: bytes,
+    st: os.stat_result,
+    path: bytes,
+    *,
+    size: int | None = None,
+    content: tuple[bytes, ...] = (),
+    subtree: bytes | None = None,
+    target: bytes = b"",
+) -> Node:
+    """The node for `st`, built in one go (dataclass `replace` costs ~35 µs)."""
+    mode = st.st_mode
+    node_type = (
+        NodeType.DIR
+        if stat.S_ISDIR(mode)
+        else NodeType.SYMLINK
+        if stat.S_ISLNK(mode)
+        else NodeType.FIFO
+        if stat.S_ISFIFO(mode)
+        else NodeType.CHARDEV
+        if stat.S_ISCHR(mode)
+        else NodeType.BLOCKDEV
+        if stat.S_ISBLK(mode)
+        else NodeType.FILE
+    )
+    return Node(
+        name,
+        node_type,
+        stat.S_IMODE(mode),
+        st.st_uid,
+        st.st_gid,
+        _user(st.st_uid),
+        _group(st.st_gid),
+        st.st_mtime_ns,
+        st.st_ctime_ns,
+        (st.st_size if size is None else size) if node_type is NodeType.FILE else 0,
+        st.st_ino,
+        st.st_nlink,
+        st.st_dev,
+        st.st_rdev if node_type in (NodeType.CHARDEV, NodeType.BLOCKDEV) else 0,
+        _xattrs(path),
+        target,
+        content,
+        subtree,
+    )
 
 
 Progress = Callable[[BackupStats], None]
@@ -171,7 +216,11 @@ class Archiver:
         parent_root = Tree.from_bytes(self.repo.read_tree_bytes(parent[1].tree)) if parent else None
         try:
             root_id = self._save_tree(self._root_nodes(paths, parent_root))
+            self.pipeline.drain()
             self.packer.flush()
+        except BaseException:
+            self.packer.abort()
+            raise
         finally:
             self.pipeline.close()
         seconds = time.monotonic() - self.stats.started
@@ -236,7 +285,7 @@ class Archiver:
             st = os.lstat(path)
             subtree = self._load_parent_subtree(prev)
             children = self._nodes_for(target, path, subtree)  # type: ignore[arg-type]
-            nodes.append(_replace(self._meta_node(name, st, path), subtree=self._save_tree(children)))
+            nodes.append(_meta_node(name, st, path, subtree=self._save_tree(children)))
         return nodes
 
     def _load_parent_subtree(self, prev: Node | None) -> Tree | None:
@@ -258,40 +307,6 @@ class Archiver:
             self.repo.cache_tree(tid, data)
         self.stats.dirs += 1
         return tid
-
-    def _meta_node(self, name: bytes, st: os.stat_result, path: bytes) -> Node:
-        mode = st.st_mode
-        node_type = (
-            NodeType.DIR
-            if stat.S_ISDIR(mode)
-            else NodeType.SYMLINK
-            if stat.S_ISLNK(mode)
-            else NodeType.FIFO
-            if stat.S_ISFIFO(mode)
-            else NodeType.CHARDEV
-            if stat.S_ISCHR(mode)
-            else NodeType.BLOCKDEV
-            if stat.S_ISBLK(mode)
-            else NodeType.FILE
-        )
-        return Node(
-            name=name,
-            type=node_type,
-            mode=stat.S_IMODE(mode),
-            uid=st.st_uid,
-            gid=st.st_gid,
-            user=_user(st.st_uid),
-            group=_group(st.st_gid),
-            mtime_ns=st.st_mtime_ns,
-            ctime_ns=st.st_ctime_ns,
-            size=st.st_size if stat.S_ISREG(mode) else 0,
-            inode=st.st_ino,
-            links=st.st_nlink,
-            device_id=st.st_dev,
-            rdev=st.st_rdev if node_type in (NodeType.CHARDEV, NodeType.BLOCKDEV) else 0,
-            xattrs=_xattrs(path),
-            subtree=bytes(32) if node_type is NodeType.DIR else None,
-        )
 
     def _warn(self, path: bytes, message: str) -> None:
         self.warnings.append(Warning(path.decode(errors="replace"), message))
@@ -323,28 +338,27 @@ class Archiver:
             return self._file(path, name, st, prev)
         if stat.S_ISDIR(mode):
             return self._directory(path, name, st, prev, top)
-        node = self._meta_node(name, st, path)
+        target = b""
         if stat.S_ISLNK(mode):
             try:
-                node = _replace(node, target=os.readlink(path))
+                target = os.readlink(path)
             except OSError as exc:
                 self._warn(path, f"cannot read link: {exc.strerror}")
                 return None
         self._tick()
-        return node
+        return _meta_node(name, st, path, target=target)
 
     def _directory(
         self, path: bytes, name: bytes, st: os.stat_result, prev: Node | None, top: bool
     ) -> Node | None:
         if self._root_dev is None or top:
             self._root_dev = st.st_dev
-        node = self._meta_node(name, st, path)
         try:
             with os.scandir(path) as it:
                 entries = sorted(e.name for e in it)
         except OSError as exc:
             self._warn(path, f"cannot list directory: {exc.strerror}")
-            return _replace(node, subtree=self._save_tree([]))
+            return _meta_node(name, st, path, subtree=self._save_tree([]))
         parent = self._load_parent_subtree(prev)
         parents = {n.name: n for n in parent.nodes} if parent else {}
         cache_dir = self.options.exclude_caches and _is_cache_dir(path)
@@ -363,7 +377,7 @@ class Archiver:
             result = self._entry(child, child_name, parents.get(child_name))
             if result is not None:
                 children.append(result)
-        return _replace(node, subtree=self._save_tree(children))
+        return _meta_node(name, st, path, subtree=self._save_tree(children))
 
     def _file(
         self, path: bytes, name: bytes, st: os.stat_result, prev: Node | None
@@ -381,9 +395,8 @@ class Archiver:
             self.stats.files_unchanged += 1
             self._tick()
             return prev
-        node = self._meta_node(name, st, path)
         try:
-            pending = self._read_file(path, node, st)
+            pending = self._read_file(path, name, st)
         except FileNotFoundError:
             self._warn(path, "vanished before it could be read")
             self.stats.bytes_total -= st.st_size
@@ -399,13 +412,13 @@ class Archiver:
         self._tick()
         return pending
 
-    def _read_file(self, path: bytes, node: Node, st: os.stat_result) -> _PendingFile:
+    def _read_file(self, path: bytes, name: bytes, st: os.stat_result) -> _PendingFile:
         flags = os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_NOATIME", 0)
         try:
             fd = os.open(path, flags)
         except PermissionError:
             fd = os.open(path, flags & ~getattr(os, "O_NOATIME", 0))  # O_NOATIME needs ownership
-        pending = _PendingFile(node, 0)
+        pending = _PendingFile(name, path, st)
         total = 0
         try:
             fst = os.fstat(fd)
@@ -414,11 +427,16 @@ class Archiver:
             carry = b""
             eof = False
             while not eof:
-                block = os.read(fd, READ_BUFFER)
-                eof = len(block) == 0 or (len(block) < READ_BUFFER and total + len(block) >= st.st_size)
+                # Ask for what is left (+1 to see EOF in the same call): a
+                # 16 MiB request for a 1 KiB file costs an mmap and munmap.
+                remaining = st.st_size - total
+                want = remaining + 1 if 0 <= remaining < READ_BUFFER else READ_BUFFER
+                block = os.read(fd, want)
+                eof = len(block) < want
                 buf = carry + block if carry else block
                 total += len(block)
-                lengths = self.chunker.cut(buf, final=eof)
+                # A final buffer below the minimum chunk size is one chunk.
+                lengths = [len(buf)] if eof and len(buf) < CHUNK_MIN else self.chunker.cut(buf, final=eof)
                 view = memoryview(buf)
                 offset = 0
                 for length in lengths:
@@ -436,7 +454,7 @@ class Archiver:
             os.close(fd)
         if total != st.st_size or after.st_mtime_ns != st.st_mtime_ns:
             self._warn(path, "changed while being read; the snapshot has what was read")
-        pending.node = _replace(pending.node, size=total)
+        pending.size = total
         return pending
 
     def _submit(self, pending: _PendingFile, chunk: memoryview) -> None:

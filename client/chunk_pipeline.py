@@ -21,7 +21,11 @@ from keep.protocol.compression import BlobCompressor, Codec
 from keep.protocol.keys import IdKey
 from keep.protocol.limits import MiB
 
-INFLIGHT_MAX = 48 * MiB
+INFLIGHT_MAX = 24 * MiB
+# Chunks up to this size are hashed and compressed on the engine thread: for
+# small files a hand-off to the pool (future, wake-up, GIL round trips) costs
+# more than the work itself.
+INLINE_MAX = 64 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,19 +47,26 @@ class ChunkPipeline:
         self._local = threading.local()
         self._queue: deque[tuple[Future[ChunkResult], Sink, int]] = deque()
         self._inflight = 0
+        self._inline_compressor = BlobCompressor()
 
-    def _work(self, chunk: memoryview) -> ChunkResult:
+    def _work(self, chunk: memoryview, compressor: BlobCompressor | None = None) -> ChunkResult:
         bid = blob_id(self._id_key, chunk)
         if self._known(bid):
             return ChunkResult(bid, Codec.RAW, None, len(chunk))
-        compressor = getattr(self._local, "c", None)
         if compressor is None:
-            compressor = self._local.c = BlobCompressor()
+            compressor = getattr(self._local, "c", None)
+            if compressor is None:
+                compressor = self._local.c = BlobCompressor()
         codec, payload = compressor.compress(chunk)
         return ChunkResult(bid, codec, payload, len(chunk))
 
     def submit(self, chunk: memoryview, sink: Sink) -> None:
-        """Queue a chunk; `sink` receives its result on the engine thread, in order."""
+        """Process a chunk; `sink` receives its result on the engine thread.
+        Small chunks are done at once; larger ones queue for the pool and
+        reach their sinks in submission order."""
+        if len(chunk) <= INLINE_MAX:
+            sink(self._work(chunk, self._inline_compressor))
+            return
         while self._inflight + len(chunk) > INFLIGHT_MAX and self._queue:
             self._consume_one()
         self._queue.append((self._pool.submit(self._work, chunk), sink, len(chunk)))

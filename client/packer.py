@@ -15,19 +15,25 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+import tempfile
+import threading
+from collections import deque
 from concurrent.futures import Future
 from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
 
 from keep.client.repository import Repository
 from keep.protocol.blob import BlobType
 from keep.protocol.compression import Codec
 from keep.protocol.envelope import ObjectCipher, ObjectKind
 from keep.protocol.index import IndexedPack
-from keep.protocol.limits import OPEN_PACKS, PACK_MIN_PADDED, PACK_TARGET
+from keep.protocol.limits import OPEN_PACKS, PACK_MIN_PADDED, PACK_TARGET, MiB
 from keep.protocol.pack import PackWriter
 
 INDEX_EVERY = 32  # packs per index object (~512 MiB of data)
 PACK_BLOBS_MAX = 20_000  # close a pack early when it holds this many blobs
+QUEUE_MAX = 8 * MiB  # blob bytes waiting for the packer thread
 
 
 @dataclass
@@ -39,40 +45,141 @@ class PackerStats:
     bytes_uploaded: int = 0  # padded pack sizes
 
 
-@dataclass
+@dataclass(frozen=True, slots=True)
+class _Item:
+    blob_type: BlobType
+    blob_id: bytes
+    codec: Codec
+    payload: bytes | memoryview
+    raw: int
+
+
 class _Open:
-    writer: PackWriter
-    salt: bytes
+    """An open pack, spooled to an unlinked temp file as it is sealed (as
+    restic does), so open packs and uploads do not sit in memory."""
+
+    __slots__ = ("hash", "salt", "spool", "writer")
+
+    def __init__(self, writer: PackWriter, salt: bytes, spool_dir: Path) -> None:
+        self.writer = writer
+        self.salt = salt
+        self.spool: BinaryIO = tempfile.TemporaryFile(dir=spool_dir, prefix="pack-")  # noqa: SIM115 — closed by the upload
+        self.hash = hashlib.sha256()
+        self.write(writer.header)
+
+    def write(self, data: bytes) -> None:
+        self.hash.update(data)
+        self.spool.write(data)
+
+    def close(self) -> None:
+        self.spool.close()
 
 
 class Packer:
-    """Not thread-safe: one engine thread adds blobs."""
+    """Seals and uploads blobs on its own thread.
+
+    The engine thread calls `add` (dedup check, then hand-off) and `flush`; a
+    packer thread seals blobs into packs, finishes, hashes and uploads them —
+    AES and SHA-256 release the GIL, so this runs beside reading, chunking and
+    compressing. The hand-off queue is bounded by QUEUE_MAX bytes. An upload
+    error is raised to the engine at its next `add` or at `flush`.
+    """
 
     def __init__(self, repo: Repository) -> None:
         self.repo = repo
         self.stats = PackerStats()
         self._data: list[_Open] = []
         self._tree: _Open | None = None
-        self._pending: set[bytes] = set()  # blob ids added but not yet indexed
+        self._pending: set[bytes] = set()  # blob ids handed over but not yet indexed
         self._uploads: list[tuple[Future[str], IndexedPack, int]] = []
         self._unsaved: list[IndexedPack] = []
+        self._queue: deque[_Item | None] = deque()
+        self._queued_bytes = 0
+        self._cond = threading.Condition()
+        self._error: BaseException | None = None
+        self._aborted = False
+        self._spool_dir = repo.cache_dir / "spool"
+        self._spool_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self._thread = threading.Thread(target=self._run, name="keep-packer", daemon=True)
+        self._thread.start()
 
     def _new(self) -> _Open:
         salt = self.repo.salt()
-        return _Open(
-            PackWriter(ObjectCipher.new(self.repo.keys.data, ObjectKind.PACK, self.repo.suite, salt)), salt
-        )
+        cipher = ObjectCipher.new(self.repo.keys.data, ObjectKind.PACK, self.repo.suite, salt)
+        return _Open(PackWriter(cipher), salt, self._spool_dir)
 
     def known(self, blob_id: bytes) -> bool:
         return blob_id in self.repo.index or blob_id in self._pending
 
+    # Engine thread ---------------------------------------------------------------
     def add(
         self, blob_type: BlobType, blob_id: bytes, codec: Codec, payload: bytes | memoryview, raw: int
     ) -> bool:
-        """Seal the blob into an open pack; False if it is already stored."""
+        """Hand the blob to the packer thread; False if it is already stored."""
         if self.known(blob_id):
             return False
-        if blob_type is BlobType.TREE:
+        self._pending.add(blob_id)
+        size = len(payload)
+        with self._cond:
+            while self._queued_bytes + size > QUEUE_MAX and self._queue and self._error is None:
+                self._cond.wait()
+            self._raise_error()
+            self._queue.append(_Item(blob_type, blob_id, codec, payload, raw))
+            self._queued_bytes += size
+            self._cond.notify_all()
+        return True
+
+    def flush(self) -> None:
+        """Close every open pack, wait for all uploads and write the index.
+        After this, every added blob is stored and indexed."""
+        with self._cond:
+            self._queue.append(None)
+            self._cond.notify_all()
+        self._thread.join()
+        self._raise_error()
+
+    def abort(self) -> None:
+        """Stop the packer thread without finishing open packs (the engine
+        failed; nothing half-done becomes visible: unfinished packs are never
+        uploaded, uploaded ones are re-indexed by the next backup)."""
+        with self._cond:
+            self._aborted = True
+            self._queue.clear()
+            self._queue.append(None)
+            self._cond.notify_all()
+        self._thread.join(timeout=60)
+
+    def _raise_error(self) -> None:
+        if self._error is not None:
+            raise self._error
+
+    # Packer thread -----------------------------------------------------------------
+    def _run(self) -> None:
+        try:
+            while True:
+                with self._cond:
+                    while not self._queue:
+                        self._cond.wait()
+                    item = self._queue.popleft()
+                    if item is not None:
+                        self._queued_bytes -= len(item.payload)
+                    self._cond.notify_all()
+                if item is None:
+                    if self._aborted:
+                        for pack in [*self._data, *([self._tree] if self._tree else [])]:
+                            pack.close()
+                    else:
+                        self._finish()
+                    return
+                self._seal(item)
+        except BaseException as exc:  # noqa: BLE001 — handed to the engine thread
+            with self._cond:
+                self._error = exc
+                self._queue.clear()
+                self._cond.notify_all()
+
+    def _seal(self, item: _Item) -> None:
+        if item.blob_type is BlobType.TREE:
             if self._tree is None:
                 self._tree = self._new()
             target = self._tree
@@ -80,14 +187,12 @@ class Packer:
             if len(self._data) < OPEN_PACKS:
                 self._data.append(self._new())
             target = self._data[secrets.randbelow(len(self._data))]
-        target.writer.add(blob_type, blob_id, codec, payload, raw)
-        self._pending.add(blob_id)
+        target.write(target.writer.add(item.blob_type, item.blob_id, item.codec, item.payload, item.raw))
         self.stats.blobs += 1
-        self.stats.bytes_raw += raw
-        self.stats.bytes_stored += len(payload)
+        self.stats.bytes_raw += item.raw
+        self.stats.bytes_stored += len(item.payload)
         if target.writer.size >= PACK_TARGET or target.writer.blob_count >= PACK_BLOBS_MAX:
             self._close(target)
-        return True
 
     def _close(self, pack: _Open) -> None:
         if pack is self._tree:
@@ -95,13 +200,16 @@ class Packer:
         else:
             self._data.remove(pack)
         if pack.writer.blob_count == 0:
+            pack.close()
             return
-        data = pack.writer.finish(PACK_MIN_PADDED)
-        future = self.repo.remote.put_object_async("pack", data)
+        pack.write(pack.writer.finish(PACK_MIN_PADDED))
+        size = pack.spool.tell()
+        digest = pack.hash.digest()
+        future = self.repo.remote.put_file_async("pack", pack.spool, size, digest.hex())
         self.stats.packs += 1
-        self.stats.bytes_uploaded += len(data)
-        indexed = IndexedPack(hashlib.sha256(data).digest(), self.repo.suite, pack.salt, pack.writer.entries)
-        self._uploads.append((future, indexed, len(data)))
+        self.stats.bytes_uploaded += size
+        indexed = IndexedPack(digest, self.repo.suite, pack.salt, pack.writer.entries)
+        self._uploads.append((future, indexed, size))
         self._collect(block=False)
 
     def _collect(self, block: bool) -> None:
@@ -125,15 +233,11 @@ class Packer:
             self.repo.save_index(self._unsaved)
             self._unsaved = []
 
-    def flush(self) -> None:
-        """Close every open pack (merging small data packs into one), wait for
-        all uploads and write the index. After this, every added blob is stored
-        and indexed."""
+    def _finish(self) -> None:
         leftovers = list(self._data)
         if len(leftovers) > 1 and sum(p.writer.size for p in leftovers) < PACK_TARGET:
             # A small tail: one pack instead of several tiny padded ones.
-            merged = self._merge(leftovers)
-            self._data = [merged]
+            self._data = [self._merge(leftovers)]
         for pack in list(self._data):
             self._close(pack)
         if self._tree is not None:
@@ -148,10 +252,15 @@ class Packer:
 
         merged = self._new()
         for pack in packs:
-            data = pack.writer.finish(0)
+            pack.write(pack.writer.finish(0))
+            pack.spool.seek(0)
+            data = pack.spool.read()
+            pack.close()
             reader = PackReader.open(self.repo.keys.data, data)
             for entry in reader.entries:
                 sealed = memoryview(data)[entry.offset : entry.offset + entry.length]
                 payload = reader.cipher.open(entry.frame, sealed, entry.ad())
-                merged.writer.add(entry.blob_type, entry.blob_id, entry.codec, payload, entry.raw_length)
+                merged.write(
+                    merged.writer.add(entry.blob_type, entry.blob_id, entry.codec, payload, entry.raw_length)
+                )
         return merged

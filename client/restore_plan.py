@@ -16,7 +16,7 @@ from keep.client.repository import RANGE_ALIGN, Location, aligned
 from keep.protocol.limits import MiB
 
 MERGE_GAP = 1 * MiB
-RANGE_MAX = 32 * MiB
+RANGE_MAX = 8 * MiB
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,6 +18,7 @@ checks every length before it slices and raises only `FormatError` or
 from __future__ import annotations
 
 import struct
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Self
 
@@ -96,21 +97,27 @@ class TocEntry:
 
 
 class PackWriter:
-    """Accumulates sealed blobs of one pack. Not thread-safe."""
+    """Seals the blobs of one pack as a stream: the caller writes `header`,
+    then each frame `add` returns, then the tail `finish` returns — in memory,
+    to a file, or to a socket. The writer itself keeps only the TOC entries.
+    Not thread-safe."""
 
-    __slots__ = ("_cipher", "_entries", "_offset", "_parts")
+    __slots__ = ("_cipher", "_entries", "_offset")
 
     def __init__(self, cipher: ObjectCipher) -> None:
         if cipher.header.kind is not ObjectKind.PACK:
             raise FormatError("a pack writer needs a PACK cipher")
         self._cipher = cipher
-        self._parts: list[bytes] = [cipher.header.to_bytes()]
         self._entries: list[TocEntry] = []
         self._offset = HEADER.size
 
     @property
+    def header(self) -> bytes:
+        return self._cipher.header.to_bytes()
+
+    @property
     def size(self) -> int:
-        """Bytes written so far (header and sealed blobs)."""
+        """Bytes produced so far (header and sealed blobs)."""
         return self._offset
 
     @property
@@ -128,7 +135,8 @@ class PackWriter:
         codec: Codec,
         payload: bytes | memoryview,
         raw_length: int,
-    ) -> TocEntry:
+    ) -> bytes:
+        """Seal one blob; returns the frame, which goes right after the previous one."""
         if len(self._entries) >= PACK_MAX_BLOBS:
             raise FormatError("pack is full")
         entry = TocEntry(
@@ -141,28 +149,40 @@ class PackWriter:
             len(self._entries),
         )
         sealed = self._cipher.seal(entry.frame, payload, entry.ad())
-        self._parts.append(sealed)
         self._entries.append(entry)
         self._offset += len(sealed)
-        return entry
+        return sealed
 
     def finish(self, pad_floor: int) -> bytes:
-        """Seal TOC and footer, padded to `padded_pack_size`; returns the pack."""
+        """The sealed TOC and footer that end the pack, padded so the whole
+        pack is `padded_pack_size` bytes."""
         toc = msgcodec.pack([TOC_VERSION, [e.to_list() for e in self._entries]])
         toc_frame = len(self._entries)
         toc_plain_len = TOC_LENGTH.size + len(toc)
         unpadded = self._offset + toc_plain_len + TAG_SIZE + FOOTER_SEALED_SIZE
         padding = padded_pack_size(unpadded, pad_floor) - unpadded
+        if unpadded + padding > PACK_MAX:
+            raise FormatError("pack exceeds the maximum pack size")
         toc_plain = TOC_LENGTH.pack(len(toc)) + toc + bytes(padding)
         sealed_toc = self._cipher.seal(toc_frame, toc_plain, frame_ad(ObjectKind.PACK, Role.TOC, toc_frame))
         footer = FOOTER.pack(self._offset, len(sealed_toc), toc_frame)
         sealed_footer = self._cipher.seal(
             FOOTER_FRAME, footer, frame_ad(ObjectKind.PACK, Role.FOOTER, FOOTER_FRAME)
         )
-        pack = b"".join([*self._parts, sealed_toc, sealed_footer])
-        if len(pack) > PACK_MAX:
-            raise FormatError("pack exceeds the maximum pack size")
-        return pack
+        return sealed_toc + sealed_footer
+
+
+def write_pack(
+    cipher: ObjectCipher,
+    blobs: Iterable[tuple[BlobType, bytes, Codec, bytes | memoryview, int]],
+    pad_floor: int,
+) -> bytes:
+    """A whole pack in memory: (type, id, codec, payload, raw length) per blob."""
+    writer = PackWriter(cipher)
+    parts = [writer.header]
+    parts += [writer.add(*blob) for blob in blobs]
+    parts.append(writer.finish(pad_floor))
+    return b"".join(parts)
 
 
 @dataclass(frozen=True, slots=True)

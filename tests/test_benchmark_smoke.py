@@ -28,7 +28,11 @@ def test_compare_harness_smoke() -> None:
     (restic and Borg runs belong to benchmarks/, not CI)."""
     out = subprocess.run(
         [sys.executable, "-m", "benchmarks.compare", "--smoke", "--tools", "keep"],
-        cwd=ROOT, capture_output=True, text=True, timeout=600, check=True,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=True,
     ).stdout
     assert "| first backup | keep |" in out
     assert "| full restore | keep |" in out

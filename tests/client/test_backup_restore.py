@@ -218,3 +218,36 @@ def test_login_on_a_new_machine_with_the_recovery_kit(device: Device, tmp_path: 
     target = tmp_path / "restore"
     new.run("restore", "latest", "--target", str(target))
     assert describe(restored(target, src)) == describe(src)
+
+
+def test_file_growing_while_read_is_a_warning_not_a_crash(device: Device, tmp_path: Path) -> None:
+    """A file that grows while it is read (log files do) ends in the snapshot with
+    what was read, and the backup warns and exits 3."""
+    import threading
+
+    src = tmp_path / "src"
+    src.mkdir()
+    log = src / "growing.log"
+    log.write_bytes(os.urandom(40 * 1024 * 1024))
+    stop = threading.Event()
+
+    def grow() -> None:
+        with log.open("ab") as f:
+            while not stop.is_set():
+                f.write(os.urandom(256 * 1024))
+                f.flush()
+                time.sleep(0.001)
+
+    device.init()
+    writer = threading.Thread(target=grow)
+    writer.start()
+    try:
+        result = device.run("--json", "backup", str(src), check=False)
+    finally:
+        stop.set()
+        writer.join()
+    assert result.returncode in (0, 3), result.stderr
+    if result.returncode == 3:
+        assert "changed while being read" in result.stdout
+    rows = device.json("ls", "latest", str(log))
+    assert rows[0]["size"] >= 40 * 1024 * 1024

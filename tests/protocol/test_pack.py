@@ -11,19 +11,20 @@ from keep.protocol.compression import BlobCompressor, BlobDecompressor, Codec
 from keep.protocol.envelope import ObjectCipher, ObjectKind, Suite
 from keep.protocol.errors import FormatError, IntegrityError, KeepError
 from keep.protocol.keys import RepositoryKeys
-from keep.protocol.pack import PackReader, PackWriter
+from keep.protocol.pack import PackReader, PackWriter, write_pack
 from keep.protocol.padding import padded_pack_size
 
 SALT = bytes(range(32))
 
 
 def build(keys: RepositoryKeys, blobs: list[bytes], floor: int = 0, salt: bytes = SALT) -> bytes:
-    writer = PackWriter(ObjectCipher.new(keys.data, ObjectKind.PACK, Suite.AES_256_GCM, salt))
     compressor = BlobCompressor()
+    records = []
     for data in blobs:
         codec, payload = compressor.compress(data)
-        writer.add(BlobType.DATA, blob_id(keys.id, data), codec, payload, len(data))
-    return writer.finish(pad_floor=floor)
+        records.append((BlobType.DATA, blob_id(keys.id, data), codec, payload, len(data)))
+    cipher = ObjectCipher.new(keys.data, ObjectKind.PACK, Suite.AES_256_GCM, salt)
+    return write_pack(cipher, records, pad_floor=floor)
 
 
 def read_all(keys: RepositoryKeys, pack: bytes) -> list[bytes]:
@@ -94,9 +95,8 @@ def test_swapped_blob_frames_are_refused(keys: RepositoryKeys) -> None:
 def test_blob_id_is_rechecked_after_decryption(keys: RepositoryKeys) -> None:
     """A blob sealed under a wrong id (a buggy or malicious writer with the key)
     authenticates but fails the id check."""
-    writer = PackWriter(ObjectCipher.new(keys.data, ObjectKind.PACK, Suite.AES_256_GCM, SALT))
-    writer.add(BlobType.DATA, blob_id(keys.id, b"claimed"), Codec.RAW, b"actual!", 7)
-    pack = writer.finish(0)
+    cipher = ObjectCipher.new(keys.data, ObjectKind.PACK, Suite.AES_256_GCM, SALT)
+    pack = write_pack(cipher, [(BlobType.DATA, blob_id(keys.id, b"claimed"), Codec.RAW, b"actual!", 7)], 0)
     with pytest.raises(IntegrityError, match="does not match"):
         read_all(keys, pack)
 
@@ -106,3 +106,14 @@ def test_blob_id_is_rechecked_after_decryption(keys: RepositoryKeys) -> None:
 def test_pack_reader_raises_only_documented_errors(keys: RepositoryKeys, data: bytes) -> None:
     with contextlib.suppress(KeepError):
         read_all(keys, data)
+
+
+def test_streaming_writer_output_equals_write_pack(keys: RepositoryKeys) -> None:
+    cipher = ObjectCipher.new(keys.data, ObjectKind.PACK, Suite.AES_256_GCM, SALT)
+    writer = PackWriter(cipher)
+    parts = [writer.header, writer.add(BlobType.DATA, blob_id(keys.id, b"x"), Codec.RAW, b"x", 1)]
+    assert writer.size == sum(len(p) for p in parts)
+    parts.append(writer.finish(4096))
+    again = write_pack(cipher, [(BlobType.DATA, blob_id(keys.id, b"x"), Codec.RAW, b"x", 1)], 4096)
+    assert b"".join(parts) == again
+    assert len(again) == 4096

@@ -31,7 +31,7 @@ from keep.protocol.keys import (
     credential_keys,
 )
 from keep.protocol.keyslot import KeySlot, SlotKind
-from keep.protocol.pack import PackWriter
+from keep.protocol.pack import write_pack
 from keep.protocol.padding import padme
 from keep.protocol.recovery import encode_recovery_key
 from keep.protocol.snapshot import Snapshot
@@ -104,10 +104,9 @@ def pack_vectors() -> dict[str, Any]:
     blobs = [(BlobType.DATA, b"first blob"), (BlobType.TREE, b"\x92\x01\x90"), (BlobType.DATA, b"")]
     out: dict[str, Any] = {"salt": h(salt), "pad_floor": 512, "suites": {}}
     for suite in Suite:
-        writer = PackWriter(ObjectCipher.new(data_key, ObjectKind.PACK, suite, salt))
-        for blob_type, payload in blobs:
-            writer.add(blob_type, blob_id(id_key, payload), Codec.RAW, payload, len(payload))
-        out["suites"][suite.name] = h(writer.finish(pad_floor=512))
+        cipher = ObjectCipher.new(data_key, ObjectKind.PACK, suite, salt)
+        records = [(t, blob_id(id_key, p), Codec.RAW, p, len(p)) for t, p in blobs]
+        out["suites"][suite.name] = h(write_pack(cipher, records, pad_floor=512))
     out["blobs"] = [[int(t), h(p)] for t, p in blobs]
     return out
 
