@@ -129,3 +129,31 @@ def _unwrap(remote: Remote, session: str, account: str, kind: SlotKind, kek: Kek
     except (KeyError, TypeError, FormatError):
         raise IntegrityError(f"the server did not return a valid {kind} key slot") from None
     return slot.unwrap(kek, account)
+
+
+def new_password_credential(
+    account: str, master: MasterKey, password: bytes, params: KdfParams = DEFAULT_PARAMS
+) -> dict[str, object]:
+    """The body of `PUT /v1/keyslots/password`: fresh salt, verifier and slot.
+    The slot is unwrapped once locally before it is returned, so a broken slot
+    is never sent."""
+    salt = os.urandom(SALT_SIZE)
+    kek, auth = credential_keys(derive_password_key(password, salt, params))
+    slot = KeySlot.wrap(kek, master, account, SlotKind.PASSWORD, os.urandom(SLOT_SALT_SIZE))
+    if slot.unwrap(kek, account) != master:
+        raise IntegrityError("the new key slot does not unwrap; nothing was changed")
+    return {
+        "kdf": params.to_json(),
+        "salt": b64(salt),
+        "auth_verifier": b64(auth.verifier()),
+        "slot": slot.to_json(),
+    }
+
+
+def new_recovery_credential(account: str, master: MasterKey) -> tuple[RecoveryKey, dict[str, object]]:
+    """A fresh recovery key and the body of `PUT /v1/keyslots/recovery`."""
+    key = RecoveryKey(os.urandom(32))
+    slot = KeySlot.wrap(key.kek(), master, account, SlotKind.RECOVERY, os.urandom(SLOT_SALT_SIZE))
+    if slot.unwrap(key.kek(), account) != master:
+        raise IntegrityError("the new recovery slot does not unwrap; nothing was changed")
+    return key, {"recovery_verifier": b64(key.auth().verifier()), "slot": slot.to_json()}

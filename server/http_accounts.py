@@ -102,22 +102,24 @@ def _client_address(request: web.Request) -> str:
 async def _check_credential(
     svc: Services, request: web.Request, name: str, method: str, auth: bytes
 ) -> Account:
-    """The account if `auth` proves the credential; throttled per name and address."""
-    keys = [
-        throttle_key(svc.secret, "account", name),
-        throttle_key(svc.secret, "address", _client_address(request)),
+    """The account if `auth` proves the credential. Failures slow down three
+    scopes: this name from this address (after `login_free_attempts`), this
+    name from anywhere (`login_free_per_account`) and this address for any
+    name (`login_free_per_address`, which also slows name enumeration). A
+    success clears the first two, so one household's typo does not lock out
+    another device behind the same address."""
+    address = _client_address(request)
+    settings = svc.settings
+    scopes = [
+        (throttle_key(svc.secret, "account+address", f"{name}\0{address}"), settings.login_free_attempts),
+        (throttle_key(svc.secret, "account", name), settings.login_free_per_account),
+        (throttle_key(svc.secret, "address", address), settings.login_free_per_address),
     ]
     now = svc.clock()
-    for key in keys:
+    for key, free in scopes:
         state = await svc.metadata.throttle(key)
         if state is not None:
-            wait = wait_seconds(
-                state.failures,
-                state.last,
-                now,
-                svc.settings.login_free_attempts,
-                svc.settings.login_max_delay,
-            )
+            wait = wait_seconds(state.failures, state.last, now, free, settings.login_max_delay)
             if wait > 0:
                 raise ApiError(
                     ErrorCode.RATE_LIMITED,
@@ -129,9 +131,10 @@ async def _check_credential(
     if account is not None:
         expected = account.auth_verifier if method == "password" else account.recovery_verifier
         if expected is not None and hmac.compare_digest(digest, expected):
-            await svc.metadata.clear_failures(keys[0])
+            for key, _ in scopes[:2]:
+                await svc.metadata.clear_failures(key)
             return account
-    for key in keys:
+    for key, _ in scopes:
         await svc.metadata.record_failure(key, now)
     svc.metrics.login_failures.inc()
     if account is None:

@@ -23,7 +23,9 @@ class Settings:
     object_max: int = OBJECT_MAX
     json_max: int = 1024 * 1024  # client_max_size for JSON bodies
     log_client_addresses: bool = False  # access log with IPs, only if the operator asks
-    login_free_attempts: int = 5  # failures before slowing down
+    login_free_attempts: int = 5  # failures of one name from one address before slowing down
+    login_free_per_account: int = 20  # failures of one name from anywhere
+    login_free_per_address: int = 50  # failures from one address for any names
     login_max_delay: int = 900  # seconds; never a permanent lock-out
     device_touch_interval: int = 60  # seconds between last-seen updates
 

@@ -1,0 +1,56 @@
+"""`keep device list | revoke`: the devices enrolled in the account."""
+
+from __future__ import annotations
+
+import datetime
+from pathlib import Path
+
+import click
+from keep.client.account import owner_login
+from keep.client.cli.main import CliContext, cli
+from keep.client.cli.session import read_password
+from keep.client.device_state import DeviceState
+from keep.client.remote import Remote
+from keep.protocol.errors import IntegrityError
+
+
+def _when(ts: int | None) -> str:
+    return "-" if ts is None else datetime.datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M")
+
+
+@cli.group()
+def device() -> None:
+    """Devices enrolled in the account."""
+
+
+@device.command("list")
+@click.pass_obj
+def list_devices(ctx: CliContext) -> None:
+    """Name, enrollment, last seen and revocation of every device."""
+    state = DeviceState.load(ctx.home)
+    with Remote(state.server_url, state.device_token, ca_file=state.ca_file) as remote:
+        reply = remote.request_json("GET", "/v1/devices")
+    rows = [{**d, "this_device": d.get("id") == state.device_id} for d in reply.get("devices", [])]
+    human = "\n".join(
+        f"{d['id']}  {str(d['name'])[:24]:<24} enrolled {_when(d['created'])}"
+        + f"  last seen {_when(d['last_seen'])}"
+        + (f"  REVOKED {_when(d['revoked'])}" if d.get("revoked") else "")
+        + ("  (this device)" if d["this_device"] else "")
+        for d in rows
+    )
+    ctx.emit(human, rows)
+
+
+@device.command()
+@click.argument("device_id")
+@click.option("--password-file", type=click.Path(dir_okay=False, path_type=Path))
+@click.pass_obj
+def revoke(ctx: CliContext, device_id: str, password_file: Path | None) -> None:
+    """Revoke DEVICE_ID (owner password required); its next request fails."""
+    state = DeviceState.load(ctx.home)
+    with Remote(state.server_url, state.device_token, ca_file=state.ca_file) as remote:
+        session, master = owner_login(remote, state.account, read_password(password_file))
+        if master != state.master:
+            raise IntegrityError("the password opens a different key than this device's")
+        remote.request_json("DELETE", f"/v1/devices/{device_id}", token=session)
+    ctx.emit(f"Device {device_id} revoked.", {"revoked": device_id})

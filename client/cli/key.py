@@ -1,0 +1,100 @@
+"""`keep key passwd | verify | recovery-kit`: the owner's credentials.
+
+Changing a credential never re-encrypts data: only one key slot is rewritten.
+Each change is crash-safe: the new slot is built and unwrapped locally, the
+server swaps verifier, salt, parameters and slot in one transaction, and a fresh
+login with the new credential confirms it. An interruption before the swap
+leaves the old credential working, after it the new one.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+from pathlib import Path
+
+import click
+from keep.client.account import new_password_credential, new_recovery_credential, owner_login, recovery_login
+from keep.client.cli.main import CliContext, cli
+from keep.client.cli.session import UsageError, read_password
+from keep.client.device_state import DeviceState
+from keep.client.recovery_kit import recovery_kit
+from keep.client.remote import Remote
+from keep.protocol.errors import IntegrityError
+
+
+def _owner(ctx: CliContext, remote: Remote, state: DeviceState, password_file: Path | None) -> str:
+    """Owner session from the current password, after checking that it opens
+    this device's key (not merely some account of that name)."""
+    session, master = owner_login(remote, state.account, read_password(password_file))
+    if master != state.master:
+        raise IntegrityError("the password opens a different key than this device's; nothing was changed")
+    return session
+
+
+@cli.group()
+def key() -> None:
+    """Password, recovery kit and the password drill."""
+
+
+@key.command()
+@click.option("--password-file", type=click.Path(dir_okay=False, path_type=Path), help="Current password.")
+@click.option("--new-password-file", type=click.Path(dir_okay=False, path_type=Path), help="New password.")
+@click.pass_obj
+def passwd(ctx: CliContext, password_file: Path | None, new_password_file: Path | None) -> None:
+    """Change the password (no data is re-encrypted; devices keep working)."""
+    state = DeviceState.load(ctx.home)
+    if new_password_file is None and not os.isatty(0):
+        raise UsageError("give --new-password-file or run on a terminal")
+    with Remote(state.server_url, state.device_token, ca_file=state.ca_file) as remote:
+        session = _owner(ctx, remote, state, password_file)
+        new_password = (
+            read_password(new_password_file, confirm=True)
+            if new_password_file
+            else click.prompt("New password", hide_input=True, confirmation_prompt=True, err=True).encode()
+        )
+        body = new_password_credential(state.account, state.master, new_password)
+        remote.request_json("PUT", "/v1/keyslots/password", body, token=session)
+        _, master = owner_login(remote, state.account, new_password)
+        if master != state.master:
+            raise IntegrityError("the server did not store the new password slot correctly")
+    ctx.emit("Password changed. The old password no longer works; devices are unaffected.", {"changed": True})
+
+
+@key.command()
+@click.option("--password-file", type=click.Path(dir_okay=False, path_type=Path))
+@click.pass_obj
+def verify(ctx: CliContext, password_file: Path | None) -> None:
+    """Check that the password still unlocks the account (changes nothing)."""
+    state = DeviceState.load(ctx.home)
+    with Remote(state.server_url, state.device_token, ca_file=state.ca_file) as remote:
+        _owner(ctx, remote, state, password_file)
+    ctx.emit(
+        f"The password unlocks account {state.account!r} (key {state.master.fingerprint()}).",
+        {"ok": True, "fingerprint": state.master.fingerprint()},
+    )
+
+
+@key.command("recovery-kit")
+@click.option("--password-file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--output", type=click.Path(dir_okay=False, path_type=Path), help="Write the kit here (0600).")
+@click.pass_obj
+def recovery_kit_cmd(ctx: CliContext, password_file: Path | None, output: Path | None) -> None:
+    """Make a new recovery kit; the previous recovery key stops working."""
+    state = DeviceState.load(ctx.home)
+    with Remote(state.server_url, state.device_token, ca_file=state.ca_file) as remote:
+        session = _owner(ctx, remote, state, password_file)
+        rkey, body = new_recovery_credential(state.account, state.master)
+        remote.request_json("PUT", "/v1/keyslots/recovery", body, token=session)
+        _, master = recovery_login(remote, state.account, rkey)
+        if master != state.master:
+            raise IntegrityError("the server did not store the new recovery slot correctly")
+    kit = recovery_kit(state.server_url, state.account, rkey, state.master, datetime.date.today())
+    if output is not None:
+        fd = os.open(output, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(kit)
+    ctx.emit(
+        kit if output is None else f"New recovery kit written to {output}; the previous one no longer works.",
+        {"recovery_kit_file": str(output) if output else None, "recovery_kit": None if output else kit},
+    )
