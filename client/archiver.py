@@ -5,7 +5,7 @@ Owns the walk of the source tree and the tree blobs it produces. A file whose
 size, mtime, ctime and inode equal its node in the parent snapshot (and whose
 blobs are all indexed) is not read again: its node is reused as it was — the
 per-file fast path that decides the time of a daily backup. Problems with single
-files (vanished, unreadable, changed while read, sockets) become `Warning`
+files (vanished, unreadable, changed while read, sockets) become `PathWarning`
 values in the result, never crashes.
 
 Paths are bytes throughout so that names that are not UTF-8 survive.
@@ -27,6 +27,7 @@ from functools import cache
 
 from keep.client.chunk_pipeline import ChunkPipeline, ChunkResult
 from keep.client.packer import Packer
+from keep.client.path_warning import PathWarning
 from keep.client.repository import Repository
 from keep.protocol.blob import BlobType, blob_id
 from keep.protocol.chunker import Chunker
@@ -47,12 +48,6 @@ class SourceError(KeepError):
     """Raised when a backup source path is missing or unusable as a whole."""
 
 
-@dataclass(frozen=True, slots=True)
-class Warning:
-    path: str
-    message: str
-
-
 @dataclass
 class BackupStats:
     files_new: int = 0
@@ -71,7 +66,7 @@ class BackupResult:
     stats: BackupStats
     bytes_added: int  # padded pack bytes uploaded
     packs: int
-    warnings: tuple[Warning, ...]
+    warnings: tuple[PathWarning, ...]
     seconds: float
 
 
@@ -215,7 +210,7 @@ class Archiver:
         self.repo = repo
         self.options = options
         self.stats = BackupStats()
-        self.warnings: list[Warning] = []
+        self.warnings: list[PathWarning] = []
         self.packer = Packer(repo)
         self.chunker = Chunker(repo.keys.chunker)
         self.pipeline = ChunkPipeline(repo.keys.id, self.packer.known)
@@ -329,7 +324,7 @@ class Archiver:
         return tid
 
     def _warn(self, path: bytes, message: str) -> None:
-        self.warnings.append(Warning(path.decode(errors="replace"), message))
+        self.warnings.append(PathWarning(path.decode(errors="replace"), message))
 
     def _excluded(self, path: bytes, name: bytes) -> bool:
         for pattern in self.options.excludes:

@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
+from keep.client.path_warning import PathWarning
 from keep.client.repository import Repository
 from keep.client.restore_plan import RangeFetch, plan
 from keep.protocol.blob import blob_id
@@ -41,12 +42,6 @@ class RestoreError(KeepError):
     """Raised when the restore target is unusable as a whole."""
 
 
-@dataclass(frozen=True, slots=True)
-class RestoreWarning:
-    path: str
-    message: str
-
-
 @dataclass
 class RestoreStats:
     files: int = 0
@@ -54,7 +49,7 @@ class RestoreStats:
     dirs: int = 0
     bytes_written: int = 0
     bytes_fetched: int = 0
-    warnings: list[RestoreWarning] = field(default_factory=list)
+    warnings: list[PathWarning] = field(default_factory=list)
 
 
 @dataclass
@@ -84,7 +79,7 @@ class Restorer:
 
     def warn(self, path: bytes, message: str) -> None:
         with self._lock:
-            self.stats.warnings.append(RestoreWarning(_display(path), message))
+            self.stats.warnings.append(PathWarning(_display(path), message))
 
     # Selection -------------------------------------------------------------
     def _wanted(self, path: bytes) -> tuple[bool, bool]:

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import datetime
-import os
 from pathlib import Path
 
 import click
 from keep.client.account import create_account
 from keep.client.cli.main import CliContext, cli
-from keep.client.cli.session import UsageError, read_password
-from keep.client.device_state import STATE_FILE
+from keep.client.cli.session import new_device_target, read_password, write_private_file
 from keep.client.recovery_kit import recovery_kit
 from keep.client.remote import Remote
 
@@ -36,21 +34,14 @@ def init(
     kit_file: Path | None,
 ) -> None:
     """Create a new account and set up this device."""
-    server_url = server_url or ctx.config.server_url
-    account = account or ctx.config.account
-    if not server_url or not account:
-        raise UsageError("--server and --account are required (or set them in keep.toml)")
-    if (ctx.home / STATE_FILE).exists():
-        raise UsageError(f"this device is already set up ({ctx.home / STATE_FILE})")
+    server_url, account = new_device_target(ctx, server_url, account)
     password = read_password(password_file, confirm=True)
     with Remote(server_url, ca_file=ctx.config.ca_file) as remote:
         created = create_account(remote, account, password, device_name)
     created.state.save(ctx.home)
     kit = recovery_kit(server_url, account, created.recovery_key, created.state.master, datetime.date.today())
     if kit_file is not None:
-        fd = os.open(kit_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(kit)
+        write_private_file(kit_file, kit)
     ctx.emit(
         (kit if kit_file is None else f"Recovery kit written to {kit_file}. Print it and store it safely.")
         + f"\nAccount {account!r} created; this device is enrolled as {created.state.device_id}.",

@@ -16,7 +16,7 @@ from pathlib import Path
 import click
 from keep.client.account import new_password_credential, new_recovery_credential, owner_login, recovery_login
 from keep.client.cli.main import CliContext, cli
-from keep.client.cli.session import UsageError, read_password
+from keep.client.cli.session import UsageError, read_password, write_private_file
 from keep.client.device_state import DeviceState
 from keep.client.recovery_kit import recovery_kit
 from keep.client.remote import Remote
@@ -91,9 +91,7 @@ def recovery_kit_cmd(ctx: CliContext, password_file: Path | None, output: Path |
             raise IntegrityError("the server did not store the new recovery slot correctly")
     kit = recovery_kit(state.server_url, state.account, rkey, state.master, datetime.date.today())
     if output is not None:
-        fd = os.open(output, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(kit)
+        write_private_file(output, kit)
     ctx.emit(
         kit if output is None else f"New recovery kit written to {output}; the previous one no longer works.",
         {"recovery_kit_file": str(output) if output else None, "recovery_kit": None if output else kit},

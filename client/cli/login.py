@@ -9,8 +9,7 @@ from pathlib import Path
 import click
 from keep.client.account import enroll_device, owner_login, recovery_login
 from keep.client.cli.main import CliContext, cli
-from keep.client.cli.session import UsageError, read_password
-from keep.client.device_state import STATE_FILE
+from keep.client.cli.session import UsageError, new_device_target, read_password
 from keep.client.remote import Remote
 from keep.protocol.recovery import decode_recovery_key
 
@@ -50,12 +49,7 @@ def login(
     device_name: str | None,
 ) -> None:
     """Enroll this device in an existing account."""
-    server_url = server_url or ctx.config.server_url
-    account = account or ctx.config.account
-    if not server_url or not account:
-        raise UsageError("--server and --account are required (or set them in keep.toml)")
-    if (ctx.home / STATE_FILE).exists():
-        raise UsageError(f"this device is already set up ({ctx.home / STATE_FILE})")
+    server_url, account = new_device_target(ctx, server_url, account)
     key = None
     if kit is not None:
         key = decode_recovery_key(recovery_key_from_kit(kit.read_text()))

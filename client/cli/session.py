@@ -11,7 +11,7 @@ from pathlib import Path
 
 import click
 from keep.client.cli.main import CliContext
-from keep.client.device_state import DeviceState
+from keep.client.device_state import STATE_FILE, DeviceState
 from keep.client.remote import Remote
 from keep.client.repository import Repository
 from keep.protocol.errors import ExitCode, KeepError
@@ -39,6 +39,25 @@ def read_password(password_file: Path | None, confirm: bool = False) -> bytes:
     if not password:
         raise UsageError("the password is empty")
     return password.encode()
+
+
+def new_device_target(ctx: CliContext, server_url: str | None, account: str | None) -> tuple[str, str]:
+    """Server and account for `init` / `login`, from options or keep.toml,
+    refusing to overwrite an existing device credential."""
+    server_url = server_url or ctx.config.server_url
+    account = account or ctx.config.account
+    if not server_url or not account:
+        raise UsageError("--server and --account are required (or set them in keep.toml)")
+    if (ctx.home / STATE_FILE).exists():
+        raise UsageError(f"this device is already set up ({ctx.home / STATE_FILE})")
+    return server_url, account
+
+
+def write_private_file(path: Path, text: str) -> None:
+    """Create `path` with mode 0600; never overwrite or follow a link."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
 
 
 @contextmanager
