@@ -23,11 +23,13 @@ def free_port() -> int:
 
 
 @contextmanager
-def keep_server(data_dir: Path, *extra: str) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+def keep_server(
+    data_dir: Path, *extra: str, port: int | None = None
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     """Yield (base URL, process) of a keep-server on 127.0.0.1; stop it by PID after."""
-    port = free_port()
+    port = port or free_port()
     exe = Path(sys.executable).with_name("keep-server")
-    log = (data_dir.parent / f"{data_dir.name}-server.log").open("wb")
+    log = (data_dir.parent / f"{data_dir.name}-server.log").open("ab")
     proc = subprocess.Popen(
         [str(exe), "serve", "--data-dir", str(data_dir), "--listen", f"127.0.0.1:{port}", *extra],
         stdout=log,

@@ -69,6 +69,10 @@ def _error(status: int, body: dict[str, Any] | None) -> KeepError:
         return PermissionDeniedError("this device has been revoked by the owner; run `keep login` again")
     if code == ErrorCode.QUOTA_EXCEEDED:
         return QuotaExceededError("the server says the account's storage quota is exhausted")
+    if code == ErrorCode.STORAGE_FULL:
+        return QuotaExceededError(
+            "the server is out of storage space; nothing stored so far is lost, retry once space is freed"
+        )
     if code == ErrorCode.LOCKED:
         return LockedError("the repository is locked by another client (try again later)")
     if code == ErrorCode.HASH_MISMATCH:

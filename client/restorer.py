@@ -14,6 +14,7 @@ Phase 3 applies ownership (as root), modes, xattrs and times, deepest first.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import stat
@@ -25,10 +26,10 @@ from dataclasses import dataclass, field
 
 from keep.client.path_warning import PathWarning
 from keep.client.repository import Repository
-from keep.client.restore_plan import RangeFetch, plan
+from keep.client.restore_plan import BlobFetch, RangeFetch, plan
 from keep.protocol.blob import blob_id
 from keep.protocol.chunker import Chunker
-from keep.protocol.errors import KeepError
+from keep.protocol.errors import FormatError, IntegrityError, KeepError
 from keep.protocol.tree import Node, NodeType, Tree
 
 FETCH_THREADS = 4
@@ -49,6 +50,7 @@ class RestoreStats:
     dirs: int = 0
     bytes_written: int = 0
     bytes_fetched: int = 0
+    files_failed: int = 0  # data failed verification; removed, listed in warnings
     warnings: list[PathWarning] = field(default_factory=list)
 
 
@@ -76,6 +78,7 @@ class Restorer:
         self._meta: list[tuple[bytes, Node]] = []
         self._is_root = os.geteuid() == 0
         self._lock = threading.Lock()
+        self._failed: dict[int, str] = {}  # file index -> why its data failed verification
 
     def warn(self, path: bytes, message: str) -> None:
         with self._lock:
@@ -106,7 +109,9 @@ class Restorer:
         finally:
             os.close(root_fd)
         self._fetch_and_write(progress)
+        self._remove_failed()
         self._apply_metadata()
+        self.stats.files_failed = len(self._failed)
         return self.stats
 
     def _restore_dir(self, dir_fd: int, rel: bytes, tree_id: bytes) -> None:
@@ -268,13 +273,29 @@ class Restorer:
                     os.close(old)
                 return fd
 
+        def fail(fetches: list[BlobFetch], exc: KeepError) -> None:
+            # Nothing unverified is ever written; the files that needed this
+            # data are removed afterwards rather than left half-filled.
+            with self._lock:
+                for fetch in fetches:
+                    for t in fetch.targets:
+                        self._failed.setdefault(t.file, str(exc))
+
         def work(rng: RangeFetch) -> None:
-            data = self.repo.remote.get_range("pack", rng.pack_id, rng.start, rng.end)
+            try:
+                data = self.repo.remote.get_range("pack", rng.pack_id, rng.start, rng.end)
+            except (IntegrityError, FormatError) as exc:
+                fail(rng.blobs, exc)
+                return
             view = memoryview(data)
             for fetch in rng.blobs:
                 entry = fetch.location.entry
                 rel = entry.offset - rng.start
-                plain = self.repo.open_located(fetch.location, view[rel : rel + entry.length])
+                try:
+                    plain = self.repo.open_located(fetch.location, view[rel : rel + entry.length])
+                except (IntegrityError, FormatError) as exc:
+                    fail([fetch], exc)
+                    continue
                 runs = _data_runs(plain)
                 for t in fetch.targets:
                     if runs:
@@ -295,6 +316,16 @@ class Restorer:
         finally:
             for fd in fds.values():
                 os.close(fd)
+
+    def _remove_failed(self) -> None:
+        """Files whose data failed verification are removed, not left with
+        holes where the data should be."""
+        for index, reason in sorted(self._failed.items()):
+            f = self._files[index]
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(os.path.join(self.target, f.path))
+            self._meta = [(p, n) for p, n in self._meta if p != f.path]
+            self.warn(f.path, f"not restored: {reason}")
 
     # Phase 3 ---------------------------------------------------------------
     def _apply_metadata(self) -> None:

@@ -44,6 +44,7 @@ class ErrorCode(enum.StrEnum):
     LENGTH_REQUIRED = "length_required"
     TOO_LARGE = "too_large"
     QUOTA_EXCEEDED = "quota_exceeded"
+    STORAGE_FULL = "storage_full"
     LOCKED = "locked"
     RATE_LIMITED = "rate_limited"
     RANGE_NOT_SATISFIABLE = "range_not_satisfiable"

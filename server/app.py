@@ -23,6 +23,7 @@ from keep.server.metrics import Metrics
 from keep.server.openapi import openapi_document
 from keep.server.settings import Settings
 from keep.server.state import SERVICES, SETTINGS, Services
+from keep.server.storage.objects import StorageFullError
 
 log = logging.getLogger("keep.server")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -57,6 +58,9 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         )
     except web.HTTPRequestEntityTooLarge:
         response = _error(ErrorCode.TOO_LARGE, "request body is too large")
+    except StorageFullError:
+        log.error("storage is full on %s %s", request.method, route)
+        response = _error(ErrorCode.STORAGE_FULL, "the server is out of storage space")
     except web.HTTPException:
         raise
     except Exception as exc:  # noqa: BLE001 — the one place unexpected errors become a 500

@@ -11,7 +11,7 @@ from keep.client.cli.progress import ProgressLine
 from keep.client.cli.session import open_repository
 from keep.client.cli.text import human_bytes
 from keep.client.restorer import Restorer, RestoreStats
-from keep.protocol.errors import ExitCode
+from keep.protocol.errors import ExitCode, IntegrityError
 
 
 @cli.command()
@@ -52,5 +52,10 @@ def restore(ctx: CliContext, snapshot: str, target: Path, includes: tuple[str, .
             "warnings": warnings,
         },
     )
+    if stats.files_failed:
+        raise IntegrityError(
+            f"{stats.files_failed} file(s) were not restored because their data failed verification "
+            "(damaged or tampered objects on the server); every other file was restored"
+        )
     if warnings:
         raise SystemExit(int(ExitCode.PARTIAL))

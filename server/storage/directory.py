@@ -11,6 +11,7 @@ loop.
 from __future__ import annotations
 
 import asyncio
+import errno
 import hashlib
 import os
 import re
@@ -25,6 +26,7 @@ from keep.server.storage.objects import (
     HashMismatchError,
     ObjectStore,
     SizeMismatchError,
+    StorageFullError,
     StoredObject,
 )
 
@@ -109,7 +111,12 @@ class DirectoryObjectStore(ObjectStore):
     ) -> None:
         final = self._path(account_id, kind, object_id)
         loop = asyncio.get_running_loop()
-        upload = await loop.run_in_executor(self._pool, _Upload, self._root / account_id / TMP)
+        try:
+            upload = await loop.run_in_executor(self._pool, _Upload, self._root / account_id / TMP)
+        except OSError as exc:
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise StorageFullError from None
+            raise
         received = 0
         parts: list[bytes] = []
         held = 0
@@ -130,6 +137,11 @@ class DirectoryObjectStore(ObjectStore):
             if upload.hash.hexdigest() != object_id:
                 raise HashMismatchError
             await loop.run_in_executor(self._sync_pool, upload.commit, final)
+        except OSError as exc:
+            await asyncio.shield(loop.run_in_executor(self._pool, upload.abort))
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise StorageFullError from None
+            raise
         except BaseException:
             await asyncio.shield(loop.run_in_executor(self._pool, upload.abort))
             raise

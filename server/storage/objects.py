@@ -18,6 +18,11 @@ class HashMismatchError(Exception):
     """Raised by `put` when the body does not hash to its id (nothing stored)."""
 
 
+class StorageFullError(Exception):
+    """Raised by a store (objects or metadata) whose storage is out of space;
+    nothing partial is left behind."""
+
+
 class SizeMismatchError(Exception):
     """Raised by `put` when the body is longer or shorter than announced."""
 

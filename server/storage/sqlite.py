@@ -28,6 +28,7 @@ from keep.server.storage.metadata import (
     Throttle,
     Usage,
 )
+from keep.server.storage.objects import StorageFullError
 
 T = TypeVar("T")
 
@@ -82,8 +83,13 @@ class SqliteMetadataStore(MetadataStore):
             raise RuntimeError("metadata store is not open")
 
         def call() -> T:
-            with db:  # one transaction per call: commit, or roll back on error
-                return fn(db)
+            try:
+                with db:  # one transaction per call: commit, or roll back on error
+                    return fn(db)
+            except sqlite3.OperationalError as exc:
+                if "full" in str(exc):  # SQLITE_FULL: "database or disk is full"
+                    raise StorageFullError from None
+                raise
 
         return await asyncio.get_running_loop().run_in_executor(self._executor, call)
 

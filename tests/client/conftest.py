@@ -22,9 +22,17 @@ KEEP = str(Path(sys.executable).with_name("keep"))
 _names = itertools.count()
 
 
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
 @pytest.fixture(scope="session")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    with keep_server(tmp_path_factory.mktemp("keep-server") / "data") as (url, _):
+def server_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("keep-server") / "data"
+
+
+@pytest.fixture(scope="session")
+def server(server_data: Path) -> Iterator[str]:
+    with keep_server(server_data) as (url, _):
         yield url
 
 
