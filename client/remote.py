@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import http.client
+import ipaddress
 import json
 import ssl
 import threading
@@ -25,6 +26,7 @@ from keep.protocol.api import LIST_LIMIT_MAX, object_path
 from keep.protocol.errors import (
     AuthError,
     ErrorCode,
+    ExitCode,
     IntegrityError,
     KeepError,
     LockedError,
@@ -45,6 +47,21 @@ USER_AGENT = "keep"
 STALE_CONNECTION = (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError)
 FILE_BLOCK = 1024 * 1024
 UPLOAD_CONCURRENCY = 4  # packs in flight: overlaps the server's per-object fsync
+
+
+class InsecureTransportError(KeepError):
+    """Raised for a plain-http server URL that is not on this machine."""
+
+    exit_code = ExitCode.USAGE
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 class ProtocolViolationError(KeepError):
@@ -105,6 +122,7 @@ class Remote:
         *,
         ca_file: str | None = None,
         upload_concurrency: int = UPLOAD_CONCURRENCY,
+        allow_insecure_http: bool = False,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.token = token
@@ -112,6 +130,11 @@ class Remote:
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise KeepError(f"the server URL must be http:// or https://, not {base_url!r}")
         self._https = parts.scheme == "https"
+        if not self._https and not allow_insecure_http and not _is_loopback(parts.hostname):
+            raise InsecureTransportError(
+                f"refusing plain http to {parts.hostname}: the login credential and your data would cross "
+                "the network without TLS. Use https:// (with --ca-file if needed), or --insecure-http"
+            )
         self._host = parts.hostname
         self._port = parts.port or (443 if self._https else 80)
         self._prefix = parts.path.rstrip("/")

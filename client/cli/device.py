@@ -8,9 +8,8 @@ from pathlib import Path
 import click
 from keep.client.account import owner_login
 from keep.client.cli.main import CliContext, cli
-from keep.client.cli.session import read_password
+from keep.client.cli.session import connect, read_password
 from keep.client.device_state import DeviceState
-from keep.client.remote import Remote
 from keep.protocol.errors import IntegrityError
 
 
@@ -28,7 +27,7 @@ def device() -> None:
 def list_devices(ctx: CliContext) -> None:
     """Name, enrollment, last seen and revocation of every device."""
     state = DeviceState.load(ctx.home)
-    with Remote(state.server_url, state.device_token, ca_file=state.ca_file) as remote:
+    with connect(ctx, state.server_url, state.device_token, state.ca_file) as remote:
         reply = remote.request_json("GET", "/v1/devices")
     rows = [{**d, "this_device": d.get("id") == state.device_id} for d in reply.get("devices", [])]
     human = "\n".join(
@@ -48,7 +47,7 @@ def list_devices(ctx: CliContext) -> None:
 def revoke(ctx: CliContext, device_id: str, password_file: Path | None) -> None:
     """Revoke DEVICE_ID (owner password required); its next request fails."""
     state = DeviceState.load(ctx.home)
-    with Remote(state.server_url, state.device_token, ca_file=state.ca_file) as remote:
+    with connect(ctx, state.server_url, state.device_token, state.ca_file) as remote:
         session, master = owner_login(remote, state.account, read_password(password_file))
         if master != state.master:
             raise IntegrityError("the password opens a different key than this device's")

@@ -8,9 +8,8 @@ from pathlib import Path
 import click
 from keep.client.account import create_account
 from keep.client.cli.main import CliContext, cli
-from keep.client.cli.session import new_device_target, read_password, write_private_file
+from keep.client.cli.session import connect, new_device_target, read_password, write_private_file
 from keep.client.recovery_kit import recovery_kit
-from keep.client.remote import Remote
 
 
 @cli.command()
@@ -36,7 +35,7 @@ def init(
     """Create a new account and set up this device."""
     server_url, account = new_device_target(ctx, server_url, account)
     password = read_password(password_file, confirm=True)
-    with Remote(server_url, ca_file=ctx.config.ca_file) as remote:
+    with connect(ctx, server_url) as remote:
         created = create_account(remote, account, password, device_name)
     created.state.save(ctx.home)
     kit = recovery_kit(server_url, account, created.recovery_key, created.state.master, datetime.date.today())

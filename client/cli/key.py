@@ -16,7 +16,7 @@ from pathlib import Path
 import click
 from keep.client.account import new_password_credential, new_recovery_credential, owner_login, recovery_login
 from keep.client.cli.main import CliContext, cli
-from keep.client.cli.session import UsageError, read_password, write_private_file
+from keep.client.cli.session import UsageError, connect, read_password, write_private_file
 from keep.client.device_state import DeviceState
 from keep.client.recovery_kit import recovery_kit
 from keep.client.remote import Remote
@@ -46,7 +46,7 @@ def passwd(ctx: CliContext, password_file: Path | None, new_password_file: Path 
     state = DeviceState.load(ctx.home)
     if new_password_file is None and not os.isatty(0):
         raise UsageError("give --new-password-file or run on a terminal")
-    with Remote(state.server_url, state.device_token, ca_file=state.ca_file) as remote:
+    with connect(ctx, state.server_url, state.device_token, state.ca_file) as remote:
         session = _owner(ctx, remote, state, password_file)
         new_password = (
             read_password(new_password_file, confirm=True)
@@ -67,7 +67,7 @@ def passwd(ctx: CliContext, password_file: Path | None, new_password_file: Path 
 def verify(ctx: CliContext, password_file: Path | None) -> None:
     """Check that the password still unlocks the account (changes nothing)."""
     state = DeviceState.load(ctx.home)
-    with Remote(state.server_url, state.device_token, ca_file=state.ca_file) as remote:
+    with connect(ctx, state.server_url, state.device_token, state.ca_file) as remote:
         _owner(ctx, remote, state, password_file)
     ctx.emit(
         f"The password unlocks account {state.account!r} (key {state.master.fingerprint()}).",
@@ -82,7 +82,7 @@ def verify(ctx: CliContext, password_file: Path | None) -> None:
 def recovery_kit_cmd(ctx: CliContext, password_file: Path | None, output: Path | None) -> None:
     """Make a new recovery kit; the previous recovery key stops working."""
     state = DeviceState.load(ctx.home)
-    with Remote(state.server_url, state.device_token, ca_file=state.ca_file) as remote:
+    with connect(ctx, state.server_url, state.device_token, state.ca_file) as remote:
         session = _owner(ctx, remote, state, password_file)
         rkey, body = new_recovery_credential(state.account, state.master)
         remote.request_json("PUT", "/v1/keyslots/recovery", body, token=session)

@@ -9,8 +9,7 @@ from pathlib import Path
 import click
 from keep.client.account import enroll_device, owner_login, recovery_login
 from keep.client.cli.main import CliContext, cli
-from keep.client.cli.session import UsageError, new_device_target, read_password
-from keep.client.remote import Remote
+from keep.client.cli.session import UsageError, connect, new_device_target, read_password
 from keep.protocol.recovery import decode_recovery_key
 
 KIT_MARKER = "Recovery key:"
@@ -57,7 +56,7 @@ def login(
         if not sys.stdin.isatty():
             raise UsageError("--recovery-key needs a terminal; use --recovery-kit FILE")
         key = decode_recovery_key(click.prompt("Recovery key", err=True))
-    with Remote(server_url, ca_file=ctx.config.ca_file) as remote:
+    with connect(ctx, server_url) as remote:
         if key is not None:
             session, master = recovery_login(remote, account, key)
         else:

@@ -19,6 +19,7 @@ class CliContext:
     json_output: bool
     home: Path
     config_file: Path
+    insecure_http: bool = False
     _config: Config | None = None
 
     @property
@@ -56,10 +57,13 @@ class KeepGroup(click.Group):
 
 @click.group(cls=KeepGroup)
 @click.option("--json", "json_output", is_flag=True, help="Machine-readable output.")
+@click.option(
+    "--insecure-http", is_flag=True, help="Allow plain http to a server that is not on this machine."
+)
 @click.pass_context
-def cli(ctx: click.Context, json_output: bool) -> None:
+def cli(ctx: click.Context, json_output: bool, insecure_http: bool) -> None:
     """Keep: zero-knowledge, deduplicating, encrypted backups."""
-    ctx.obj = CliContext(json_output, state_dir(), config_path())
+    ctx.obj = CliContext(json_output, state_dir(), config_path(), insecure_http)
 
 
 def main() -> None:

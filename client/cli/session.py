@@ -60,9 +60,16 @@ def write_private_file(path: Path, text: str) -> None:
         f.write(text)
 
 
+def connect(ctx: CliContext, server_url: str, token: str | None = None, ca_file: str | None = None) -> Remote:
+    """The one place a command opens a connection to the server."""
+    return Remote(
+        server_url, token, ca_file=ca_file or ctx.config.ca_file, allow_insecure_http=ctx.insecure_http
+    )
+
+
 @contextmanager
 def open_repository(ctx: CliContext) -> Iterator[tuple[DeviceState, Repository]]:
     state = DeviceState.load(ctx.home)
-    with Remote(state.server_url, state.device_token, ca_file=state.ca_file) as remote:
+    with connect(ctx, state.server_url, state.device_token, state.ca_file) as remote:
         repo = Repository(remote, RepositoryKeys.from_master(state.master), ctx.home / "cache", state.suite)
         yield state, repo
