@@ -155,6 +155,10 @@ class _PendingFile:
         return _meta_node(self.name, self.st, self.path, size=self.size, content=ids)
 
 
+def _subtree_id(prev: Node | None) -> bytes | None:
+    return prev.subtree if prev is not None and prev.type is NodeType.DIR else None
+
+
 def _meta_node(
     name: bytes,
     st: os.stat_result,
@@ -230,7 +234,9 @@ class Archiver:
                 raise SourceError(f"backup source {a.decode(errors='replace')} does not exist")
         parent_root = Tree.from_bytes(self.repo.read_tree_bytes(parent[1].tree)) if parent else None
         try:
-            root_id = self._save_tree(self._root_nodes(paths, parent_root))
+            root_id = self._save_tree(
+                self._root_nodes(paths, parent_root), parent[1].tree if parent else None
+            )
             self.pipeline.drain()
             self.packer.flush()
         except BaseException:
@@ -300,7 +306,7 @@ class Archiver:
             st = os.lstat(path)
             subtree = self._load_parent_subtree(prev)
             children = self._nodes_for(target, path, subtree)  # type: ignore[arg-type]
-            nodes.append(_meta_node(name, st, path, subtree=self._save_tree(children)))
+            nodes.append(_meta_node(name, st, path, subtree=self._save_tree(children, _subtree_id(prev))))
         return nodes
 
     def _load_parent_subtree(self, prev: Node | None) -> Tree | None:
@@ -311,12 +317,15 @@ class Archiver:
         except KeepError:
             return None
 
-    def _save_tree(self, nodes: list[Node | _PendingFile]) -> bytes:
+    def _save_tree(self, nodes: list[Node | _PendingFile], previous: bytes | None = None) -> bytes:
+        """Store the tree unless it is stored already. `previous` is the same
+        directory's tree in the parent snapshot: if nothing changed the ids are
+        equal and the index need not even be loaded."""
         self.pipeline.drain()
         resolved = [n.finish() if isinstance(n, _PendingFile) else n for n in nodes]
         data = Tree(tuple(resolved)).to_bytes()
         tid = blob_id(self.repo.keys.id, data)
-        if not self.packer.known(tid):
+        if tid != previous and not self.packer.known(tid):
             codec, payload = self._tree_compressor.compress(data)
             self.packer.add(BlobType.TREE, tid, codec, payload, len(data))
             self.repo.cache_tree(tid, data)
@@ -392,7 +401,7 @@ class Archiver:
             result = self._entry(child, child_name, parents.get(child_name))
             if result is not None:
                 children.append(result)
-        return _meta_node(name, st, path, subtree=self._save_tree(children))
+        return _meta_node(name, st, path, subtree=self._save_tree(children, _subtree_id(prev)))
 
     def _file(
         self, path: bytes, name: bytes, st: os.stat_result, prev: Node | None
@@ -405,8 +414,10 @@ class Archiver:
             and prev.mtime_ns == st.st_mtime_ns
             and prev.ctime_ns == st.st_ctime_ns
             and prev.inode == st.st_ino
-            and all(self.packer.known(c) for c in prev.content)
         ):
+            # The parent snapshot was written only after all its blobs were
+            # indexed, and prune (exclusive lease) cannot run while this
+            # backup holds its shared one: the blobs are there.
             self.stats.files_unchanged += 1
             self._tick()
             return prev

@@ -11,6 +11,7 @@ request that equals one blob's frame (docs/threat-model.md).
 
 from __future__ import annotations
 
+import hashlib
 import os
 import threading
 from collections.abc import Iterable
@@ -71,11 +72,23 @@ class Repository:
         self.index_ids: set[str] = set()
         self._tree_cache = cache_dir / "trees"
         self._local = threading.local()
+        self._index_lock = threading.Lock()
+        self._index_ready = False
 
     def salt(self) -> bytes:
         return os.urandom(32)
 
     # Index -----------------------------------------------------------------
+    def ensure_index(self) -> None:
+        """Load the index (and re-index orphan packs) the first time anyone
+        asks; a backup in which nothing changed never needs it."""
+        if self._index_ready:
+            return
+        with self._index_lock:
+            if not self._index_ready:
+                self.load_index()
+                self.reindex_orphan_packs()
+
     def load_index(self) -> None:
         """Load every index object, from the cache where possible."""
         cache = self.cache_dir / "index"
@@ -104,6 +117,7 @@ class Repository:
                 self.add_pack(pack)
         self.index_ids = set(indexes)
         self.pack_sizes = {o.id: o.size for o in self.remote.list_objects("pack")}
+        self._index_ready = True
 
     def add_pack(self, pack: IndexedPack) -> None:
         pack_id = pack.pack_id.hex()
@@ -196,9 +210,20 @@ class Repository:
         return self.remote.put_object("snapshot", snapshot.seal(self.keys.data, self.suite, self.salt()))
 
     def snapshots(self) -> list[SnapshotInfo]:
+        """All snapshots, oldest first. Snapshot objects never change, so they
+        are cached locally (and re-hashed when read from the cache)."""
+        cache = self.cache_dir / "snapshots"
+        cache.mkdir(parents=True, exist_ok=True, mode=0o700)
+        listed = self.remote.list_objects("snapshot")
+        for stale in {p.name for p in cache.iterdir()} - {i.id for i in listed}:
+            (cache / stale).unlink(missing_ok=True)
         out = []
-        for info in self.remote.list_objects("snapshot"):
-            data = self.remote.get_object("snapshot", info.id)
+        for info in listed:
+            path = cache / info.id
+            data = path.read_bytes() if path.exists() else b""
+            if hashlib.sha256(data).hexdigest() != info.id:
+                data = self.remote.get_object("snapshot", info.id)
+                _atomic_write(path, data)
             out.append(SnapshotInfo(info.id, Snapshot.open(self.keys.data, data), info.created))
         out.sort(key=lambda s: (s.snapshot.time_ns, s.id))
         return out

@@ -57,8 +57,6 @@ def backup(
         line.show(f"{files} files, {human_bytes(stats.bytes_read)} read, {line.rate(stats.bytes_read)}")
 
     with open_repository(ctx) as (_, repo), Lease(repo.remote, exclusive=False):
-        repo.load_index()
-        repo.reindex_orphan_packs()
         parent = None
         candidates = [
             s
