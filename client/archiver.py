@@ -325,9 +325,12 @@ class Archiver:
         resolved = [n.finish() if isinstance(n, _PendingFile) else n for n in nodes]
         data = Tree(tuple(resolved)).to_bytes()
         tid = blob_id(self.repo.keys.id, data)
-        if tid != previous and not self.packer.known(tid):
+        if tid != previous and not self.packer.known(tid, load_index=False):
+            # A changed tree is stored without loading the index just to ask
+            # (a directory that changed back to an older state is stored
+            # twice, a few KiB); data blobs always go through the full check.
             codec, payload = self._tree_compressor.compress(data)
-            self.packer.add(BlobType.TREE, tid, codec, payload, len(data))
+            self.packer.add(BlobType.TREE, tid, codec, payload, len(data), check_index=False)
             self.repo.cache_tree(tid, data)
         self.stats.dirs += 1
         return tid

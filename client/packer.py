@@ -112,16 +112,25 @@ class Packer:
         cipher = ObjectCipher.new(self.repo.keys.data, ObjectKind.PACK, self.repo.suite, salt)
         return _Open(PackWriter(cipher), salt, self._spool_dir)
 
-    def known(self, blob_id: bytes) -> bool:
-        self.repo.ensure_index()
+    def known(self, blob_id: bytes, load_index: bool = True) -> bool:
+        """Whether the blob is stored or on its way. With `load_index=False`
+        only what is already known is consulted (the index is not loaded)."""
+        if load_index:
+            self.repo.ensure_index()
         return blob_id in self.repo.index or blob_id in self._pending
 
     # Engine thread ---------------------------------------------------------------
     def add(
-        self, blob_type: BlobType, blob_id: bytes, codec: Codec, payload: bytes | memoryview, raw: int
+        self,
+        blob_type: BlobType,
+        blob_id: bytes,
+        codec: Codec,
+        payload: bytes | memoryview,
+        raw: int,
+        check_index: bool = True,
     ) -> bool:
         """Hand the blob to the packer thread; False if it is already stored."""
-        if self.known(blob_id):
+        if self.known(blob_id, load_index=check_index):
             return False
         self._pending.add(blob_id)
         self._outbox.append(_Item(blob_type, blob_id, codec, payload, raw))

@@ -251,3 +251,26 @@ def test_file_growing_while_read_is_a_warning_not_a_crash(device: Device, tmp_pa
         assert "changed while being read" in result.stdout
     rows = device.json("ls", "latest", str(log))
     assert rows[0]["size"] >= 40 * 1024 * 1024
+
+
+def test_unchanged_backup_never_downloads_the_index(device: Device, tmp_path: Path) -> None:
+    """A second machine backing up the same unchanged paths reads no file and
+    does not even fetch the index: the parent snapshot vouches for its blobs."""
+    src = tmp_path / "src"
+    make_rich_tree(src)
+    device.init()
+    device.run("backup", str(src))
+    other = Device(device.server, tmp_path / "machine-b", device.account, device.password_file)
+    other.run(
+        "login",
+        "--server",
+        device.server,
+        "--account",
+        device.account,
+        "--password-file",
+        str(device.password_file),
+    )
+    summary = other.json("backup", str(src))
+    assert summary["bytes_read"] == 0
+    assert summary["files_new"] == summary["files_changed"] == 0
+    assert not (other.home / "cache" / "index").exists()
