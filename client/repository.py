@@ -174,6 +174,7 @@ class Repository:
         return open_blob(cipher, loc.entry, sealed, self.keys.id, self._decompressor())
 
     def read_blob(self, blob_id: bytes) -> bytes:
+        self.ensure_index()
         loc = self.index.get(blob_id)
         if loc is None:
             raise NotFoundError(f"blob {blob_id.hex()[:12]} is not in the index")
@@ -195,6 +196,7 @@ class Repository:
 
             if blob_id(self.keys.id, data) == tree_id:
                 return data
+        self.ensure_index()  # a tree cache miss needs the index to find the tree
         loc = self.index.get(tree_id)
         if loc is None or loc.entry.blob_type is not BlobType.TREE:
             raise NotFoundError(f"tree {tree_id.hex()[:12]} is not in the index")

@@ -4,6 +4,7 @@ real CLI against the real server."""
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import time
@@ -253,9 +254,11 @@ def test_file_growing_while_read_is_a_warning_not_a_crash(device: Device, tmp_pa
     assert rows[0]["size"] >= 40 * 1024 * 1024
 
 
-def test_unchanged_backup_never_downloads_the_index(device: Device, tmp_path: Path) -> None:
-    """A second machine backing up the same unchanged paths reads no file and
-    does not even fetch the index: the parent snapshot vouches for its blobs."""
+def test_unchanged_backup_does_not_load_the_index(device: Device, tmp_path: Path) -> None:
+    """With the parent's trees in the local cache, an unchanged backup reads no
+    file and does not load the index: the parent snapshot vouches for its
+    blobs. (A machine with an empty cache fetches the index once, to find the
+    parent's trees.)"""
     src = tmp_path / "src"
     make_rich_tree(src)
     device.init()
@@ -270,7 +273,11 @@ def test_unchanged_backup_never_downloads_the_index(device: Device, tmp_path: Pa
         "--password-file",
         str(device.password_file),
     )
-    summary = other.json("backup", str(src))
-    assert summary["bytes_read"] == 0
-    assert summary["files_new"] == summary["files_changed"] == 0
+    first = other.json("backup", str(src))
+    assert first["bytes_read"] == 0
+    assert (other.home / "cache" / "index").exists()
+    shutil.rmtree(other.home / "cache" / "index")
+    second = other.json("backup", str(src))
+    assert second["bytes_read"] == 0
+    assert second["files_new"] == second["files_changed"] == 0
     assert not (other.home / "cache" / "index").exists()
