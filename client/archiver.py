@@ -222,6 +222,8 @@ class Archiver:
         self._progress = progress
         self._last_progress = 0.0
         self._root_dev: int | None = None
+        # Exclude patterns, encoded once: (pattern, pattern without a trailing "/").
+        self._patterns = tuple((p, p.rstrip(b"/")) for p in map(os.fsencode, options.excludes))
 
     # Public -----------------------------------------------------------------
     def run(self, sources: list[bytes], parent: tuple[str, Snapshot] | None) -> BackupResult:
@@ -339,10 +341,9 @@ class Archiver:
         self.warnings.append(PathWarning(path.decode(errors="replace"), message))
 
     def _excluded(self, path: bytes, name: bytes) -> bool:
-        for pattern in self.options.excludes:
-            pat = os.fsencode(pattern)
+        for pat, bare in self._patterns:
             target = path if b"/" in pat else name
-            if fnmatch.fnmatchcase(target, pat) or fnmatch.fnmatchcase(target, pat.rstrip(b"/")):
+            if fnmatch.fnmatchcase(target, pat) or fnmatch.fnmatchcase(target, bare):
                 return True
         return False
 
@@ -364,6 +365,8 @@ class Archiver:
         if stat.S_ISREG(mode):
             return self._file(path, name, st, prev)
         if stat.S_ISDIR(mode):
+            if self.options.one_file_system and not top and st.st_dev != self._root_dev:
+                return None  # another file system: not crossed
             return self._directory(path, name, st, prev, top)
         target = b""
         if stat.S_ISLNK(mode):
@@ -394,13 +397,6 @@ class Archiver:
             child = os.path.join(path, child_name)
             if self._excluded(child, child_name) or (cache_dir and child_name != CACHEDIR_TAG):
                 continue
-            if self.options.one_file_system:
-                try:
-                    cst = os.lstat(child)
-                    if stat.S_ISDIR(cst.st_mode) and cst.st_dev != self._root_dev:
-                        continue
-                except OSError:
-                    pass
             result = self._entry(child, child_name, parents.get(child_name))
             if result is not None:
                 children.append(result)

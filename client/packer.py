@@ -29,7 +29,7 @@ from keep.protocol.compression import Codec
 from keep.protocol.envelope import ObjectCipher, ObjectKind
 from keep.protocol.index import IndexedPack
 from keep.protocol.limits import OPEN_PACKS, PACK_MIN_PADDED, PACK_TARGET, MiB
-from keep.protocol.pack import PackWriter
+from keep.protocol.pack import PackReader, PackWriter
 
 INDEX_EVERY = 32  # packs per index object (~512 MiB of data)
 PACK_BLOBS_MAX = 20_000  # close a pack early when it holds this many blobs
@@ -281,8 +281,6 @@ class Packer:
     def _merge(self, packs: list[_Open]) -> _Open:
         """Re-seal the blobs of several open packs into one (they were never
         uploaded, so this leaks nothing)."""
-        from keep.protocol.pack import PackReader
-
         merged = self._new()
         for pack in packs:
             pack.write(pack.writer.finish(0))

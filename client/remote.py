@@ -267,10 +267,9 @@ class Remote:
         retry: bool = True,
     ) -> Any:
         status, raw, ctype = self._request(method, path, json_body=body, token=token, retry=retry)
-        parsed = _parse_json(raw) if ctype == "application/json" and raw else None
         if status not in ok:
-            raise _error(status, parsed if isinstance(parsed, dict) else None)
-        return parsed
+            raise _reply_error(status, raw, ctype)
+        return _json_or_none(raw, ctype)
 
     # Objects ---------------------------------------------------------------------
     def put_object(self, kind: str, data: bytes) -> str:
@@ -304,8 +303,7 @@ class Remote:
                 if not isinstance(body, bytes):
                     body.close()
             if status not in (200, 201):
-                parsed = _parse_json(raw) if ctype == "application/json" and raw else None
-                raise _error(status, parsed if isinstance(parsed, dict) else None)
+                raise _reply_error(status, raw, ctype)
             return object_id
 
         try:
@@ -332,10 +330,9 @@ class Remote:
         headers = {"Range": f"bytes={rng[0]}-{rng[1] - 1}"} if rng else None
         status, raw, ctype = self._request("GET", object_path(kind, object_id), headers=headers, limit=limit)
         if status not in ((206,) if rng else (200,)):
-            parsed = _parse_json(raw) if ctype == "application/json" and raw else None
             if status == 404:
                 raise NotFoundError(f"the server has no {kind} {object_id[:12]}")
-            raise _error(status, parsed if isinstance(parsed, dict) else None)
+            raise _reply_error(status, raw, ctype)
         return raw
 
     def delete_object(self, kind: str, object_id: str) -> None:
@@ -366,7 +363,7 @@ class Remote:
             json_body={"account": account, "method": method, "auth": base64.b64encode(auth).decode()},
             retry=False,
         )
-        parsed = _parse_json(raw) if ctype == "application/json" and raw else None
+        parsed = _json_or_none(raw, ctype)
         if status == 201 and isinstance(parsed, dict) and isinstance(parsed.get("token"), str):
             return str(parsed["token"])
         if status == 404:
@@ -374,7 +371,18 @@ class Remote:
         if status == 401:
             what = "password" if method == "password" else "recovery key"
             raise AuthError(f"wrong {what} for account {account!r}")
-        raise _error(status, parsed if isinstance(parsed, dict) else None)
+        raise _reply_error(status, raw, ctype)
+
+
+def _json_or_none(raw: bytes, ctype: str) -> Any:
+    """The JSON body of a reply, or None if it has none."""
+    return _parse_json(raw) if ctype == "application/json" and raw else None
+
+
+def _reply_error(status: int, raw: bytes, ctype: str) -> KeepError:
+    """The error for a reply that is not the expected one."""
+    parsed = _json_or_none(raw, ctype)
+    return _error(status, parsed if isinstance(parsed, dict) else None)
 
 
 def _parse_json(raw: bytes) -> Any:

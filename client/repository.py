@@ -18,8 +18,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from keep.client.remote import Remote
-from keep.protocol.blob import BlobType
+from keep.client.remote import ObjectInfo, Remote
+from keep.protocol.blob import BlobType, blob_id
 from keep.protocol.compression import BlobDecompressor
 from keep.protocol.envelope import (
     FOOTER_FRAME,
@@ -91,22 +91,13 @@ class Repository:
 
     def load_index(self) -> None:
         """Load every index object, from the cache where possible."""
-        cache = self.cache_dir / "index"
-        cache.mkdir(parents=True, exist_ok=True, mode=0o700)
-        remote_ids = {o.id for o in self.remote.list_objects("index")}
-        for stale in {p.name for p in cache.iterdir()} - remote_ids:
-            (cache / stale).unlink(missing_ok=True)
         indexes: dict[str, Index] = {}
-        for object_id in sorted(remote_ids):
-            path = cache / object_id
-            data = path.read_bytes() if path.exists() else None
-            if data is None:
-                data = self.remote.get_object("index", object_id)
-                _atomic_write(path, data)
+        listed = sorted(self.remote.list_objects("index"), key=lambda o: o.id)
+        for info, data in self._cached_objects("index", listed):
             try:
-                indexes[object_id] = Index.open(self.keys.data, data)
+                indexes[info.id] = Index.open(self.keys.data, data)
             except (FormatError, IntegrityError):
-                path.unlink(missing_ok=True)
+                (self.cache_dir / "index" / info.id).unlink(missing_ok=True)
                 raise
         superseded = {s.hex() for idx in indexes.values() for s in idx.supersedes}
         self.index.clear()
@@ -118,6 +109,24 @@ class Repository:
         self.index_ids = set(indexes)
         self.pack_sizes = {o.id: o.size for o in self.remote.list_objects("pack")}
         self._index_ready = True
+
+    def _cached_objects(self, kind: str, listed: list[ObjectInfo]) -> list[tuple[ObjectInfo, bytes]]:
+        """The bytes of the `listed` objects of an immutable kind (index,
+        snapshot), from `cache/<kind>` where a copy still hashes to its name,
+        else downloaded and cached. Copies of objects no longer listed go."""
+        cache = self.cache_dir / kind
+        cache.mkdir(parents=True, exist_ok=True, mode=0o700)
+        for stale in {p.name for p in cache.iterdir()} - {info.id for info in listed}:
+            (cache / stale).unlink(missing_ok=True)
+        out = []
+        for info in listed:
+            path = cache / info.id
+            data = path.read_bytes() if path.exists() else b""
+            if hashlib.sha256(data).hexdigest() != info.id:
+                data = self.remote.get_object(kind, info.id)
+                _atomic_write(path, data)
+            out.append((info, data))
+        return out
 
     def add_pack(self, pack: IndexedPack) -> None:
         pack_id = pack.pack_id.hex()
@@ -192,8 +201,6 @@ class Repository:
         except FileNotFoundError:
             pass
         else:
-            from keep.protocol.blob import blob_id
-
             if blob_id(self.keys.id, data) == tree_id:
                 return data
         self.ensure_index()  # a tree cache miss needs the index to find the tree
@@ -212,21 +219,11 @@ class Repository:
         return self.remote.put_object("snapshot", snapshot.seal(self.keys.data, self.suite, self.salt()))
 
     def snapshots(self) -> list[SnapshotInfo]:
-        """All snapshots, oldest first. Snapshot objects never change, so they
-        are cached locally (and re-hashed when read from the cache)."""
-        cache = self.cache_dir / "snapshots"
-        cache.mkdir(parents=True, exist_ok=True, mode=0o700)
-        listed = self.remote.list_objects("snapshot")
-        for stale in {p.name for p in cache.iterdir()} - {i.id for i in listed}:
-            (cache / stale).unlink(missing_ok=True)
-        out = []
-        for info in listed:
-            path = cache / info.id
-            data = path.read_bytes() if path.exists() else b""
-            if hashlib.sha256(data).hexdigest() != info.id:
-                data = self.remote.get_object("snapshot", info.id)
-                _atomic_write(path, data)
-            out.append(SnapshotInfo(info.id, Snapshot.open(self.keys.data, data), info.created))
+        """All snapshots, oldest first."""
+        out = [
+            SnapshotInfo(info.id, Snapshot.open(self.keys.data, data), info.created)
+            for info, data in self._cached_objects("snapshot", self.remote.list_objects("snapshot"))
+        ]
         out.sort(key=lambda s: (s.snapshot.time_ns, s.id))
         return out
 

@@ -60,6 +60,7 @@ def plan(
     for pack_id in sorted(by_pack):
         members = sorted(by_pack[pack_id], key=lambda f: f.location.entry.offset)
         size = pack_sizes.get(pack_id, 0)
+        ranges: list[RangeFetch] = []
         current: RangeFetch | None = None
         for fetch in members:
             entry = fetch.location.entry
@@ -69,9 +70,9 @@ def plan(
                 current.blobs.append(fetch)
                 continue
             current = RangeFetch(pack_id, start, end, [fetch])
-            out.append(current)
-        for rng in out:
-            if rng.pack_id == pack_id:
-                limit = size if size > 0 else rng.end + RANGE_ALIGN
-                rng.start, rng.end = aligned(rng.start, rng.end, max(limit, rng.end))
+            ranges.append(current)
+        for rng in ranges:
+            limit = size if size > 0 else rng.end + RANGE_ALIGN
+            rng.start, rng.end = aligned(rng.start, rng.end, max(limit, rng.end))
+        out += ranges
     return out

@@ -145,10 +145,6 @@ class ObjectCipher:
     def seal(self, frame: int, plaintext: bytes | memoryview, ad: bytes) -> bytes:
         return self._aead.encrypt(NONCE.pack(0, frame), plaintext, ad)
 
-    def seal_into(self, out: memoryview, frame: int, plaintext: bytes | memoryview, ad: bytes) -> int:
-        """Seal into `out[:len(plaintext)+TAG_SIZE]`; returns bytes written."""
-        return self._aead.encrypt_into(NONCE.pack(0, frame), plaintext, ad, out)
-
     def open(self, frame: int, ciphertext: bytes | memoryview, ad: bytes) -> bytes:
         if len(ciphertext) < TAG_SIZE:
             raise FormatError("frame is shorter than its tag")

@@ -30,10 +30,6 @@ TREE_RAW_MAX = 64 * MiB  # decompressed size of one tree blob
 TREE_MAX_ENTRIES = 1_000_000
 XATTR_MAX_TOTAL = 1 * MiB
 
-# Frames.
-FRAME_MAX = PACK_MAX
-FRAMES_PER_OBJECT_MAX = 2**32 - 2  # the last counter value is the footer's
-
 # Snapshots and names.
 NAME_MAX = 4096  # bytes in one path component we accept from a tree
 ACCOUNT_NAME_MAX = 64
