@@ -210,8 +210,15 @@ Progress = Callable[[BackupStats], None]
 
 
 class Archiver:
-    def __init__(self, repo: Repository, options: BackupOptions, progress: Progress | None = None) -> None:
+    def __init__(
+        self,
+        repo: Repository,
+        options: BackupOptions,
+        progress: Progress | None = None,
+        before_snapshot: Callable[[], None] | None = None,
+    ) -> None:
         self.repo = repo
+        self._before_snapshot = before_snapshot  # e.g. Lease.confirm: the lease must still be held
         self.options = options
         self.stats = BackupStats()
         self.warnings: list[PathWarning] = []
@@ -268,6 +275,8 @@ class Archiver:
                 "duration_ms": int(seconds * 1000),
             },
         )
+        if self._before_snapshot is not None:
+            self._before_snapshot()
         snapshot_id = self.repo.save_snapshot(snapshot)
         return BackupResult(
             snapshot_id,
@@ -415,8 +424,8 @@ class Archiver:
             and prev.inode == st.st_ino
         ):
             # The parent snapshot was written only after all its blobs were
-            # indexed, and prune (exclusive lease) cannot run while this
-            # backup holds its shared one: the blobs are there.
+            # indexed, and it cannot be forgotten while this backup holds its
+            # shared lease, so prune keeps its blobs (docs/engine.md "Prune").
             self.stats.files_unchanged += 1
             self._tick()
             return prev

@@ -15,6 +15,13 @@ else `$XDG_CONFIG_HOME/keep/keep.toml`. A missing config file means defaults.
     exclude_caches = true
     one_file_system = false
 
+    [retention]                      # defaults for `keep forget`
+    keep_daily = 7
+    keep_weekly = 5
+    keep_monthly = 12
+    keep_within = "2d"
+    keep_tag = ["important"]
+
     [phonehome]
     ddns = true
     updates = true
@@ -64,7 +71,11 @@ class Config:
     excludes: tuple[str, ...] = ()
     exclude_caches: bool = False
     one_file_system: bool = False
+    retention: dict[str, Any] = field(default_factory=dict)
     phonehome: dict[str, Any] = field(default_factory=dict)
+
+
+RETENTION_COUNTS = ("keep_last", "keep_hourly", "keep_daily", "keep_weekly", "keep_monthly", "keep_yearly")
 
 
 def _typed(table: dict[str, Any], key: str, kind: type, where: str) -> Any:
@@ -89,6 +100,16 @@ def load_config(path: Path | None = None) -> Config:
     excludes = _typed(backup, "excludes", list, where) or []
     if not all(isinstance(s, str) for s in [*sources, *excludes]):
         raise ConfigError(f"{where}: sources and excludes are lists of strings")
+    retention = raw.get("retention", {})
+    unknown = set(retention) - {*RETENTION_COUNTS, "keep_within", "keep_tag"}
+    if unknown:
+        raise ConfigError(f"{where}: unknown [retention] setting {sorted(unknown)[0]!r}")
+    for key in RETENTION_COUNTS:
+        if (_typed(retention, key, int, where) or 0) < 0:
+            raise ConfigError(f"{where}: '{key}' must not be negative")
+    _typed(retention, "keep_within", str, where)
+    if not all(isinstance(t, str) for t in _typed(retention, "keep_tag", list, where) or []):
+        raise ConfigError(f"{where}: keep_tag is a list of strings")
     return Config(
         server_url=_typed(server, "url", str, where),
         account=_typed(server, "account", str, where),
@@ -97,5 +118,6 @@ def load_config(path: Path | None = None) -> Config:
         excludes=tuple(excludes),
         exclude_caches=bool(_typed(backup, "exclude_caches", bool, where)),
         one_file_system=bool(_typed(backup, "one_file_system", bool, where)),
+        retention=dict(retention),
         phonehome=dict(raw.get("phonehome", {})),
     )

@@ -8,6 +8,18 @@ import datetime
 from keep.protocol.keys import MasterKey, RecoveryKey
 from keep.protocol.recovery import encode_recovery_key
 
+KIT_MARKER = "Recovery key:"
+
+
+def recovery_key_from_kit(text: str) -> str:
+    """The recovery key lines of a kit file (or the key itself)."""
+    lines = text.splitlines()
+    for i, line in enumerate(lines):
+        if line.strip().startswith(KIT_MARKER):
+            rest = line.split(KIT_MARKER, 1)[1].strip()
+            return rest + "".join(ln.strip() for ln in lines[i + 1 : i + 3])
+    return text.strip()
+
 
 def recovery_kit(
     server_url: str, account: str, key: RecoveryKey, master: MasterKey, today: datetime.date

@@ -1,7 +1,8 @@
 """The repository as the engine sees it: keys + the remote + the index.
 
-Owns: loading the index (through the local cache), reading blobs by id with
-padded range reads, listing and loading snapshots, writing index and snapshot
+Owns: loading the index (through the local cache) with prune's condemned
+packs kept apart (readable, never deduplicated against), reading blobs by id
+with padded range reads, listing and loading snapshots, writing index and snapshot
 objects, and re-indexing packs that a crashed backup uploaded but never
 indexed (so a resumed backup does not upload them again).
 
@@ -14,7 +15,8 @@ from __future__ import annotations
 import hashlib
 import os
 import threading
-from collections.abc import Iterable
+from collections import ChainMap
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -67,9 +69,13 @@ class Repository:
         self.keys = keys
         self.suite = suite
         self.cache_dir = cache_dir
-        self.index: dict[bytes, Location] = {}
+        self.index: dict[bytes, Location] = {}  # live blobs: what a backup may deduplicate against
+        self.condemned_index: dict[bytes, Location] = {}  # blobs found only in condemned packs
+        self.readable: Mapping[bytes, Location] = ChainMap(self.index, self.condemned_index)
+        self.packs: dict[str, IndexedPack] = {}  # every pack a current index names
+        self.condemned: dict[str, int] = {}  # condemned pack -> arrival of the index condemning it
         self.pack_sizes: dict[str, int] = {}
-        self.index_ids: set[str] = set()
+        self.index_objects: dict[str, ObjectInfo] = {}  # current (not superseded) index objects
         self._tree_cache = cache_dir / "trees"
         self._local = threading.local()
         self._index_lock = threading.Lock()
@@ -91,22 +97,34 @@ class Repository:
 
     def load_index(self) -> None:
         """Load every index object, from the cache where possible."""
-        indexes: dict[str, Index] = {}
-        listed = sorted(self.remote.list_objects("index"), key=lambda o: o.id)
-        for info, data in self._cached_objects("index", listed):
+        for attempt in (1, 2):
+            listed = sorted(self.remote.list_objects("index"), key=lambda o: o.id)
             try:
-                indexes[info.id] = Index.open(self.keys.data, data)
+                loaded = self._cached_objects("index", listed)
+                break
+            except NotFoundError:
+                if attempt == 2:  # a prune deleted a superseded index after we listed it
+                    raise
+        indexes: dict[str, tuple[ObjectInfo, Index]] = {}
+        for info, data in loaded:
+            try:
+                indexes[info.id] = (info, Index.open(self.keys.data, data))
             except (FormatError, IntegrityError):
                 (self.cache_dir / "index" / info.id).unlink(missing_ok=True)
                 raise
-        superseded = {s.hex() for idx in indexes.values() for s in idx.supersedes}
+        superseded = {s.hex() for _, idx in indexes.values() for s in idx.supersedes}
+        current = {k: v for k, v in indexes.items() if k not in superseded}
         self.index.clear()
-        for object_id, idx in indexes.items():
-            if object_id in superseded:
-                continue
+        self.condemned_index.clear()
+        self.packs.clear()
+        self.condemned = {}
+        for info, idx in current.values():
+            for pack_id in idx.condemned:
+                self.condemned[pack_id.hex()] = max(info.created, self.condemned.get(pack_id.hex(), 0))
+        for _, idx in current.values():
             for pack in idx.packs:
                 self.add_pack(pack)
-        self.index_ids = set(indexes)
+        self.index_objects = {k: info for k, (info, _) in current.items()}
         self.pack_sizes = {o.id: o.size for o in self.remote.list_objects("pack")}
         self._index_ready = True
 
@@ -130,21 +148,39 @@ class Repository:
 
     def add_pack(self, pack: IndexedPack) -> None:
         pack_id = pack.pack_id.hex()
+        self.packs[pack_id] = pack
+        live, condemned = self.index, self.condemned_index
+        if pack_id in self.condemned:
+            for entry in pack.entries:
+                if entry.blob_id not in live:
+                    condemned.setdefault(entry.blob_id, Location(pack_id, pack.suite, pack.salt, entry))
+            return
         for entry in pack.entries:
-            self.index.setdefault(entry.blob_id, Location(pack_id, pack.suite, pack.salt, entry))
+            live.setdefault(entry.blob_id, Location(pack_id, pack.suite, pack.salt, entry))
+        if condemned:  # a blob also in a live pack is live
+            for entry in pack.entries:
+                condemned.pop(entry.blob_id, None)
 
-    def save_index(self, packs: list[IndexedPack]) -> str:
-        data = Index(tuple(packs)).seal(self.keys.data, self.suite, self.salt())
+    def locate(self, blob_id: bytes) -> Location | None:
+        """Where a blob can be read: a live pack, else a condemned one."""
+        return self.index.get(blob_id) or self.condemned_index.get(blob_id)
+
+    def save_index(
+        self, packs: list[IndexedPack], supersedes: Iterable[str] = (), condemned: Iterable[str] = ()
+    ) -> str:
+        index = Index(
+            tuple(packs), tuple(map(bytes.fromhex, supersedes)), tuple(map(bytes.fromhex, condemned))
+        )
+        data = index.seal(self.keys.data, self.suite, self.salt())
         object_id = self.remote.put_object("index", data)
         _atomic_write(self.cache_dir / "index" / object_id, data)
-        self.index_ids.add(object_id)
         return object_id
 
     def reindex_orphan_packs(self) -> int:
         """Index packs that are on the server but in no index (a backup was
-        interrupted after uploading them). Returns how many were recovered."""
-        indexed = {loc.pack_id for loc in self.index.values()}
-        orphans = [p for p in self.pack_sizes if p not in indexed]
+        interrupted after uploading them). Condemned packs are not orphans.
+        Returns how many were recovered."""
+        orphans = [p for p in self.pack_sizes if p not in self.packs and p not in self.condemned]
         recovered = []
         for pack_id in orphans:
             try:
@@ -184,7 +220,7 @@ class Repository:
 
     def read_blob(self, blob_id: bytes) -> bytes:
         self.ensure_index()
-        loc = self.index.get(blob_id)
+        loc = self.locate(blob_id)
         if loc is None:
             raise NotFoundError(f"blob {blob_id.hex()[:12]} is not in the index")
         size = self.pack_sizes.get(loc.pack_id, loc.entry.offset + loc.entry.length)
@@ -204,7 +240,7 @@ class Repository:
             if blob_id(self.keys.id, data) == tree_id:
                 return data
         self.ensure_index()  # a tree cache miss needs the index to find the tree
-        loc = self.index.get(tree_id)
+        loc = self.locate(tree_id)
         if loc is None or loc.entry.blob_type is not BlobType.TREE:
             raise NotFoundError(f"tree {tree_id.hex()[:12]} is not in the index")
         data = self.read_blob(tree_id)

@@ -210,7 +210,7 @@ class Restorer:
         offsets: list[tuple[bytes, int]] = []
         offset = 0
         for bid in node.content:
-            loc = self.repo.index.get(bid)
+            loc = self.repo.locate(bid)
             if loc is None:
                 self.warn(path, f"blob {bid.hex()[:12]} is missing from the repository")
                 offsets = []
@@ -251,7 +251,7 @@ class Restorer:
 
     # Phase 2 ---------------------------------------------------------------
     def _fetch_and_write(self, progress: Callable[[RestoreStats], None] | None) -> None:
-        ranges = plan(self._content, self.repo.index, self.repo.pack_sizes)
+        ranges = plan(self._content, self.repo.readable, self.repo.pack_sizes)
         fds: OrderedDict[int, int] = OrderedDict()
         fd_lock = threading.Lock()
 

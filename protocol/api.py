@@ -20,7 +20,18 @@ SESSION_TOKEN_PREFIX = "ks_"  # noqa: S105 — a public prefix, not a secret
 DEVICE_TOKEN_PREFIX = "kd_"  # noqa: S105 — a public prefix, not a secret
 TOKEN_BYTES = 32
 LIST_LIMIT_MAX = 1000
+OBJECT_KINDS = ("pack", "index", "snapshot", "lock")
 LOCK_TTL_MAX = 3600  # seconds; clients renew well before expiry
+
+# Lease modes and which held modes each one waits for. Backups, checks and
+# restores share; one prune at a time runs beside them (it is two-phase, see
+# docs/engine.md "Prune"); exclusive excludes everyone.
+LOCK_MODES = ("shared", "prune", "exclusive")
+LOCK_CONFLICTS: dict[str, frozenset[str]] = {
+    "shared": frozenset({"exclusive"}),
+    "prune": frozenset({"prune", "exclusive"}),
+    "exclusive": frozenset(LOCK_MODES),
+}
 
 ERROR_STATUS: dict[ErrorCode, HTTPStatus] = {
     ErrorCode.BAD_REQUEST: HTTPStatus.BAD_REQUEST,

@@ -123,6 +123,10 @@ class ServerUnreachableError(KeepError):
     exit_code = ExitCode.SERVER_UNREACHABLE
 
 
+class LeaseLostError(LockedError):
+    """Raised when a command's own lease expired before it finished."""
+
+
 class NotFoundError(KeepError):
     """Raised when an object, snapshot or account record does not exist."""
 

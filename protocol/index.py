@@ -4,6 +4,10 @@ An index object lists, per pack it covers, the pack's id, cipher suite and salt
 (so a blob can be opened with one ranged read, without fetching the pack
 header) and the pack's TOC entries. `supersedes` names index objects that this
 one replaces (written by prune); readers ignore superseded indexes.
+`condemned` names packs that prune's first phase found unreferenced: they still
+exist and may be read, but no backup may deduplicate against them, and the
+second phase deletes them once every backup that could have relied on them
+has ended (docs/engine.md "Prune").
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from keep.protocol.keys import DataKey
 from keep.protocol.pack import TocEntry
 from keep.protocol.sealed_record import open_record, seal_record
 
-INDEX_VERSION = 1
+INDEX_VERSION = 2
 OBJECT_ID_SIZE = 32  # SHA-256 of an object's bytes
 
 
@@ -51,13 +55,14 @@ class IndexedPack:
 class Index:
     packs: tuple[IndexedPack, ...]
     supersedes: tuple[bytes, ...] = ()
+    condemned: tuple[bytes, ...] = ()
 
     def to_record(self) -> list[object]:
-        return [INDEX_VERSION, [p.to_list() for p in self.packs], list(self.supersedes)]
+        return [INDEX_VERSION, [p.to_list() for p in self.packs], list(self.supersedes), list(self.condemned)]
 
     @classmethod
     def from_record(cls, record: object) -> Self:
-        version, packs, supersedes = msgcodec.as_list(record, "index", 3)
+        version, packs, supersedes, condemned = msgcodec.as_list(record, "index", 4)
         if version != INDEX_VERSION:
             raise FormatError(f"unsupported index version {version}")
         return cls(
@@ -65,6 +70,10 @@ class Index:
             tuple(
                 msgcodec.as_bytes(s, "superseded index id", OBJECT_ID_SIZE)
                 for s in msgcodec.as_list(supersedes, "superseded indexes")
+            ),
+            tuple(
+                msgcodec.as_bytes(c, "condemned pack id", OBJECT_ID_SIZE)
+                for c in msgcodec.as_list(condemned, "condemned packs")
             ),
         )
 

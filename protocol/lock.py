@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any, Self
 
 from keep.protocol import msgcodec
+from keep.protocol.api import LOCK_MODES
 from keep.protocol.envelope import ObjectKind, Suite
 from keep.protocol.errors import FormatError
 from keep.protocol.keys import DataKey
@@ -27,12 +28,12 @@ class LockRecord:
     user: str
     pid: int
     purpose: str
-    exclusive: bool
+    mode: str  # a LOCK_MODES value
     time_ns: int
 
     def to_record(self) -> dict[str, Any]:
         return {
-            "exclusive": self.exclusive,
+            "mode": self.mode,
             "host": self.host,
             "pid": self.pid,
             "purpose": self.purpose,
@@ -45,14 +46,14 @@ class LockRecord:
     def from_record(cls, record: object) -> Self:
         r = msgcodec.as_map(record, "lock")
         try:
-            if r["version"] != LOCK_VERSION or not isinstance(r["exclusive"], bool):
+            if r["version"] != LOCK_VERSION or r["mode"] not in LOCK_MODES:
                 raise FormatError("unsupported lock record")
             return cls(
                 host=msgcodec.as_str(r["host"], "host", TEXT_MAX),
                 user=msgcodec.as_str(r["user"], "user", TEXT_MAX),
                 pid=msgcodec.as_int(r["pid"], "pid"),
                 purpose=msgcodec.as_str(r["purpose"], "purpose", TEXT_MAX),
-                exclusive=r["exclusive"],
+                mode=r["mode"],
                 time_ns=msgcodec.as_int(r["time_ns"], "time", -(2**63), 2**63 - 1),
             )
         except KeyError as exc:

@@ -270,9 +270,21 @@ def open_blob(
     """Authenticate, decompress and re-hash one blob frame. A frame from another
     pack, position, type or codec fails the tag; content that does not match its
     id fails `verify_blob_id`. Neither check can be switched off."""
+    return open_blob_payload(cipher, entry, sealed, id_key, decompressor)[1]
+
+
+def open_blob_payload(
+    cipher: ObjectCipher,
+    entry: TocEntry,
+    sealed: bytes | memoryview,
+    id_key: IdKey,
+    decompressor: BlobDecompressor,
+) -> tuple[bytes, bytes]:
+    """`open_blob`, also returning the stored (compressed) payload, so that a
+    verified blob can be re-sealed elsewhere without compressing it again."""
     if len(sealed) != entry.length:
         raise FormatError("blob frame is truncated")
     payload = cipher.open(entry.frame, sealed, entry.ad())
     data = decompressor.decompress(entry.codec, payload, entry.raw_length, RAW_LIMIT[entry.blob_type])
     verify_blob_id(id_key, entry.blob_id, data)
-    return data
+    return payload, data

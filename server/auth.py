@@ -84,7 +84,10 @@ async def authenticate(request: web.Request) -> Principal:
 
 
 async def require_owner(request: web.Request) -> Principal:
-    principal = await authenticate(request)
+    return check_owner(await authenticate(request))
+
+
+def check_owner(principal: Principal) -> Principal:
     if principal.role is not Role.OWNER:
         raise ApiError(
             ErrorCode.APPEND_ONLY,

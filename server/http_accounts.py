@@ -12,7 +12,7 @@ import hmac
 from typing import Any
 
 from aiohttp import web
-from keep.protocol.api import ACCOUNT_NAME_RE, DEVICE_TOKEN_PREFIX, SESSION_TOKEN_PREFIX
+from keep.protocol.api import ACCOUNT_NAME_RE, DEVICE_TOKEN_PREFIX, OBJECT_KINDS, SESSION_TOKEN_PREFIX
 from keep.protocol.errors import ErrorCode, FormatError
 from keep.protocol.kdf import DEFAULT_PARAMS, SALT_SIZE, KdfParams
 from keep.protocol.keyslot import KeySlot, SlotKind
@@ -200,7 +200,7 @@ async def export_account(request: web.Request) -> web.Response:
     svc = services(request)
     account = await _account(request, principal)
     objects = []
-    for kind in ("pack", "index", "snapshot", "lock"):
+    for kind in OBJECT_KINDS:
         after = ""
         while page := await svc.metadata.list_objects(account.id, kind, after, 1000):
             objects += [{"kind": o.kind, "id": o.id, "size": o.size, "created": o.created} for o in page]
@@ -226,7 +226,7 @@ async def export_account(request: web.Request) -> web.Response:
             "locks": [
                 {
                     "id": lk.id,
-                    "exclusive": lk.exclusive,
+                    "mode": lk.mode,
                     "created": lk.created,
                     "expires": lk.expires,
                 }

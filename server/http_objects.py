@@ -12,16 +12,16 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from aiohttp import web
-from keep.protocol.api import LIST_LIMIT_MAX, LOCK_TTL_MAX, is_object_id
+from keep.protocol.api import LIST_LIMIT_MAX, LOCK_MODES, LOCK_TTL_MAX, OBJECT_KINDS, is_object_id
 from keep.protocol.errors import ErrorCode
 from keep.server.api_error import ApiError
-from keep.server.auth import authenticate, require_owner
+from keep.server.auth import authenticate, check_owner, require_owner
 from keep.server.json_body import bad, field, read_json
 from keep.server.state import services
 from keep.server.storage.metadata import Lease, LockConflictError, ObjectRecord, QuotaExceededError
 from keep.server.storage.objects import HashMismatchError, SizeMismatchError
 
-KINDS = frozenset({"pack", "index", "snapshot", "lock"})
+KINDS = frozenset(OBJECT_KINDS)
 routes = web.RouteTableDef()
 
 
@@ -177,7 +177,7 @@ def _ttl(body: dict[str, Any]) -> int:
 def _lease_json(lease: Lease) -> dict[str, Any]:
     return {
         "id": lease.id,
-        "exclusive": lease.exclusive,
+        "mode": lease.mode,
         "holder": lease.holder,
         "created": lease.created,
         "expires": lease.expires,
@@ -189,12 +189,18 @@ async def acquire_lock(request: web.Request) -> web.Response:
     principal = await authenticate(request)
     svc = services(request)
     body = await read_json(request)
-    exclusive = field(body, "exclusive", bool)
+    mode = field(body, "mode", str)
+    if mode not in LOCK_MODES:
+        raise bad(f"'mode' must be one of {', '.join(LOCK_MODES)}")
+    if mode != "shared":
+        # Only the owner may keep others out: a device holding a prune or
+        # exclusive lease could block maintenance or other devices' backups.
+        check_owner(principal)
     holder = body.get("holder", "")
     if not isinstance(holder, str) or (holder and not is_object_id(holder)):
         raise bad("'holder' must be the id of a lock object, or empty")
     now = svc.clock()
-    lease = Lease(svc.random(16).hex(), principal.account_id, exclusive, holder, now, now + _ttl(body))
+    lease = Lease(svc.random(16).hex(), principal.account_id, mode, holder, now, now + _ttl(body))
     try:
         await svc.metadata.acquire_lock(lease, now)
     except LockConflictError:

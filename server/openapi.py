@@ -9,7 +9,7 @@ from __future__ import annotations
 from functools import cache
 from typing import Any
 
-from keep.protocol.api import LIST_LIMIT_MAX, LOCK_TTL_MAX
+from keep.protocol.api import LIST_LIMIT_MAX, LOCK_MODES, LOCK_TTL_MAX
 from keep.protocol.errors import ErrorCode
 
 OBJECT_ID = {"type": "string", "pattern": "^[0-9a-f]{64}$"}
@@ -116,7 +116,7 @@ SCHEMAS: dict[str, Any] = {
     "Usage": _obj({"bytes": INT, "objects": INT, "quota": NULLABLE_INT}),
     "AcquireLock": _obj(
         {
-            "exclusive": {"type": "boolean"},
+            "mode": {"enum": list(LOCK_MODES)},
             "ttl": {"type": "integer", "minimum": 1, "maximum": LOCK_TTL_MAX},
         },
         {"holder": {"type": "string"}},
@@ -125,7 +125,7 @@ SCHEMAS: dict[str, Any] = {
     "Lease": _obj(
         {
             "id": {"type": "string"},
-            "exclusive": {"type": "boolean"},
+            "mode": {"enum": list(LOCK_MODES)},
             "holder": {"type": "string"},
             "created": INT,
             "expires": INT,

@@ -56,7 +56,7 @@ def backup(
         files = stats.files_new + stats.files_changed + stats.files_unchanged
         line.show(f"{files} files, {human_bytes(stats.bytes_read)} read, {line.rate(stats.bytes_read)}")
 
-    with open_repository(ctx) as (_, repo), Lease(repo.remote, exclusive=False):
+    with open_repository(ctx) as (_, repo), Lease(repo.remote) as lease:
         parent = None
         candidates = [
             s
@@ -66,7 +66,7 @@ def backup(
         ]
         if candidates:
             parent = (candidates[-1].id, candidates[-1].snapshot)
-        result = Archiver(repo, options, progress).run(sources, parent)
+        result = Archiver(repo, options, progress, before_snapshot=lease.confirm).run(sources, parent)
     line.done()
     s = result.stats
     summary = {

@@ -10,19 +10,8 @@ import click
 from keep.client.account import enroll_device, owner_login, recovery_login
 from keep.client.cli.main import CliContext, cli
 from keep.client.cli.session import UsageError, connect, new_device_target, read_password
+from keep.client.recovery_kit import recovery_key_from_kit
 from keep.protocol.recovery import decode_recovery_key
-
-KIT_MARKER = "Recovery key:"
-
-
-def recovery_key_from_kit(text: str) -> str:
-    """The recovery key lines of a kit file (or the key itself)."""
-    lines = text.splitlines()
-    for i, line in enumerate(lines):
-        if line.strip().startswith(KIT_MARKER):
-            rest = line.split(KIT_MARKER, 1)[1].strip()
-            return rest + "".join(ln.strip() for ln in lines[i + 1 : i + 3])
-    return text.strip()
 
 
 @cli.command()

@@ -10,6 +10,7 @@ from keep.client.cli.main import CliContext, cli
 from keep.client.cli.progress import ProgressLine
 from keep.client.cli.session import open_repository
 from keep.client.cli.text import human_bytes
+from keep.client.lease import Lease
 from keep.client.restorer import Restorer, RestoreStats
 from keep.protocol.errors import ExitCode, IntegrityError
 
@@ -26,7 +27,7 @@ def restore(ctx: CliContext, snapshot: str, target: Path, includes: tuple[str, .
     def progress(stats: RestoreStats) -> None:
         line.show(f"{human_bytes(stats.bytes_written)} restored, {line.rate(stats.bytes_written)}")
 
-    with open_repository(ctx) as (_, repo):
+    with open_repository(ctx) as (_, repo), Lease(repo.remote):
         repo.load_index()
         info = repo.find_snapshot(snapshot)
         restorer = Restorer(repo, os.fsencode(target), tuple(os.fsencode(i) for i in includes))

@@ -5,17 +5,20 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import click
+from keep.client.account import owner_login, recovery_login
 from keep.client.cli.main import CliContext
 from keep.client.device_state import STATE_FILE, DeviceState
+from keep.client.recovery_kit import recovery_key_from_kit
 from keep.client.remote import Remote
 from keep.client.repository import Repository
-from keep.protocol.errors import ExitCode, KeepError
+from keep.protocol.errors import ExitCode, IntegrityError, KeepError
 from keep.protocol.keys import RepositoryKeys
+from keep.protocol.recovery import decode_recovery_key
 
 
 class UsageError(KeepError):
@@ -73,3 +76,35 @@ def open_repository(ctx: CliContext) -> Iterator[tuple[DeviceState, Repository]]
     with connect(ctx, state.server_url, state.device_token, state.ca_file) as remote:
         repo = Repository(remote, RepositoryKeys.from_master(state.master), ctx.home / "cache", state.suite)
         yield state, repo
+
+
+def become_owner(
+    state: DeviceState, remote: Remote, password_file: Path | None, recovery_kit: Path | None
+) -> None:
+    """Switch `remote` to an owner session (password or recovery kit), for
+    commands that delete. Without any way to ask for the password, the device
+    credential stays, and the server answers that it is append-only."""
+    if recovery_kit is not None:
+        key = decode_recovery_key(recovery_key_from_kit(recovery_kit.read_text()))
+        session, master = recovery_login(remote, state.account, key)
+    elif password_file or os.environ.get("KEEP_PASSWORD_FILE") or sys.stdin.isatty():
+        session, master = owner_login(remote, state.account, read_password(password_file))
+    else:
+        return
+    if master != state.master:
+        raise IntegrityError("that credential opens a different key than this device's")
+    remote.token = session
+
+
+def owner_options(fn: Callable[..., None]) -> Callable[..., None]:
+    """--password-file / --recovery-kit for commands that need the owner."""
+    fn = click.option(
+        "--recovery-kit",
+        type=click.Path(exists=True, dir_okay=False, path_type=Path),
+        help="Log in as the owner with the recovery kit instead of the password.",
+    )(fn)
+    return click.option(
+        "--password-file",
+        type=click.Path(dir_okay=False, path_type=Path),
+        help="Read the owner password from this file (or $KEEP_PASSWORD_FILE).",
+    )(fn)

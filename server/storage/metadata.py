@@ -69,7 +69,7 @@ class ObjectRecord:
 class Lease:
     id: str
     account_id: str
-    exclusive: bool
+    mode: str  # one of keep.protocol.api.LOCK_MODES
     holder: str
     created: int
     expires: int

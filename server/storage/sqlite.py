@@ -15,6 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
+from keep.protocol.api import LOCK_CONFLICTS
 from keep.server.storage.metadata import (
     Account,
     AccountExistsError,
@@ -64,7 +65,7 @@ CREATE TABLE IF NOT EXISTS objects (
 CREATE TABLE IF NOT EXISTS locks (
     id TEXT PRIMARY KEY,
     account_id TEXT NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
-    exclusive INTEGER NOT NULL, holder TEXT NOT NULL, created INTEGER NOT NULL,
+    mode TEXT NOT NULL, holder TEXT NOT NULL, created INTEGER NOT NULL,
     expires INTEGER NOT NULL
 );
 CREATE TABLE IF NOT EXISTS throttle (key BLOB PRIMARY KEY, failures INTEGER NOT NULL, last INTEGER NOT NULL);
@@ -376,18 +377,16 @@ class SqliteMetadataStore(MetadataStore):
         def op(db: sqlite3.Connection) -> None:
             db.execute("BEGIN IMMEDIATE")
             db.execute("DELETE FROM locks WHERE account_id = ? AND expires <= ?", (lease.account_id, now))
-            held = db.execute(
-                "SELECT exclusive FROM locks WHERE account_id = ?", (lease.account_id,)
-            ).fetchall()
-            if held and (lease.exclusive or any(row[0] for row in held)):
+            rows = db.execute("SELECT mode FROM locks WHERE account_id = ?", (lease.account_id,))
+            held = {row[0] for row in rows}
+            if held & LOCK_CONFLICTS[lease.mode]:
                 raise LockConflictError
             db.execute(
-                "INSERT INTO locks (id, account_id, exclusive, holder, created, expires)"
-                " VALUES (?,?,?,?,?,?)",
+                "INSERT INTO locks (id, account_id, mode, holder, created, expires) VALUES (?,?,?,?,?,?)",
                 (
                     lease.id,
                     lease.account_id,
-                    int(lease.exclusive),
+                    lease.mode,
                     lease.holder,
                     lease.created,
                     lease.expires,
@@ -416,11 +415,11 @@ class SqliteMetadataStore(MetadataStore):
     async def locks(self, account_id: str, now: int) -> list[Lease]:
         def op(db: sqlite3.Connection) -> list[Lease]:
             rows = db.execute(
-                "SELECT id, account_id, exclusive, holder, created, expires FROM locks"
+                "SELECT id, account_id, mode, holder, created, expires FROM locks"
                 " WHERE account_id = ? AND expires > ? ORDER BY created, id",
                 (account_id, now),
             )
-            return [Lease(r[0], r[1], bool(r[2]), r[3], r[4], r[5]) for r in rows]
+            return [Lease(r[0], r[1], r[2], r[3], r[4], r[5]) for r in rows]
 
         return await self._run(op)
 

@@ -242,11 +242,12 @@ async def test_revoked_device_gets_a_clear_error(api: Api, owner: Owner) -> None
 async def test_locks_exclude_and_expire(api: Api, owner: Owner) -> None:
     _, device = await enroll(api, owner)
     locks = "/v1/locks"
-    status, shared, _ = await api.call("POST", locks, locks, device, json={"exclusive": False, "ttl": 60})
+    exclusive = {"mode": "exclusive", "ttl": 60}
+    status, shared, _ = await api.call("POST", locks, locks, device, json={"mode": "shared", "ttl": 60})
     assert status == 201
-    status, _, _ = await api.call("POST", locks, locks, device, json={"exclusive": False, "ttl": 60})
+    status, _, _ = await api.call("POST", locks, locks, device, json={"mode": "shared", "ttl": 60})
     assert status == 201  # shared locks coexist
-    status, body, _ = await api.call("POST", locks, locks, owner.session, json={"exclusive": True, "ttl": 60})
+    status, body, _ = await api.call("POST", locks, locks, owner.session, json=exclusive)
     assert (status, body["code"]) == (409, "locked")
     status, body, _ = await api.call(
         "PUT", f"{locks}/{shared['id']}", "/v1/locks/{lock_id}", device, json={"ttl": 120}
@@ -256,9 +257,9 @@ async def test_locks_exclude_and_expire(api: Api, owner: Owner) -> None:
     api.clock.now += 121  # crashed clients' leases expire on their own
     status, body, _ = await api.call("GET", locks, locks, owner.session)
     assert body["locks"] == []
-    status, excl, _ = await api.call("POST", locks, locks, owner.session, json={"exclusive": True, "ttl": 60})
+    status, excl, _ = await api.call("POST", locks, locks, owner.session, json=exclusive)
     assert status == 201
-    status, _, _ = await api.call("POST", locks, locks, device, json={"exclusive": False, "ttl": 60})
+    status, _, _ = await api.call("POST", locks, locks, device, json={"mode": "shared", "ttl": 60})
     assert status == 409
     status, _, _ = await api.call("DELETE", f"{locks}/{excl['id']}", "/v1/locks/{lock_id}", owner.session)
     assert status == 204
@@ -266,7 +267,23 @@ async def test_locks_exclude_and_expire(api: Api, owner: Owner) -> None:
         "PUT", f"{locks}/{shared['id']}", "/v1/locks/{lock_id}", device, json={"ttl": 5}
     )
     assert status == 404  # expired leases cannot be renewed
-    status, _, _ = await api.call("POST", locks, locks, device, json={"exclusive": False, "ttl": 10**6})
+    status, _, _ = await api.call("POST", locks, locks, device, json={"mode": "shared", "ttl": 10**6})
+    assert status == 400
+
+
+async def test_prune_lease_runs_beside_backups_and_is_owner_only(api: Api, owner: Owner) -> None:
+    _, device = await enroll(api, owner)
+    locks = "/v1/locks"
+    status, _, _ = await api.call("POST", locks, locks, device, json={"mode": "shared", "ttl": 60})
+    assert status == 201
+    for mode in ("prune", "exclusive"):
+        status, body, _ = await api.call("POST", locks, locks, device, json={"mode": mode, "ttl": 60})
+        assert (status, body["code"]) == (403, "append_only")
+    status, body, _ = await api.call("POST", locks, locks, owner.session, json={"mode": "prune", "ttl": 60})
+    assert (status, body["mode"]) == (201, "prune")
+    status, body, _ = await api.call("POST", locks, locks, owner.session, json={"mode": "prune", "ttl": 60})
+    assert (status, body["code"]) == (409, "locked")
+    status, body, _ = await api.call("POST", locks, locks, owner.session, json={"mode": "bogus", "ttl": 60})
     assert status == 400
 
 

@@ -28,7 +28,7 @@ ENDPOINTS: list[tuple[str, str, str, Any, bytes | None]] = [
     ("HEAD", f"/v1/objects/pack/{OBJ}", OT, None, None),
     ("PUT", f"/v1/objects/pack/{NEW}", OT, None, b"new object"),
     ("DELETE", f"/v1/objects/pack/{OBJ}", OT, None, None),
-    ("POST", "/v1/locks", "/v1/locks", {"exclusive": False, "ttl": 30}, None),
+    ("POST", "/v1/locks", "/v1/locks", {"mode": "shared", "ttl": 30}, None),
     ("GET", "/v1/locks", "/v1/locks", None, None),
     ("PUT", "/v1/locks/{lock}", "/v1/locks/{lock_id}", {"ttl": 30}, None),
     ("DELETE", "/v1/locks/{lock}", "/v1/locks/{lock_id}", None, None),
@@ -79,7 +79,7 @@ async def test_authorization_matrix(api: Api, who: str) -> None:
     for method, path, template, body, data in ENDPOINTS:
         # Fresh targets for each call so that earlier calls do not change later ones.
         _, lease, _ = await api.call(
-            "POST", "/v1/locks", "/v1/locks", alice.session, json={"exclusive": False, "ttl": 30}
+            "POST", "/v1/locks", "/v1/locks", alice.session, json={"mode": "shared", "ttl": 30}
         )
         target_device, _ = await enroll(api, alice, "target")
         concrete = path.replace("{device}", target_device).replace("{lock}", lease["id"])

@@ -71,7 +71,7 @@ async def test_delete_account_cascades(store: MetadataStore) -> None:
     await store.create_session(Session(b"h", "a1", 1, 100))
     await store.create_device(Device("d1", "a1", "nas", 1, 1, None), b"dh")
     await store.record_object("a1", ObjectRecord("pack", "0" * 64, 10, 1))
-    await store.acquire_lock(Lease("l1", "a1", False, "", 1, 100), 1)
+    await store.acquire_lock(Lease("l1", "a1", "shared", "", 1, 100), 1)
     await store.delete_account("a1")
     assert await store.account_by_id("a1") is None
     assert await store.session(b"h", 2) is None
@@ -136,18 +136,23 @@ async def test_concurrent_quota_is_never_exceeded(store: MetadataStore) -> None:
 
 async def test_locks(store: MetadataStore) -> None:
     await store.create_account(account(), {"password": SLOT})
-    await store.acquire_lock(Lease("s1", "a1", False, "", 1, 100), 1)
-    await store.acquire_lock(Lease("s2", "a1", False, "", 1, 50), 1)
+    await store.acquire_lock(Lease("s1", "a1", "shared", "", 1, 100), 1)
+    await store.acquire_lock(Lease("s2", "a1", "shared", "", 1, 50), 1)
     with pytest.raises(LockConflictError):
-        await store.acquire_lock(Lease("x1", "a1", True, "", 1, 100), 1)
+        await store.acquire_lock(Lease("x1", "a1", "exclusive", "", 1, 100), 1)
+    await store.acquire_lock(Lease("p1", "a1", "prune", "", 1, 100), 1)  # beside backups
+    with pytest.raises(LockConflictError):
+        await store.acquire_lock(Lease("p2", "a1", "prune", "", 1, 100), 1)  # one prune at a time
+    assert await store.release_lock("a1", "p1")
     assert [lk.id for lk in await store.locks("a1", 60)] == ["s1"]
     assert await store.renew_lock("a1", "s1", 200, 60)
     assert not await store.renew_lock("a1", "s2", 200, 60)  # expired
     assert await store.release_lock("a1", "s1")
-    await store.acquire_lock(Lease("x1", "a1", True, "", 61, 100), 61)
-    with pytest.raises(LockConflictError):
-        await store.acquire_lock(Lease("s3", "a1", False, "", 62, 100), 62)
-    await store.acquire_lock(Lease("s3", "a1", False, "", 100, 150), 100)  # x1 expired
+    await store.acquire_lock(Lease("x1", "a1", "exclusive", "", 61, 100), 61)
+    for mode in ("shared", "prune"):
+        with pytest.raises(LockConflictError):
+            await store.acquire_lock(Lease("s3", "a1", mode, "", 62, 100), 62)
+    await store.acquire_lock(Lease("s3", "a1", "shared", "", 100, 150), 100)  # x1 expired
 
 
 async def test_throttle(store: MetadataStore) -> None:

@@ -1,0 +1,186 @@
+"""`keep forget` and `keep prune`: retention, then freeing space.
+
+Both delete, so both log in as the owner (password or recovery kit); with a
+device credential alone the server refuses (device credentials are
+append-only). `forget` holds an exclusive lease while it deletes snapshot
+objects, so it never removes the parent of a running backup; `prune` holds a
+prune lease, which runs beside backups (docs/engine.md "Prune").
+"""
+
+from __future__ import annotations
+
+import datetime
+from pathlib import Path
+from typing import Any
+
+import click
+from keep.client.cli.main import CliContext, cli
+from keep.client.cli.session import become_owner, open_repository, owner_options
+from keep.client.cli.text import display_path, human_bytes
+from keep.client.lease import Lease
+from keep.client.prune import Pruner, PruneResult
+from keep.client.prune_plan import REPACK_BELOW
+from keep.client.repository import Repository
+from keep.client.retention import CLOCK_SKEW_MAX, Policy, SnapshotFacts, decide, group_key, parse_duration
+from keep.protocol.errors import ExitCode
+
+repack_option = click.option(
+    "--repack-below",
+    type=click.FloatRange(0.0, 1.0),
+    default=REPACK_BELOW,
+    show_default=True,
+    help="Repack packs whose live fraction is below this.",
+)
+
+
+def _when(ns: int) -> str:
+    return datetime.datetime.fromtimestamp(ns / 1e9).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _facts(repo: Repository) -> list[SnapshotFacts]:
+    return [
+        SnapshotFacts(s.id, s.snapshot.time_ns, s.snapshot.host, s.snapshot.paths, s.snapshot.tags, s.arrived)
+        for s in repo.snapshots()
+    ]
+
+
+@cli.command()
+@click.option("--keep-last", type=click.IntRange(0), default=0, help="Keep the N newest snapshots.")
+@click.option("--keep-hourly", type=click.IntRange(0), default=0, help="Keep the newest of N hours.")
+@click.option("--keep-daily", type=click.IntRange(0), default=0, help="Keep the newest of N days.")
+@click.option("--keep-weekly", type=click.IntRange(0), default=0, help="Keep the newest of N weeks.")
+@click.option("--keep-monthly", type=click.IntRange(0), default=0, help="Keep the newest of N months.")
+@click.option("--keep-yearly", type=click.IntRange(0), default=0, help="Keep the newest of N years.")
+@click.option("--keep-within", metavar="DURATION", help="Keep snapshots within DURATION (e.g. 30d, 1y6m).")
+@click.option("--keep-tag", "keep_tags", multiple=True, help="Keep snapshots with this tag (repeatable).")
+@click.option("--dry-run", is_flag=True, help="Only show what would be forgotten.")
+@click.option("--prune", "then_prune", is_flag=True, help="Prune right after forgetting.")
+@click.option(
+    "--allow-suspicious",
+    is_flag=True,
+    help="Also act on groups holding a snapshot whose time disagrees with its arrival at the server.",
+)
+@repack_option
+@owner_options
+@click.pass_obj
+def forget(
+    ctx: CliContext,
+    keep_last: int,
+    keep_hourly: int,
+    keep_daily: int,
+    keep_weekly: int,
+    keep_monthly: int,
+    keep_yearly: int,
+    keep_within: str | None,
+    keep_tags: tuple[str, ...],
+    dry_run: bool,
+    then_prune: bool,
+    allow_suspicious: bool,
+    repack_below: float,
+    password_file: Path | None,
+    recovery_kit: Path | None,
+) -> None:
+    """Forget snapshots that a retention policy does not keep (restic rules,
+    per host and paths). Policy options default to [retention] in keep.toml."""
+    r = ctx.config.retention
+    policy = Policy(
+        last=keep_last or r.get("keep_last", 0),
+        hourly=keep_hourly or r.get("keep_hourly", 0),
+        daily=keep_daily or r.get("keep_daily", 0),
+        weekly=keep_weekly or r.get("keep_weekly", 0),
+        monthly=keep_monthly or r.get("keep_monthly", 0),
+        yearly=keep_yearly or r.get("keep_yearly", 0),
+        within_seconds=parse_duration(w) if (w := keep_within or r.get("keep_within")) else 0,
+        tags=keep_tags or tuple(r.get("keep_tag", ())),
+    )
+    with open_repository(ctx) as (state, repo):
+        decision = decide(_facts(repo), policy)
+        held_back = {group_key(s) for s in decision.suspicious} if not allow_suspicious else set()
+        remove = [s for s in decision.remove if group_key(s) not in held_back]
+        lines = [
+            f"warning: snapshot {s.id[:12]} says {_when(s.time_ns)} but reached the server at "
+            f"{_when(s.arrived * 10**9)} (more than {CLOCK_SKEW_MAX // 3600} h apart); "
+            + (
+                "acting anyway (--allow-suspicious)"
+                if allow_suspicious
+                else "it may be planted, so its group is left alone (--allow-suspicious to act anyway)"
+            )
+            for s in decision.suspicious
+        ]
+        lines += [
+            f"keep    {s.id[:12]}  {_when(s.time_ns)}  {s.host}  "
+            f"{', '.join(display_path(p) for p in s.paths)}  ({', '.join(why)})"
+            for s, why in decision.keep
+        ]
+        lines += [
+            f"{'would forget' if dry_run else 'forget'}  {s.id[:12]}  {_when(s.time_ns)}  {s.host}  "
+            f"{', '.join(display_path(p) for p in s.paths)}"
+            for s in remove
+        ]
+        report: dict[str, Any] = {
+            "keep": [{"id": s.id, "reasons": why} for s, why in decision.keep],
+            "forget": [s.id for s in remove],
+            "suspicious": [
+                {"id": s.id, "time_ns": s.time_ns, "arrived": s.arrived} for s in decision.suspicious
+            ],
+            "held_back_groups": len(held_back),
+            "dry_run": dry_run,
+        }
+        if not dry_run:
+            become_owner(state, repo.remote, password_file, recovery_kit)
+            if remove:
+                with Lease(repo.remote, "exclusive"):
+                    for s in remove:
+                        repo.remote.delete_object("snapshot", s.id)
+            lines.append(f"{len(remove)} snapshot(s) forgotten, {len(decision.keep)} kept")
+            if then_prune:
+                result = _prune(repo, repack_below, dry_run=False)
+                lines.append(_prune_text(result))
+                report["prune"] = _prune_json(result)
+    ctx.emit("\n".join(lines), report)
+    if held_back:
+        raise SystemExit(int(ExitCode.PARTIAL))
+
+
+@cli.command()
+@click.option("--dry-run", is_flag=True, help="Only show what would be freed.")
+@repack_option
+@owner_options
+@click.pass_obj
+def prune(
+    ctx: CliContext, dry_run: bool, repack_below: float, password_file: Path | None, recovery_kit: Path | None
+) -> None:
+    """Delete data no snapshot references; repack mostly-unused packs."""
+    with open_repository(ctx) as (state, repo):
+        if not dry_run:
+            become_owner(state, repo.remote, password_file, recovery_kit)
+        result = _prune(repo, repack_below, dry_run)
+    ctx.emit(_prune_text(result), _prune_json(result))
+
+
+def _prune(repo: Repository, repack_below: float, dry_run: bool) -> PruneResult:
+    if dry_run:  # reads only: a shared lease, which a device may hold
+        with Lease(repo.remote) as lease:
+            return Pruner(repo, lease, repack_below, dry_run=True).run()
+    with Lease(repo.remote, "prune") as lease:
+        return Pruner(repo, lease, repack_below).run()
+
+
+def _prune_text(r: PruneResult) -> str:
+    waiting = (
+        f"; {r.packs_waiting} condemned pack(s) wait for backups that were running to end "
+        "(the next prune deletes them)"
+        if r.packs_waiting
+        else ""
+    )
+    return (
+        f"{r.snapshots} snapshots, {r.blobs_live} live blobs; packs: {r.packs_kept} kept, "
+        f"{r.packs_repacked} repacked, {r.packs_condemned} condemned, {r.packs_deleted} deleted"
+        + (f", {r.packs_resurrected} needed again" if r.packs_resurrected else "")
+        + f"; {human_bytes(r.bytes_freed)} freed, {human_bytes(r.bytes_downloaded)} downloaded, "
+        f"{human_bytes(r.bytes_uploaded)} uploaded in {r.seconds:.1f} s{waiting}"
+    )
+
+
+def _prune_json(r: PruneResult) -> dict[str, Any]:
+    return {k: v for k, v in vars(r).items() if k != "deleted"}

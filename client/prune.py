@@ -1,0 +1,203 @@
+"""`keep prune`: free the space of blobs no snapshot references, in two phases
+that let backups from other devices run at the same time.
+
+Phase one condemns: packs with no live blob, and packs repacked because too
+little of them is live, are listed as condemned in a new index that replaces
+all current ones. A condemned pack stays readable but no backup deduplicates
+against it any more. Phase two deletes a condemned pack once no backup that
+could have relied on it is still running: every lease other than prune's own
+must have been granted after the condemning index arrived (plus
+CONDEMN_MARGIN), and a snapshot written in between that needs the pack
+resurrects it instead. When nothing else holds a lease, both phases happen in
+one run. The reasoning, step by step, is in docs/engine.md "Prune".
+
+A blob that a snapshot references but no pack holds stops the prune before it
+deletes anything (`keep check` says which files are affected).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+from keep.client.lease import Lease
+from keep.client.packer import Packer
+from keep.client.prune_plan import REPACK_BELOW, plan
+from keep.client.repository import Repository, SnapshotInfo
+from keep.protocol.compression import BlobDecompressor
+from keep.protocol.errors import IntegrityError
+from keep.protocol.pack import PackReader, open_blob_payload
+from keep.protocol.tree import NodeType, Tree
+
+CONDEMN_MARGIN = 60  # seconds; covers the gap between an index's arrival time and its visibility
+INDEX_PACKS = 256  # packs per index object that prune writes
+DELETE_THREADS = 4
+
+
+@dataclass
+class PruneResult:
+    snapshots: int = 0
+    blobs_live: int = 0
+    packs_kept: int = 0
+    packs_repacked: int = 0
+    packs_condemned: int = 0  # newly condemned (including repacked ones)
+    packs_deleted: int = 0
+    packs_waiting: int = 0  # condemned, kept until running backups end
+    packs_resurrected: int = 0
+    bytes_freed: int = 0
+    bytes_downloaded: int = 0
+    bytes_uploaded: int = 0
+    seconds: float = 0.0
+    deleted: list[str] = field(default_factory=list)
+
+
+def live_blobs(repo: Repository, snapshots: Iterable[SnapshotInfo]) -> set[bytes]:
+    """Every tree and data blob the snapshots reference; each tree is read once."""
+    live: set[bytes] = set()
+    stack = [s.snapshot.tree for s in snapshots]
+    while stack:
+        tree_id = stack.pop()
+        if tree_id in live:
+            continue
+        live.add(tree_id)
+        for node in Tree.from_bytes(repo.read_tree_bytes(tree_id)).nodes:
+            if node.type is NodeType.FILE:
+                live.update(node.content)
+            elif node.subtree is not None:
+                stack.append(node.subtree)
+    return live
+
+
+class Pruner:
+    def __init__(
+        self,
+        repo: Repository,
+        lease: Lease,
+        repack_below: float = REPACK_BELOW,
+        dry_run: bool = False,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.repo = repo
+        self.lease = lease
+        self.repack_below = repack_below
+        self.dry_run = dry_run
+        self.clock = clock
+        self.result = PruneResult()
+
+    def run(self) -> PruneResult:
+        started = self.clock()
+        repo = self.repo
+        repo.ensure_index()
+        # Leases first, then snapshots: a backup whose lease is not in this
+        # list either ended before it (its snapshot is listed below) or began
+        # after it (it saw the condemned packs as condemned).
+        leases = self._other_leases()
+        snapshots = repo.snapshots()
+        live = live_blobs(repo, snapshots)
+        deletable = {
+            pack for pack, condemned_at in repo.condemned.items() if _all_after(leases, condemned_at)
+        }
+        pack_bytes = {pid: sum(e.length for e in p.entries) for pid, p in repo.packs.items()}
+        decided = plan(pack_bytes, repo.condemned.keys(), deletable, repo.readable, live, self.repack_below)
+        if decided.missing:
+            raise IntegrityError(
+                f"{len(decided.missing)} blob(s) that snapshots reference are in no pack; "
+                "nothing was deleted — run `keep check` to see which files are affected"
+            )
+        r = self.result
+        r.snapshots, r.blobs_live = len(snapshots), len(live)
+        r.packs_kept, r.packs_repacked = len(decided.keep), len(decided.repack)
+        r.packs_condemned = len(decided.condemn) + len(decided.repack)
+        r.packs_resurrected = len(decided.resurrected)
+        if self.dry_run:
+            r.packs_deleted, r.packs_waiting = len(decided.delete), len(decided.still_condemned)
+            r.bytes_freed = sum(repo.pack_sizes.get(p, 0) for p in decided.delete)
+            r.seconds = self.clock() - started
+            return r
+        self._delete_packs(decided.delete)  # condemned in every current index: nobody dedups against them
+        self._repack(decided.repack, live)
+        newly = decided.condemn + decided.repack
+        waiting = decided.still_condemned + newly
+        superseded = list(repo.index_objects)
+        index_id = self._write_index(decided.keep, superseded, waiting)
+        self._delete_indexes(superseded)
+        if newly and not self._other_leases_before(index_id):
+            # Nobody could have seen the packs as live: phase two right away.
+            self._delete_packs(newly)
+            waiting = decided.still_condemned
+            # Replace the object that condemned them; it also re-supersedes the
+            # old indexes in case deleting one of them failed.
+            self.repo.save_index([], [index_id, *superseded], waiting)
+            self._delete_indexes([index_id])
+        r.packs_waiting = len(waiting)
+        r.seconds = self.clock() - started
+        return r
+
+    # Leases ------------------------------------------------------------------
+    def _other_leases(self) -> list[dict[str, object]]:
+        reply = self.repo.remote.request_json("GET", "/v1/locks")
+        return [lk for lk in reply.get("locks", []) if lk.get("id") != self.lease.lease_id]
+
+    def _other_leases_before(self, index_id: str) -> bool:
+        arrived = next(o.created for o in self.repo.remote.list_objects("index") if o.id == index_id)
+        return not _all_after(self._other_leases(), arrived)
+
+    # Packs -------------------------------------------------------------------
+    def _delete_packs(self, packs: list[str]) -> None:
+        if not packs:
+            return
+        with ThreadPoolExecutor(DELETE_THREADS, thread_name_prefix="keep-prune") as pool:
+            list(pool.map(lambda p: self.repo.remote.delete_object("pack", p), packs))
+        self.result.packs_deleted += len(packs)
+        self.result.bytes_freed += sum(self.repo.pack_sizes.get(p, 0) for p in packs)
+        self.result.deleted += packs
+
+    def _repack(self, packs: list[str], live: set[bytes]) -> None:
+        """Copy the live blobs of `packs` into new packs (verified on the way:
+        a damaged blob is never copied) and index them."""
+        if not packs:
+            return
+        repo = self.repo
+        packer = Packer(repo)
+        decompressor = BlobDecompressor()
+        try:
+            for pack_id in packs:
+                data = repo.remote.get_object("pack", pack_id)
+                self.result.bytes_downloaded += len(data)
+                reader = PackReader.open(repo.keys.data, data)
+                view = memoryview(data)
+                for entry in reader.entries:
+                    loc = repo.index.get(entry.blob_id)
+                    if entry.blob_id not in live or loc is None or loc.pack_id != pack_id:
+                        continue
+                    sealed = view[entry.offset : entry.offset + entry.length]
+                    payload, _ = open_blob_payload(reader.cipher, entry, sealed, repo.keys.id, decompressor)
+                    del repo.index[entry.blob_id]  # so the packer does not take it for stored
+                    raw = entry.raw_length
+                    packer.add(entry.blob_type, entry.blob_id, entry.codec, payload, raw, check_index=False)
+            packer.flush()
+        except BaseException:
+            packer.abort()
+            raise
+        self.result.bytes_uploaded += packer.stats.bytes_uploaded
+
+    # Indexes -----------------------------------------------------------------
+    def _write_index(self, keep: list[str], supersedes: list[str], condemned: list[str]) -> str:
+        """Index the kept packs in parts, then write a last object, without
+        packs, that names the superseded indexes and the condemned packs:
+        until it exists, readers merely see some packs twice. Returns its id."""
+        packs = [self.repo.packs[p] for p in keep]
+        for start in range(0, len(packs), INDEX_PACKS):
+            self.repo.save_index(packs[start : start + INDEX_PACKS])
+        return self.repo.save_index([], supersedes, condemned)
+
+    def _delete_indexes(self, ids: list[str]) -> None:
+        for object_id in ids:
+            self.repo.remote.delete_object("index", object_id)
+
+
+def _all_after(leases: list[dict[str, object]], condemned_at: int) -> bool:
+    """Whether every lease was granted clearly after `condemned_at`."""
+    return all(int(str(lk.get("created", 0))) > condemned_at + CONDEMN_MARGIN for lk in leases)

@@ -1,0 +1,89 @@
+"""What prune does with each pack (pure: no I/O, no clock).
+
+Given every pack the current indexes name, where each blob can be read, the
+set of blobs that snapshots reference, and which condemned packs may be
+deleted now, `plan` sorts every pack into one of four piles:
+
+- keep: enough of it is live (at least `repack_below` of its blob bytes);
+- repack: some of it is live, but less than `repack_below`: its live blobs are
+  copied into new packs, then it is condemned;
+- condemn: nothing in it is live; it stays readable until the second phase;
+- delete: condemned earlier, still unreferenced, and no backup that could have
+  relied on it is still running.
+
+A condemned pack that a snapshot needs again (a backup that was running during
+the first phase referenced it) is "resurrected": it joins keep or repack like
+any live pack. A live blob that no pack holds is reported as missing, and the
+caller must not delete anything (the repository is damaged: `keep check`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass, field
+from typing import Protocol
+
+REPACK_BELOW = 0.5  # repack a pack when less than half of its blob bytes are live
+
+
+class _Entry(Protocol):
+    @property
+    def length(self) -> int: ...
+
+
+class _Location(Protocol):
+    @property
+    def pack_id(self) -> str: ...
+
+    @property
+    def entry(self) -> _Entry: ...
+
+
+@dataclass
+class PrunePlan:
+    keep: list[str] = field(default_factory=list)
+    repack: list[str] = field(default_factory=list)
+    condemn: list[str] = field(default_factory=list)
+    delete: list[str] = field(default_factory=list)
+    still_condemned: list[str] = field(default_factory=list)  # not yet deletable
+    resurrected: list[str] = field(default_factory=list)
+    missing: list[bytes] = field(default_factory=list)  # live blobs no pack holds
+    live_bytes: dict[str, int] = field(default_factory=dict)  # per pack
+
+
+def plan(
+    pack_bytes: Mapping[str, int],
+    condemned: Collection[str],
+    deletable: Collection[str],
+    locate: Mapping[bytes, _Location],
+    live: Collection[bytes],
+    repack_below: float = REPACK_BELOW,
+) -> PrunePlan:
+    """`pack_bytes`: sealed blob bytes per pack named by a current index;
+    `condemned`: packs an index condemns (a subset, or missing from the
+    server); `deletable`: the condemned packs whose waiting time is over;
+    `locate`: where each blob is read (live packs first)."""
+    result = PrunePlan()
+    used: dict[str, int] = {}
+    for blob in live:
+        loc = locate.get(blob)
+        if loc is None:
+            result.missing.append(blob)
+        else:
+            used[loc.pack_id] = used.get(loc.pack_id, 0) + loc.entry.length
+    result.live_bytes = used
+    for pack_id in sorted(set(pack_bytes) | set(condemned)):
+        live_bytes = used.get(pack_id, 0)
+        if pack_id in condemned:
+            if not live_bytes:
+                (result.delete if pack_id in deletable else result.still_condemned).append(pack_id)
+                continue
+            result.resurrected.append(pack_id)
+        total = pack_bytes.get(pack_id, 0)
+        if not live_bytes:
+            result.condemn.append(pack_id)
+        elif live_bytes < repack_below * total:
+            result.repack.append(pack_id)
+        else:
+            result.keep.append(pack_id)
+    return result
