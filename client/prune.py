@@ -111,7 +111,8 @@ class Pruner:
         r.packs_kept, r.packs_repacked = len(decided.keep), len(decided.repack)
         r.packs_condemned = len(decided.condemn) + len(decided.repack)
         r.packs_resurrected = len(decided.resurrected)
-        if self.dry_run:
+        nothing_to_do = not (decided.delete or decided.repack or decided.condemn or decided.resurrected)
+        if self.dry_run or nothing_to_do:
             r.packs_deleted, r.packs_waiting = len(decided.delete), len(decided.still_condemned)
             r.bytes_freed = sum(repo.pack_sizes.get(p, 0) for p in decided.delete)
             r.seconds = self.clock() - started
@@ -121,16 +122,20 @@ class Pruner:
         newly = decided.condemn + decided.repack
         waiting = decided.still_condemned + newly
         superseded = list(repo.index_objects)
-        index_id = self._write_index(decided.keep, superseded, waiting)
+        # Kept and condemned packs go into separate parts, so that deleting
+        # the condemned ones later rewrites only their (small) part.
+        self._save_parts(decided.keep)
+        condemned_parts = self._save_parts(waiting)
+        control = repo.save_index([], superseded, waiting)  # until this exists, readers see duplicates
         self._delete_indexes(superseded)
-        if newly and not self._other_leases_before(index_id):
-            # Nobody could have seen the packs as live: phase two right away.
+        if newly and not self._other_leases_before(control):
+            # Nobody could have seen these packs as live: phase two right away.
             self._delete_packs(newly)
             waiting = decided.still_condemned
-            # Replace the object that condemned them; it also re-supersedes the
-            # old indexes in case deleting one of them failed.
-            self.repo.save_index([], [index_id, *superseded], waiting)
-            self._delete_indexes([index_id])
+            self._save_parts(waiting)
+            # Also re-supersede the old indexes, in case deleting one failed.
+            repo.save_index([], [control, *condemned_parts, *superseded], waiting)
+            self._delete_indexes([control, *condemned_parts])
         r.packs_waiting = len(waiting)
         r.seconds = self.clock() - started
         return r
@@ -184,14 +189,10 @@ class Pruner:
         self.result.bytes_uploaded += packer.stats.bytes_uploaded
 
     # Indexes -----------------------------------------------------------------
-    def _write_index(self, keep: list[str], supersedes: list[str], condemned: list[str]) -> str:
-        """Index the kept packs in parts, then write a last object, without
-        packs, that names the superseded indexes and the condemned packs:
-        until it exists, readers merely see some packs twice. Returns its id."""
-        packs = [self.repo.packs[p] for p in keep]
-        for start in range(0, len(packs), INDEX_PACKS):
-            self.repo.save_index(packs[start : start + INDEX_PACKS])
-        return self.repo.save_index([], supersedes, condemned)
+    def _save_parts(self, pack_ids: list[str]) -> list[str]:
+        """Index objects for these packs, INDEX_PACKS at a time."""
+        packs = [self.repo.packs[p] for p in pack_ids]
+        return [self.repo.save_index(packs[i : i + INDEX_PACKS]) for i in range(0, len(packs), INDEX_PACKS)]
 
     def _delete_indexes(self, ids: list[str]) -> None:
         for object_id in ids:

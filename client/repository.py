@@ -16,7 +16,7 @@ import hashlib
 import os
 import threading
 from collections import ChainMap
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -95,10 +95,12 @@ class Repository:
                 self.load_index()
                 self.reindex_orphan_packs()
 
-    def load_index(self) -> None:
-        """Load every index object, from the cache where possible."""
+    def load_index(self, skip: Collection[str] = ()) -> None:
+        """Load every index object (but those in `skip`), from the cache where possible."""
         for attempt in (1, 2):
-            listed = sorted(self.remote.list_objects("index"), key=lambda o: o.id)
+            listed = sorted(
+                (o for o in self.remote.list_objects("index") if o.id not in skip), key=lambda o: o.id
+            )
             try:
                 loaded = self._cached_objects("index", listed)
                 break

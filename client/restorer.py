@@ -30,6 +30,7 @@ from keep.client.restore_plan import BlobFetch, RangeFetch, plan
 from keep.protocol.blob import blob_id
 from keep.protocol.chunker import Chunker
 from keep.protocol.errors import FormatError, IntegrityError, KeepError
+from keep.protocol.keys import RepositoryKeys
 from keep.protocol.tree import Node, NodeType, Tree
 
 FETCH_THREADS = 4
@@ -230,22 +231,7 @@ class Restorer:
             st = os.fstat(fd)
             if not stat.S_ISREG(st.st_mode) or st.st_size != node.size or st.st_mtime_ns != node.mtime_ns:
                 return False
-            data = b""
-            ids: list[bytes] = []
-            chunker = Chunker(self.repo.keys.chunker)
-            while block := os.read(fd, 16 << 20):
-                data = data + block
-                lengths = chunker.cut(data, final=False)
-                pos = 0
-                for n in lengths:
-                    ids.append(blob_id(self.repo.keys.id, memoryview(data)[pos : pos + n]))
-                    pos += n
-                data = data[pos:]
-            pos = 0
-            for n in chunker.cut(data, final=True):
-                ids.append(blob_id(self.repo.keys.id, memoryview(data)[pos : pos + n]))
-                pos += n
-            return tuple(ids) == node.content
+            return content_ids(fd, self.repo.keys) == node.content
         finally:
             os.close(fd)
 
@@ -366,6 +352,26 @@ def _data_runs(data: bytes) -> list[tuple[int, int]]:
         else:
             runs.append((start, end))
     return runs
+
+
+def content_ids(fd: int, keys: RepositoryKeys) -> tuple[bytes, ...]:
+    """The blob ids of an open file's content, cut as a backup would cut it:
+    what a node's `content` must equal if the file holds the same bytes."""
+    chunker = Chunker(keys.chunker)
+    ids: list[bytes] = []
+    data = b""
+    while block := os.read(fd, 16 << 20):
+        data = data + block
+        pos = 0
+        for n in chunker.cut(data, final=False):
+            ids.append(blob_id(keys.id, memoryview(data)[pos : pos + n]))
+            pos += n
+        data = data[pos:]
+    pos = 0
+    for n in chunker.cut(data, final=True):
+        ids.append(blob_id(keys.id, memoryview(data)[pos : pos + n]))
+        pos += n
+    return tuple(ids)
 
 
 def walk(repo: Repository, tree_id: bytes, prefix: bytes = b"") -> Iterator[tuple[bytes, Node]]:

@@ -10,6 +10,7 @@ import click
 from keep.client.cli.main import CliContext, cli
 from keep.client.cli.session import open_repository
 from keep.client.cli.text import display_path, human_bytes
+from keep.client.drill import last as last_drill
 from keep.client.restorer import walk
 from keep.protocol.tree import NodeType
 
@@ -88,6 +89,7 @@ def stats(ctx: CliContext) -> None:
         usage = repo.remote.request_json("GET", "/v1/usage")
         snaps = repo.snapshots()
     latest = snaps[-1] if snaps else None
+    drilled = last_drill(ctx.home)
     data = {
         "account": state.account,
         "server": state.server_url,
@@ -102,11 +104,19 @@ def stats(ctx: CliContext) -> None:
             "time": _time(latest.snapshot.time_ns),
             "summary": latest.snapshot.summary,
         },
+        "last_verified_restore": drilled,
     }
     human = (
         f"account {state.account} on {state.server_url}\n"
         f"{len(snaps)} snapshots, {human_bytes(int(usage.get('bytes') or 0))} stored"
         f" in {usage.get('objects')} objects"
         + (f"\nlatest: {latest.id[:12]} at {_time(latest.snapshot.time_ns)}" if latest else "")
+        + "\nlast verified restore: "
+        + (
+            "never (run `keep drill`)"
+            if drilled is None
+            else f"{_time(int(drilled['time'] * 1e9))}, snapshot {str(drilled['snapshot'])[:12]}, "
+            f"{drilled['files']} files: " + ("all matched" if drilled.get("ok") else "MISMATCHES")
+        )
     )
     ctx.emit(human, data)

@@ -67,6 +67,6 @@ def cli(ctx: click.Context, json_output: bool, insecure_http: bool) -> None:
 
 
 def main() -> None:
-    from keep.client.cli import backup, device, init, key, listing, login, maintenance, restore  # noqa: F401 — registers commands
+    from keep.client.cli import backup, device, init, key, listing, login, maintenance, restore, verify  # noqa: F401 — registers commands
 
     cli(prog_name="keep")

@@ -1,0 +1,77 @@
+"""prune_plan.plan on hand-made repositories (table-driven)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pytest
+from keep.client.prune_plan import plan
+
+
+@dataclass(frozen=True)
+class Entry:
+    length: int
+
+
+@dataclass(frozen=True)
+class Loc:
+    pack_id: str
+    entry: Entry
+
+
+# Packs A..E hold blobs a1.. of 100 bytes each; blobs "c*" live in condemned pack C.
+LOCATE = {
+    **{f"a{i}".encode(): Loc("A", Entry(100)) for i in range(4)},
+    **{f"b{i}".encode(): Loc("B", Entry(100)) for i in range(4)},
+    **{f"c{i}".encode(): Loc("C", Entry(100)) for i in range(4)},
+    **{f"d{i}".encode(): Loc("D", Entry(100)) for i in range(4)},
+}
+PACK_BYTES = {"A": 400, "B": 400, "D": 400}
+
+
+@pytest.mark.parametrize(
+    ("live", "condemned", "deletable", "expected"),
+    [
+        # all live: everything kept
+        (
+            {b"a0", b"a1", b"a2", b"a3", b"b0", b"b1", b"b2", b"b3", b"d0", b"d1", b"d2", b"d3"},
+            (),
+            (),
+            {"keep": ["A", "B", "D"]},
+        ),
+        # B half live (not below 0.5): kept; A one quarter: repacked; D dead: condemned
+        ({b"a0", b"b0", b"b1"}, (), (), {"keep": ["B"], "repack": ["A"], "condemn": ["D"]}),
+        # C condemned earlier and still unused: deleted when its wait is over, else waits
+        (
+            {b"a0", b"a1", b"a2", b"a3"},
+            ("C",),
+            ("C",),
+            {"keep": ["A"], "condemn": ["B", "D"], "delete": ["C"]},
+        ),
+        ({b"a0", b"a1", b"a2", b"a3"}, ("C",), (), {"keep": ["A"], "condemn": ["B", "D"], "still": ["C"]}),
+        # a backup that ran meanwhile needs C again: resurrected, never deleted
+        (
+            {b"a0", b"a1", b"a2", b"a3", b"c0", b"c1", b"c2"},
+            ("C",),
+            ("C",),
+            {"keep": ["A", "C"], "condemn": ["B", "D"], "resurrected": ["C"]},
+        ),
+    ],
+)
+def test_plan(
+    live: set[bytes], condemned: tuple[str, ...], deletable: tuple[str, ...], expected: dict
+) -> None:
+    pack_bytes = {**PACK_BYTES, **({"C": 400} if condemned else {})}
+    got = plan(pack_bytes, condemned, deletable, LOCATE, live)
+    assert got.keep == expected.get("keep", [])
+    assert got.repack == expected.get("repack", [])
+    assert got.condemn == expected.get("condemn", [])
+    assert got.delete == expected.get("delete", [])
+    assert got.still_condemned == expected.get("still", [])
+    assert got.resurrected == expected.get("resurrected", [])
+    assert not got.missing
+
+
+def test_a_live_blob_in_no_pack_is_reported() -> None:
+    got = plan(PACK_BYTES, (), (), LOCATE, {b"a0", b"zz"})
+    assert got.missing == [b"zz"]
