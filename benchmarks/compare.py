@@ -163,6 +163,7 @@ class Tool:
     def __init__(self, work: Path) -> None:
         self.work = work
         self.server_pid: int | None = None
+        self.url = ""  # set by running() for tools with a server
 
     @contextmanager
     def running(self) -> Iterator[None]:

@@ -36,3 +36,17 @@ def test_compare_harness_smoke() -> None:
     ).stdout
     assert "| first backup | keep |" in out
     assert "| full restore | keep |" in out
+
+
+def test_prune_benchmark_smoke() -> None:
+    """The prune harness (50 snapshots, forget half, prune) runs for keep on tiny data."""
+    out = subprocess.run(
+        [sys.executable, "-m", "benchmarks.bench_prune", "--smoke", "--tools", "keep"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=True,
+    ).stdout
+    assert "| keep |" in out
+    assert '"snapshots_left": 3' in out

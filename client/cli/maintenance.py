@@ -20,8 +20,16 @@ from keep.client.cli.text import display_path, human_bytes
 from keep.client.lease import Lease
 from keep.client.prune import Pruner, PruneResult
 from keep.client.prune_plan import REPACK_BELOW
-from keep.client.repository import Repository
-from keep.client.retention import CLOCK_SKEW_MAX, Policy, SnapshotFacts, decide, group_key, parse_duration
+from keep.client.repository import Repository, SnapshotInfo
+from keep.client.retention import (
+    CLOCK_SKEW_MAX,
+    Decision,
+    Policy,
+    SnapshotFacts,
+    decide,
+    group_key,
+    parse_duration,
+)
 from keep.protocol.errors import ExitCode
 
 repack_option = click.option(
@@ -37,14 +45,15 @@ def _when(ns: int) -> str:
     return datetime.datetime.fromtimestamp(ns / 1e9).strftime("%Y-%m-%d %H:%M:%S")
 
 
-def _facts(repo: Repository) -> list[SnapshotFacts]:
+def _facts(snapshots: list[SnapshotInfo]) -> list[SnapshotFacts]:
     return [
         SnapshotFacts(s.id, s.snapshot.time_ns, s.snapshot.host, s.snapshot.paths, s.snapshot.tags, s.arrived)
-        for s in repo.snapshots()
+        for s in snapshots
     ]
 
 
 @cli.command()
+@click.argument("snapshot_ids", nargs=-1)
 @click.option("--keep-last", type=click.IntRange(0), default=0, help="Keep the N newest snapshots.")
 @click.option("--keep-hourly", type=click.IntRange(0), default=0, help="Keep the newest of N hours.")
 @click.option("--keep-daily", type=click.IntRange(0), default=0, help="Keep the newest of N days.")
@@ -65,6 +74,7 @@ def _facts(repo: Repository) -> list[SnapshotFacts]:
 @click.pass_obj
 def forget(
     ctx: CliContext,
+    snapshot_ids: tuple[str, ...],
     keep_last: int,
     keep_hourly: int,
     keep_daily: int,
@@ -80,8 +90,9 @@ def forget(
     password_file: Path | None,
     recovery_kit: Path | None,
 ) -> None:
-    """Forget snapshots that a retention policy does not keep (restic rules,
-    per host and paths). Policy options default to [retention] in keep.toml."""
+    """Forget the SNAPSHOT_IDS given, or else the snapshots that a retention
+    policy does not keep (restic rules, per host and paths). Policy options
+    default to [retention] in keep.toml."""
     r = ctx.config.retention
     policy = Policy(
         last=keep_last or r.get("keep_last", 0),
@@ -94,7 +105,16 @@ def forget(
         tags=keep_tags or tuple(r.get("keep_tag", ())),
     )
     with open_repository(ctx) as (state, repo):
-        decision = decide(_facts(repo), policy)
+        snapshots = repo.snapshots()
+        facts = _facts(snapshots)
+        if snapshot_ids:
+            named = {repo.find_snapshot(ref, snapshots).id for ref in snapshot_ids}
+            decision = Decision(
+                keep=[(s, ["not named"]) for s in facts if s.id not in named],
+                remove=[s for s in facts if s.id in named],
+            )
+        else:
+            decision = decide(facts, policy)
         held_back = {group_key(s) for s in decision.suspicious} if not allow_suspicious else set()
         remove = [s for s in decision.remove if group_key(s) not in held_back]
         lines = [
