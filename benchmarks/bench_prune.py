@@ -3,13 +3,15 @@
 Both tools back up the same deterministic history (the compare corpus, then
 49 evolutions of it: source files edited, a block of a media file rewritten,
 log lines appended, a new file added and an older one removed), each through
-a byte-counting proxy on 127.0.0.1 in front of its server. Then every other
-snapshot is forgotten and the repository pruned in one command, measured:
+a byte-counting proxy on 127.0.0.1 in front of its server. Then half of the
+snapshots are forgotten (every other one, or the oldest half) and the
+repository pruned in one command, measured:
 wall time, client CPU, peak RSS (GNU time), bytes downloaded and uploaded
 through the proxy, repository size before and after. A check of all data
 follows (not measured) to show nothing was lost.
 
     python -m benchmarks.bench_prune [--scale 0.25] [--snapshots 50] [--tools keep,restic]
+                                     [--patterns alternate,oldest]
     python -m benchmarks.bench_prune --smoke --tools keep
 """
 
@@ -68,10 +70,13 @@ def check_cmd(tool: Tool) -> list[str]:
     return [KEEP, "check", "--read-data"] if tool.name == "keep" else ["restic", "check", "--read-data"]
 
 
-def run(name: str, base: Path, scale: float, count: int) -> dict[str, float | str]:
-    tool = TOOLS[name](base / name)
+PATTERNS = {"alternate": lambda ids: ids[::2], "oldest": lambda ids: ids[: len(ids) // 2]}
+
+
+def run(name: str, base: Path, scale: float, count: int, pattern: str) -> dict[str, float | str]:
+    tool = TOOLS[name](base / f"{name}-{pattern}")
     tool.work.mkdir(parents=True)
-    corpus = base / f"corpus-{name}"
+    corpus = base / f"corpus-{name}-{pattern}"
     make_corpus(corpus, scale)  # deterministic: both tools see the same history
     with tool.running():
         port = int(re.findall(r":(\d+)", tool.url)[-1])
@@ -86,7 +91,7 @@ def run(name: str, base: Path, scale: float, count: int) -> dict[str, float | st
             assert len(ids) == count, ids
             before = du_mib(tool.repo_dir())
             proxy.reset()
-            wall, cpu, rss = run_measured(prune_cmd(tool, ids[::2]), tool.env())
+            wall, cpu, rss = run_measured(prune_cmd(tool, PATTERNS[pattern](ids)), tool.env())
             down, up = proxy.down, proxy.up
             after = du_mib(tool.repo_dir())
             subprocess.run(check_cmd(tool), env=tool.env(), capture_output=True, check=True)
@@ -94,6 +99,7 @@ def run(name: str, base: Path, scale: float, count: int) -> dict[str, float | st
     shutil.rmtree(corpus)
     return {
         "tool": name,
+        "forgotten": pattern,
         "snapshots_left": left,
         "wall_s": wall,
         "cpu_s": cpu,
@@ -112,20 +118,23 @@ def main() -> None:
     parser.add_argument("--scale", type=float, default=0.25)
     parser.add_argument("--snapshots", type=int, default=50)
     parser.add_argument("--tools", default="keep,restic")
+    parser.add_argument("--patterns", default="alternate,oldest")
     parser.add_argument("--smoke", action="store_true", help="tiny corpus, 6 snapshots")
     args = parser.parse_args()
     scale, count = (0.02, 6) if args.smoke else (args.scale, args.snapshots)
     rows = []
     with tempfile.TemporaryDirectory(prefix="keep-prune-") as tmp:
-        for name in args.tools.split(","):
-            rows.append(run(name, Path(tmp), scale, count))
-            print(json.dumps(rows[-1]), flush=True)
+        for pattern in args.patterns.split(","):
+            for name in args.tools.split(","):
+                rows.append(run(name, Path(tmp), scale, count, pattern))
+                print(json.dumps(rows[-1]), flush=True)
     print(f"\nforget {count // 2} of {count} snapshots + prune (scale {scale})\n")
-    header = ["tool", "wall s", "client CPU s", "peak RSS MiB", "downloaded MiB", "uploaded MiB"]
+    header = ["forgotten", "tool", "wall s", "client CPU s", "peak RSS MiB", "downloaded MiB", "uploaded MiB"]
     print("| " + " | ".join([*header, "repo MiB before → after"]) + " |")
     print("|---" * (len(header) + 1) + "|")
     for r in rows:
-        cells = [str(r["tool"]), f"{r['wall_s']:.2f}", f"{r['cpu_s']:.2f}", f"{r['rss_mib']:.0f}"]
+        cells = [str(r["forgotten"]), str(r["tool"]), f"{r['wall_s']:.2f}", f"{r['cpu_s']:.2f}"]
+        cells.append(f"{r['rss_mib']:.0f}")
         cells += [f"{r['down_mib']:.1f}", f"{r['up_mib']:.1f}"]
         cells.append(f"{r['repo_before_mib']:.0f} → {r['repo_after_mib']:.0f}")
         print("| " + " | ".join(cells) + " |")

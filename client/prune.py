@@ -99,8 +99,13 @@ class Pruner:
         deletable = {
             pack for pack, condemned_at in repo.condemned.items() if _all_after(leases, condemned_at)
         }
-        pack_bytes = {pid: sum(e.length for e in p.entries) for pid, p in repo.packs.items()}
-        decided = plan(pack_bytes, repo.condemned.keys(), deletable, repo.readable, live, self.repack_below)
+        # A pack's stored size (padding included) is what it costs: small
+        # padded packs of daily incremental backups get merged by repacking.
+        blob_bytes = {pid: sum(e.length for e in p.entries) for pid, p in repo.packs.items()}
+        stored = {pid: repo.pack_sizes.get(pid) or size for pid, size in blob_bytes.items()}
+        decided = plan(
+            stored, blob_bytes, repo.condemned.keys(), deletable, repo.readable, live, self.repack_below
+        )
         if decided.missing:
             raise IntegrityError(
                 f"{len(decided.missing)} blob(s) that snapshots reference are in no pack; "

@@ -4,9 +4,13 @@ Given every pack the current indexes name, where each blob can be read, the
 set of blobs that snapshots reference, and which condemned packs may be
 deleted now, `plan` sorts every pack into one of four piles:
 
-- keep: enough of it is live (at least `repack_below` of its blob bytes);
+- keep: enough of it is live (at least `repack_below` of its stored bytes);
 - repack: some of it is live, but less than `repack_below`: its live blobs are
-  copied into new packs, then it is condemned;
+  copied into new packs, then it is condemned. A pack that is mostly padding
+  (a small pack of a small incremental backup) rather than mostly dead is
+  repacked only together with at least one other such pack, since merging
+  them is what saves space: one small pack alone would be rewritten as the
+  same small pack by every prune;
 - condemn: nothing in it is live; it stays readable until the second phase;
 - delete: condemned earlier, still unreferenced, and no backup that could have
   relied on it is still running.
@@ -23,7 +27,7 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
-REPACK_BELOW = 0.5  # repack a pack when less than half of its blob bytes are live
+REPACK_BELOW = 0.5  # repack a pack when less than half of its stored bytes are live
 
 
 class _Entry(Protocol):
@@ -53,13 +57,15 @@ class PrunePlan:
 
 def plan(
     pack_bytes: Mapping[str, int],
+    blob_bytes: Mapping[str, int],
     condemned: Collection[str],
     deletable: Collection[str],
     locate: Mapping[bytes, _Location],
     live: Collection[bytes],
     repack_below: float = REPACK_BELOW,
 ) -> PrunePlan:
-    """`pack_bytes`: sealed blob bytes per pack named by a current index;
+    """`pack_bytes`: stored bytes (padding included) per pack named by a
+    current index; `blob_bytes`: the bytes of its blobs, without padding;
     `condemned`: packs an index condemns (a subset, or missing from the
     server); `deletable`: the condemned packs whose waiting time is over;
     `locate`: where each blob is read (live packs first)."""
@@ -72,6 +78,7 @@ def plan(
         else:
             used[loc.pack_id] = used.get(loc.pack_id, 0) + loc.entry.length
     result.live_bytes = used
+    mostly_padding = []
     for pack_id in sorted(set(pack_bytes) | set(condemned)):
         live_bytes = used.get(pack_id, 0)
         if pack_id in condemned:
@@ -82,8 +89,14 @@ def plan(
         total = pack_bytes.get(pack_id, 0)
         if not live_bytes:
             result.condemn.append(pack_id)
-        elif live_bytes < repack_below * total:
+        elif live_bytes < repack_below * blob_bytes.get(pack_id, total):
             result.repack.append(pack_id)
+        elif live_bytes < repack_below * total:
+            mostly_padding.append(pack_id)
         else:
             result.keep.append(pack_id)
+    if len(mostly_padding) >= 2:
+        result.repack = sorted(result.repack + mostly_padding)
+    else:
+        result.keep = sorted(result.keep + mostly_padding)
     return result

@@ -41,12 +41,12 @@ def test_compare_harness_smoke() -> None:
 def test_prune_benchmark_smoke() -> None:
     """The prune harness (50 snapshots, forget half, prune) runs for keep on tiny data."""
     out = subprocess.run(
-        [sys.executable, "-m", "benchmarks.bench_prune", "--smoke", "--tools", "keep"],
+        [sys.executable, "-m", "benchmarks.bench_prune", "--smoke", "--tools", "keep", "--patterns=oldest"],
         cwd=ROOT,
         capture_output=True,
         text=True,
         timeout=600,
         check=True,
     ).stdout
-    assert "| keep |" in out
+    assert "| oldest | keep |" in out
     assert '"snapshots_left": 3' in out

@@ -62,7 +62,7 @@ def test_plan(
     live: set[bytes], condemned: tuple[str, ...], deletable: tuple[str, ...], expected: dict
 ) -> None:
     pack_bytes = {**PACK_BYTES, **({"C": 400} if condemned else {})}
-    got = plan(pack_bytes, condemned, deletable, LOCATE, live)
+    got = plan(pack_bytes, pack_bytes, condemned, deletable, LOCATE, live)
     assert got.keep == expected.get("keep", [])
     assert got.repack == expected.get("repack", [])
     assert got.condemn == expected.get("condemn", [])
@@ -73,5 +73,15 @@ def test_plan(
 
 
 def test_a_live_blob_in_no_pack_is_reported() -> None:
-    got = plan(PACK_BYTES, (), (), LOCATE, {b"a0", b"zz"})
+    got = plan(PACK_BYTES, PACK_BYTES, (), (), LOCATE, {b"a0", b"zz"})
     assert got.missing == [b"zz"]
+
+
+def test_small_padded_packs_are_merged_only_in_company() -> None:
+    """A and B hold 400 live blob bytes in 1000 stored bytes (padding)."""
+    live = {b"a0", b"a1", b"a2", b"a3", b"b0", b"b1", b"b2", b"b3", b"d0", b"d1", b"d2", b"d3"}
+    stored = {"A": 1000, "B": 1000, "D": 400}
+    got = plan(stored, PACK_BYTES, (), (), LOCATE, live)
+    assert (got.repack, got.keep) == (["A", "B"], ["D"])
+    got = plan({**stored, "B": 400}, PACK_BYTES, (), (), LOCATE, live)
+    assert (got.repack, got.keep) == ([], ["A", "B", "D"])  # one padded pack alone stays
