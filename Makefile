@@ -6,7 +6,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-$(shell sha256sum pyproject.toml | cut -c1-12)
 
-.PHONY: demo test lint typecheck unit bench-smoke clean
+.PHONY: demo test lint typecheck unit services bench-smoke clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -31,7 +31,10 @@ typecheck: $(STAMP) .typecheck/keep
 	MYPYPATH=.typecheck $(VENV)/bin/mypy -p keep.protocol -p keep.server -p keep.client
 	MYPYPATH=.typecheck $(VENV)/bin/mypy tests benchmarks demo
 
-unit: $(STAMP)
+services:
+	PYTHON=$(PYTHON) scripts/test-services.sh
+
+unit: $(STAMP) services
 	$(PY) -m pytest -q -p no:cacheprovider
 
 bench-smoke: $(STAMP)
@@ -40,4 +43,4 @@ bench-smoke: $(STAMP)
 test: lint typecheck unit
 
 clean:
-	rm -rf $(VENV) .typecheck build *.egg-info .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .services .typecheck build *.egg-info .pytest_cache .mypy_cache .ruff_cache

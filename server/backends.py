@@ -1,7 +1,12 @@
-"""Opens storage backends from URLs: `sqlite:///path`, `file:///path`.
+"""Opens storage backends from URLs; nothing else in the server knows which
+backend it runs on.
 
-The scale-out issue adds `postgresql://` and `s3://` here; nothing else in the
-server knows which backend it runs on.
+- metadata: `sqlite:///path/keep.db` (default) or
+  `postgresql://user@host:port/db?pool_max=10` (optional extra `postgres`);
+- objects: `file:///path/objects` (default) or
+  `s3://BUCKET/PREFIX?endpoint=URL&region=R` (optional extra `s3`).
+
+The optional drivers are imported only when their scheme is used.
 """
 
 from __future__ import annotations
@@ -27,29 +32,50 @@ def _local_path(url: str) -> Path:
     return Path(parts.path)
 
 
+METADATA_SCHEMES = ("sqlite", "postgresql", "postgres")
+OBJECT_SCHEMES = ("file", "s3")
+
+
 def check_urls(metadata_url: str, objects_url: str) -> None:
     """Raise `BackendURLError` now, rather than when the server starts."""
-    for url, known in ((metadata_url, ("sqlite",)), (objects_url, ("file",))):
-        scheme = urlsplit(url).scheme
-        if scheme not in known:
+    for url, known in ((metadata_url, METADATA_SCHEMES), (objects_url, OBJECT_SCHEMES)):
+        parts = urlsplit(url)
+        if parts.scheme not in known:
             raise BackendURLError(
-                f"unsupported backend {scheme!r} in {describe(url)} (supported: {', '.join(known)})"
+                f"unsupported backend {parts.scheme!r} in {describe(url)} (supported: {', '.join(known)})"
             )
-        _local_path(url)
+        if parts.scheme in ("sqlite", "file"):
+            _local_path(url)
+        elif not parts.netloc:
+            raise BackendURLError(f"{describe(url)} names no host (postgresql) or bucket (s3)")
 
 
 def metadata_store(url: str) -> MetadataStore:
     scheme = urlsplit(url).scheme
     if scheme == "sqlite":
         return SqliteMetadataStore(_local_path(url))
-    raise BackendURLError(f"unsupported metadata backend {scheme!r} (supported: sqlite)")
+    if scheme in ("postgresql", "postgres"):
+        try:
+            from keep.server.storage.postgres import PostgresMetadataStore
+        except ImportError:
+            raise BackendURLError("PostgreSQL needs the 'postgres' extra (asyncpg)") from None
+        return PostgresMetadataStore(url)
+    raise BackendURLError(
+        f"unsupported metadata backend {scheme!r} (supported: {', '.join(METADATA_SCHEMES)})"
+    )
 
 
 def object_store(url: str) -> ObjectStore:
     scheme = urlsplit(url).scheme
     if scheme == "file":
         return DirectoryObjectStore(_local_path(url))
-    raise BackendURLError(f"unsupported object backend {scheme!r} (supported: file)")
+    if scheme == "s3":
+        try:
+            from keep.server.storage.s3 import S3ObjectStore
+        except ImportError:
+            raise BackendURLError("S3 needs the 's3' extra (aiobotocore)") from None
+        return S3ObjectStore(url)
+    raise BackendURLError(f"unsupported object backend {scheme!r} (supported: {', '.join(OBJECT_SCHEMES)})")
 
 
 def describe(url: str) -> str:

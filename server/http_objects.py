@@ -19,7 +19,7 @@ from keep.server.auth import authenticate, check_owner, require_owner
 from keep.server.json_body import bad, field, read_json
 from keep.server.state import services
 from keep.server.storage.metadata import Lease, LockConflictError, ObjectRecord, QuotaExceededError
-from keep.server.storage.objects import HashMismatchError, SizeMismatchError
+from keep.server.storage.objects import HashMismatchError, SizeMismatchError, StoredObject
 
 KINDS = frozenset(OBJECT_KINDS)
 routes = web.RouteTableDef()
@@ -80,7 +80,13 @@ async def get_object(request: web.Request) -> web.StreamResponse:
     svc = services(request)
     kind, object_id = _target(request)
     record = await svc.metadata.object(principal.account_id, kind, object_id)
-    stored = record and await svc.objects.stat(principal.account_id, kind, object_id)
+    stored: StoredObject | None = None
+    if record is not None:
+        stored = (
+            await svc.objects.stat(principal.account_id, kind, object_id)
+            if svc.objects.local_files
+            else StoredObject(record.size, None)
+        )
     if not stored:
         raise ApiError(ErrorCode.NOT_FOUND, "no such object")
     headers = {"Content-Type": "application/octet-stream", "Cache-Control": "no-store"}

@@ -4,9 +4,20 @@ tests that need a missing service may skip."""
 
 from __future__ import annotations
 
+import itertools
 import os
+from collections.abc import Iterator
 
 import pytest
+
+from benchmarks.services import (
+    create_bucket,
+    create_database,
+    moto_s3,
+    moto_server_exe,
+    postgres_bin,
+    postgres_cluster,
+)
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
@@ -19,3 +30,38 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         report.outcome = "failed"
         report.longrepr = f"skipped in CI, which must run every test: {report.longrepr}"
     return None
+
+
+_names = itertools.count()
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A real PostgreSQL cluster on 127.0.0.1 for the whole session."""
+    if postgres_bin() is None:
+        pytest.skip("PostgreSQL server binaries missing (scripts/test-services.sh)")
+    with postgres_cluster() as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint() -> Iterator[str]:
+    """A real S3-protocol server (moto) on 127.0.0.1 for the whole session."""
+    if moto_server_exe() is None:
+        pytest.skip("moto_server missing (pip install 'moto[server]')")
+    with moto_s3() as url:
+        yield url
+
+
+@pytest.fixture
+def fresh_database(postgres_url: str) -> str:
+    """The URL of a new, empty database in the session's cluster."""
+    return create_database(postgres_url, f"t{os.getpid()}_{next(_names)}")
+
+
+@pytest.fixture
+def fresh_bucket(s3_endpoint: str) -> str:
+    """An `s3://` objects URL for a new, empty bucket on the session's S3 server."""
+    name = f"keep-{os.getpid()}-{next(_names)}"
+    create_bucket(s3_endpoint, name)
+    return f"s3://{name}/objects?endpoint={s3_endpoint}&region=us-east-1"

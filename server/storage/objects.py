@@ -34,6 +34,11 @@ class StoredObject:
 
 
 class ObjectStore(abc.ABC):
+    # Whether `stat` gives local files that can be served with sendfile. A
+    # store without them (S3) is trusted to hold what the metadata records,
+    # which saves a HEAD request per GET.
+    local_files = True
+
     @abc.abstractmethod
     async def open(self) -> None: ...
 

@@ -6,12 +6,14 @@ two-phase path is exercised deterministically, not by luck of timing."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
 import signal
 import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +48,30 @@ def same_tree(device: Device, snapshot: str, source: Path, target: Path) -> None
 def object_path(server_data: Path, kind: str, object_id: str) -> Path:
     (path,) = (server_data / "objects").glob(f"*/{kind}/{object_id[:2]}/{object_id}")
     return path
+
+
+@contextlib.contextmanager
+def paused_backup(device: Device, *paths: Path) -> Iterator[subprocess.Popen[str]]:
+    """Start `keep backup` of `paths`; once it has uploaded its first pack (so
+    it has loaded the index and deduplicated what came before), SIGSTOP it for
+    the duration of the block, then let it go on. Yields the process."""
+    state = DeviceState.load(device.home)
+    env = {**os.environ, "KEEP_HOME": str(device.home), "KEEP_CONFIG": str(device.home / "none.toml")}
+    backup = subprocess.Popen(
+        [KEEP, "--json", "backup", *map(str, paths)], env=env, stdout=subprocess.PIPE, text=True
+    )
+    with Remote(state.server_url, state.device_token) as remote:
+        packs = len(remote.list_objects("pack"))
+        deadline = time.monotonic() + 60
+        while len(remote.list_objects("pack")) == packs and backup.poll() is None:
+            assert time.monotonic() < deadline
+            time.sleep(0.005)
+    assert backup.poll() is None, "the backup ended before it could be paused"
+    os.kill(backup.pid, signal.SIGSTOP)
+    try:
+        yield backup
+    finally:
+        os.kill(backup.pid, signal.SIGCONT)
 
 
 def test_forget_prune_frees_space_and_keeps_the_rest(device: Device, tmp_path: Path) -> None:
@@ -101,22 +127,8 @@ def test_prune_beside_a_running_backup_loses_nothing(device: Device, tmp_path: P
     # A backup of a_old (deduplicated against the forgotten data) plus new data,
     # paused once it has loaded the index and uploaded a pack.
     new = random_tree(tmp_path / "b_new", 24, 2 * MiB)
-    state = DeviceState.load(device.home)
-    env = {**os.environ, "KEEP_HOME": str(device.home), "KEEP_CONFIG": str(device.home / "none.toml")}
-    backup = subprocess.Popen(
-        [KEEP, "--json", "backup", str(old), str(new)], env=env, stdout=subprocess.PIPE, text=True
-    )
-    with Remote(state.server_url, state.device_token) as remote:
-        packs = len(remote.list_objects("pack"))
-        deadline = time.monotonic() + 60
-        while len(remote.list_objects("pack")) == packs and backup.poll() is None:
-            assert time.monotonic() < deadline
-            time.sleep(0.005)
-        os.kill(backup.pid, signal.SIGSTOP)
-    try:
+    with paused_backup(device, old, new) as backup:
         first = owner(device, "prune")
-    finally:
-        os.kill(backup.pid, signal.SIGCONT)
     out, _ = backup.communicate(timeout=120)
     assert backup.returncode == 0
     snapshot = json.loads(out)["snapshot"]

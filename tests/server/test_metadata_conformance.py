@@ -1,5 +1,5 @@
 """Conformance suite every MetadataStore backend must pass unchanged.
-Backends are listed in METADATA_BACKENDS (the scale-out issue adds PostgreSQL)."""
+Backends are listed in METADATA_BACKENDS: SQLite and a real PostgreSQL."""
 
 from __future__ import annotations
 
@@ -21,14 +21,16 @@ from keep.server.storage.metadata import (
     Session,
 )
 
-METADATA_BACKENDS: dict[str, Callable[[Path], str]] = {
-    "sqlite": lambda tmp: f"sqlite:///{tmp / 'meta.db'}",
+# Backend name -> URL of a fresh store, given the test's tmp dir and request.
+METADATA_BACKENDS: dict[str, Callable[[Path, pytest.FixtureRequest], str]] = {
+    "sqlite": lambda tmp, _: f"sqlite:///{tmp / 'meta.db'}",
+    "postgresql": lambda _, request: str(request.getfixturevalue("fresh_database")),
 }
 
 
 @pytest.fixture(params=sorted(METADATA_BACKENDS))
 async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[MetadataStore]:
-    s = metadata_store(METADATA_BACKENDS[request.param](tmp_path))
+    s = metadata_store(METADATA_BACKENDS[request.param](tmp_path, request))
     await s.open()
     yield s
     await s.close()

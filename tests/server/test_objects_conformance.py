@@ -1,5 +1,5 @@
 """Conformance suite every ObjectStore backend must pass unchanged
-(the scale-out issue adds S3 to OBJECT_BACKENDS)."""
+(OBJECT_BACKENDS: a directory and a real S3-protocol server, moto)."""
 
 from __future__ import annotations
 
@@ -13,14 +13,16 @@ import pytest
 from keep.server.backends import object_store
 from keep.server.storage.objects import HashMismatchError, ObjectStore, SizeMismatchError
 
-OBJECT_BACKENDS: dict[str, Callable[[Path], str]] = {
-    "directory": lambda tmp: f"file:///{tmp / 'objects'}",
+# Backend name -> URL of a fresh store, given the test's tmp dir and request.
+OBJECT_BACKENDS: dict[str, Callable[[Path, pytest.FixtureRequest], str]] = {
+    "directory": lambda tmp, _: f"file:///{tmp / 'objects'}",
+    "s3": lambda _, request: str(request.getfixturevalue("fresh_bucket")),
 }
 
 
 @pytest.fixture(params=sorted(OBJECT_BACKENDS))
 async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[ObjectStore]:
-    s = object_store(OBJECT_BACKENDS[request.param](tmp_path))
+    s = object_store(OBJECT_BACKENDS[request.param](tmp_path, request))
     await s.open()
     yield s
     await s.close()

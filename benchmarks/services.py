@@ -1,0 +1,168 @@
+"""Real PostgreSQL and S3-protocol servers on 127.0.0.1, for tests and benchmarks.
+
+`postgres_cluster` runs Debian's PostgreSQL binaries on a throw-away cluster
+(initdb in a temp dir, trust authentication on loopback only), as the
+`postgres` user when started by root (PostgreSQL refuses to run as root).
+`moto_s3` runs moto's standalone S3 server (PyPI, in its own venv). Both are
+stopped by PID when the block ends; `scripts/test-services.sh` installs them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from benchmarks.server_process import free_port
+
+START_TIMEOUT = 60.0
+S3_KEY = "keep-test"  # moto accepts any credentials; these are not secrets
+S3_SECRET = "keep-test-secret"  # noqa: S105
+
+
+def postgres_bin() -> Path | None:
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/postgres"))
+    return Path(found[-1]).parent if found else None
+
+
+def moto_server_exe() -> Path | None:
+    """moto's server, from its own venv (scripts/test-services.sh)."""
+    exe = Path(__file__).resolve().parent.parent / ".services" / "moto" / "bin" / "moto_server"
+    return exe if exe.exists() else None
+
+
+def _as_postgres(cmd: list[str]) -> list[str]:
+    return ["runuser", "-u", "postgres", "--", *cmd] if os.geteuid() == 0 else cmd
+
+
+@contextmanager
+def postgres_cluster(durable: bool = False) -> Iterator[str]:
+    """Yield the URL of a fresh cluster's `postgres` database (user `keep`).
+    Without `durable`, fsync is off: tests need no crash safety from it."""
+    bindir = postgres_bin()
+    if bindir is None:
+        raise RuntimeError("PostgreSQL server binaries are missing (scripts/test-services.sh installs them)")
+    root = Path(tempfile.mkdtemp(prefix="keep-pg-"))
+    data = root / "data"
+    data.mkdir()
+    if os.geteuid() == 0:
+        root.chmod(0o755)
+        shutil.chown(data, "postgres", "postgres")
+    subprocess.run(
+        _as_postgres([str(bindir / "initdb"), "-D", str(data), "-U", "keep", "-A", "trust", "--no-sync"]),
+        check=True,
+        capture_output=True,
+    )
+    port = free_port()
+    options = ["-c", "listen_addresses=127.0.0.1", "-c", "max_connections=200"]
+    if not durable:
+        options += ["-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off"]
+    log = (root / "postgres.log").open("ab")
+    proc = subprocess.Popen(
+        _as_postgres([str(bindir / "postgres"), "-D", str(data), "-p", str(port), "-k", str(data), *options]),
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        deadline = time.monotonic() + START_TIMEOUT
+        while subprocess.run(
+            [str(bindir / "pg_isready"), "-h", "127.0.0.1", "-p", str(port)], capture_output=True, check=False
+        ).returncode:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"PostgreSQL did not start; see {root / 'postgres.log'}")
+            time.sleep(0.1)
+        yield f"postgresql://keep@127.0.0.1:{port}/postgres"
+    finally:
+        # runuser is the parent of postgres: signal postgres itself (its pid
+        # file), falling back to the process we started.
+        pid = _postmaster_pid(data) or proc.pid
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGINT)  # "fast" shutdown
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.kill(pid, signal.SIGKILL)
+            proc.wait()
+        log.close()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _postmaster_pid(data: Path) -> int | None:
+    try:
+        return int((data / "postmaster.pid").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def create_database(cluster_url: str, name: str) -> str:
+    """Create database `name` in the cluster; returns its URL."""
+    bindir = postgres_bin()
+    if bindir is None:
+        raise RuntimeError("PostgreSQL binaries are missing")
+    port = cluster_url.rsplit(":", 1)[1].split("/", maxsplit=1)[0]
+    subprocess.run(
+        [str(bindir / "createdb"), "-h", "127.0.0.1", "-p", port, "-U", "keep", name],
+        check=True,
+        capture_output=True,
+    )
+    return cluster_url.rsplit("/", 1)[0] + f"/{name}"
+
+
+@contextmanager
+def moto_s3() -> Iterator[str]:
+    """Yield the endpoint URL of a moto S3 server; sets the AWS credential
+    variables for this process and the servers it starts."""
+    exe = moto_server_exe()
+    if exe is None:
+        raise RuntimeError("moto_server is missing (pip install 'moto[server]')")
+    os.environ.update(
+        AWS_ACCESS_KEY_ID=S3_KEY, AWS_SECRET_ACCESS_KEY=S3_SECRET, AWS_DEFAULT_REGION="us-east-1"
+    )
+    port = free_port()
+    log = tempfile.NamedTemporaryFile(prefix="keep-moto-", suffix=".log", delete=False)  # noqa: SIM115
+    proc = subprocess.Popen(
+        [str(exe), "-H", "127.0.0.1", "-p", str(port)], stdout=log, stderr=subprocess.STDOUT
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + START_TIMEOUT
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/moto-api/", timeout=1):  # noqa: S310 — our own server
+                    break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"moto_server did not start; see {log.name}") from None
+                time.sleep(0.1)
+        yield url
+    finally:
+        os.kill(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait()
+        log.close()
+        os.unlink(log.name)
+
+
+def create_bucket(endpoint: str, name: str) -> None:
+    import botocore.session
+
+    client = botocore.session.get_session().create_client(
+        "s3",
+        endpoint_url=endpoint,
+        region_name="us-east-1",
+        aws_access_key_id=S3_KEY,
+        aws_secret_access_key=S3_SECRET,
+    )
+    client.create_bucket(Bucket=name)

@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Installs what the test suite's real services need: Debian's PostgreSQL
+# server binaries (the tests start their own throw-away cluster on
+# 127.0.0.1; the package's own cluster is never started) and moto's S3
+# server from PyPI, in its own venv (.services/moto: its boto3 pins must not
+# fight aiobotocore's botocore pins in the project's venv). Idempotent and
+# quick when everything is there. Needs root for apt; without root it says
+# what is missing and the tests skip (outside CI) or fail (CI=true).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PYTHON=${PYTHON:-python3.11}
+
+if [ ! -x .services/moto/bin/moto_server ]; then
+    rm -rf .services/moto
+    "$PYTHON" -m venv .services/moto
+    .services/moto/bin/python -m pip install --quiet --upgrade pip
+    .services/moto/bin/python -m pip install --quiet 'moto[server]>=5.0'
+fi
+
+have_postgres() { ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1; }
+
+if have_postgres; then
+    exit 0
+fi
+if [ "$(id -u)" != 0 ]; then
+    echo "test-services: PostgreSQL server binaries missing; run as root: apt-get install postgresql" >&2
+    exit 0
+fi
+export DEBIAN_FRONTEND=noninteractive
+# Keep the package from starting its own cluster: the tests run their own.
+policy=/usr/sbin/policy-rc.d
+created_policy=0
+if [ ! -e "$policy" ]; then
+    printf '#!/bin/sh\nexit 101\n' > "$policy" && chmod +x "$policy" && created_policy=1
+fi
+trap '[ "$created_policy" = 1 ] && rm -f "$policy"' EXIT
+apt-get update -qq >/dev/null
+apt-get install -y -qq --no-install-recommends postgresql >/dev/null
+have_postgres
