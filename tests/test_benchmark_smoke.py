@@ -50,3 +50,17 @@ def test_prune_benchmark_smoke() -> None:
     ).stdout
     assert "| oldest | keep |" in out
     assert '"snapshots_left": 3' in out
+
+
+def test_scaleout_benchmark_smoke() -> None:
+    """The scale-out harness (directory+SQLite vs S3+PostgreSQL, 1 and 2
+    replicas, all real processes) runs on tiny data."""
+    out = subprocess.run(
+        [sys.executable, "-m", "benchmarks.bench_scaleout", "--smoke"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=True,
+    ).stdout
+    assert "| s3+postgresql | 2 |" in out
