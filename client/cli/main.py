@@ -67,6 +67,17 @@ def cli(ctx: click.Context, json_output: bool, insecure_http: bool) -> None:
 
 
 def main() -> None:
-    from keep.client.cli import backup, device, init, key, listing, login, maintenance, restore, verify  # noqa: F401 — registers commands
+    from keep.client.cli import (  # noqa: F401 — registers commands
+        agent,
+        backup,
+        device,
+        init,
+        key,
+        listing,
+        login,
+        maintenance,
+        restore,
+        verify,
+    )
 
     cli(prog_name="keep")

@@ -1,0 +1,283 @@
+"""keep-checkin's HTTP side: name registry, DNS pointer updates, update metadata.
+
+- `POST /v1/names {"name"}` claims a name under the zone; the reply carries a
+  random token, stored only as SHA-256. `DELETE /v1/names/{name}` (Bearer
+  token) releases it.
+- `GET /v1/address` tells a client the address it comes from.
+- `PUT /v1/names/{name}/address {"ipv4": "auto"|ADDR|"", "ipv6": …}` (Bearer
+  token): the agent's update; a field left out stays as it is, "" deletes
+  the record, "auto" takes the request's source address.
+- `GET /nic/update?hostname=&myip=&myipv6=` with HTTP Basic auth (any user,
+  the token as password): the dyndns2 protocol of routers, ddclient and
+  inadyn, with its plain-text replies (good, nochg, badauth, nohost,
+  notfqdn, abuse, 911).
+- `/updates/metadata/*`, `/updates/targets/*`: the TUF repository, static.
+
+Updates of one name closer together than `min_interval` are refused
+(dyndns2 "abuse", HTTP 429 with Retry-After). No address is logged unless the
+operator asks for an access log.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import ipaddress
+import logging
+import re
+import secrets
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+from keep.server.checkin.dns import Pusher, Zone
+from keep.server.checkin.registry import NameTakenError, Record, Registry
+
+log = logging.getLogger("keep.checkin")
+NAME_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
+TOKEN_PREFIX = "kc_"  # noqa: S105 — a public prefix, not a secret
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@dataclass
+class CheckinSettings:
+    data_dir: Path
+    zone: str = "dyn.example.test"
+    min_interval: int = 60  # seconds between two updates of one name
+    updates_dir: Path | None = None  # TUF repository (metadata/, targets/)
+    clock: Callable[[], int] = lambda: int(time.time())
+
+
+@dataclass
+class Checkin:
+    settings: CheckinSettings
+    registry: Registry
+    zone: Zone
+    pusher: Pusher | None
+
+
+CHECKIN = web.AppKey("checkin", Checkin)
+
+
+class CheckinError(Exception):
+    def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message, self.headers = status, code, message, headers or {}
+
+
+@web.middleware
+async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except CheckinError as exc:
+        return web.json_response(
+            {"code": exc.code, "message": exc.message}, status=exc.status, headers=exc.headers
+        )
+    except web.HTTPException:
+        raise
+    except Exception as exc:  # noqa: BLE001 — logged by type only, never with request data
+        log.error("internal error: %s", type(exc).__name__)
+        return web.json_response({"code": "internal", "message": "internal error"}, status=500)
+
+
+def _bearer(request: web.Request) -> str:
+    header = request.headers.get("Authorization", "")
+    if not header.startswith("Bearer "):
+        raise CheckinError(401, "unauthorized", "missing token")
+    return header[7:]
+
+
+async def _owned(request: web.Request) -> Record:
+    checkin = request.app[CHECKIN]
+    record = await checkin.registry.authenticate(request.match_info["name"], _bearer(request))
+    if record is None:
+        raise CheckinError(401, "unauthorized", "wrong token or no such name")
+    return record
+
+
+def _source(request: web.Request) -> str:
+    return str(request.remote or "")
+
+
+def _parse(value: Any, family: int, source: str) -> str | None:
+    """An address field: "auto" (the source, if of this family), "" (delete), an address."""
+    if value == "":
+        return None
+    if value == "auto":
+        value = source
+    try:
+        address = ipaddress.ip_address(str(value))
+    except ValueError:
+        raise CheckinError(400, "bad_request", f"not an IP address: {str(value)[:64]!r}") from None
+    if address.version != family:
+        if value == source:
+            raise CheckinError(400, "bad_request", f"the request does not come from an IPv{family} address")
+        raise CheckinError(400, "bad_request", f"not an IPv{family} address")
+    if not address.is_global and not address.is_private and not address.is_loopback:
+        raise CheckinError(400, "bad_request", "not a usable unicast address")
+    return str(address)
+
+
+KEEP_AS_IS = "keep"  # an address argument of _apply that leaves the record as it is
+
+
+async def _apply(
+    request: web.Request, record: Record, ipv4: str | None, ipv6: str | None
+) -> tuple[Record, bool]:
+    """Set the addresses (KEEP_AS_IS leaves one unchanged, None deletes it);
+    enforce the rate limit; push to the DNS server first if there is one."""
+    checkin = request.app[CHECKIN]
+    now = checkin.settings.clock()
+    wait = record.last_request + checkin.settings.min_interval - now
+    if record.last_request and wait > 0:
+        raise CheckinError(429, "abuse", "too many updates", {"Retry-After": str(wait)})
+    new4 = record.ipv4 if ipv4 == KEEP_AS_IS else ipv4
+    new6 = record.ipv6 if ipv6 == KEEP_AS_IS else ipv6
+    if (new4, new6) == (record.ipv4, record.ipv6):
+        await checkin.registry.touch(record.name, now)
+        return Record(record.name, new4, new6, record.updated, now), False
+    if checkin.pusher is not None:
+        try:
+            await checkin.pusher.push(record.name, new4, new6)
+        except Exception as exc:  # noqa: BLE001 — any failure of the DNS server is reported alike
+            log.error("DNS update failed: %s", type(exc).__name__)
+            raise CheckinError(502, "dns_error", "the DNS server did not take the update") from None
+    await checkin.registry.set_addresses(record.name, new4, new6, now)
+    return Record(record.name, new4, new6, now, now), True
+
+
+routes = web.RouteTableDef()
+
+
+@routes.post("/v1/names")
+async def claim(request: web.Request) -> web.Response:
+    checkin = request.app[CHECKIN]
+    try:
+        body = await request.json()
+    except ValueError:
+        raise CheckinError(400, "bad_request", "body must be JSON") from None
+    name = str(body.get("name", "")).lower() if isinstance(body, dict) else ""
+    if not NAME_RE.fullmatch(name) or name == "ns1":
+        raise CheckinError(400, "bad_request", "a name is 1-63 letters, digits or hyphens")
+    token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    try:
+        await checkin.registry.claim(name, token, checkin.settings.clock())
+    except NameTakenError:
+        raise CheckinError(409, "name_taken", f"{name} is taken") from None
+    return web.json_response(
+        {"name": name, "fqdn": f"{name}.{checkin.settings.zone}", "token": token}, status=201
+    )
+
+
+@routes.delete("/v1/names/{name}")
+async def release(request: web.Request) -> web.Response:
+    record = await _owned(request)
+    checkin = request.app[CHECKIN]
+    if checkin.pusher is not None and (record.ipv4 or record.ipv6):
+        await checkin.pusher.push(record.name, None, None)
+    await checkin.registry.release(record.name)
+    return web.Response(status=204)
+
+
+@routes.get("/v1/address")
+async def address(request: web.Request) -> web.Response:
+    return web.json_response({"address": _source(request)})
+
+
+@routes.put("/v1/names/{name}/address")
+async def update(request: web.Request) -> web.Response:
+    record = await _owned(request)
+    try:
+        body = await request.json()
+    except ValueError:
+        raise CheckinError(400, "bad_request", "body must be JSON") from None
+    if not isinstance(body, dict):
+        raise CheckinError(400, "bad_request", "body must be an object")
+    source = _source(request)
+    ipv4 = _parse(body["ipv4"], 4, source) if "ipv4" in body else KEEP_AS_IS
+    ipv6 = _parse(body["ipv6"], 6, source) if "ipv6" in body else KEEP_AS_IS
+    record, changed = await _apply(request, record, ipv4, ipv6)
+    return web.json_response({"ipv4": record.ipv4, "ipv6": record.ipv6, "changed": changed})
+
+
+@routes.get("/nic/update")
+async def dyndns2(request: web.Request) -> web.Response:
+    """The dyndns2 protocol: plain-text replies, HTTP 200 except where noted."""
+    checkin = request.app[CHECKIN]
+
+    def reply(text: str, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+        return web.Response(text=text, status=status, headers=headers)
+
+    token = _basic_password(request)
+    if token is None:
+        return reply("badauth", 401, {"WWW-Authenticate": 'Basic realm="keep-checkin"'})
+    hostnames = [h for h in request.query.get("hostname", "").split(",") if h]
+    if len(hostnames) != 1:
+        return reply("notfqdn")
+    host = hostnames[0].lower().rstrip(".")
+    suffix = "." + checkin.settings.zone
+    if not host.endswith(suffix) or not NAME_RE.fullmatch(host[: -len(suffix)]):
+        return reply("notfqdn")
+    name = host[: -len(suffix)]
+    if not await checkin.registry.exists(name):
+        return reply("nohost")
+    record = await checkin.registry.authenticate(name, token)
+    if record is None:
+        return reply("badauth")
+    source = _source(request)
+    query = request.query
+    try:
+        ipv4 = _parse(query["myip"], 4, source) if "myip" in query else KEEP_AS_IS
+        ipv6 = _parse(query["myipv6"], 6, source) if "myipv6" in query else KEEP_AS_IS
+        if "myip" not in query and "myipv6" not in query:  # classic clients: the source address
+            family = 6 if ":" in source else 4
+            if family == 4:
+                ipv4 = _parse("auto", 4, source)
+            else:
+                ipv6 = _parse("auto", 6, source)
+        record, changed = await _apply(request, record, ipv4, ipv6)
+    except CheckinError as exc:
+        if exc.code == "abuse":
+            return reply("abuse", 429, exc.headers)
+        # dnserr: the address given was unusable or the DNS server refused it.
+        return reply("dnserr" if exc.status < 500 or exc.code == "dns_error" else "911")
+    except Exception as exc:  # noqa: BLE001 — dyndns2 clients understand "911" for trouble
+        log.error("update failed: %s", type(exc).__name__)
+        return reply("911")
+    shown = " ".join(a for a in (record.ipv4, record.ipv6) if a)
+    return reply(f"{'good' if changed else 'nochg'} {shown}".strip())
+
+
+def _basic_password(request: web.Request) -> str | None:
+    header = request.headers.get("Authorization", "")
+    if not header.startswith("Basic "):
+        return None
+    try:
+        decoded = base64.b64decode(header[6:], validate=True).decode()
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+    _, sep, password = decoded.partition(":")
+    return password if sep and password else None
+
+
+def create_app(
+    settings: CheckinSettings, pusher: Pusher | None = None, access_log: bool = False
+) -> web.Application:
+    app = web.Application(middlewares=[errors], client_max_size=64 * 1024)
+    registry = Registry(settings.data_dir / "checkin.db")
+    app[CHECKIN] = Checkin(settings, registry, Zone(settings.zone, registry), pusher)
+    app.add_routes(routes)
+    if settings.updates_dir is not None:
+        app.router.add_static("/updates/metadata", settings.updates_dir / "metadata", follow_symlinks=False)
+        app.router.add_static("/updates/targets", settings.updates_dir / "targets", follow_symlinks=False)
+
+    async def lifecycle(app: web.Application) -> AsyncIterator[None]:
+        await registry.open()
+        yield
+        await registry.close()
+
+    app.cleanup_ctx.append(lifecycle)
+    return app

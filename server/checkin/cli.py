@@ -1,0 +1,145 @@
+"""`keep-checkin`: DNS pointer and update metadata service.
+
+keep-checkin serve --data-dir DIR [--listen 127.0.0.1:8421] [--dns-listen 127.0.0.1:5353]
+                   [--zone dyn.example.test] [--dns-update HOST:PORT --tsig-key FILE]
+                   [--updates DIR] [--min-update-interval 60] [--log-client-addresses]
+keep-checkin release init --repo DIR --keys DIR
+keep-checkin release publish --repo DIR --keys DIR --version V --artifact F [--artifact F ...]
+keep-checkin release refresh --repo DIR --keys DIR        (daily: re-sign the timestamp)
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import click
+from aiohttp import web
+from keep.server.checkin import updates
+from keep.server.checkin.app import CHECKIN, CheckinSettings, create_app
+from keep.server.checkin.dns import Pusher, TsigKey, start_responder
+
+log = logging.getLogger("keep.checkin")
+
+
+def _host_port(value: str) -> tuple[str, int]:
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit():
+        raise click.BadParameter("use HOST:PORT, e.g. 127.0.0.1:8421")
+    return host.strip("[]"), int(port)
+
+
+@click.group()
+def main() -> None:
+    """Keep's check-in service: DNS pointers and signed update metadata."""
+
+
+@main.command()
+@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), required=True)
+@click.option("--listen", default="127.0.0.1:8421", show_default=True)
+@click.option(
+    "--dns-listen", default="127.0.0.1:5353", show_default=True, help="Embedded DNS (UDP+TCP); 'off'."
+)
+@click.option("--zone", default="dyn.example.test", show_default=True)
+@click.option("--dns-update", help="HOST:PORT of an authoritative server to send RFC 2136 updates to.")
+@click.option("--tsig-key", type=click.Path(dir_okay=False, exists=True, path_type=Path))
+@click.option("--updates", "updates_dir", type=click.Path(file_okay=False, exists=True, path_type=Path))
+@click.option("--min-update-interval", default=60, show_default=True, type=click.IntRange(0))
+@click.option("--log-client-addresses", is_flag=True, help="Write an access log with client IPs.")
+def serve(
+    data_dir: Path,
+    listen: str,
+    dns_listen: str,
+    zone: str,
+    dns_update: str | None,
+    tsig_key: Path | None,
+    updates_dir: Path | None,
+    min_update_interval: int,
+    log_client_addresses: bool,
+) -> None:
+    """Serve the registry API, dyndns2, DNS and the update repository."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    if (dns_update is None) != (tsig_key is None):
+        raise click.UsageError("--dns-update and --tsig-key go together")
+    pusher = None
+    if dns_update and tsig_key:
+        try:
+            key = TsigKey.from_file(tsig_key)
+        except ValueError as exc:
+            raise click.UsageError(str(exc)) from None
+        pusher = Pusher(zone, *_host_port(dns_update), key)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    settings = CheckinSettings(
+        data_dir=data_dir.resolve(), zone=zone, min_interval=min_update_interval, updates_dir=updates_dir
+    )
+    app = create_app(settings, pusher)
+    if dns_listen != "off":
+        host, port = _host_port(dns_listen)
+
+        async def dns_server(app: web.Application) -> AsyncIterator[None]:
+            responder = await start_responder(app[CHECKIN].zone, host, port)
+            yield
+            responder.close()
+
+        app.cleanup_ctx.append(dns_server)
+    host, port = _host_port(listen)
+    log.info(
+        "keep-checkin on http://%s:%d, zone %s, DNS %s, updates %s",
+        host,
+        port,
+        zone,
+        dns_listen if not pusher else f"pushed to {dns_update}",
+        "served" if updates_dir else "off",
+    )
+    web.run_app(
+        app,
+        host=host,
+        port=port,
+        print=None,
+        access_log=logging.getLogger("keep.checkin.access") if log_client_addresses else None,
+    )
+
+
+@main.group()
+def release() -> None:
+    """Create and sign update metadata (keys stay outside the service)."""
+
+
+repo_option = click.option("--repo", type=click.Path(file_okay=False, path_type=Path), required=True)
+keys_option = click.option("--keys", type=click.Path(file_okay=False, path_type=Path), required=True)
+
+
+@release.command("init")
+@repo_option
+@keys_option
+def release_init(repo: Path, keys: Path) -> None:
+    """New keys (one per role, 0600) and version 1 of all metadata."""
+    updates.init(repo, keys)
+    click.echo(f"repository in {repo}; keys in {keys} — keep them offline; ship {repo}/metadata/1.root.json")
+
+
+@release.command("publish")
+@repo_option
+@keys_option
+@click.option("--version", "version", required=True)
+@click.option(
+    "--artifact", "artifacts", multiple=True, type=click.Path(dir_okay=False, exists=True, path_type=Path)
+)
+def release_publish(repo: Path, keys: Path, version: str, artifacts: tuple[Path, ...]) -> None:
+    """Publish VERSION with its artifacts."""
+    updates.release(repo, keys, version, list(artifacts))
+    click.echo(f"published {version}")
+
+
+@release.command("refresh")
+@repo_option
+@keys_option
+def release_refresh(repo: Path, keys: Path) -> None:
+    """Re-sign the timestamp (run daily: it expires after a day)."""
+    updates.refresh(repo, keys)
+    click.echo("timestamp re-signed")
+
+
+if __name__ == "__main__":
+    main()
