@@ -1,4 +1,4 @@
-"""A TCP proxy on 127.0.0.1 that counts the bytes going each way.
+"""A TCP proxy on 127.0.0.1 that counts connections and the bytes each way.
 
 Put between a backup client and its server, it measures what the client
 downloaded and uploaded, the same way for every tool. Runs its own event loop
@@ -21,12 +21,13 @@ class ByteProxy:
         self.port = 0
         self.down = 0  # server -> client
         self.up = 0  # client -> server
+        self.connections = 0
         self._loop = asyncio.new_event_loop()
         self._ready = threading.Event()
         self._thread = threading.Thread(target=self._run, name="byte-proxy", daemon=True)
 
     def reset(self) -> None:
-        self.down = self.up = 0
+        self.down = self.up = self.connections = 0
 
     def _run(self) -> None:
         asyncio.set_event_loop(self._loop)
@@ -37,6 +38,7 @@ class ByteProxy:
         server.close()
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
         try:
             up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
         except OSError:

@@ -1,4 +1,5 @@
-"""Start and stop a real `keep-server` process for benchmarks and end-to-end runs."""
+"""Start and stop real `keep-server` and `keep-checkin` processes for
+benchmarks and end-to-end runs."""
 
 from __future__ import annotations
 
@@ -16,10 +17,19 @@ from pathlib import Path
 START_TIMEOUT = 30.0
 
 
+_handed_out: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A free TCP port on 127.0.0.1, never one this process handed out before
+    (the kernel may offer a just-released port again)."""
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = int(s.getsockname()[1])
+        if port not in _handed_out:
+            _handed_out.add(port)
+            return port
 
 
 @contextmanager
@@ -27,9 +37,29 @@ def keep_server(
     data_dir: Path, *extra: str, port: int | None = None
 ) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     """Yield (base URL, process) of a keep-server on 127.0.0.1; stop it by PID after."""
+    with _service("keep-server", "/healthz", data_dir, extra, port) as started:
+        yield started
+
+
+@contextmanager
+def checkin_server(
+    data_dir: Path, *extra: str, port: int | None = None
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """Yield (base URL, process) of a keep-checkin on 127.0.0.1 (DNS responder
+    on a free port unless `extra` says otherwise); stop it by PID after."""
+    if "--dns-listen" not in extra:
+        extra = (*extra, "--dns-listen", f"127.0.0.1:{free_port()}")
+    with _service("keep-checkin", "/v1/address", data_dir, extra, port) as started:
+        yield started
+
+
+@contextmanager
+def _service(
+    name: str, ready_path: str, data_dir: Path, extra: tuple[str, ...], port: int | None
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     port = port or free_port()
-    exe = Path(sys.executable).with_name("keep-server")
-    log = (data_dir.parent / f"{data_dir.name}-server.log").open("ab")
+    exe = Path(sys.executable).with_name(name)
+    log = (data_dir.parent / f"{data_dir.name}-{name}.log").open("ab")
     proc = subprocess.Popen(
         [str(exe), "serve", "--data-dir", str(data_dir), "--listen", f"127.0.0.1:{port}", *extra],
         stdout=log,
@@ -40,11 +70,11 @@ def keep_server(
         deadline = time.monotonic() + START_TIMEOUT
         while True:
             try:
-                with urllib.request.urlopen(f"{url}/healthz", timeout=1):  # noqa: S310 — our own http URL
+                with urllib.request.urlopen(f"{url}{ready_path}", timeout=1):  # noqa: S310 — our own http URL
                     break
             except OSError:
                 if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"keep-server did not start; see {log.name}") from None
+                    raise RuntimeError(f"{name} did not start; see {log.name}") from None
                 time.sleep(0.05)
         yield url, proc
     finally:

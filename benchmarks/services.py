@@ -166,3 +166,60 @@ def create_bucket(endpoint: str, name: str) -> None:
         aws_secret_access_key=S3_SECRET,
     )
     client.create_bucket(Bucket=name)
+
+
+TSIG_NAME = "keep-update"
+
+
+@contextmanager
+def bind9(zone: str) -> Iterator[tuple[int, Path]]:
+    """A real BIND 9 `named` on 127.0.0.1, primary for `zone`, accepting
+    RFC 2136 updates signed with a fresh TSIG key. Yields (port, key file in
+    BIND's format)."""
+    import base64
+    import secrets as _secrets
+
+    import dns.message
+    import dns.query
+
+    named = shutil.which("named") or "/usr/sbin/named"
+    if not os.path.exists(named):
+        raise RuntimeError("named is missing (scripts/test-services.sh installs bind9)")
+    root = Path(tempfile.mkdtemp(prefix="keep-bind-"))
+    port = free_port()
+    secret = base64.b64encode(_secrets.token_bytes(32)).decode()
+    key_text = f'key "{TSIG_NAME}" {{\n\talgorithm hmac-sha256;\n\tsecret "{secret}";\n}};\n'
+    (root / "update.key").write_text(key_text)
+    (root / "db.zone").write_text(
+        "$TTL 60\n@ IN SOA ns1 hostmaster 1 3600 600 86400 60\n@ IN NS ns1\nns1 IN A 127.0.0.1\n"
+    )
+    (root / "named.conf").write_text(
+        f'options {{ directory "{root}"; listen-on port {port} {{ 127.0.0.1; }}; listen-on-v6 {{ none; }};\n'
+        f'  recursion no; dnssec-validation no; pid-file "{root}/named.pid";\n'
+        f'  session-keyfile "{root}/session.key"; }};\n'
+        f"controls {{ }};\n{key_text}"
+        f'zone "{zone}" {{ type primary; file "{root}/db.zone"; allow-update {{ key "{TSIG_NAME}"; }}; }};\n'
+    )
+    log = (root / "named.log").open("ab")
+    proc = subprocess.Popen(
+        [named, "-g", "-n", "1", "-c", str(root / "named.conf")], stdout=log, stderr=subprocess.STDOUT
+    )
+    try:
+        deadline = time.monotonic() + START_TIMEOUT
+        while True:
+            try:
+                dns.query.udp(dns.message.make_query(zone, "SOA"), "127.0.0.1", port=port, timeout=0.5)
+                break
+            except (OSError, dns.exception.Timeout):
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"named did not start; see {root / 'named.log'}") from None
+        yield port, root / "update.key"
+    finally:
+        os.kill(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait()
+        log.close()
+        shutil.rmtree(root, ignore_errors=True)

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the test suite's real services need: Debian's PostgreSQL
 # server binaries (the tests start their own throw-away cluster on
-# 127.0.0.1; the package's own cluster is never started) and moto's S3
+# 127.0.0.1; the package's own cluster is never started), Debian's BIND 9
+# (the tests start their own named on 127.0.0.1 for RFC 2136) and moto's S3
 # server from PyPI, in its own venv (.services/moto: its boto3 pins must not
 # fight aiobotocore's botocore pins in the project's venv). Idempotent and
 # quick when everything is there. Needs root for apt; without root it says
@@ -18,12 +19,13 @@ if [ ! -x .services/moto/bin/moto_server ]; then
 fi
 
 have_postgres() { ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1; }
+have_all() { have_postgres && command -v named >/dev/null; }
 
-if have_postgres; then
+if have_all; then
     exit 0
 fi
 if [ "$(id -u)" != 0 ]; then
-    echo "test-services: PostgreSQL server binaries missing; run as root: apt-get install postgresql" >&2
+    echo "test-services: PostgreSQL or BIND 9 missing; run as root: apt-get install postgresql bind9" >&2
     exit 0
 fi
 export DEBIAN_FRONTEND=noninteractive
@@ -35,5 +37,5 @@ if [ ! -e "$policy" ]; then
 fi
 trap '[ "$created_policy" = 1 ] && rm -f "$policy"' EXIT
 apt-get update -qq >/dev/null
-apt-get install -y -qq --no-install-recommends postgresql >/dev/null
-have_postgres
+apt-get install -y -qq --no-install-recommends postgresql bind9 >/dev/null
+have_all

@@ -75,10 +75,10 @@ def serve(
     )
     app = create_app(settings, pusher)
     if dns_listen != "off":
-        host, port = _host_port(dns_listen)
+        dns_host, dns_port = _host_port(dns_listen)
 
         async def dns_server(app: web.Application) -> AsyncIterator[None]:
-            responder = await start_responder(app[CHECKIN].zone, host, port)
+            responder = await start_responder(app[CHECKIN].zone, dns_host, dns_port)
             yield
             responder.close()
 

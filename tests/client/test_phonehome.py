@@ -1,0 +1,192 @@
+"""The device agent against a real keep-checkin process (behind a counting
+proxy): off means zero connections, DDNS etiquette, and TUF update checks
+that catch expired, rolled-back, badly signed, tampered and mixed metadata."""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import shutil
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import dns.message
+import dns.query
+import dns.rcode
+import pytest
+from keep.server.checkin import updates
+
+from benchmarks.byte_proxy import ByteProxy, byte_proxy
+from benchmarks.server_process import checkin_server, free_port
+from tests.client.conftest import KEEP
+
+ZONE = "dyn.example.test"
+
+
+@dataclass
+class Service:
+    url: str  # through the proxy
+    proxy: ByteProxy
+    repo: Path
+    keys: Path
+    dns_port: int
+
+
+@pytest.fixture
+def service(tmp_path: Path) -> Iterator[Service]:
+    repo, keys = tmp_path / "repo", tmp_path / "keys"
+    updates.init(repo, keys)
+    artifact = tmp_path / "keep-99.0.0.tar.gz"
+    artifact.write_bytes(b"release bytes")
+    updates.release(repo, keys, "99.0.0", [artifact])
+    dns_port = free_port()
+    with checkin_server(
+        tmp_path / "checkin",
+        "--updates",
+        str(repo),
+        "--zone",
+        ZONE,
+        "--dns-listen",
+        f"127.0.0.1:{dns_port}",
+        "--min-update-interval",
+        "0",
+    ) as (url, _):
+        port = int(url.rsplit(":", 1)[1])
+        with byte_proxy(port) as proxy:
+            yield Service(f"http://127.0.0.1:{proxy.port}", proxy, repo, keys, dns_port)
+
+
+class Agent:
+    def __init__(self, home: Path, service: Service, **settings: Any) -> None:
+        self.home = home
+        self.config = home / "keep.toml"
+        home.mkdir(parents=True, exist_ok=True)
+        table = {
+            "url": service.url,
+            "name": "cottage",
+            "update_root": str(service.repo / "metadata" / "1.root.json"),
+        }
+        table.update(settings)
+        body = "\n".join(f"{k} = {json.dumps(v)}" for k, v in table.items())
+        self.config.write_text(f"# my device\n[phonehome]\n{body}\n")
+
+    def run(self, *args: str) -> subprocess.CompletedProcess[str]:
+        env = {**os.environ, "KEEP_HOME": str(self.home), "KEEP_CONFIG": str(self.config)}
+        return subprocess.run(
+            [KEEP, "--json", *args], env=env, capture_output=True, text=True, timeout=120, check=False
+        )
+
+    def checkin(self) -> tuple[int, dict[str, str]]:
+        result = self.run("agent", "checkin")
+        return result.returncode, json.loads(result.stdout) if result.stdout else {"stderr": result.stderr}
+
+
+def lookup(service: Service, name: str) -> dns.message.Message:
+    return dns.query.udp(
+        dns.message.make_query(f"{name}.{ZONE}", "A"), "127.0.0.1", port=service.dns_port, timeout=5
+    )
+
+
+def test_off_means_no_connection_at_all(service: Service, tmp_path: Path) -> None:
+    agent = Agent(tmp_path / "device", service, ddns=False, updates=False)
+    service.proxy.reset()
+    code, out = agent.checkin()
+    assert (code, out) == (0, {"ddns": "off", "updates": "off"})
+    assert service.proxy.connections == 0
+    agent.run("phonehome", "enable", "updates")
+    assert "# my device" in agent.config.read_text()  # the owner's comments survive
+    code, out = agent.checkin()
+    assert out["ddns"] == "off"
+    assert out["updates"] == "update available: 99.0.0 (installed 0.1.0)"
+    assert service.proxy.connections > 0
+
+
+def test_ddns_updates_only_on_change_and_switching_off_deletes_once(service: Service, tmp_path: Path) -> None:
+    agent = Agent(tmp_path / "device", service, updates=False)
+    code, out = agent.checkin()
+    assert (code, out["ddns"]) == (0, f"updated cottage.{ZONE} -> 127.0.0.1")
+    assert lookup(service, "cottage").answer[0][0].to_text() == "127.0.0.1"
+    service.proxy.reset()
+    code, out = agent.checkin()
+    assert out["ddns"] == "unchanged (127.0.0.1)"
+    assert service.proxy.connections == 1  # only "which address do I come from?"
+    state = json.loads((agent.home / "phonehome.json").read_text())
+    status = json.loads(agent.run("phonehome", "status").stdout)
+    assert status["ddns"]["enabled"] is True
+    assert state["ddns"]["token"] not in json.dumps(status)  # the token is never shown
+    service.proxy.reset()
+    assert agent.run("phonehome", "disable", "ddns").returncode == 0
+    assert service.proxy.connections == 1  # the one request to delete the record
+    assert lookup(service, "cottage").rcode() == dns.rcode.NXDOMAIN
+    service.proxy.reset()
+    assert agent.checkin()[1]["ddns"] == "off"
+    assert service.proxy.connections == 0
+
+
+def test_a_taken_name_stops_ddns_with_a_clear_reason(service: Service, tmp_path: Path) -> None:
+    first = Agent(tmp_path / "one", service, updates=False)
+    assert first.checkin()[0] == 0
+    second = Agent(tmp_path / "two", service, updates=False)
+    assert second.checkin()[1]["ddns"] == "stopped: the name cottage is taken"
+    service.proxy.reset()
+    assert "stopped" in second.checkin()[1]["ddns"]
+    assert service.proxy.connections == 0  # stopped means no more requests
+
+
+def refused(agent: Agent, needle: str) -> None:
+    code, out = agent.checkin()
+    assert code == 15, out
+    assert needle in agent.run("phonehome", "status").stdout
+
+
+def test_update_check_catches_attacks(service: Service, tmp_path: Path) -> None:
+    meta = service.repo / "metadata"
+    agent = Agent(tmp_path / "device", service, ddns=False)
+    assert agent.checkin()[1]["updates"].startswith("update available: 99.0.0")
+
+    # Tampered release: latest.json no longer matches its signed hash.
+    latest = service.repo / "targets" / "latest.json"
+    original = latest.read_bytes()
+    latest.write_bytes(original.replace(b"99.0.0", b"99.9.9"))
+    shutil.rmtree(agent.home / "updates" / "targets")
+    refused(agent, "does not match its signed hash")
+    latest.write_bytes(original)
+
+    # Rollback: an older timestamp after a newer one was seen.
+    old_timestamp = (meta / "timestamp.json").read_bytes()
+    updates.refresh(service.repo, service.keys)
+    assert agent.checkin()[0] == 0
+    (meta / "timestamp.json").write_bytes(old_timestamp)
+    refused(agent, "rolled back")
+
+    # Mix and match: a snapshot from another release than the timestamp names.
+    updates.refresh(service.repo, service.keys)
+    assert agent.checkin()[0] == 0
+    old_snapshot = (meta / "snapshot.json").read_bytes()
+    artifact = tmp_path / "keep-99.0.1.tar.gz"
+    artifact.write_bytes(b"newer release")
+    updates.release(service.repo, service.keys, "99.0.1", [artifact])
+    (meta / "snapshot.json").write_bytes(old_snapshot)
+    refused(agent, "REFUSED")
+
+    # Bad signature: a timestamp whose signature does not verify.
+    updates.release(service.repo, service.keys, "99.0.2", [artifact])
+    signed = json.loads((meta / "timestamp.json").read_text())
+    sig = signed["signatures"][0]["sig"]
+    signed["signatures"][0]["sig"] = ("0" if sig[0] != "0" else "1") + sig[1:]
+    (meta / "timestamp.json").write_text(json.dumps(signed))
+    refused(agent, "not properly signed")
+
+    # Freeze: a correctly signed timestamp that has expired.
+    past = datetime.datetime.now(datetime.UTC) - datetime.timedelta(days=3)
+    updates.refresh(service.repo, service.keys, now=past)
+    fresh = Agent(tmp_path / "fresh", service, ddns=False)
+    refused(fresh, "expired")
+
+    # Healed: a properly re-signed repository is accepted again.
+    updates.refresh(service.repo, service.keys)
+    assert fresh.checkin()[1]["updates"].startswith("update available: 99.0.2")
