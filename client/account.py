@@ -99,7 +99,7 @@ def enroll_device(
         device_id, token = str(reply["id"]), str(reply["token"])
     except (KeyError, TypeError):
         raise KeepError("the server sent a malformed device enrollment") from None
-    return DeviceState(remote.base_url, account, device_id, token, master, preferred_suite(), None)
+    return DeviceState(remote.base_url, account, device_id, token, master, preferred_suite(), remote.ca_file)
 
 
 def owner_login(

@@ -14,6 +14,7 @@ else `$XDG_CONFIG_HOME/keep/keep.toml`. A missing config file means defaults.
     excludes = ["*.tmp", "/srv/cache"]
     exclude_caches = true
     one_file_system = false
+    schedule = "daily"               # systemd OnCalendar= for `keep schedule install`
 
     [retention]                      # defaults for `keep forget`
     keep_daily = 7
@@ -71,6 +72,7 @@ class Config:
     excludes: tuple[str, ...] = ()
     exclude_caches: bool = False
     one_file_system: bool = False
+    schedule: str = "daily"
     retention: dict[str, Any] = field(default_factory=dict)
     phonehome: dict[str, Any] = field(default_factory=dict)
 
@@ -118,6 +120,7 @@ def load_config(path: Path | None = None) -> Config:
         excludes=tuple(excludes),
         exclude_caches=bool(_typed(backup, "exclude_caches", bool, where)),
         one_file_system=bool(_typed(backup, "one_file_system", bool, where)),
+        schedule=_typed(backup, "schedule", str, where) or "daily",
         retention=dict(retention),
         phonehome=dict(raw.get("phonehome", {})),
     )

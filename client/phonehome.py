@@ -22,6 +22,7 @@ import contextlib
 import importlib.metadata
 import json
 import os
+import secrets
 import ssl
 import tempfile
 import time
@@ -39,6 +40,8 @@ KEEPALIVE = 7 * 86400  # refresh an unchanged record weekly
 BACKOFF_START, BACKOFF_MAX = 300, 86400
 TIMEOUT = 20
 DEFAULT_ROOT = Path("/etc/keep/update-root.json")
+UPDATE_EVERY = 86400  # one update check a day …
+UPDATE_JITTER = 7200  # … at a random time up to 2 h later, so devices do not arrive together
 
 
 class UpdateVerificationError(KeepError):
@@ -215,17 +218,42 @@ def release_name(settings: Settings, state: dict[str, Any]) -> str:
     return result
 
 
-def updates_checkin(settings: Settings, state: dict[str, Any], home: Path, now: float) -> str:
-    """One update check; returns a one-line result, raises UpdateVerificationError."""
+def updates_checkin(
+    settings: Settings, state: dict[str, Any], home: Path, now: float, force: bool = False
+) -> str:
+    """One update check (if due, or `force`); returns a one-line result,
+    raises UpdateVerificationError."""
     s = state.setdefault("updates", {})
     if not settings.updates:
         return "off"
+    if not force and now < s.get("next_check", 0):
+        return f"next check after {time.strftime('%Y-%m-%d %H:%M', time.localtime(s['next_check']))}"
+    s["next_check"] = now + UPDATE_EVERY + secrets.randbelow(UPDATE_JITTER)
     if not settings.url:
         return _result(s, now, "not configured: set [phonehome] url", attempt=False)
     try:
         root = settings.update_root.read_bytes()
     except OSError:
         return _result(s, now, f"no trusted update root at {settings.update_root}", attempt=False)
+    try:
+        version = _latest_version(settings.url, root, home)
+    except UpdateVerificationError as exc:
+        raise _verification(s, now, str(exc)) from None
+    except (OSError, ValueError, KeyError) as exc:
+        return _result(s, now, f"error: {exc}")
+    if version is None:
+        return _result(s, now, "no release published yet")
+    current = installed_version()
+    s["latest"] = version
+    if _newer(version, current):
+        return _result(s, now, f"update available: {version} (installed {current})")
+    return _result(s, now, f"up to date ({current})")
+
+
+def _latest_version(url: str, root: bytes, home: Path) -> str | None:
+    """The newest released version, from verified metadata; None if nothing
+    is released. Verification failures raise UpdateVerificationError, an
+    unreachable service OSError."""
     from tuf.api import exceptions as tuf_errors
     from tuf.ngclient import Updater
 
@@ -236,39 +264,32 @@ def updates_checkin(settings: Settings, state: dict[str, Any], home: Path, now: 
     try:
         updater = Updater(
             str(metadata_dir),
-            f"{settings.url}/updates/metadata/",
+            f"{url}/updates/metadata/",
             str(targets_dir),
-            f"{settings.url}/updates/targets/",
+            f"{url}/updates/targets/",
             bootstrap=root,
         )
         updater.refresh()
         info = updater.get_targetinfo("latest.json")
         if info is None:
-            return _result(s, now, "no release published yet")
-        path = updater.download_target(info)
-        latest = json.loads(Path(path).read_text())
-        version = str(latest["version"])
+            return None
+        return str(json.loads(Path(updater.download_target(info)).read_text())["version"])
     except tuf_errors.ExpiredMetadataError as exc:
-        raise _verification(s, now, f"update metadata has expired (possible freeze attack): {exc}") from None
+        raise UpdateVerificationError(
+            f"update metadata has expired (possible freeze attack): {exc}"
+        ) from None
     except tuf_errors.BadVersionNumberError as exc:
-        raise _verification(s, now, f"update metadata was rolled back: {exc}") from None
+        raise UpdateVerificationError(f"update metadata was rolled back: {exc}") from None
     except tuf_errors.UnsignedMetadataError as exc:
-        raise _verification(s, now, f"update metadata is not properly signed: {exc}") from None
+        raise UpdateVerificationError(f"update metadata is not properly signed: {exc}") from None
     except tuf_errors.LengthOrHashMismatchError as exc:
-        raise _verification(
-            s, now, f"update metadata or release does not match its signed hash: {exc}"
+        raise UpdateVerificationError(
+            f"update metadata or release does not match its signed hash: {exc}"
         ) from None
     except tuf_errors.DownloadError as exc:
-        return _result(s, now, f"error: update service unreachable ({exc})")
+        raise OSError(f"update service unreachable ({exc})") from None
     except tuf_errors.RepositoryError as exc:
-        raise _verification(s, now, f"update metadata is inconsistent: {exc}") from None
-    except (OSError, ValueError, KeyError) as exc:
-        return _result(s, now, f"error: {exc}")
-    current = installed_version()
-    s["latest"] = version
-    if _newer(version, current):
-        return _result(s, now, f"update available: {version} (installed {current})")
-    return _result(s, now, f"up to date ({current})")
+        raise UpdateVerificationError(f"update metadata is inconsistent: {exc}") from None
 
 
 def installed_version() -> str:

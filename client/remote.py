@@ -138,7 +138,7 @@ class Remote:
         self._host = parts.hostname
         self._port = parts.port or (443 if self._https else 80)
         self._prefix = parts.path.rstrip("/")
-        self._ca_file = ca_file
+        self.ca_file = ca_file
         self._ssl: ssl.SSLContext | None = None
         self._local = threading.local()
         self._connections: list[http.client.HTTPConnection] = []
@@ -165,7 +165,7 @@ class Remote:
         if conn is None:
             if self._https:
                 if self._ssl is None:
-                    self._ssl = ssl.create_default_context(cafile=self._ca_file)
+                    self._ssl = ssl.create_default_context(cafile=self.ca_file)
                 conn = http.client.HTTPSConnection(
                     self._host, self._port, timeout=READ_TIMEOUT, context=self._ssl, blocksize=FILE_BLOCK
                 )

@@ -21,6 +21,7 @@ from keep.server.app import create_app
 from keep.server.backends import BackendURLError, check_urls, describe, metadata_store, object_store
 from keep.server.scrub import AccountScrub, scrub
 from keep.server.settings import Settings
+from keep.server.systemd import check_data_dir, notify_when_listening
 
 log = logging.getLogger("keep.server")
 
@@ -63,7 +64,9 @@ def serve(
     host, port = _listen(listen)
     if (tls_cert is None) != (tls_key is None):
         raise click.UsageError("--tls-cert and --tls-key go together")
-    data_dir.mkdir(parents=True, exist_ok=True)
+    problem = check_data_dir(data_dir)
+    if problem:
+        raise click.UsageError(problem)
     settings = Settings(
         data_dir=data_dir.resolve(),
         host=host,
@@ -94,8 +97,10 @@ def serve(
         describe(settings.resolved_objects_url),
         registration,
     )
+    app = create_app(settings)
+    notify_when_listening(app, host, port)
     web.run_app(
-        create_app(settings),
+        app,
         host=host,
         port=port,
         ssl_context=ssl_context,

@@ -24,16 +24,18 @@ def agent() -> None:
 
 
 @agent.command("checkin")
+@click.option("--now", "force", is_flag=True, help="Check for updates now, even if checked today.")
 @click.pass_obj
-def checkin(ctx: CliContext) -> None:
-    """One check-in: DNS pointer and update check, each only if switched on."""
+def checkin(ctx: CliContext, force: bool) -> None:
+    """One check-in: DNS pointer and update check, each only if switched on
+    (updates once a day unless --now)."""
     settings = _settings(ctx)
     state = phonehome.load_state(ctx.home)
     now = time.time()
     error: phonehome.UpdateVerificationError | None = None
     ddns = phonehome.ddns_checkin(settings, state, now)
     try:
-        updates = phonehome.updates_checkin(settings, state, ctx.home, now)
+        updates = phonehome.updates_checkin(settings, state, ctx.home, now, force)
     except phonehome.UpdateVerificationError as exc:
         error, updates = exc, f"REFUSED: {exc}"
     phonehome.save_state(ctx.home, state)

@@ -20,6 +20,7 @@ class CliContext:
     home: Path
     config_file: Path
     insecure_http: bool = False
+    ca_file: str | None = None  # --ca-file / $KEEP_CA_FILE: trust this CA for https
     _config: Config | None = None
 
     @property
@@ -60,10 +61,16 @@ class KeepGroup(click.Group):
 @click.option(
     "--insecure-http", is_flag=True, help="Allow plain http to a server that is not on this machine."
 )
+@click.option(
+    "--ca-file",
+    envvar="KEEP_CA_FILE",
+    type=click.Path(dir_okay=False, exists=True),
+    help="Verify the server's certificate against this CA (also $KEEP_CA_FILE); remembered by init/login.",
+)
 @click.pass_context
-def cli(ctx: click.Context, json_output: bool, insecure_http: bool) -> None:
+def cli(ctx: click.Context, json_output: bool, insecure_http: bool, ca_file: str | None) -> None:
     """Keep: zero-knowledge, deduplicating, encrypted backups."""
-    ctx.obj = CliContext(json_output, state_dir(), config_path(), insecure_http)
+    ctx.obj = CliContext(json_output, state_dir(), config_path(), insecure_http, ca_file)
 
 
 def main() -> None:
@@ -77,6 +84,7 @@ def main() -> None:
         login,
         maintenance,
         restore,
+        schedule,
         verify,
     )
 

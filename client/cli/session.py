@@ -66,7 +66,10 @@ def write_private_file(path: Path, text: str) -> None:
 def connect(ctx: CliContext, server_url: str, token: str | None = None, ca_file: str | None = None) -> Remote:
     """The one place a command opens a connection to the server."""
     return Remote(
-        server_url, token, ca_file=ca_file or ctx.config.ca_file, allow_insecure_http=ctx.insecure_http
+        server_url,
+        token,
+        ca_file=ctx.ca_file or ca_file or ctx.config.ca_file,
+        allow_insecure_http=ctx.insecure_http,
     )
 
 

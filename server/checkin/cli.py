@@ -19,6 +19,7 @@ from aiohttp import web
 from keep.server.checkin import updates
 from keep.server.checkin.app import CHECKIN, CheckinSettings, create_app
 from keep.server.checkin.dns import Pusher, TsigKey, start_responder
+from keep.server.systemd import check_data_dir, notify_when_listening
 
 log = logging.getLogger("keep.checkin")
 
@@ -69,7 +70,9 @@ def serve(
         except ValueError as exc:
             raise click.UsageError(str(exc)) from None
         pusher = Pusher(zone, *_host_port(dns_update), key)
-    data_dir.mkdir(parents=True, exist_ok=True)
+    problem = check_data_dir(data_dir)
+    if problem:
+        raise click.UsageError(problem)
     settings = CheckinSettings(
         data_dir=data_dir.resolve(), zone=zone, min_interval=min_update_interval, updates_dir=updates_dir
     )
@@ -84,6 +87,7 @@ def serve(
 
         app.cleanup_ctx.append(dns_server)
     host, port = _host_port(listen)
+    notify_when_listening(app, host, port)
     log.info(
         "keep-checkin on http://%s:%d, zone %s, DNS %s, updates %s",
         host,

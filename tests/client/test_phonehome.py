@@ -81,7 +81,7 @@ class Agent:
         )
 
     def checkin(self) -> tuple[int, dict[str, str]]:
-        result = self.run("agent", "checkin")
+        result = self.run("agent", "checkin", "--now")
         return result.returncode, json.loads(result.stdout) if result.stdout else {"stderr": result.stderr}
 
 
