@@ -218,6 +218,12 @@ class Remote:
             reused = getattr(self._local, "conn", None) is not None
             try:
                 status, raw, ctype = self._exchange(method, path, body, hdrs, limit)
+            except ssl.SSLCertVerificationError as exc:
+                self._drop_connection()
+                raise ServerUnreachableError(
+                    f"the TLS certificate of {self.base_url} could not be verified ({exc.verify_message}); "
+                    "if the server uses a private CA, give it with --ca-file or KEEP_CA_FILE"
+                ) from None
             except (OSError, http.client.HTTPException) as exc:
                 self._drop_connection()
                 if reused and isinstance(exc, STALE_CONNECTION):

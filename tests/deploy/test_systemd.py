@@ -1,0 +1,112 @@
+"""Every unit file passes `systemd-analyze verify` with no output at all (it
+exits 0 even on unknown keys, so any output fails the test), both as shipped
+in deploy/systemd/ and as `keep schedule install` writes them.
+
+verify runs against a throw-away root holding the host's standard units and
+the executables the units name (copied there: keep is not installed
+system-wide in CI)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent.parent
+UNITS = ROOT / "deploy" / "systemd"
+VENV_BIN = Path(sys.executable).parent
+
+
+def verify_root(tmp_path: Path, executables: dict[str, Path]) -> Path:
+    if shutil.which("systemd-analyze") is None:
+        pytest.skip("systemd-analyze missing (scripts/test-services.sh installs systemd)")
+    root = tmp_path / "root"
+    (root / "usr" / "lib" / "systemd").mkdir(parents=True)
+    shutil.copytree("/lib/systemd/system", root / "usr" / "lib" / "systemd" / "system", symlinks=True)
+    for target, source in executables.items():
+        dest = root / target.lstrip("/")
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(source, dest)
+    return root
+
+
+def verify(root: Path, names: list[str]) -> str:
+    result = subprocess.run(
+        ["systemd-analyze", "verify", f"--root={root}", *names], capture_output=True, text=True, check=False
+    )
+    return (result.stdout + result.stderr).strip()
+
+
+def unit_names(directory: Path) -> list[str]:
+    names = sorted(p.name for p in directory.iterdir() if p.suffix in (".service", ".timer"))
+    return [n.replace("@.", "@test.") for n in names]
+
+
+def test_shipped_units_verify_cleanly(tmp_path: Path) -> None:
+    root = verify_root(
+        tmp_path,
+        {
+            "/usr/local/bin/keep": VENV_BIN / "keep",
+            "/usr/local/bin/keep-server": VENV_BIN / "keep-server",
+            "/usr/local/bin/keep-checkin": VENV_BIN / "keep-checkin",
+            "/usr/bin/systemd-cat": Path("/usr/bin/systemd-cat"),
+            "/bin/echo": Path("/bin/echo"),
+        },
+    )
+    unit_dir = root / "etc" / "systemd" / "system"
+    unit_dir.mkdir(parents=True)
+    for path in UNITS.iterdir():
+        if path.suffix in (".service", ".timer"):
+            shutil.copy2(path, unit_dir / path.name)
+    names = unit_names(unit_dir)
+    assert len(names) == 8  # 6 services (one a template) and 2 timers
+    assert verify(root, names) == ""
+    # The check can fail: an unknown key is reported.
+    (unit_dir / "keep-backup.timer").write_text((UNITS / "keep-backup.timer").read_text() + "Bogus=1\n")
+    assert "Unknown key" in verify(root, ["keep-backup.timer"])
+
+
+def test_schedule_install_writes_units_that_verify(tmp_path: Path) -> None:
+    config = tmp_path / "keep.toml"
+    config.write_text('[backup]\nsources = ["/srv"]\nschedule = "*-*-* 03:30:00"\n')
+    env = {**os.environ, "KEEP_HOME": str(tmp_path / "home"), "KEEP_CONFIG": str(config)}
+    root = verify_root(
+        tmp_path,
+        {
+            str(VENV_BIN / "keep"): VENV_BIN / "keep",
+            "/usr/bin/systemd-cat": Path("/usr/bin/systemd-cat"),
+            "/bin/echo": Path("/bin/echo"),
+        },
+    )
+    keep = str(VENV_BIN / "keep")
+    out = subprocess.run(
+        [keep, "--json", "schedule", "install", "--root", str(root)],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert json.loads(out.stdout)["schedule"] == "*-*-* 03:30:00"
+    unit_dir = root / "etc" / "systemd" / "system"
+    timer = (unit_dir / "keep-backup.timer").read_text()
+    assert "OnCalendar=*-*-* 03:30:00" in timer
+    assert f"ExecStart={VENV_BIN / 'keep'} backup" in (unit_dir / "keep-backup.service").read_text()
+    assert (root / "etc" / "sysusers.d" / "keep.conf").exists()
+    assert verify(root, [n for n in unit_names(unit_dir) if n.startswith("keep")]) == ""
+    status = subprocess.run(
+        [keep, "--json", "schedule", "status", "--root", str(root)],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert all(json.loads(status.stdout)["installed"].values())
+    subprocess.run(
+        [keep, "schedule", "remove", "--root", str(root)], env=env, capture_output=True, check=True
+    )
+    assert not list(unit_dir.glob("keep*"))

@@ -1,0 +1,245 @@
+"""TLS for real: nginx (deploy/proxy/keep.conf) in front of keep-server, and
+keep-server's own --tls-cert/--tls-key, with the client verifying against a
+throw-away CA (--ca-file / KEEP_CA_FILE). Plus the servers' systemd
+notification (READY=1, WATCHDOG=1) and their refusal of a bad data dir."""
+
+from __future__ import annotations
+
+import datetime
+import ipaddress
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from benchmarks.server_process import free_port, keep_server
+from tests.client.conftest import Device
+from tests.client.test_faults import random_tree, restored
+from tests.client.tree_builder import describe
+
+ROOT = Path(__file__).resolve().parent.parent.parent
+VENV_BIN = Path(sys.executable).parent
+
+
+def make_ca(tmp: Path) -> tuple[Path, Path, Path]:
+    """(CA cert, server cert chain, server key) for 127.0.0.1 and localhost."""
+    now = datetime.datetime.now(datetime.UTC)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Keep test CA")])
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .sign(ca_key, hashes.SHA256())
+    )
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")]))
+        .issuer_name(ca_name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+            ),
+            critical=False,
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    paths = tmp / "ca.pem", tmp / "fullchain.pem", tmp / "privkey.pem"
+    paths[0].write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    paths[1].write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    paths[2].write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    return paths
+
+
+@pytest.fixture
+def ca(tmp_path: Path) -> tuple[Path, Path, Path]:
+    return make_ca(tmp_path)
+
+
+@pytest.fixture
+def nginx_in_front(tmp_path: Path, ca: tuple[Path, Path, Path]) -> Iterator[str]:
+    nginx = shutil.which("nginx") or "/usr/sbin/nginx"
+    if not os.path.exists(nginx):
+        pytest.skip("nginx missing (scripts/test-services.sh installs it)")
+    _, chain, key = ca
+    work = tmp_path / "nginx"
+    (work / "tmp").mkdir(parents=True)
+    port = free_port()
+    with keep_server(tmp_path / "server") as (url, _):
+        upstream = url.rsplit(":", 1)[1]
+        conf = (ROOT / "deploy" / "proxy" / "keep.conf").read_text()
+        conf = (
+            conf.replace("server 127.0.0.1:8420;", f"server 127.0.0.1:{upstream};")
+            .replace("listen 443 ssl http2;", f"listen 127.0.0.1:{port} ssl http2;", 1)
+            .replace("listen 443 ssl http2;", f"listen 127.0.0.1:{free_port()} ssl http2;")
+            .replace("/etc/keep/tls/fullchain.pem", str(chain))
+            .replace("/etc/keep/tls/privkey.pem", str(key))
+        )
+        (work / "keep.conf").write_text(conf)
+        temp = work / "tmp"
+        (work / "nginx.conf").write_text(
+            f"daemon off;\nuser root;\nworker_processes 1;\npid {work / 'nginx.pid'};\n"
+            f"error_log {work / 'error.log'} warn;\nevents {{ worker_connections 256; }}\n"
+            f"http {{\n  client_body_temp_path {temp}/body;\n  proxy_temp_path {temp}/proxy;\n"
+            f"  fastcgi_temp_path {temp}/fcgi;\n  uwsgi_temp_path {temp}/uwsgi;\n"
+            f"  scgi_temp_path {temp}/scgi;\n"
+            f"  access_log off;\n  include {work / 'keep.conf'};\n}}\n"
+        )
+        check = subprocess.run(
+            [nginx, "-t", "-c", str(work / "nginx.conf")], capture_output=True, text=True, check=False
+        )
+        assert check.returncode == 0, check.stderr
+        proc = subprocess.Popen([nginx, "-c", str(work / "nginx.conf")], stderr=subprocess.DEVNULL)
+        try:
+            deadline = time.monotonic() + 20
+            while True:
+                try:
+                    socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+                    break
+                except OSError:
+                    assert proc.poll() is None, (work / "error.log").read_text()
+                    assert time.monotonic() < deadline
+                    time.sleep(0.05)
+            yield f"https://127.0.0.1:{port}"
+        finally:
+            os.kill(proc.pid, signal.SIGQUIT)  # graceful stop of master and worker
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.kill(proc.pid, signal.SIGKILL)
+                proc.wait()
+
+
+def round_trip(url: str, ca_file: Path, tmp_path: Path) -> None:
+    dev = Device(url, tmp_path / "home", "tls", tmp_path / "pw", env={"KEEP_CA_FILE": str(ca_file)})
+    dev.password_file.write_text("over tls\n")
+    dev.init()
+    src = random_tree(tmp_path / "src", 3, 20 * 1024 * 1024)  # packs of ~16 MiB through the proxy
+    snapshot = dev.json("backup", str(src))["snapshot"]
+    target = tmp_path / "restore"
+    dev.run("restore", snapshot, "--target", str(target))
+    assert describe(restored(target, src)) == describe(src)
+    # Without the CA the certificate is refused, clearly, and nothing is sent.
+    stranger = Device(url, tmp_path / "stranger", "tls2", dev.password_file)
+    result = stranger.run(
+        "init", "--server", url, "--account", "tls2", "--password-file", str(dev.password_file), check=False
+    )
+    assert result.returncode == 12, result.stderr
+    assert "certificate" in result.stderr
+    assert "--ca-file" in result.stderr
+
+
+def test_backup_and_restore_through_nginx_tls(
+    nginx_in_front: str, ca: tuple[Path, Path, Path], tmp_path: Path
+) -> None:
+    round_trip(nginx_in_front, ca[0], tmp_path)
+
+
+def test_keep_server_serves_tls_itself(ca: tuple[Path, Path, Path], tmp_path: Path) -> None:
+    ca_file, chain, key = ca
+    port = free_port()
+    proc = subprocess.Popen(
+        [
+            str(VENV_BIN / "keep-server"),
+            "serve",
+            "--data-dir",
+            str(tmp_path / "data"),
+            "--listen",
+            f"127.0.0.1:{port}",
+            "--tls-cert",
+            str(chain),
+            "--tls-key",
+            str(key),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+                break
+            except OSError:
+                assert proc.poll() is None
+                assert time.monotonic() < deadline
+                time.sleep(0.05)
+        round_trip(f"https://127.0.0.1:{port}", ca_file, tmp_path)
+    finally:
+        os.kill(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=20)
+
+
+@pytest.mark.parametrize("exe", ["keep-server", "keep-checkin"])
+def test_servers_notify_systemd_and_feed_the_watchdog(exe: str, tmp_path: Path) -> None:
+    sock_path = tmp_path / "notify.sock"
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(str(sock_path))
+    sock.settimeout(20)
+    port = free_port()
+    extra = ["--dns-listen", "off"] if exe == "keep-checkin" else []
+    env = {**os.environ, "NOTIFY_SOCKET": str(sock_path), "WATCHDOG_USEC": "200000"}
+    proc = subprocess.Popen(
+        [
+            str(VENV_BIN / exe),
+            "serve",
+            "--data-dir",
+            str(tmp_path / "data"),
+            "--listen",
+            f"127.0.0.1:{port}",
+            *extra,
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        messages = [sock.recv(4096).decode() for _ in range(3)]
+        assert messages[0].startswith("READY=1")
+        socket.create_connection(("127.0.0.1", port), timeout=2).close()  # ready means listening
+        assert messages[1:] == ["WATCHDOG=1", "WATCHDOG=1"]
+    finally:
+        os.kill(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=20)
+        sock.close()
+
+
+@pytest.mark.parametrize("exe", ["keep-server", "keep-checkin"])
+def test_servers_refuse_a_bad_data_dir_clearly(exe: str, tmp_path: Path) -> None:
+    not_a_dir = tmp_path / "file"
+    not_a_dir.write_text("x")
+    result = subprocess.run(
+        [str(VENV_BIN / exe), "serve", "--data-dir", str(not_a_dir / "data")],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert "data directory" in result.stderr
+    assert "Traceback" not in result.stderr
