@@ -44,6 +44,29 @@ UPDATE_EVERY = 86400  # one update check a day …
 UPDATE_JITTER = 7200  # … at a random time up to 2 h later, so devices do not arrive together
 
 
+SWITCHES = {"ddns": "DNS pointer updates", "updates": "Update checks"}
+
+
+def set_switches(config_file: Path, keys: list[str], value: bool) -> None:
+    """Set `[phonehome] KEY = value` in keep.toml, keeping everything else
+    (comments included) as the owner wrote it."""
+    import tomlkit
+
+    doc = tomlkit.parse(config_file.read_text()) if config_file.exists() else tomlkit.document()
+    table = doc.get("phonehome")
+    if table is None:
+        table = tomlkit.table()
+        doc["phonehome"] = table
+    for key in keys:
+        if key not in SWITCHES:
+            raise ValueError(f"unknown switch {key!r}")
+        table[key] = value
+    config_file.parent.mkdir(parents=True, exist_ok=True)
+    tmp = config_file.with_name(f".{config_file.name}.tmp")
+    tmp.write_text(tomlkit.dumps(doc))
+    tmp.replace(config_file)
+
+
 class UpdateVerificationError(KeepError):
     """Raised when update metadata fails verification (possible attack)."""
 

@@ -6,12 +6,11 @@ import time
 from typing import Any
 
 import click
-import tomlkit
 from keep.client import phonehome
 from keep.client.cli.main import CliContext, cli
 from keep.client.config import load_config
 
-SWITCHES = {"ddns": "DNS pointer updates", "updates": "Update checks"}
+SWITCHES = phonehome.SWITCHES
 
 
 def _settings(ctx: CliContext) -> phonehome.Settings:
@@ -83,19 +82,8 @@ def status(ctx: CliContext) -> None:
 
 def _set(ctx: CliContext, which: str, value: bool) -> list[str]:
     keys = list(SWITCHES) if which == "all" else [which]
-    path = ctx.config_file
-    doc = tomlkit.parse(path.read_text()) if path.exists() else tomlkit.document()
-    table = doc.get("phonehome")
-    if table is None:
-        table = tomlkit.table()
-        doc["phonehome"] = table
-    for key in keys:
-        table[key] = value
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(tomlkit.dumps(doc))
-    tmp.replace(path)
-    ctx._config = load_config(path)
+    phonehome.set_switches(ctx.config_file, keys, value)
+    ctx._config = load_config(ctx.config_file)
     return keys
 
 

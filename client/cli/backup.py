@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import socket
+import time
 from pathlib import Path
 
 import click
@@ -13,7 +16,17 @@ from keep.client.cli.progress import ProgressLine
 from keep.client.cli.session import UsageError, open_repository
 from keep.client.cli.text import human_bytes
 from keep.client.lease import Lease
-from keep.protocol.errors import ExitCode
+from keep.protocol.errors import ExitCode, KeepError
+
+LAST_BACKUP = "last-backup.json"
+
+
+def record_last_backup(home: Path, record: dict[str, object]) -> None:
+    """What the admin page shows as "last backup" ($KEEP_HOME/last-backup.json)."""
+    with contextlib.suppress(OSError):  # the backup's result matters more than this note
+        tmp = home / f".{LAST_BACKUP}.tmp"
+        tmp.write_text(json.dumps(record, default=str))
+        os.replace(tmp, home / LAST_BACKUP)
 
 
 @cli.command()
@@ -56,17 +69,22 @@ def backup(
         files = stats.files_new + stats.files_changed + stats.files_unchanged
         line.show(f"{files} files, {human_bytes(stats.bytes_read)} read, {line.rate(stats.bytes_read)}")
 
-    with open_repository(ctx) as (_, repo), Lease(repo.remote) as lease:
-        parent = None
-        candidates = [
-            s
-            for s in repo.snapshots()
-            if s.snapshot.host == options.host
-            and set(s.snapshot.paths) == {os.path.abspath(p) for p in sources}
-        ]
-        if candidates:
-            parent = (candidates[-1].id, candidates[-1].snapshot)
-        result = Archiver(repo, options, progress, before_snapshot=lease.confirm).run(sources, parent)
+    started = time.time()
+    try:
+        with open_repository(ctx) as (_, repo), Lease(repo.remote) as lease:
+            parent = None
+            candidates = [
+                s
+                for s in repo.snapshots()
+                if s.snapshot.host == options.host
+                and set(s.snapshot.paths) == {os.path.abspath(p) for p in sources}
+            ]
+            if candidates:
+                parent = (candidates[-1].id, candidates[-1].snapshot)
+            result = Archiver(repo, options, progress, before_snapshot=lease.confirm).run(sources, parent)
+    except KeepError as exc:
+        record_last_backup(ctx.home, {"time": started, "result": "failed", "error": str(exc)})
+        raise
     line.done()
     s = result.stats
     summary = {
@@ -91,6 +109,15 @@ def backup(
             f"{human_bytes(s.bytes_total)} in snapshot, {human_bytes(s.bytes_read)} read, "
             f"{human_bytes(result.bytes_added)} added in {result.packs} packs, {result.seconds:.1f} s",
         ]
+    )
+    record_last_backup(
+        ctx.home,
+        {
+            "time": started,
+            "result": "partial" if result.warnings else "ok",
+            **summary,
+            "warnings": [{"path": w.path, "message": w.message} for w in result.warnings[:50]],
+        },
     )
     ctx.emit(human, summary)
     if result.warnings:
