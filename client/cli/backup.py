@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-import json
 import os
 import socket
 import time
@@ -15,18 +13,9 @@ from keep.client.cli.main import CliContext, cli
 from keep.client.cli.progress import ProgressLine
 from keep.client.cli.session import UsageError, open_repository
 from keep.client.cli.text import human_bytes
+from keep.client.history import record_last_backup
 from keep.client.lease import Lease
 from keep.protocol.errors import ExitCode, KeepError
-
-LAST_BACKUP = "last-backup.json"
-
-
-def record_last_backup(home: Path, record: dict[str, object]) -> None:
-    """What the admin page shows as "last backup" ($KEEP_HOME/last-backup.json)."""
-    with contextlib.suppress(OSError):  # the backup's result matters more than this note
-        tmp = home / f".{LAST_BACKUP}.tmp"
-        tmp.write_text(json.dumps(record, default=str))
-        os.replace(tmp, home / LAST_BACKUP)
 
 
 @cli.command()

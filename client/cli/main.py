@@ -75,6 +75,7 @@ def cli(ctx: click.Context, json_output: bool, insecure_http: bool, ca_file: str
 
 def main() -> None:
     from keep.client.cli import (  # noqa: F401 — registers commands
+        admin,
         agent,
         backup,
         device,

@@ -1,0 +1,273 @@
+"""What the admin pages show, gathered from the state dir, keep.toml, systemd
+and the storage server. Plain blocking functions: the web handlers run them
+on a worker thread."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from keep.client import drill, phonehome
+from keep.client.account import owner_login
+from keep.client.config import load_config
+from keep.client.device_state import DeviceState
+from keep.client.history import last_backup
+from keep.client.remote import Remote
+from keep.client.repository import Repository
+from keep.protocol.errors import IntegrityError, KeepError, NotFoundError
+from keep.protocol.keys import RepositoryKeys
+from keep.protocol.tree import Node, NodeType, Tree
+
+
+@dataclass(frozen=True)
+class Paths:
+    home: Path
+    config: Path
+
+
+def _when(ts: float | None) -> str:
+    return time.strftime("%Y-%m-%d %H:%M", time.localtime(ts)) if ts else "never"
+
+
+def human_bytes(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TiB"
+
+
+@contextmanager
+def repository(paths: Paths) -> Iterator[Repository]:
+    state = DeviceState.load(paths.home)
+    with Remote(state.server_url, state.device_token, ca_file=state.ca_file) as remote:
+        yield Repository(remote, RepositoryKeys.from_master(state.master), paths.home / "cache", state.suite)
+
+
+def next_backup() -> str:
+    if not Path("/run/systemd/system").is_dir() or not shutil.which("systemctl"):
+        return "not scheduled here (install the timer with `keep schedule install`)"
+    out = subprocess.run(
+        ["systemctl", "show", "keep-backup.timer", "--property=NextElapseUSecRealtime", "--value"],
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout.strip()
+    return out or "the backup timer is not active"
+
+
+def status(paths: Paths) -> dict[str, Any]:
+    last = last_backup(paths.home)
+    drilled = drill.last(paths.home)
+    usage: dict[str, Any] | str
+    try:
+        with repository(paths) as repo:
+            reply = repo.remote.request_json("GET", "/v1/usage")
+        usage = {"bytes": human_bytes(int(reply.get("bytes") or 0)), "objects": reply.get("objects")}
+    except (KeepError, OSError) as exc:
+        usage = f"unavailable: {exc}"
+    return {
+        "last": last,
+        "last_when": _when(last["time"]) if last else "never",
+        "last_added": human_bytes(int(last.get("bytes_added", 0))) if last else "",
+        "drill": drilled,
+        "drill_when": _when(drilled["time"]) if drilled else "never",
+        "usage": usage,
+        "next": next_backup(),
+    }
+
+
+def start_backup(paths: Paths) -> str:
+    """Start a backup in the background: through systemd when it runs the
+    timer (the unit has the right privileges), else as a child process."""
+    if Path("/run/systemd/system").is_dir() and shutil.which("systemctl"):
+        result = subprocess.run(
+            ["systemctl", "start", "--no-block", "keep-backup.service"],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if result.returncode == 0:
+            return "Backup started (keep-backup.service)."
+    keep = shutil.which("keep") or "keep"
+    env = {**os.environ, "KEEP_HOME": str(paths.home), "KEEP_CONFIG": str(paths.config)}
+    subprocess.Popen(
+        [keep, "backup"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    return "Backup started."
+
+
+def connections(paths: Paths) -> list[dict[str, Any]]:
+    config = load_config(paths.config)
+    settings = phonehome.Settings.from_config(config.phonehome, config.ca_file)
+    state = phonehome.load_state(paths.home)
+    sent = phonehome.what_is_sent(settings)
+    consequences = {
+        "ddns": "the device's name stops following its address, so it cannot be reached by name "
+        "from outside once the address changes",
+        "updates": "you are not told about new versions, including security fixes",
+    }
+    schedule = {
+        "ddns": "with every check-in (every 15 minutes); an update is sent only when the address changed",
+        "updates": "once a day, at a random time within 2 hours",
+    }
+    rows = []
+    for key, label in phonehome.SWITCHES.items():
+        s = state.get(key, {})
+        on = bool(getattr(settings, key))
+        rows.append(
+            {
+                "key": key,
+                "label": label,
+                "on": on,
+                "sends": sent[key] if on else "nothing",
+                "schedule": schedule[key] if on else "never (switched off)",
+                "off_means": consequences[key],
+                "last_attempt": _when(s.get("last_attempt")),
+                "result": s.get("result") or "no result yet",
+            }
+        )
+    return rows
+
+
+def set_connection(paths: Paths, key: str, on: bool) -> str:
+    phonehome.set_switches(paths.config, [key], on)
+    if key == "ddns" and not on:
+        config = load_config(paths.config)
+        settings = phonehome.Settings.from_config(config.phonehome, config.ca_file)
+        state = phonehome.load_state(paths.home)
+        if state.get("ddns", {}).get("token"):
+            note = phonehome.release_name(settings, state)
+            phonehome.save_state(paths.home, state)
+            return f"{phonehome.SWITCHES[key]} switched off; DNS record: {note}."
+    return f"{phonehome.SWITCHES[key]} switched {'on' if on else 'off'}."
+
+
+def check_now(paths: Paths, key: str) -> str:
+    config = load_config(paths.config)
+    settings = phonehome.Settings.from_config(config.phonehome, config.ca_file)
+    state = phonehome.load_state(paths.home)
+    now = time.time()
+    try:
+        if key == "ddns":
+            state.setdefault("ddns", {}).pop("next_attempt", None)
+            result = phonehome.ddns_checkin(settings, state, now)
+        else:
+            result = phonehome.updates_checkin(settings, state, paths.home, now, force=True)
+    except phonehome.UpdateVerificationError as exc:
+        result = f"REFUSED: {exc}"
+    phonehome.save_state(paths.home, state)
+    return f"{phonehome.SWITCHES[key]}: {result}"
+
+
+def snapshots(paths: Paths) -> list[dict[str, Any]]:
+    with repository(paths) as repo:
+        snaps = repo.snapshots()
+    return [
+        {
+            "id": s.id,
+            "short": s.id[:12],
+            "when": _when(s.snapshot.time_ns / 1e9),
+            "host": s.snapshot.host,
+            "paths": ", ".join(os.fsdecode(p) for p in s.snapshot.paths),
+            "size": human_bytes(int(s.snapshot.summary.get("bytes_total", 0))),
+            "files": s.snapshot.summary.get("files", ""),
+        }
+        for s in reversed(snaps)
+    ]
+
+
+def _node_at(repo: Repository, tree_id: bytes, path: str) -> tuple[Node | None, bytes]:
+    """The node at `path` ("/a/b") below the root tree, and the tree to list
+    (the root for "/")."""
+    node: Node | None = None
+    current = tree_id
+    for part in [p for p in path.split("/") if p]:
+        tree = Tree.from_bytes(repo.read_tree_bytes(current))
+        node = next((n for n in tree.nodes if n.name == os.fsencode(part)), None)
+        if node is None:
+            raise NotFoundError(f"no {path!r} in this snapshot")
+        if node.type is NodeType.DIR and node.subtree is not None:
+            current = node.subtree
+    return node, current
+
+
+def browse(paths: Paths, snapshot_id: str, path: str) -> dict[str, Any]:
+    with repository(paths) as repo:
+        info = repo.find_snapshot(snapshot_id)
+        node, tree_id = _node_at(repo, info.snapshot.tree, path)
+        if node is not None and node.type is not NodeType.DIR:
+            raise NotFoundError(f"{path} is not a directory")
+        tree = Tree.from_bytes(repo.read_tree_bytes(tree_id))
+    base = path.rstrip("/")
+    return {
+        "snapshot": info.id,
+        "short": info.id[:12],
+        "path": path or "/",
+        "parent": base.rsplit("/", 1)[0] or "/" if base else None,
+        "entries": [
+            {
+                "name": os.fsdecode(n.name),
+                "path": f"{base}/{os.fsdecode(n.name)}",
+                "dir": n.type is NodeType.DIR,
+                "file": n.type is NodeType.FILE,
+                "size": human_bytes(n.size) if n.type is NodeType.FILE else "",
+                "when": _when(n.mtime_ns / 1e9),
+            }
+            for n in tree.nodes
+        ],
+    }
+
+
+def file_blobs(paths: Paths, snapshot_id: str, path: str) -> tuple[str, int, list[bytes]]:
+    with repository(paths) as repo:
+        info = repo.find_snapshot(snapshot_id)
+        node, _ = _node_at(repo, info.snapshot.tree, path)
+    if node is None or node.type is not NodeType.FILE:
+        raise NotFoundError(f"{path} is not a file")
+    return os.fsdecode(node.name), node.size, list(node.content)
+
+
+def read_blob(paths: Paths, blob: bytes) -> bytes:
+    """One decrypted, verified blob (IntegrityError on damage)."""
+    with repository(paths) as repo:
+        repo.load_index()
+        return repo.read_blob(blob)
+
+
+def devices(paths: Paths) -> list[dict[str, Any]]:
+    state = DeviceState.load(paths.home)
+    with Remote(state.server_url, state.device_token, ca_file=state.ca_file) as remote:
+        reply = remote.request_json("GET", "/v1/devices")
+    return [
+        {
+            "id": d.get("id"),
+            "name": d.get("name"),
+            "enrolled": _when(d.get("created")),
+            "last_seen": _when(d.get("last_seen")),
+            "revoked": _when(d["revoked"]) if d.get("revoked") else None,
+            "this": d.get("id") == state.device_id,
+        }
+        for d in reply.get("devices", [])
+    ]
+
+
+def revoke(paths: Paths, device_id: str, password: str) -> str:
+    state = DeviceState.load(paths.home)
+    with Remote(state.server_url, state.device_token, ca_file=state.ca_file) as remote:
+        session, master = owner_login(remote, state.account, password.encode())
+        if master != state.master:
+            raise IntegrityError("that password opens a different key than this device's")
+        remote.request_json("DELETE", f"/v1/devices/{device_id}", token=session)
+    return f"Device {device_id} revoked."

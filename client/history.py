@@ -1,0 +1,27 @@
+"""The device's record of its last backup ($KEEP_HOME/last-backup.json),
+written by `keep backup` whatever its outcome and shown by the admin page."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+LAST_BACKUP = "last-backup.json"
+
+
+def record_last_backup(home: Path, record: dict[str, Any]) -> None:
+    with contextlib.suppress(OSError):  # the backup's own result matters more than this note
+        tmp = home / f".{LAST_BACKUP}.tmp"
+        tmp.write_text(json.dumps(record, default=str))
+        os.replace(tmp, home / LAST_BACKUP)
+
+
+def last_backup(home: Path) -> dict[str, Any] | None:
+    try:
+        data = json.loads((home / LAST_BACKUP).read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
