@@ -46,7 +46,6 @@ async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
     if not g.host_allowed(request.headers.get("Host")):
         return _refuse(421, "this page is not served under that host name (DNS rebinding protection)")
     session = g.session(request.cookies.get(COOKIE))
-    request["session"] = session
     if request.method == "POST":
         if not g.same_origin(request.headers.get("Origin"), request.headers.get("Referer"), request.host):
             return _refuse(403, "the form was not sent from this page (cross-site request)")
@@ -74,7 +73,7 @@ async def _run(fn: Callable[..., Any], *args: Any) -> Any:
 
 
 def _ctx(request: web.Request, active: str, **more: Any) -> dict[str, Any]:
-    session: Session | None = request["session"]
+    session: Session | None = request.app[GUARD].sessions.get(request.cookies.get(COOKIE, ""))
     return {"active": active, "csrf": session.csrf if session else "", "flash": _flash(request), **more}
 
 
@@ -192,10 +191,16 @@ async def download(request: web.Request) -> web.StreamResponse:
         }
     )
     response.content_length = size
-    await response.prepare(request)
-    for blob in blobs:  # decrypted and verified here, on the device, one blob at a time
-        await response.write(await _run(data.read_blob, paths, blob))
-    await response.write_eof()
+    opened = data.repository(paths)
+    repo = await _run(opened.__enter__)
+    try:
+        await _run(repo.load_index)
+        await response.prepare(request)
+        for blob in blobs:  # decrypted and verified here, on the device, one blob at a time
+            await response.write(await _run(repo.read_blob, blob))
+        await response.write_eof()
+    finally:
+        await _run(opened.__exit__, None, None, None)
     return response
 
 

@@ -239,13 +239,6 @@ def file_blobs(paths: Paths, snapshot_id: str, path: str) -> tuple[str, int, lis
     return os.fsdecode(node.name), node.size, list(node.content)
 
 
-def read_blob(paths: Paths, blob: bytes) -> bytes:
-    """One decrypted, verified blob (IntegrityError on damage)."""
-    with repository(paths) as repo:
-        repo.load_index()
-        return repo.read_blob(blob)
-
-
 def devices(paths: Paths) -> list[dict[str, Any]]:
     state = DeviceState.load(paths.home)
     with Remote(state.server_url, state.device_token, ca_file=state.ca_file) as remote:

@@ -1,0 +1,115 @@
+"""The admin page's handlers and guards, in process (the browser test is
+test_admin_browser.py): login and its slow-down, CSRF token, Origin and Host
+checks, cookie flags and headers, and the stylesheet's contrast."""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+from keep.client.admin.app import PATHS, create_app
+from keep.client.admin.security import set_password
+
+from benchmarks.server_process import free_port
+
+PASSWORD = "admin password 1"
+CSS = Path(__file__).resolve().parents[2] / "client" / "admin" / "static" / "admin.css"
+
+
+@pytest.fixture
+async def client(tmp_path: Path) -> AsyncIterator[TestClient[Any, Any]]:
+    home = tmp_path / "home"
+    set_password(home, PASSWORD)
+    config = tmp_path / "keep.toml"
+    config.write_text("# owner's comment\n[phonehome]\nddns = true\nupdates = true\n")
+    port = free_port()
+    app = create_app(home, config, {f"127.0.0.1:{port}"})
+    c = TestClient(TestServer(app, host="127.0.0.1", port=port))
+    await c.start_server()
+    yield c
+    await c.close()
+
+
+def read(path: Path) -> str:
+    return path.read_text()
+
+
+def origin(client: TestClient[Any, Any]) -> dict[str, str]:
+    return {"Origin": f"http://127.0.0.1:{client.port}"}
+
+
+async def log_in(client: TestClient[Any, Any]) -> str:
+    r = await client.post(
+        "/login", data={"password": PASSWORD}, headers=origin(client), allow_redirects=False
+    )
+    assert r.status == 303
+    cookie = r.headers["Set-Cookie"]
+    assert "HttpOnly" in cookie
+    assert "SameSite=Strict" in cookie
+    page = await (await client.get("/connections")).text()
+    token = re.search(r'name="csrf" value="([^"]+)"', page)
+    assert token is not None
+    return token.group(1)
+
+
+async def test_pages_need_a_login_and_failures_slow_down(client: TestClient[Any, Any]) -> None:
+    r = await client.get("/", allow_redirects=False)
+    assert (r.status, r.headers["Location"]) == (303, "/login")
+    for _ in range(3):
+        r = await client.post("/login", data={"password": "wrong"}, headers=origin(client))
+        assert r.status == 401
+    start = time.monotonic()
+    r = await client.post("/login", data={"password": "wrong"}, headers=origin(client))
+    assert r.status == 401
+    assert time.monotonic() - start >= 1.0  # the 4th failure waited
+    await log_in(client)
+    r = await client.get("/")
+    assert r.status == 200
+    assert "Content-Security-Policy" in r.headers
+    assert r.headers["X-Frame-Options"] == "DENY"
+
+
+async def test_changes_need_same_origin_and_the_csrf_token(client: TestClient[Any, Any]) -> None:
+    csrf = await log_in(client)
+    config = client.app[PATHS].config
+    form = {"key": "ddns", "state": "off", "csrf": csrf}
+    r = await client.post("/connections", data=form)  # no Origin, no Referer
+    assert r.status == 403
+    r = await client.post("/connections", data=form, headers={"Origin": "http://evil.example"})
+    assert r.status == 403
+    r = await client.post("/connections", data={**form, "csrf": "guess"}, headers=origin(client))
+    assert r.status == 403
+    assert "ddns = true" in read(config)
+    r = await client.post("/connections", data=form, headers=origin(client), allow_redirects=False)
+    assert r.status == 303
+    assert "ddns = false" in read(config)
+    assert "# owner's comment" in read(config)
+
+
+async def test_wrong_host_header_is_refused(client: TestClient[Any, Any]) -> None:
+    r = await client.get("/login", headers={"Host": "rebind.evil.example"})
+    assert r.status == 421
+
+
+def _luminance(hex_colour: str) -> float:
+    rgb = [int(hex_colour[i : i + 2], 16) / 255 for i in (1, 3, 5)]
+    lin = [c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4 for c in rgb]
+    return 0.2126 * lin[0] + 0.7152 * lin[1] + 0.0722 * lin[2]
+
+
+def contrast(a: str, b: str) -> float:
+    hi, lo = sorted((_luminance(a), _luminance(b)), reverse=True)
+    return (hi + 0.05) / (lo + 0.05)
+
+
+def test_every_text_colour_has_enough_contrast() -> None:
+    colours = dict(re.findall(r"--([a-z-]+):\s*(#[0-9a-f]{6})", CSS.read_text()))
+    pairs = [("fg", "bg"), ("muted", "bg"), ("link", "bg"), ("accent-fg", "accent-bg"), ("accent-bg", "bg")]
+    pairs += [("ok", "bg"), ("warn", "bg"), ("bad", "bg")]
+    for fg, bg in pairs:
+        assert contrast(colours[fg], colours[bg]) >= 4.5, (fg, bg)

@@ -1,0 +1,186 @@
+"""The admin page in a real browser: Debian's chromium driven by Playwright,
+against a real `keep admin serve`, a real keep-server (session fixture) and a
+real keep-checkin behind a connection-counting proxy. A screenshot of every
+page goes to the artifacts dir ($KEEP_TEST_ARTIFACTS, default .artifacts/)."""
+
+from __future__ import annotations
+
+import http.server
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from benchmarks.byte_proxy import ByteProxy, byte_proxy
+from benchmarks.server_process import checkin_server, free_port
+from tests.client.conftest import KEEP, Device
+from tests.client.test_faults import random_tree
+
+CHROMIUM = "/usr/bin/chromium"
+ADMIN_PASSWORD = "admin password 1"
+ARTIFACTS = (
+    Path(os.environ.get("KEEP_TEST_ARTIFACTS", Path(__file__).resolve().parents[2] / ".artifacts")) / "admin"
+)
+
+
+@pytest.fixture
+def admin_page(device: Device, tmp_path: Path) -> Iterator[tuple[str, Device, ByteProxy, Path]]:
+    if not os.path.exists(CHROMIUM):
+        pytest.skip("chromium missing (scripts/test-services.sh installs it)")
+    device.init()
+    src = random_tree(tmp_path / "photos", 2, 300_000)
+    device.json("backup", str(src))
+    with checkin_server(tmp_path / "checkin", "--min-update-interval", "0") as (checkin_url, _):
+        with byte_proxy(int(checkin_url.rsplit(":", 1)[1])) as proxy:
+            config = tmp_path / "keep.toml"
+            config.write_text(
+                "# the owner's notes stay\n[phonehome]\n"
+                f'url = "http://127.0.0.1:{proxy.port}"\nname = "cottage"\nddns = true\nupdates = false\n'
+            )
+            device.env["KEEP_CONFIG"] = str(config)
+            pw = tmp_path / "admin-pw"
+            pw.write_text(ADMIN_PASSWORD + "\n")
+            device.run("admin", "set-password", "--password-file", str(pw))
+            port = free_port()
+            env = {**os.environ, "KEEP_HOME": str(device.home), "KEEP_CONFIG": str(config)}
+            proc = subprocess.Popen(
+                [KEEP, "admin", "serve", "--listen", f"127.0.0.1:{port}"],
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            try:
+                deadline = time.monotonic() + 30
+                while True:
+                    try:
+                        socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+                        break
+                    except OSError:
+                        assert proc.poll() is None
+                        assert time.monotonic() < deadline
+                        time.sleep(0.05)
+                yield f"http://127.0.0.1:{port}", device, proxy, src
+            finally:
+                os.kill(proc.pid, signal.SIGTERM)
+                proc.wait(timeout=20)
+
+
+@pytest.fixture
+def evil_site(tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    """Another origin on 127.0.0.1 serving a page with a form aimed at the admin page."""
+    root = tmp_path / "evil"
+    root.mkdir()
+    port = free_port()
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def __init__(self, *args: object, **kwargs: object) -> None:
+            super().__init__(*args, directory=str(root), **kwargs)  # type: ignore[arg-type]
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", port), Quiet)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{port}", root
+    finally:
+        server.shutdown()
+        thread.join(timeout=10)
+
+
+def test_admin_page_in_chromium(
+    admin_page: tuple[str, Device, ByteProxy, Path], evil_site: tuple[str, Path], tmp_path: Path
+) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    url, device, proxy, src = admin_page
+    config = Path(device.env["KEEP_CONFIG"])
+    shots = ARTIFACTS
+    shutil.rmtree(shots, ignore_errors=True)
+    shots.mkdir(parents=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        context = browser.new_context(accept_downloads=True)
+        page = context.new_page()
+        external: list[str] = []
+        page.on("request", lambda r: None if r.url.startswith(url) else external.append(r.url))
+
+        page.goto(url + "/")
+        expect(page).to_have_url(url + "/login")
+        page.screenshot(path=shots / "login.png", full_page=True)
+        page.get_by_label("Admin password").fill("not it")
+        page.get_by_role("button", name="Log in").click()
+        expect(page.get_by_role("alert")).to_have_text("Wrong password.")
+        page.get_by_label("Admin password").fill(ADMIN_PASSWORD)
+        page.keyboard.press("Enter")  # keyboard operable
+        expect(page.get_by_role("heading", name="Backup status")).to_be_visible()
+        expect(page.get_by_text("Succeeded")).to_be_visible()
+        page.screenshot(path=shots / "status.png", full_page=True)
+
+        page.get_by_role("link", name="Connections").click()
+        ddns = page.get_by_role("switch", name="DNS pointer updates")
+        expect(ddns).to_have_attribute("aria-checked", "true")
+        expect(page.get_by_text("Currently ON — press to switch off").first).to_be_visible()
+        page.screenshot(path=shots / "connections.png", full_page=True)
+        ddns.click()
+        expect(page.get_by_role("status")).to_contain_text("DNS pointer updates switched off")
+        expect(page.get_by_role("switch", name="DNS pointer updates")).to_have_attribute(
+            "aria-checked", "false"
+        )
+        text = config.read_text()
+        assert "ddns = false" in text
+        assert "# the owner's notes stay" in text
+        proxy.reset()
+        out = device.run("--json", "agent", "checkin", "--now")
+        assert '"ddns": "off"' in out.stdout
+        assert proxy.connections == 0  # no DNS pointer request at all
+        page.get_by_role("switch", name="DNS pointer updates").click()
+        expect(page.get_by_role("switch", name="DNS pointer updates")).to_have_attribute(
+            "aria-checked", "true"
+        )
+        assert "ddns = true" in config.read_text()
+        page.get_by_role("button", name="Check now: DNS pointer updates").click()
+        expect(page.get_by_role("status")).to_contain_text("updated cottage")
+
+        page.get_by_role("link", name="Snapshots").click()
+        page.screenshot(path=shots / "snapshots.png", full_page=True)
+        page.locator("tbody a").first.click()
+        for part in [p for p in str(src).split("/") if p]:
+            page.get_by_role("link", name=f"{part}/").click()
+        page.screenshot(path=shots / "browse.png", full_page=True)
+        with page.expect_download() as download:
+            page.get_by_role("link", name="Download f0.bin").click()
+        saved = tmp_path / "downloaded.bin"
+        download.value.save_as(saved)
+        assert saved.read_bytes() == (src / "f0.bin").read_bytes()
+
+        page.get_by_role("link", name="Devices").click()
+        expect(page.get_by_text("(this device)")).to_be_visible()
+        page.screenshot(path=shots / "devices.png", full_page=True)
+        assert external == []  # the page itself loads nothing from anywhere else
+
+        # A cross-site form post, from a page on another origin, is refused.
+        evil_url, evil_root = evil_site
+        (evil_root / "index.html").write_text(
+            f'<form method="post" action="{url}/connections"><input type="hidden" name="key" value="ddns">'
+            '<input type="hidden" name="state" value="off"><input type="hidden" name="csrf" value="guess">'
+            '<button type="submit">Win a prize</button></form>'
+        )
+        page.goto(evil_url + "/index.html")
+        page.get_by_role("button", name="Win a prize").click()
+        page.wait_for_load_state()
+        assert "ddns = true" in config.read_text()
+        assert "Refused" in page.content() or page.url.endswith("/login")
+
+        # A wrong Host header (DNS rebinding) is refused.
+        reply = context.request.get(url + "/", headers={"Host": "rebind.evil.example"})
+        assert reply.status == 421
+        browser.close()
