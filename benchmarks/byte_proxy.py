@@ -1,23 +1,31 @@
-"""A TCP proxy on 127.0.0.1 that counts connections and the bytes each way.
+"""A TCP proxy on 127.0.0.1 that counts connections and the bytes each way,
+and can cut connections at random.
 
 Put between a backup client and its server, it measures what the client
 downloaded and uploaded, the same way for every tool. Runs its own event loop
-on a thread; `reset()` zeroes the counters before a measured step.
+on a thread; `reset()` zeroes the counters before a measured step. With
+`cut_probability` > 0, each new connection is, with that probability, reset
+after a random number of bytes (up to CUT_WITHIN), like a flaky network.
 """
 
 from __future__ import annotations
 
 import asyncio
+import random
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 BUFFER = 1 << 16
+CUT_WITHIN = 4 << 20
 
 
 class ByteProxy:
-    def __init__(self, target_port: int) -> None:
+    def __init__(self, target_port: int, seed: int = 0) -> None:
         self.target_port = target_port
+        self.cut_probability = 0.0
+        self.cuts = 0
+        self._rng = random.Random(seed)
         self.port = 0
         self.down = 0  # server -> client
         self.up = 0  # client -> server
@@ -44,11 +52,31 @@ class ByteProxy:
         except OSError:
             writer.close()
             return
-        await asyncio.gather(self._pipe(reader, up_writer, True), self._pipe(up_reader, writer, False))
+        budget = [self._rng.randrange(CUT_WITHIN) if self._rng.random() < self.cut_probability else -1]
+        await asyncio.gather(
+            self._pipe(reader, up_writer, True, budget, writer),
+            self._pipe(up_reader, writer, False, budget, up_writer),
+        )
 
-    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, upward: bool) -> None:
+    async def _pipe(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        upward: bool,
+        budget: list[int],
+        other: asyncio.StreamWriter,
+    ) -> None:
+        """Copy one direction; `budget` (shared by both directions) counts
+        down the bytes left before the cut, -1 for never."""
         try:
             while data := await reader.read(BUFFER):
+                if budget[0] >= 0:
+                    budget[0] -= len(data)
+                    if budget[0] < 0:
+                        self.cuts += 1
+                        for w in (writer, other):
+                            w.transport.abort()  # a reset, not a clean close
+                        return
                 if upward:
                     self.up += len(data)
                 else:
@@ -62,8 +90,8 @@ class ByteProxy:
 
 
 @contextmanager
-def byte_proxy(target_port: int) -> Iterator[ByteProxy]:
-    proxy = ByteProxy(target_port)
+def byte_proxy(target_port: int, seed: int = 0) -> Iterator[ByteProxy]:
+    proxy = ByteProxy(target_port, seed)
     proxy._thread.start()
     proxy._ready.wait(10)
     try:

@@ -15,7 +15,7 @@ from aiohttp import web
 from keep.protocol.api import LIST_LIMIT_MAX, LOCK_MODES, LOCK_TTL_MAX, OBJECT_KINDS, is_object_id
 from keep.protocol.errors import ErrorCode
 from keep.server.api_error import ApiError
-from keep.server.auth import authenticate, check_owner, require_owner
+from keep.server.auth import Principal, Role, authenticate, check_owner, require_owner
 from keep.server.json_body import bad, field, read_json
 from keep.server.state import services
 from keep.server.storage.metadata import Lease, LockConflictError, ObjectRecord, QuotaExceededError
@@ -180,6 +180,10 @@ def _ttl(body: dict[str, Any]) -> int:
     return ttl
 
 
+def _lease_owner(principal: Principal) -> str:
+    return principal.device_id or "owner"
+
+
 def _lease_json(lease: Lease) -> dict[str, Any]:
     return {
         "id": lease.id,
@@ -206,11 +210,23 @@ async def acquire_lock(request: web.Request) -> web.Response:
     if not isinstance(holder, str) or (holder and not is_object_id(holder)):
         raise bad("'holder' must be the id of a lock object, or empty")
     now = svc.clock()
-    lease = Lease(svc.random(16).hex(), principal.account_id, mode, holder, now, now + _ttl(body))
+    lease = Lease(
+        svc.random(16).hex(),
+        principal.account_id,
+        mode,
+        holder,
+        now,
+        now + _ttl(body),
+        _lease_owner(principal),
+    )
     try:
         await svc.metadata.acquire_lock(lease, now)
-    except LockConflictError:
-        raise ApiError(ErrorCode.LOCKED, "the repository is locked by another client") from None
+    except LockConflictError as exc:
+        raise ApiError(
+            ErrorCode.LOCKED,
+            f"the repository is locked by another client; its lease ends in {max(0, exc.until - now)} s "
+            "unless that client renews it",
+        ) from None
     return web.json_response(_lease_json(lease), status=201)
 
 
@@ -228,7 +244,10 @@ async def renew_lock(request: web.Request) -> web.Response:
     svc = services(request)
     now = svc.clock()
     expires = now + _ttl(await read_json(request))
-    if not await svc.metadata.renew_lock(principal.account_id, request.match_info["lock_id"], expires, now):
+    lock_id = request.match_info["lock_id"]
+    if not await svc.metadata.renew_lock(
+        principal.account_id, lock_id, _lease_owner(principal), expires, now
+    ):
         raise ApiError(ErrorCode.NOT_FOUND, "no such lock (it may have expired)")
     return web.json_response({"id": request.match_info["lock_id"], "expires": expires})
 
@@ -236,6 +255,11 @@ async def renew_lock(request: web.Request) -> web.Response:
 @routes.delete("/v1/locks/{lock_id}")
 async def release_lock(request: web.Request) -> web.Response:
     principal = await authenticate(request)
-    if not await services(request).metadata.release_lock(principal.account_id, request.match_info["lock_id"]):
+    # A device releases only its own leases: releasing another device's
+    # backup lease would let a prune delete what that backup relies on. The
+    # owner may release any (a deliberate unlock).
+    whose = None if principal.role is Role.OWNER else _lease_owner(principal)
+    lock_id = request.match_info["lock_id"]
+    if not await services(request).metadata.release_lock(principal.account_id, lock_id, whose):
         raise ApiError(ErrorCode.NOT_FOUND, "no such lock")
     return web.Response(status=204)

@@ -4,6 +4,7 @@ become a message and an exit code (docs/cli.md lists the codes)."""
 from __future__ import annotations
 
 import json
+import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,6 +13,8 @@ from typing import Any
 import click
 from keep.client.config import Config, config_path, load_config, state_dir
 from keep.protocol.errors import ExitCode, KeepError
+
+RECURSION_LIMIT = 50_000  # ≈ 20,000 directory levels; paths give out long before (PATH_MAX)
 
 
 @dataclass
@@ -54,6 +57,13 @@ class KeepGroup(click.Group):
         except OSError as exc:
             click.echo(f"keep: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), err=True)
             ctx.exit(int(ExitCode.FATAL))
+        except (click.exceptions.Exit, click.ClickException, SystemExit):
+            raise
+        except Exception as exc:
+            if os.environ.get("KEEP_DEBUG"):
+                raise
+            click.echo(f"keep: internal error ({type(exc).__name__}: {exc}); please report it", err=True)
+            ctx.exit(int(ExitCode.FATAL))
 
 
 @click.group(cls=KeepGroup)
@@ -89,4 +99,7 @@ def main() -> None:
         verify,
     )
 
+    # Trees are walked recursively, one Python frame per directory level;
+    # Python 3.11 frames do not use the C stack, so deep trees are safe.
+    sys.setrecursionlimit(max(sys.getrecursionlimit(), RECURSION_LIMIT))
     cli(prog_name="keep")

@@ -23,7 +23,12 @@ class QuotaExceededError(Exception):
 
 
 class LockConflictError(Exception):
-    """Raised by `acquire_lock` when an incompatible lease is held."""
+    """Raised by `acquire_lock` when an incompatible lease is held; `until`
+    is when the last conflicting lease expires unless renewed."""
+
+    def __init__(self, until: int = 0) -> None:
+        super().__init__(until)
+        self.until = until
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +78,7 @@ class Lease:
     holder: str
     created: int
     expires: int
+    principal: str = ""  # who took it (a device id, or "owner"): only they renew or release it
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,10 +196,12 @@ class MetadataStore(abc.ABC):
         (`LockConflictError`). Expired leases are removed on the way."""
 
     @abc.abstractmethod
-    async def renew_lock(self, account_id: str, lock_id: str, expires: int, now: int) -> bool: ...
+    async def renew_lock(self, account_id: str, lock_id: str, principal: str, expires: int, now: int) -> bool:
+        """Extend a live lease taken by `principal`."""
 
     @abc.abstractmethod
-    async def release_lock(self, account_id: str, lock_id: str) -> bool: ...
+    async def release_lock(self, account_id: str, lock_id: str, principal: str | None) -> bool:
+        """Remove a lease taken by `principal` (None: whoever took it)."""
 
     @abc.abstractmethod
     async def locks(self, account_id: str, now: int) -> list[Lease]: ...

@@ -73,6 +73,7 @@ MIGRATIONS = [
     CREATE INDEX locks_account ON locks (account_id);
     CREATE TABLE throttle (key BYTEA PRIMARY KEY, failures INTEGER NOT NULL, last BIGINT NOT NULL);
     """,
+    "ALTER TABLE locks ADD COLUMN principal TEXT NOT NULL DEFAULT ''",
 ]
 
 
@@ -362,45 +363,44 @@ class PostgresMetadataStore(MetadataStore):
         async with self.pool.acquire() as db, db.transaction():
             # The account row lock serializes acquisitions across replicas.
             await db.execute("SELECT 1 FROM accounts WHERE id = $1 FOR UPDATE", lease.account_id)
+            account = lease.account_id
+            await db.execute("DELETE FROM locks WHERE account_id = $1 AND expires <= $2", account, now)
+            rows = await db.fetch("SELECT mode, expires FROM locks WHERE account_id = $1", account)
+            conflicting = [row[1] for row in rows if row[0] in LOCK_CONFLICTS[lease.mode]]
+            if conflicting:
+                raise LockConflictError(max(conflicting))
             await db.execute(
-                "DELETE FROM locks WHERE account_id = $1 AND expires <= $2", lease.account_id, now
-            )
-            held = {
-                row[0]
-                for row in await db.fetch("SELECT mode FROM locks WHERE account_id = $1", lease.account_id)
-            }
-            if held & LOCK_CONFLICTS[lease.mode]:
-                raise LockConflictError
-            await db.execute(
-                "INSERT INTO locks (id, account_id, mode, holder, created, expires)"
-                " VALUES ($1,$2,$3,$4,$5,$6)",
+                "INSERT INTO locks (id, account_id, mode, holder, created, expires, principal)"
+                " VALUES ($1,$2,$3,$4,$5,$6,$7)",
                 lease.id,
                 lease.account_id,
                 lease.mode,
                 lease.holder,
                 lease.created,
                 lease.expires,
+                lease.principal,
             )
 
-    async def renew_lock(self, account_id: str, lock_id: str, expires: int, now: int) -> bool:
+    async def renew_lock(self, account_id: str, lock_id: str, principal: str, expires: int, now: int) -> bool:
         status = await self._execute(
-            "UPDATE locks SET expires = $1 WHERE id = $2 AND account_id = $3 AND expires > $4",
+            "UPDATE locks SET expires = $1"
+            " WHERE id = $2 AND account_id = $3 AND principal = $4 AND expires > $5",
             expires,
             lock_id,
             account_id,
+            principal,
             now,
         )
         return status == "UPDATE 1"
 
-    async def release_lock(self, account_id: str, lock_id: str) -> bool:
-        status = await self._execute(
-            "DELETE FROM locks WHERE id = $1 AND account_id = $2", lock_id, account_id
-        )
+    async def release_lock(self, account_id: str, lock_id: str, principal: str | None) -> bool:
+        sql = "DELETE FROM locks WHERE id = $1 AND account_id = $2 AND ($3::text IS NULL OR principal = $3)"
+        status = await self._execute(sql, lock_id, account_id, principal)
         return status == "DELETE 1"
 
     async def locks(self, account_id: str, now: int) -> list[Lease]:
         rows = await self.pool.fetch(
-            "SELECT id, account_id, mode, holder, created, expires FROM locks"
+            "SELECT id, account_id, mode, holder, created, expires, principal FROM locks"
             " WHERE account_id = $1 AND expires > $2 ORDER BY created, id",
             account_id,
             now,

@@ -33,7 +33,7 @@ from keep.server.storage.objects import StorageFullError
 
 T = TypeVar("T")
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS server_config (key TEXT PRIMARY KEY, value BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS accounts (
@@ -66,7 +66,7 @@ CREATE TABLE IF NOT EXISTS locks (
     id TEXT PRIMARY KEY,
     account_id TEXT NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
     mode TEXT NOT NULL, holder TEXT NOT NULL, created INTEGER NOT NULL,
-    expires INTEGER NOT NULL
+    expires INTEGER NOT NULL, principal TEXT NOT NULL DEFAULT ''
 );
 CREATE TABLE IF NOT EXISTS throttle (key BLOB PRIMARY KEY, failures INTEGER NOT NULL, last INTEGER NOT NULL);
 """
@@ -102,7 +102,10 @@ class SqliteMetadataStore(MetadataStore):
             db.execute("PRAGMA synchronous=FULL")
             db.execute("PRAGMA foreign_keys=ON")
             db.execute("PRAGMA busy_timeout=10000")
+            version = db.execute("PRAGMA user_version").fetchone()[0]
             db.executescript(SCHEMA)
+            if version == 1:  # version 2 records who took each lease
+                db.execute("ALTER TABLE locks ADD COLUMN principal TEXT NOT NULL DEFAULT ''")
             db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
             db.isolation_level = "DEFERRED"
             return db
@@ -377,12 +380,13 @@ class SqliteMetadataStore(MetadataStore):
         def op(db: sqlite3.Connection) -> None:
             db.execute("BEGIN IMMEDIATE")
             db.execute("DELETE FROM locks WHERE account_id = ? AND expires <= ?", (lease.account_id, now))
-            rows = db.execute("SELECT mode FROM locks WHERE account_id = ?", (lease.account_id,))
-            held = {row[0] for row in rows}
-            if held & LOCK_CONFLICTS[lease.mode]:
-                raise LockConflictError
+            rows = db.execute("SELECT mode, expires FROM locks WHERE account_id = ?", (lease.account_id,))
+            conflicting = [expires for mode, expires in rows if mode in LOCK_CONFLICTS[lease.mode]]
+            if conflicting:
+                raise LockConflictError(max(conflicting))
             db.execute(
-                "INSERT INTO locks (id, account_id, mode, holder, created, expires) VALUES (?,?,?,?,?,?)",
+                "INSERT INTO locks (id, account_id, mode, holder, created, expires, principal)"
+                " VALUES (?,?,?,?,?,?,?)",
                 (
                     lease.id,
                     lease.account_id,
@@ -390,24 +394,29 @@ class SqliteMetadataStore(MetadataStore):
                     lease.holder,
                     lease.created,
                     lease.expires,
+                    lease.principal,
                 ),
             )
 
         await self._run(op)
 
-    async def renew_lock(self, account_id: str, lock_id: str, expires: int, now: int) -> bool:
+    async def renew_lock(self, account_id: str, lock_id: str, principal: str, expires: int, now: int) -> bool:
         def op(db: sqlite3.Connection) -> bool:
             cur = db.execute(
-                "UPDATE locks SET expires = ? WHERE id = ? AND account_id = ? AND expires > ?",
-                (expires, lock_id, account_id, now),
+                "UPDATE locks SET expires = ?"
+                " WHERE id = ? AND account_id = ? AND principal = ? AND expires > ?",
+                (expires, lock_id, account_id, principal, now),
             )
             return cur.rowcount == 1
 
         return await self._run(op)
 
-    async def release_lock(self, account_id: str, lock_id: str) -> bool:
+    async def release_lock(self, account_id: str, lock_id: str, principal: str | None) -> bool:
         def op(db: sqlite3.Connection) -> bool:
-            cur = db.execute("DELETE FROM locks WHERE id = ? AND account_id = ?", (lock_id, account_id))
+            cur = db.execute(
+                "DELETE FROM locks WHERE id = ? AND account_id = ? AND (? IS NULL OR principal = ?)",
+                (lock_id, account_id, principal, principal),
+            )
             return cur.rowcount == 1
 
         return await self._run(op)
@@ -415,11 +424,11 @@ class SqliteMetadataStore(MetadataStore):
     async def locks(self, account_id: str, now: int) -> list[Lease]:
         def op(db: sqlite3.Connection) -> list[Lease]:
             rows = db.execute(
-                "SELECT id, account_id, mode, holder, created, expires FROM locks"
+                "SELECT id, account_id, mode, holder, created, expires, principal FROM locks"
                 " WHERE account_id = ? AND expires > ? ORDER BY created, id",
                 (account_id, now),
             )
-            return [Lease(r[0], r[1], r[2], r[3], r[4], r[5]) for r in rows]
+            return [Lease(*r) for r in rows]
 
         return await self._run(op)
 

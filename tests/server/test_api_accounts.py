@@ -271,6 +271,28 @@ async def test_locks_exclude_and_expire(api: Api, owner: Owner) -> None:
     assert status == 400
 
 
+async def test_a_device_cannot_release_or_renew_another_devices_lease(api: Api, owner: Owner) -> None:
+    _, one = await enroll(api, owner)
+    _, two = await enroll(api, owner)
+    locks = "/v1/locks"
+    status, lease, _ = await api.call("POST", locks, locks, one, json={"mode": "shared", "ttl": 60})
+    assert status == 201
+    path, template = f"{locks}/{lease['id']}", "/v1/locks/{lock_id}"
+    status, _, _ = await api.call("PUT", path, template, two, json={"ttl": 60})
+    assert status == 404
+    status, _, _ = await api.call("DELETE", path, template, two)
+    assert status == 404  # else a device could unblock a prune against another's running backup
+    status, _, _ = await api.call("PUT", path, template, one, json={"ttl": 60})
+    assert status == 200
+    status, body, _ = await api.call(
+        "POST", locks, locks, owner.session, json={"mode": "exclusive", "ttl": 60}
+    )
+    assert status == 409
+    assert "ends in 60 s" in body["message"]
+    status, _, _ = await api.call("DELETE", path, template, owner.session)
+    assert status == 204  # the owner may unlock
+
+
 async def test_prune_lease_runs_beside_backups_and_is_owner_only(api: Api, owner: Owner) -> None:
     _, device = await enroll(api, owner)
     locks = "/v1/locks"

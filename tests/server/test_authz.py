@@ -52,6 +52,8 @@ def expected(who: str, method: str, path: str) -> set[int]:
         return {401}
     if who == "device" and (method, path) in OWNER_ONLY:
         return {403}
+    if who == "device" and "{lock}" in path:
+        return {404}  # the lease is the owner's: a device renews and releases only its own
     if who == "other":
         # authenticated, but alice's device, lock and object do not exist for bob
         if "{device}" in path or "{lock}" in path or (OBJ in path and method != "PUT"):

@@ -138,18 +138,22 @@ async def test_concurrent_quota_is_never_exceeded(store: MetadataStore) -> None:
 
 async def test_locks(store: MetadataStore) -> None:
     await store.create_account(account(), {"password": SLOT})
-    await store.acquire_lock(Lease("s1", "a1", "shared", "", 1, 100), 1)
-    await store.acquire_lock(Lease("s2", "a1", "shared", "", 1, 50), 1)
-    with pytest.raises(LockConflictError):
+    await store.acquire_lock(Lease("s1", "a1", "shared", "", 1, 100, "d1"), 1)
+    await store.acquire_lock(Lease("s2", "a1", "shared", "", 1, 50, "d2"), 1)
+    with pytest.raises(LockConflictError) as conflict:
         await store.acquire_lock(Lease("x1", "a1", "exclusive", "", 1, 100), 1)
+    assert conflict.value.until == 100
     await store.acquire_lock(Lease("p1", "a1", "prune", "", 1, 100), 1)  # beside backups
     with pytest.raises(LockConflictError):
         await store.acquire_lock(Lease("p2", "a1", "prune", "", 1, 100), 1)  # one prune at a time
-    assert await store.release_lock("a1", "p1")
+    assert await store.release_lock("a1", "p1", None)
     assert [lk.id for lk in await store.locks("a1", 60)] == ["s1"]
-    assert await store.renew_lock("a1", "s1", 200, 60)
-    assert not await store.renew_lock("a1", "s2", 200, 60)  # expired
-    assert await store.release_lock("a1", "s1")
+    assert not await store.renew_lock("a1", "s1", "d2", 200, 60)  # not d2's lease
+    assert await store.renew_lock("a1", "s1", "d1", 200, 60)
+    assert not await store.renew_lock("a1", "s2", "d2", 200, 60)  # expired
+    assert [lk.principal for lk in await store.locks("a1", 60)] == ["d1"]
+    assert not await store.release_lock("a1", "s1", "d2")  # nor may d2 release it
+    assert await store.release_lock("a1", "s1", "d1")
     await store.acquire_lock(Lease("x1", "a1", "exclusive", "", 61, 100), 61)
     for mode in ("shared", "prune"):
         with pytest.raises(LockConflictError):
