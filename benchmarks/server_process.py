@@ -3,6 +3,7 @@ benchmarks and end-to-end runs."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -30,6 +31,39 @@ def free_port() -> int:
         if port not in _handed_out:
             _handed_out.add(port)
             return port
+
+
+def stop(
+    proc: subprocess.Popen[bytes] | subprocess.Popen[str], sig: int = signal.SIGTERM, pid: int | None = None
+) -> None:
+    """Stop a process we started, by PID: `sig` (to `pid` if the process to
+    signal is a child of `proc`), then SIGKILL if it lingers."""
+    target = pid or proc.pid
+    if proc.poll() is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(target, sig)
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(target, signal.SIGKILL)
+        proc.wait()
+
+
+def wait_for_port(
+    port: int, proc: subprocess.Popen[bytes] | None = None, timeout: float = START_TIMEOUT
+) -> None:
+    """Until 127.0.0.1:`port` accepts connections (or `proc` died: RuntimeError)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            return
+        except OSError:
+            if (proc is not None and proc.poll() is not None) or time.monotonic() > deadline:
+                raise RuntimeError(f"nothing listens on 127.0.0.1:{port}") from None
+            time.sleep(0.05)
 
 
 @contextmanager
@@ -78,11 +112,5 @@ def _service(
                 time.sleep(0.05)
         yield url, proc
     finally:
-        if proc.poll() is None:
-            os.kill(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.kill(proc.pid, signal.SIGKILL)
-                proc.wait()
+        stop(proc)
         log.close()

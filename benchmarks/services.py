@@ -9,7 +9,6 @@ stopped by PID when the block ends; `scripts/test-services.sh` installs them.
 
 from __future__ import annotations
 
-import contextlib
 import glob
 import os
 import shutil
@@ -22,7 +21,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from benchmarks.server_process import free_port
+from benchmarks.server_process import free_port, stop
 
 START_TIMEOUT = 60.0
 S3_KEY = "keep-test"  # moto accepts any credentials; these are not secrets
@@ -84,14 +83,7 @@ def postgres_cluster(durable: bool = False) -> Iterator[str]:
     finally:
         # runuser is the parent of postgres: signal postgres itself (its pid
         # file), falling back to the process we started.
-        pid = _postmaster_pid(data) or proc.pid
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGINT)  # "fast" shutdown
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.kill(pid, signal.SIGKILL)
-            proc.wait()
+        stop(proc, signal.SIGINT, _postmaster_pid(data))  # SIGINT: PostgreSQL's "fast" shutdown
         log.close()
         shutil.rmtree(root, ignore_errors=True)
 
@@ -145,12 +137,7 @@ def moto_s3() -> Iterator[str]:
                 time.sleep(0.1)
         yield url
     finally:
-        os.kill(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.kill(proc.pid, signal.SIGKILL)
-            proc.wait()
+        stop(proc)
         log.close()
         os.unlink(log.name)
 
@@ -215,11 +202,6 @@ def bind9(zone: str) -> Iterator[tuple[int, Path]]:
                     raise RuntimeError(f"named did not start; see {root / 'named.log'}") from None
         yield port, root / "update.key"
     finally:
-        os.kill(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.kill(proc.pid, signal.SIGKILL)
-            proc.wait()
+        stop(proc)
         log.close()
         shutil.rmtree(root, ignore_errors=True)

@@ -297,22 +297,22 @@ def _latest_version(url: str, root: bytes, home: Path) -> str | None:
         if info is None:
             return None
         return str(json.loads(Path(updater.download_target(info)).read_text())["version"])
-    except tuf_errors.ExpiredMetadataError as exc:
-        raise UpdateVerificationError(
-            f"update metadata has expired (possible freeze attack): {exc}"
-        ) from None
-    except tuf_errors.BadVersionNumberError as exc:
-        raise UpdateVerificationError(f"update metadata was rolled back: {exc}") from None
-    except tuf_errors.UnsignedMetadataError as exc:
-        raise UpdateVerificationError(f"update metadata is not properly signed: {exc}") from None
-    except tuf_errors.LengthOrHashMismatchError as exc:
-        raise UpdateVerificationError(
-            f"update metadata or release does not match its signed hash: {exc}"
-        ) from None
     except tuf_errors.DownloadError as exc:
         raise OSError(f"update service unreachable ({exc})") from None
-    except tuf_errors.RepositoryError as exc:
-        raise UpdateVerificationError(f"update metadata is inconsistent: {exc}") from None
+    except tuf_errors.RepositoryError as exc:  # every verification failure is one of these
+        what = next(text for kind, text in _refusals(tuf_errors) if isinstance(exc, kind))
+        raise UpdateVerificationError(f"update metadata {what}: {exc}") from None
+
+
+def _refusals(tuf_errors: Any) -> list[tuple[type[Exception], str]]:
+    """How each kind of verification failure is reported, most specific first."""
+    return [
+        (tuf_errors.ExpiredMetadataError, "has expired (possible freeze attack)"),
+        (tuf_errors.BadVersionNumberError, "was rolled back"),
+        (tuf_errors.UnsignedMetadataError, "is not properly signed"),
+        (tuf_errors.LengthOrHashMismatchError, "or release does not match its signed hash"),
+        (tuf_errors.RepositoryError, "is inconsistent"),
+    ]
 
 
 def installed_version() -> str:

@@ -54,6 +54,14 @@ ERROR_STATUS: dict[ErrorCode, HTTPStatus] = {
 }
 
 
+def split_host_port(value: str) -> tuple[str, int]:
+    """`HOST:PORT` (IPv6 in brackets) -> (host, port); ValueError otherwise."""
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"{value!r} is not HOST:PORT (e.g. 127.0.0.1:8420)")
+    return host.strip("[]"), int(port)
+
+
 def object_path(kind: str, object_id: str) -> str:
     return f"{API_PREFIX}/objects/{kind}/{object_id}"
 

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import click
 from aiohttp import web
+from keep.protocol.api import split_host_port
 from keep.protocol.errors import ExitCode
 from keep.server.app import create_app
 from keep.server.backends import BackendURLError, check_urls, describe, metadata_store, object_store
@@ -27,10 +28,10 @@ log = logging.getLogger("keep.server")
 
 
 def _listen(value: str) -> tuple[str, int]:
-    host, sep, port = value.rpartition(":")
-    if not sep or not port.isdigit():
-        raise click.BadParameter("use HOST:PORT, e.g. 127.0.0.1:8420")
-    return host.strip("[]"), int(port)
+    try:
+        return split_host_port(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
 
 
 @click.group()

@@ -16,6 +16,7 @@ from typing import Any
 
 from keep.client import drill, phonehome
 from keep.client.account import owner_login
+from keep.client.cli.text import human_bytes
 from keep.client.config import load_config
 from keep.client.device_state import DeviceState
 from keep.client.history import last_backup
@@ -34,14 +35,6 @@ class Paths:
 
 def _when(ts: float | None) -> str:
     return time.strftime("%Y-%m-%d %H:%M", time.localtime(ts)) if ts else "never"
-
-
-def human_bytes(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(n) < 1024 or unit == "TiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} TiB"
 
 
 @contextmanager

@@ -10,6 +10,7 @@ from pathlib import Path
 import click
 from keep.client.cli.main import CliContext, cli
 from keep.client.cli.session import UsageError, read_password
+from keep.protocol.api import split_host_port
 
 
 @cli.group()
@@ -32,10 +33,10 @@ def set_password_cmd(ctx: CliContext, password_file: Path | None) -> None:
 
 
 def _host_port(value: str) -> tuple[str, int]:
-    host, sep, port = value.rpartition(":")
-    if not sep or not port.isdigit():
-        raise click.BadParameter("use HOST:PORT, e.g. 127.0.0.1:8480")
-    return host.strip("[]"), int(port)
+    try:
+        return split_host_port(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
 
 
 @admin.command()

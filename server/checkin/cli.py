@@ -16,6 +16,7 @@ from pathlib import Path
 
 import click
 from aiohttp import web
+from keep.protocol.api import split_host_port
 from keep.server.checkin import updates
 from keep.server.checkin.app import CHECKIN, CheckinSettings, create_app
 from keep.server.checkin.dns import Pusher, TsigKey, start_responder
@@ -25,10 +26,10 @@ log = logging.getLogger("keep.checkin")
 
 
 def _host_port(value: str) -> tuple[str, int]:
-    host, sep, port = value.rpartition(":")
-    if not sep or not port.isdigit():
-        raise click.BadParameter("use HOST:PORT, e.g. 127.0.0.1:8421")
-    return host.strip("[]"), int(port)
+    try:
+        return split_host_port(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
 
 
 @click.group()

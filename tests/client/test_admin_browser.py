@@ -8,18 +8,15 @@ from __future__ import annotations
 import http.server
 import os
 import shutil
-import signal
-import socket
 import subprocess
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from benchmarks.byte_proxy import ByteProxy, byte_proxy
-from benchmarks.server_process import checkin_server, free_port
+from benchmarks.server_process import checkin_server, free_port, stop, wait_for_port
 from tests.client.conftest import KEEP, Device
 from tests.client.test_faults import random_tree
 
@@ -57,19 +54,10 @@ def admin_page(device: Device, tmp_path: Path) -> Iterator[tuple[str, Device, By
                 stderr=subprocess.DEVNULL,
             )
             try:
-                deadline = time.monotonic() + 30
-                while True:
-                    try:
-                        socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-                        break
-                    except OSError:
-                        assert proc.poll() is None
-                        assert time.monotonic() < deadline
-                        time.sleep(0.05)
+                wait_for_port(port, proc)
                 yield f"http://127.0.0.1:{port}", device, proxy, src
             finally:
-                os.kill(proc.pid, signal.SIGTERM)
-                proc.wait(timeout=20)
+                stop(proc)
 
 
 @pytest.fixture

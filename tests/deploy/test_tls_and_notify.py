@@ -13,7 +13,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,7 +22,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from benchmarks.server_process import free_port, keep_server
+from benchmarks.server_process import free_port, keep_server, stop, wait_for_port
 from tests.client.conftest import Device
 from tests.client.test_faults import random_tree, restored
 from tests.client.tree_builder import describe
@@ -116,23 +115,10 @@ def nginx_in_front(tmp_path: Path, ca: tuple[Path, Path, Path]) -> Iterator[str]
         assert check.returncode == 0, check.stderr
         proc = subprocess.Popen([nginx, "-c", str(work / "nginx.conf")], stderr=subprocess.DEVNULL)
         try:
-            deadline = time.monotonic() + 20
-            while True:
-                try:
-                    socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-                    break
-                except OSError:
-                    assert proc.poll() is None, (work / "error.log").read_text()
-                    assert time.monotonic() < deadline
-                    time.sleep(0.05)
+            wait_for_port(port, proc)
             yield f"https://127.0.0.1:{port}"
         finally:
-            os.kill(proc.pid, signal.SIGQUIT)  # graceful stop of master and worker
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.kill(proc.pid, signal.SIGKILL)
-                proc.wait()
+            stop(proc, signal.SIGQUIT)  # graceful stop of master and worker
 
 
 def round_trip(url: str, ca_file: Path, tmp_path: Path) -> None:
@@ -180,19 +166,10 @@ def test_keep_server_serves_tls_itself(ca: tuple[Path, Path, Path], tmp_path: Pa
         stderr=subprocess.DEVNULL,
     )
     try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-                break
-            except OSError:
-                assert proc.poll() is None
-                assert time.monotonic() < deadline
-                time.sleep(0.05)
+        wait_for_port(port, proc)
         round_trip(f"https://127.0.0.1:{port}", ca_file, tmp_path)
     finally:
-        os.kill(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=20)
+        stop(proc)
 
 
 @pytest.mark.parametrize("exe", ["keep-server", "keep-checkin"])
@@ -224,8 +201,7 @@ def test_servers_notify_systemd_and_feed_the_watchdog(exe: str, tmp_path: Path) 
         socket.create_connection(("127.0.0.1", port), timeout=2).close()  # ready means listening
         assert messages[1:] == ["WATCHDOG=1", "WATCHDOG=1"]
     finally:
-        os.kill(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=20)
+        stop(proc)
         sock.close()
 
 

@@ -9,8 +9,6 @@ import json
 import os
 import socket
 import sys
-import threading
-import time
 from pathlib import Path
 
 from tests.client.conftest import Device
@@ -50,32 +48,3 @@ def test_odd_names_deep_nesting_and_special_files(device: Device, tmp_path: Path
     device.run("restore", summary["snapshot"], "--target", str(target), timeout=300)
     assert describe(restored(target, src)) == describe(src)
     assert device.json("check")["ok"]
-
-
-def test_a_file_growing_while_read_is_a_warning(device: Device, tmp_path: Path) -> None:
-    device.init()
-    src = tmp_path / "live"
-    src.mkdir()
-    log = src / "growing.log"
-    log.write_bytes(os.urandom(64 << 20))
-    stop = threading.Event()
-
-    def append() -> None:
-        with log.open("ab") as f:
-            while not stop.is_set():
-                f.write(os.urandom(1 << 16))
-                f.flush()
-                time.sleep(0.001)
-
-    writer = threading.Thread(target=append)
-    writer.start()
-    try:
-        result = device.run("--json", "backup", str(src), check=False)
-    finally:
-        stop.set()
-        writer.join()
-    assert result.returncode in (0, 3), result.stderr
-    if result.returncode == 3:
-        warnings = json.loads(result.stdout)["warnings"]
-        assert any("changed while being read" in w["message"] for w in warnings)
-    assert device.json("check", "--read-data")["ok"]  # what was stored is whole and consistent
