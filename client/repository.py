@@ -178,9 +178,11 @@ class Repository:
         _atomic_write(self.cache_dir / "index" / object_id, data)
         return object_id
 
-    def reindex_orphan_packs(self) -> int:
+    def reindex_orphan_packs(self, save: bool = True) -> int:
         """Index packs that are on the server but in no index (a backup was
-        interrupted after uploading them). Condemned packs are not orphans.
+        interrupted after uploading them, or an index object was lost).
+        Condemned packs are not orphans. With `save`, the recovered entries
+        are written as a new index object; a restore keeps them in memory.
         Returns how many were recovered."""
         orphans = [p for p in self.pack_sizes if p not in self.packs and p not in self.condemned]
         recovered = []
@@ -191,7 +193,7 @@ class Repository:
                 continue  # not ours or damaged: `keep check` reports it
         for pack in recovered:
             self.add_pack(pack)
-        if recovered:
+        if recovered and save:
             self.save_index(recovered)
         return len(recovered)
 

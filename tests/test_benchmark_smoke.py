@@ -64,3 +64,17 @@ def test_scaleout_benchmark_smoke() -> None:
         check=True,
     ).stdout
     assert "| s3+postgresql | 2 |" in out
+
+
+def test_load_benchmark_smoke() -> None:
+    """The bounded load test runs (3 s) with zero errors and bounded server RSS
+    (it exits non-zero otherwise)."""
+    out = subprocess.run(
+        [sys.executable, "-m", "benchmarks.bench_load", "--smoke"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+    ).stdout
+    assert "errors: 0" in out

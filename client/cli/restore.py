@@ -29,6 +29,7 @@ def restore(ctx: CliContext, snapshot: str, target: Path, includes: tuple[str, .
 
     with open_repository(ctx) as (_, repo), Lease(repo.remote):
         repo.load_index()
+        repo.reindex_orphan_packs(save=False)  # packs whose index object was lost are still found
         info = repo.find_snapshot(snapshot)
         restorer = Restorer(repo, os.fsencode(target), tuple(os.fsencode(i) for i in includes))
         stats = restorer.run(info.snapshot.tree, progress)

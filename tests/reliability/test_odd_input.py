@@ -46,5 +46,21 @@ def test_odd_names_deep_nesting_and_special_files(device: Device, tmp_path: Path
     (src / "sock").unlink()
     target = tmp_path / "restore"
     device.run("restore", summary["snapshot"], "--target", str(target), timeout=300)
-    assert describe(restored(target, src)) == describe(src)
-    assert device.json("check")["ok"]
+    try:
+        assert describe(restored(target, src)) == describe(src)
+        assert device.json("check")["ok"]
+    finally:  # pytest's own clean-up of old temp dirs would recurse too deeply
+        for top in (raw, os.fsencode(restored(target, src))):
+            remove_deep(top + b"/d")
+
+
+def remove_deep(top: bytes) -> None:
+    """Remove a chain top/d/d/…/d (with files at any level) bottom-up, without recursion."""
+    chain = [top]
+    while os.path.isdir(chain[-1] + b"/d"):
+        chain.append(chain[-1] + b"/d")
+    for directory in reversed(chain):
+        for entry in os.listdir(directory):
+            if entry != b"d":
+                os.unlink(directory + b"/" + entry)
+        os.rmdir(directory)

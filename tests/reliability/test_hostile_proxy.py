@@ -1,0 +1,115 @@
+"""A man in the middle (or a compromised server) in front of a real
+keep-server, altering replies on purpose: truncated objects, a flipped bit in
+a ranged read, an index left out of the listing.
+The client refuses clearly or recovers; it never writes corrupt data to a
+restore target."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from benchmarks.server_process import free_port
+from tests.client.conftest import Device
+from tests.client.test_faults import random_tree, restored
+from tests.client.tree_builder import describe
+
+MODE = web.AppKey("mode", dict)
+UPSTREAM = web.AppKey("upstream", str)
+HOP = {"content-length", "transfer-encoding", "connection", "content-encoding"}
+
+
+async def relay(request: web.Request) -> web.StreamResponse:
+    mode: dict[str, Any] = request.app[MODE]
+    body = await request.read()
+    headers = {k: v for k, v in request.headers.items() if k.lower() not in ("host", *HOP)}
+    async with (
+        aiohttp.ClientSession(auto_decompress=False) as session,
+        session.request(
+            request.method, request.app[UPSTREAM] + request.path_qs, data=body or None, headers=headers
+        ) as reply,
+    ):
+        data = await reply.read()
+        out_headers = {k: v for k, v in reply.headers.items() if k.lower() not in HOP}
+        path = request.path
+        if mode.get("truncate") and path.startswith("/v1/objects/pack/") and request.method == "GET":
+            data = data[: len(data) // 2]
+        if mode.get("flip") and path.startswith("/v1/objects/pack/") and request.method == "GET" and data:
+            at = min(100, len(data) - 1)
+            data = data[:at] + bytes([data[at] ^ 1]) + data[at + 1 :]
+        if mode.get("drop_index") and path == "/v1/objects/index" and reply.status == 200:
+            listing = json.loads(data)
+            listing["objects"] = []
+            data = json.dumps(listing).encode()
+        return web.Response(status=reply.status, body=data, headers=out_headers)
+
+
+@pytest.fixture
+def tamper(server: str) -> Iterator[tuple[str, dict[str, Any]]]:
+    app = web.Application(client_max_size=128 * 1024 * 1024)
+    app[MODE] = {}
+    app[UPSTREAM] = server
+    app.router.add_route("*", "/{tail:.*}", relay)
+    port = free_port()
+    loop = asyncio.new_event_loop()
+    runner = web.AppRunner(app)
+
+    async def start() -> None:
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", port).start()
+
+    loop.run_until_complete(start())
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{port}", app[MODE]
+    finally:
+        asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(timeout=10)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(timeout=10)
+
+
+def set_up(tamper: tuple[str, dict[str, Any]], device: Device, tmp_path: Path) -> tuple[Device, Path, str]:
+    url, _ = tamper
+    dev = Device(url, device.home, device.account, device.password_file)
+    dev.init()
+    src = random_tree(tmp_path / "src", 3, 1 << 20)
+    snapshot = dev.json("backup", str(src))["snapshot"]
+    shutil.rmtree(dev.home / "cache", ignore_errors=True)  # everything comes through the proxy again
+    return dev, src, snapshot
+
+
+@pytest.mark.parametrize("attack", ["truncate", "flip"])
+def test_damaged_pack_replies_are_refused_and_never_written(
+    tamper: tuple[str, dict[str, Any]], device: Device, tmp_path: Path, attack: str
+) -> None:
+    dev, src, snapshot = set_up(tamper, device, tmp_path)
+    tamper[1][attack] = True
+    target = tmp_path / "restore"
+    result = dev.run("restore", snapshot, "--target", str(target), check=False)
+    assert result.returncode in (1, 15), result.stderr
+    assert "Traceback" not in result.stderr
+    for path in target.rglob("*.bin"):  # whatever was written is exactly right
+        assert path.read_bytes() == (src / path.name).read_bytes()
+    tamper[1].clear()
+    dev.run("restore", snapshot, "--target", str(tmp_path / "clean"))
+    assert describe(restored(tmp_path / "clean", src)) == describe(src)
+
+
+def test_a_dropped_index_is_recovered_from_the_packs(
+    tamper: tuple[str, dict[str, Any]], device: Device, tmp_path: Path
+) -> None:
+    dev, src, snapshot = set_up(tamper, device, tmp_path)
+    tamper[1]["drop_index"] = True
+    target = tmp_path / "restore"
+    dev.run("restore", snapshot, "--target", str(target))
+    assert describe(restored(target, src)) == describe(src)
