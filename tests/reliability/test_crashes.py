@@ -13,6 +13,10 @@ import subprocess
 import time
 from pathlib import Path
 
+from keep.client.account import owner_login
+from keep.client.device_state import DeviceState
+from keep.client.remote import Remote
+
 from benchmarks.byte_proxy import byte_proxy
 from benchmarks.server_process import free_port, keep_server
 from tests.client.conftest import KEEP, Device
@@ -133,3 +137,36 @@ def test_connections_cut_at_random(device: Device, tmp_path: Path) -> None:
         dev.run("restore", snapshot, "--target", str(target))
         assert describe(restored(target, src)) == describe(src)
         assert dev.json("check", "--read-data")["ok"]
+
+
+def test_a_backup_whose_lease_was_lost_writes_no_snapshot(device: Device, tmp_path: Path) -> None:
+    """If the lease lapsed (here: the owner unlocked it), the backup stops
+    before its snapshot instead of trusting data a prune may have deleted."""
+    device.init()
+    src = random_tree(tmp_path / "src", 24, 2 * MiB)
+    state = DeviceState.load(device.home)
+    backup = subprocess.Popen(
+        [KEEP, "backup", str(src)],
+        env=env_of(device),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    with Remote(state.server_url, state.device_token) as remote:
+        deadline = time.monotonic() + 60
+        while not remote.request_json("GET", "/v1/locks")["locks"]:
+            assert backup.poll() is None
+            assert time.monotonic() < deadline
+            time.sleep(0.002)
+        os.kill(backup.pid, signal.SIGSTOP)
+        remote.token, _ = owner_login(
+            remote, state.account, device.password_file.read_text().strip().encode()
+        )
+        for lease in remote.request_json("GET", "/v1/locks")["locks"]:
+            remote.request_json("DELETE", f"/v1/locks/{lease['id']}", ok=(204,))
+    os.kill(backup.pid, signal.SIGCONT)
+    _, err = backup.communicate(timeout=120)
+    assert backup.returncode == 14, err
+    assert "lease expired" in err
+    assert device.json("snapshots") == []
+    assert device.json("check")["ok"]
