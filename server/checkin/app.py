@@ -34,7 +34,7 @@ from typing import Any
 
 from aiohttp import web
 from keep.server.checkin.dns import Pusher, Zone
-from keep.server.checkin.registry import NameTakenError, Record, Registry
+from keep.server.checkin.registry import NameTakenError, Record, Registry, registry_from_url
 
 log = logging.getLogger("keep.checkin")
 NAME_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
@@ -45,6 +45,7 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 @dataclass
 class CheckinSettings:
     data_dir: Path
+    registry_url: str | None = None  # default: sqlite:///DATA_DIR/checkin.db
     zone: str = "dyn.example.test"
     min_interval: int = 60  # seconds between two updates of one name
     updates_dir: Path | None = None  # TUF repository (metadata/, targets/)
@@ -267,7 +268,7 @@ def create_app(
     settings: CheckinSettings, pusher: Pusher | None = None, access_log: bool = False
 ) -> web.Application:
     app = web.Application(middlewares=[errors], client_max_size=64 * 1024)
-    registry = Registry(settings.data_dir / "checkin.db")
+    registry = registry_from_url(settings.registry_url or f"sqlite:///{settings.data_dir / 'checkin.db'}")
     app[CHECKIN] = Checkin(settings, registry, Zone(settings.zone, registry), pusher)
     app.add_routes(routes)
     if settings.updates_dir is not None:

@@ -48,6 +48,9 @@ def main() -> None:
 @click.option("--tsig-key", type=click.Path(dir_okay=False, exists=True, path_type=Path))
 @click.option("--updates", "updates_dir", type=click.Path(file_okay=False, exists=True, path_type=Path))
 @click.option("--min-update-interval", default=60, show_default=True, type=click.IntRange(0))
+@click.option(
+    "--registry", "registry_url", help="sqlite:///PATH (default DATA_DIR/checkin.db) or postgresql://…"
+)
 @click.option("--log-client-addresses", is_flag=True, help="Write an access log with client IPs.")
 def serve(
     data_dir: Path,
@@ -58,6 +61,7 @@ def serve(
     tsig_key: Path | None,
     updates_dir: Path | None,
     min_update_interval: int,
+    registry_url: str | None,
     log_client_addresses: bool,
 ) -> None:
     """Serve the registry API, dyndns2, DNS and the update repository."""
@@ -75,7 +79,11 @@ def serve(
     if problem:
         raise click.UsageError(problem)
     settings = CheckinSettings(
-        data_dir=data_dir.resolve(), zone=zone, min_interval=min_update_interval, updates_dir=updates_dir
+        data_dir=data_dir.resolve(),
+        registry_url=registry_url,
+        zone=zone,
+        min_interval=min_update_interval,
+        updates_dir=updates_dir,
     )
     app = create_app(settings, pusher)
     if dns_listen != "off":

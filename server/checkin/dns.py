@@ -53,11 +53,10 @@ class Zone:
             return None
         return qname.labels[0].decode("ascii", "replace").lower()
 
-    def soa(self) -> dns.rrset.RRset:
+    async def soa(self) -> dns.rrset.RRset:
         refresh, retry, expire, minimum = SOA_TIMERS
-        text = (
-            f"{self.ns} {self.hostmaster} {self.registry.serial % 2**32} {refresh} {retry} {expire} {minimum}"
-        )
+        serial = await self.registry.serial() % 2**32
+        text = f"{self.ns} {self.hostmaster} {serial} {refresh} {retry} {expire} {minimum}"
         return dns.rrset.from_text(self.origin, TTL, "IN", "SOA", text)
 
     async def answer(self, query: dns.message.Message) -> dns.message.Message:
@@ -75,23 +74,23 @@ class Zone:
         qtype = question.rdtype
         if label == "":
             if qtype in (dns.rdatatype.SOA, dns.rdatatype.ANY):
-                response.answer.append(self.soa())
+                response.answer.append(await self.soa())
             if qtype in (dns.rdatatype.NS, dns.rdatatype.ANY):
                 response.answer.append(dns.rrset.from_text(self.origin, TTL, "IN", "NS", str(self.ns)))
             if not response.answer:
-                response.authority.append(self.soa())
+                response.authority.append(await self.soa())
             return response
         record = await self.registry.lookup(label)
         if record is None:
             response.set_rcode(dns.rcode.NXDOMAIN)
-            response.authority.append(self.soa())
+            response.authority.append(await self.soa())
             return response
         if qtype in (dns.rdatatype.A, dns.rdatatype.ANY) and record.ipv4:
             response.answer.append(dns.rrset.from_text(question.name, TTL, "IN", "A", record.ipv4))
         if qtype in (dns.rdatatype.AAAA, dns.rdatatype.ANY) and record.ipv6:
             response.answer.append(dns.rrset.from_text(question.name, TTL, "IN", "AAAA", record.ipv6))
         if not response.answer:
-            response.authority.append(self.soa())
+            response.authority.append(await self.soa())
         return response
 
     async def handle(self, wire: bytes) -> bytes | None:

@@ -1,13 +1,17 @@
-"""The name registry of keep-checkin (SQLite, one thread, like keep-server's).
+"""The name registry of keep-checkin, behind one interface with two backends
+chosen by URL like keep-server's metadata: `sqlite:///path/checkin.db` (the
+default, one thread) and `postgresql://…` (asyncpg, for several replicas).
 
 Per name it keeps only what the DNS needs and what authenticates updates: the
 SHA-256 of the device's token, the current IPv4 and IPv6 address, and the
-time of the last update (for rate limiting and the SOA serial). No history,
-no client addresses beyond the published ones.
+times of the last change and the last request (rate limiting). No history,
+no client addresses beyond the published ones. A zone serial counts changes
+for the SOA record.
 """
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import hashlib
 import hmac
@@ -16,15 +20,18 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 T = TypeVar("T")
 
-SCHEMA = """
+TABLES = """
 CREATE TABLE IF NOT EXISTS names (
-    name TEXT PRIMARY KEY, token_hash BLOB NOT NULL, ipv4 TEXT, ipv6 TEXT,
-    created INTEGER NOT NULL, updated INTEGER NOT NULL, last_request INTEGER NOT NULL
+    name TEXT PRIMARY KEY, token_hash {blob} NOT NULL, ipv4 TEXT, ipv6 TEXT,
+    created BIGINT NOT NULL, updated BIGINT NOT NULL, last_request BIGINT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS zone (id INTEGER PRIMARY KEY, serial BIGINT NOT NULL);
+INSERT INTO zone (id, serial) VALUES (1, 1) ON CONFLICT DO NOTHING;
 """
 
 
@@ -45,12 +52,66 @@ def token_hash(token: str) -> bytes:
     return hashlib.sha256(token.encode()).digest()
 
 
-class Registry:
+class Registry(abc.ABC):
+    @abc.abstractmethod
+    async def open(self) -> None: ...
+
+    @abc.abstractmethod
+    async def close(self) -> None: ...
+
+    @abc.abstractmethod
+    async def claim(self, name: str, token: str, now: int) -> None:
+        """Register `name` with `token` (NameTakenError if it exists)."""
+
+    @abc.abstractmethod
+    async def _token_and_record(self, name: str) -> tuple[bytes, Record] | None: ...
+
+    async def authenticate(self, name: str, token: str) -> Record | None:
+        """The record if `token` is the name's token, else None."""
+        found = await self._token_and_record(name)
+        if found is None or not hmac.compare_digest(found[0], token_hash(token)):
+            return None
+        return found[1]
+
+    async def exists(self, name: str) -> bool:
+        return await self._token_and_record(name) is not None
+
+    async def lookup(self, name: str) -> Record | None:
+        found = await self._token_and_record(name)
+        return None if found is None else found[1]
+
+    @abc.abstractmethod
+    async def touch(self, name: str, now: int) -> None:
+        """Record a request that changed nothing (for the rate limit)."""
+
+    @abc.abstractmethod
+    async def set_addresses(self, name: str, ipv4: str | None, ipv6: str | None, now: int) -> None: ...
+
+    @abc.abstractmethod
+    async def release(self, name: str) -> None: ...
+
+    @abc.abstractmethod
+    async def serial(self) -> int:
+        """The zone's SOA serial: grows with every change."""
+
+
+def registry_from_url(url: str) -> Registry:
+    scheme = urlsplit(url).scheme
+    if scheme == "sqlite":
+        return SqliteRegistry(Path(urlsplit(url).path))
+    if scheme in ("postgresql", "postgres"):
+        return PostgresRegistry(url)
+    raise ValueError(f"unsupported registry backend {scheme!r} (supported: sqlite, postgresql)")
+
+
+_SELECT = "SELECT token_hash, name, ipv4, ipv6, updated, last_request FROM names WHERE name = "
+
+
+class SqliteRegistry(Registry):
     def __init__(self, path: Path) -> None:
         self._path = path
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="keep-checkin-db")
         self._db: sqlite3.Connection | None = None
-        self.serial = 0  # max(updated): the zone's SOA serial, kept in memory for the DNS
 
     async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         db = self._db
@@ -69,13 +130,10 @@ class Registry:
             db = sqlite3.connect(self._path, check_same_thread=False)
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=FULL")
-            db.executescript(SCHEMA)
+            db.executescript(TABLES.format(blob="BLOB"))
             return db
 
         self._db = await asyncio.get_running_loop().run_in_executor(self._executor, connect)
-        self.serial = await self._run(
-            lambda db: int(db.execute("SELECT COALESCE(MAX(updated), 0) FROM names").fetchone()[0])
-        )
 
     async def close(self) -> None:
         if self._db is not None:
@@ -94,55 +152,101 @@ class Registry:
                 raise NameTakenError(name) from None
 
         await self._run(op)
-        self.serial = max(self.serial, now)
 
-    async def authenticate(self, name: str, token: str) -> Record | None:
-        """The record if `token` is the name's token, else None."""
-
+    async def _token_and_record(self, name: str) -> tuple[bytes, Record] | None:
         def op(db: sqlite3.Connection) -> tuple[bytes, Record] | None:
-            row = db.execute(
-                "SELECT token_hash, name, ipv4, ipv6, updated, last_request FROM names WHERE name = ?",
-                (name,),
-            ).fetchone()
+            row = db.execute(_SELECT + "?", (name,)).fetchone()
             return None if row is None else (bytes(row[0]), Record(*row[1:]))
-
-        found = await self._run(op)
-        if found is None or not hmac.compare_digest(found[0], token_hash(token)):
-            return None
-        return found[1]
-
-    async def exists(self, name: str) -> bool:
-        return (
-            await self._run(lambda db: db.execute("SELECT 1 FROM names WHERE name = ?", (name,)).fetchone())
-            is not None
-        )
-
-    async def lookup(self, name: str) -> Record | None:
-        def op(db: sqlite3.Connection) -> Record | None:
-            row = db.execute(
-                "SELECT name, ipv4, ipv6, updated, last_request FROM names WHERE name = ?", (name,)
-            ).fetchone()
-            return None if row is None else Record(*row)
 
         return await self._run(op)
 
     async def touch(self, name: str, now: int) -> None:
-        await self._run(
-            lambda db: db.execute("UPDATE names SET last_request = ? WHERE name = ?", (now, name))
-        )
+        sql = "UPDATE names SET last_request = ? WHERE name = ?"
+        await self._run(lambda db: db.execute(sql, (now, name)))
 
     async def set_addresses(self, name: str, ipv4: str | None, ipv6: str | None, now: int) -> None:
-        await self._run(
-            lambda db: db.execute(
+        def op(db: sqlite3.Connection) -> None:
+            db.execute(
                 "UPDATE names SET ipv4 = ?, ipv6 = ?, updated = ?, last_request = ? WHERE name = ?",
                 (ipv4, ipv6, now, now, name),
             )
-        )
-        self.serial = max(self.serial + 1, now)
+            db.execute("UPDATE zone SET serial = serial + 1 WHERE id = 1")
+
+        await self._run(op)
 
     async def release(self, name: str) -> None:
-        await self._run(lambda db: db.execute("DELETE FROM names WHERE name = ?", (name,)))
-        self.serial += 1
+        def op(db: sqlite3.Connection) -> None:
+            db.execute("DELETE FROM names WHERE name = ?", (name,))
+            db.execute("UPDATE zone SET serial = serial + 1 WHERE id = 1")
 
-    async def count(self) -> int:
-        return int(await self._run(lambda db: db.execute("SELECT COUNT(*) FROM names").fetchone()[0]))
+        await self._run(op)
+
+    async def serial(self) -> int:
+        return int(
+            await self._run(lambda db: db.execute("SELECT serial FROM zone WHERE id = 1").fetchone()[0])
+        )
+
+
+class PostgresRegistry(Registry):
+    def __init__(self, url: str) -> None:
+        self._url = url
+        self._pool: Any = None
+
+    @property
+    def pool(self) -> Any:
+        if self._pool is None:
+            raise RuntimeError("registry is not open")
+        return self._pool
+
+    async def open(self) -> None:
+        import asyncpg
+
+        self._pool = await asyncpg.create_pool(self._url, min_size=1, max_size=10)
+        async with self.pool.acquire() as db, db.transaction():
+            await db.execute("SELECT pg_advisory_xact_lock(1801675109)")  # replicas starting together
+            await db.execute(TABLES.format(blob="BYTEA"))
+
+    async def close(self) -> None:
+        if self._pool is not None:
+            pool, self._pool = self._pool, None
+            await pool.close()
+
+    async def claim(self, name: str, token: str, now: int) -> None:
+        import asyncpg
+
+        try:
+            await self.pool.execute(
+                "INSERT INTO names (name, token_hash, created, updated, last_request) VALUES ($1,$2,$3,$4,0)",
+                name,
+                token_hash(token),
+                now,
+                now,
+            )
+        except asyncpg.UniqueViolationError:
+            raise NameTakenError(name) from None
+
+    async def _token_and_record(self, name: str) -> tuple[bytes, Record] | None:
+        row = await self.pool.fetchrow(_SELECT + "$1", name)
+        return None if row is None else (bytes(row[0]), Record(*row[1:]))
+
+    async def touch(self, name: str, now: int) -> None:
+        await self.pool.execute("UPDATE names SET last_request = $1 WHERE name = $2", now, name)
+
+    async def set_addresses(self, name: str, ipv4: str | None, ipv6: str | None, now: int) -> None:
+        async with self.pool.acquire() as db, db.transaction():
+            await db.execute(
+                "UPDATE names SET ipv4 = $1, ipv6 = $2, updated = $3, last_request = $3 WHERE name = $4",
+                ipv4,
+                ipv6,
+                now,
+                name,
+            )
+            await db.execute("UPDATE zone SET serial = serial + 1 WHERE id = 1")
+
+    async def release(self, name: str) -> None:
+        async with self.pool.acquire() as db, db.transaction():
+            await db.execute("DELETE FROM names WHERE name = $1", name)
+            await db.execute("UPDATE zone SET serial = serial + 1 WHERE id = 1")
+
+    async def serial(self) -> int:
+        return int(await self.pool.fetchval("SELECT serial FROM zone WHERE id = 1"))

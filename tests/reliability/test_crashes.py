@@ -24,7 +24,7 @@ from tests.client.test_faults import random_tree, restored
 from tests.client.tree_builder import describe
 
 MiB = 1024 * 1024
-KILLS = 20  # seeded iterations in CI; benchmarks/ can run more
+KILLS = int(os.environ.get("KEEP_RELIABILITY_KILLS", "20"))  # seeded iterations; longer runs set more
 
 
 def env_of(dev: Device) -> dict[str, str]:

@@ -42,16 +42,29 @@ def clock() -> Clock:
     return Clock()
 
 
-async def make_client(tmp_path: Path, clock: Clock, pusher: Pusher | None = None) -> TestClient[Any, Any]:
-    settings = CheckinSettings(data_dir=tmp_path, zone=ZONE, min_interval=60, clock=clock)
+async def make_client(
+    tmp_path: Path, clock: Clock, pusher: Pusher | None = None, registry_url: str | None = None
+) -> TestClient[Any, Any]:
+    settings = CheckinSettings(
+        data_dir=tmp_path, registry_url=registry_url, zone=ZONE, min_interval=60, clock=clock
+    )
     client = TestClient(TestServer(create_app(settings, pusher)))
     await client.start_server()
     return client
 
 
-@pytest.fixture
-async def client(tmp_path: Path, clock: Clock) -> AsyncIterator[TestClient[Any, Any]]:
-    c = await make_client(tmp_path, clock)
+# Registry backends, like keep-server's metadata: name -> URL of a fresh registry.
+REGISTRIES: dict[str, Any] = {
+    "sqlite": lambda tmp, _: None,
+    "postgresql": lambda _, request: str(request.getfixturevalue("fresh_database")),
+}
+
+
+@pytest.fixture(params=sorted(REGISTRIES))
+async def client(
+    request: pytest.FixtureRequest, tmp_path: Path, clock: Clock
+) -> AsyncIterator[TestClient[Any, Any]]:
+    c = await make_client(tmp_path, clock, registry_url=REGISTRIES[request.param](tmp_path, request))
     yield c
     await c.close()
 
