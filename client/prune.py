@@ -89,7 +89,11 @@ class Pruner:
     def run(self) -> PruneResult:
         started = self.clock()
         repo = self.repo
-        repo.ensure_index()
+        # Orphan packs (from crashed backups) are indexed in memory only: this
+        # run writes every pack it keeps or condemns into its own index parts,
+        # and an extra index object naming them could outlive their deletion.
+        repo.load_index()
+        repo.reindex_orphan_packs(save=False)
         # Leases first, then snapshots: a backup whose lease is not in this
         # list either ended before it (its snapshot is listed below) or began
         # after it (it saw the condemned packs as condemned).
@@ -126,7 +130,10 @@ class Pruner:
         self._repack(decided.repack, live)
         newly = decided.condemn + decided.repack
         waiting = decided.still_condemned + newly
-        superseded = list(repo.index_objects)
+        # Every listed index object, superseded leftovers included: if only the
+        # current ones were named, deleting them would let a leftover they
+        # superseded (from a crash before its own deletion) count again.
+        superseded = list(repo.listed_index_ids)
         # Kept and condemned packs go into separate parts, so that deleting
         # the condemned ones later rewrites only their (small) part.
         self._save_parts(decided.keep)

@@ -76,6 +76,7 @@ class Repository:
         self.condemned: dict[str, int] = {}  # condemned pack -> arrival of the index condemning it
         self.pack_sizes: dict[str, int] = {}
         self.index_objects: dict[str, ObjectInfo] = {}  # current (not superseded) index objects
+        self.listed_index_ids: list[str] = []  # every index object listed, superseded ones too
         self._tree_cache = cache_dir / "trees"
         self._local = threading.local()
         self._index_lock = threading.Lock()
@@ -127,6 +128,7 @@ class Repository:
             for pack in idx.packs:
                 self.add_pack(pack)
         self.index_objects = {k: info for k, (info, _) in current.items()}
+        self.listed_index_ids = list(indexes)
         self.pack_sizes = {o.id: o.size for o in self.remote.list_objects("pack")}
         self._index_ready = True
 

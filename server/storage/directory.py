@@ -17,6 +17,7 @@ import os
 import re
 import shutil
 import tempfile
+import threading
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -48,36 +49,48 @@ def _fsync_dir(path: Path) -> None:
 
 
 class _Upload:
-    """One in-progress upload: a temp file and a running SHA-256."""
+    """One in-progress upload: a temp file and a running SHA-256.
+
+    A cancelled request (the client went away) stops awaiting its pool job,
+    but the job itself still runs: the lock makes `abort` wait for a write
+    in progress, so the descriptor is never closed under it (and never
+    reused by a new connection while a stale write still targets it)."""
 
     def __init__(self, tmp_dir: Path) -> None:
         tmp_dir.mkdir(parents=True, exist_ok=True)
         self.fd, name = tempfile.mkstemp(dir=tmp_dir, prefix="upload-")
         self.path = Path(name)
         self.hash = hashlib.sha256()
+        self._lock = threading.Lock()
 
     def write(self, parts: list[bytes]) -> None:
         """Hash and write a batch of received pieces with one writev."""
-        for part in parts:
-            self.hash.update(part)
-        written = os.writev(self.fd, parts)
-        total = sum(len(p) for p in parts)
-        if written < total:  # short write: finish the rest piece by piece
-            rest = memoryview(b"".join(parts))[written:]
-            while rest:
-                rest = rest[os.write(self.fd, rest) :]
+        with self._lock:
+            if self.fd < 0:
+                raise OSError(errno.EBADF, "upload already closed")
+            for part in parts:
+                self.hash.update(part)
+            written = os.writev(self.fd, parts)
+            total = sum(len(p) for p in parts)
+            if written < total:  # short write: finish the rest piece by piece
+                rest = memoryview(b"".join(parts))[written:]
+                while rest:
+                    rest = rest[os.write(self.fd, rest) :]
 
     def commit(self, final: Path) -> None:
-        os.fsync(self.fd)
-        os.close(self.fd)
-        self.fd = -1
+        with self._lock:
+            os.fsync(self.fd)
+            os.close(self.fd)
+            self.fd = -1
         final.parent.mkdir(parents=True, exist_ok=True)
         os.replace(self.path, final)
         _fsync_dir(final.parent)
 
     def abort(self) -> None:
-        if self.fd >= 0:
-            os.close(self.fd)
+        with self._lock:
+            if self.fd >= 0:
+                os.close(self.fd)
+                self.fd = -1
         self.path.unlink(missing_ok=True)
 
 

@@ -10,6 +10,7 @@ import contextlib
 import dataclasses
 import json
 import os
+import shutil
 import signal
 import subprocess
 import time
@@ -260,3 +261,32 @@ def test_check_names_files_hit_by_a_deleted_or_corrupted_pack_or_lost_index(
     report = json.loads(result.stdout)
     assert report["affected_count"] >= 2
     assert any("no index" in a["problem"] for a in report["affected"])
+
+
+def test_prune_deletes_a_crashed_backups_packs_without_leaving_them_indexed(
+    device: Device, tmp_path: Path
+) -> None:
+    """Packs of a killed backup are orphans; prune condemns and (nobody else
+    holding a lease) deletes them at once. No index object may still name
+    them afterwards, or the next backup would deduplicate against nothing."""
+    device.init()
+    small = random_tree(tmp_path / "small", 1, 1000)
+    device.json("backup", str(small))
+    big = random_tree(tmp_path / "big", 16, 2 * MiB)
+    with paused_backup(device, big) as backup:
+        backup.kill()
+    backup.wait()
+    state = DeviceState.load(device.home)
+    with Remote(state.server_url) as remote:
+        remote.token, _ = owner_login(
+            remote, state.account, device.password_file.read_text().strip().encode()
+        )
+        for lease in remote.request_json("GET", "/v1/locks")["locks"]:  # the dead backup's lease
+            remote.request_json("DELETE", f"/v1/locks/{lease['id']}", ok=(204,))
+    report = owner(device, "prune")
+    assert report["packs_deleted"] >= 1
+    assert report["packs_waiting"] == 0
+    shutil.rmtree(device.home / "cache", ignore_errors=True)
+    assert device.json("check")["ok"]
+    snapshot = device.json("backup", str(big))["snapshot"]
+    same_tree(device, snapshot, big, tmp_path / "restore")
