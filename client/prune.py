@@ -138,7 +138,8 @@ class Pruner:
         # the condemned ones later rewrites only their (small) part.
         self._save_parts(decided.keep)
         condemned_parts = self._save_parts(waiting)
-        control = repo.save_index([], superseded, waiting)  # until this exists, readers see duplicates
+        # Until this exists, readers see duplicates; it carries the forgotten list on.
+        control = repo.save_index([], superseded, waiting, repo.forgotten)
         self._delete_indexes(superseded)
         if newly and not self._other_leases_before(control):
             # Nobody could have seen these packs as live: phase two right away.
@@ -146,7 +147,7 @@ class Pruner:
             waiting = decided.still_condemned
             self._save_parts(waiting)
             # Also re-supersede the old indexes, in case deleting one failed.
-            repo.save_index([], [control, *condemned_parts, *superseded], waiting)
+            repo.save_index([], [control, *condemned_parts, *superseded], waiting, repo.forgotten)
             self._delete_indexes([control, *condemned_parts])
         r.packs_waiting = len(waiting)
         r.seconds = self.clock() - started

@@ -77,6 +77,7 @@ class Repository:
         self.pack_sizes: dict[str, int] = {}
         self.index_objects: dict[str, ObjectInfo] = {}  # current (not superseded) index objects
         self.listed_index_ids: list[str] = []  # every index object listed, superseded ones too
+        self.forgotten: set[str] = set()  # snapshots `keep forget` removed (named by current indexes)
         self._tree_cache = cache_dir / "trees"
         self._local = threading.local()
         self._index_lock = threading.Lock()
@@ -128,6 +129,7 @@ class Repository:
             for pack in idx.packs:
                 self.add_pack(pack)
         self.index_objects = {k: info for k, (info, _) in current.items()}
+        self.forgotten = {f.hex() for _, idx in current.values() for f in idx.forgotten}
         self.listed_index_ids = list(indexes)
         self.pack_sizes = {o.id: o.size for o in self.remote.list_objects("pack")}
         self._index_ready = True
@@ -170,10 +172,17 @@ class Repository:
         return self.index.get(blob_id) or self.condemned_index.get(blob_id)
 
     def save_index(
-        self, packs: list[IndexedPack], supersedes: Iterable[str] = (), condemned: Iterable[str] = ()
+        self,
+        packs: list[IndexedPack],
+        supersedes: Iterable[str] = (),
+        condemned: Iterable[str] = (),
+        forgotten: Iterable[str] = (),
     ) -> str:
         index = Index(
-            tuple(packs), tuple(map(bytes.fromhex, supersedes)), tuple(map(bytes.fromhex, condemned))
+            tuple(packs),
+            tuple(map(bytes.fromhex, supersedes)),
+            tuple(map(bytes.fromhex, condemned)),
+            tuple(map(bytes.fromhex, sorted(forgotten))),
         )
         data = index.seal(self.keys.data, self.suite, self.salt())
         object_id = self.remote.put_object("index", data)
@@ -261,13 +270,34 @@ class Repository:
         return self.remote.put_object("snapshot", snapshot.seal(self.keys.data, self.suite, self.salt()))
 
     def snapshots(self) -> list[SnapshotInfo]:
-        """All snapshots, oldest first."""
+        """All snapshots, oldest first. Refuses (IntegrityError) if a snapshot
+        this machine saw before is gone and no `keep forget` removed it."""
+        listed = self.remote.list_objects("snapshot")
+        self._check_no_rollback({info.id for info in listed})
         out = [
             SnapshotInfo(info.id, Snapshot.open(self.keys.data, data), info.created)
-            for info, data in self._cached_objects("snapshot", self.remote.list_objects("snapshot"))
+            for info, data in self._cached_objects("snapshot", listed)
         ]
         out.sort(key=lambda s: (s.snapshot.time_ns, s.id))
         return out
+
+    def _check_no_rollback(self, listed: set[str]) -> None:
+        seen_dir = self.cache_dir / "snapshot"
+        seen = (
+            {p.name for p in seen_dir.iterdir() if not p.name.startswith(".")} if seen_dir.is_dir() else set()
+        )
+        missing = seen - listed
+        if not missing:
+            return
+        if not self._index_ready:
+            self.load_index()  # the forgotten list lives in the index
+        unexplained = sorted(missing - self.forgotten)
+        if unexplained:
+            raise IntegrityError(
+                f"the server no longer lists {len(unexplained)} snapshot(s) this machine saw "
+                f"({', '.join(s[:12] for s in unexplained[:3])}), and no `keep forget` removed them: "
+                "it may be serving an older state of the repository (rollback)"
+            )
 
     def find_snapshot(self, ref: str, candidates: Iterable[SnapshotInfo] | None = None) -> SnapshotInfo:
         snaps = list(candidates if candidates is not None else self.snapshots())

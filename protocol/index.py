@@ -7,7 +7,9 @@ one replaces (written by prune); readers ignore superseded indexes.
 `condemned` names packs that prune's first phase found unreferenced: they still
 exist and may be read, but no backup may deduplicate against them, and the
 second phase deletes them once every backup that could have relied on them
-has ended (docs/engine.md "Prune").
+has ended (docs/engine.md "Prune"). `forgotten` names snapshots that `keep
+forget` removed: a snapshot a client saw before and no longer finds listed
+must be named there, or the server is serving an older state (rollback).
 """
 
 from __future__ import annotations
@@ -56,13 +58,20 @@ class Index:
     packs: tuple[IndexedPack, ...]
     supersedes: tuple[bytes, ...] = ()
     condemned: tuple[bytes, ...] = ()
+    forgotten: tuple[bytes, ...] = ()
 
     def to_record(self) -> list[object]:
-        return [INDEX_VERSION, [p.to_list() for p in self.packs], list(self.supersedes), list(self.condemned)]
+        return [
+            INDEX_VERSION,
+            [p.to_list() for p in self.packs],
+            list(self.supersedes),
+            list(self.condemned),
+            list(self.forgotten),
+        ]
 
     @classmethod
     def from_record(cls, record: object) -> Self:
-        version, packs, supersedes, condemned = msgcodec.as_list(record, "index", 4)
+        version, packs, supersedes, condemned, forgotten = msgcodec.as_list(record, "index", 5)
         if version != INDEX_VERSION:
             raise FormatError(f"unsupported index version {version}")
         return cls(
@@ -74,6 +83,10 @@ class Index:
             tuple(
                 msgcodec.as_bytes(c, "condemned pack id", OBJECT_ID_SIZE)
                 for c in msgcodec.as_list(condemned, "condemned packs")
+            ),
+            tuple(
+                msgcodec.as_bytes(f, "forgotten snapshot id", OBJECT_ID_SIZE)
+                for f in msgcodec.as_list(forgotten, "forgotten snapshots")
             ),
         )
 

@@ -150,6 +150,9 @@ def forget(
             become_owner(state, repo.remote, password_file, recovery_kit)
             if remove:
                 with Lease(repo.remote, "exclusive"):
+                    # Named first, deleted second: other machines that saw
+                    # these snapshots must not take their absence for a rollback.
+                    repo.save_index([], forgotten=[s.id for s in remove])
                     for s in remove:
                         repo.remote.delete_object("snapshot", s.id)
             lines.append(f"{len(remove)} snapshot(s) forgotten, {len(decision.keep)} kept")

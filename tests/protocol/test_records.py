@@ -122,7 +122,7 @@ def test_sealed_records_round_trip(keys: RepositoryKeys, suite: Suite) -> None:
     assert Snapshot.open(keys.data, snap.seal(keys.data, suite, SALT)) == snap
     entry = TocEntry(BlobType.DATA, bytes(32), Codec.ZSTD, 40, 100, 200, 0)
     pack = IndexedPack(bytes(32), suite, SALT, (entry,))
-    index = Index((pack,), supersedes=(bytes(32),), condemned=(b"c" * 32,))
+    index = Index((pack,), supersedes=(bytes(32),), condemned=(b"c" * 32,), forgotten=(b"f" * 32,))
     assert Index.open(keys.data, index.seal(keys.data, suite, SALT)) == index
     lock = LockRecord("h", "u", 1, "backup", "shared", 5)
     assert LockRecord.open(keys.data, lock.seal(keys.data, suite, SALT)) == lock

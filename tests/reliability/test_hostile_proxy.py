@@ -1,6 +1,7 @@
 """A man in the middle (or a compromised server) in front of a real
 keep-server, altering replies on purpose: truncated objects, a flipped bit in
-a ranged read, an index left out of the listing.
+a ranged read, an index left out of the listing, a snapshot left out of the
+listing (an older state served again).
 The client refuses clearly or recovers; it never writes corrupt data to a
 restore target."""
 
@@ -46,6 +47,10 @@ async def relay(request: web.Request) -> web.StreamResponse:
         if mode.get("flip") and path.startswith("/v1/objects/pack/") and request.method == "GET" and data:
             at = min(100, len(data) - 1)
             data = data[:at] + bytes([data[at] ^ 1]) + data[at + 1 :]
+        if mode.get("hide_snapshot") and path == "/v1/objects/snapshot" and reply.status == 200:
+            listing = json.loads(data)
+            listing["objects"] = [o for o in listing["objects"] if o["id"] != mode["hide_snapshot"]]
+            data = json.dumps(listing).encode()
         if mode.get("drop_index") and path == "/v1/objects/index" and reply.status == 200:
             listing = json.loads(data)
             listing["objects"] = []
@@ -113,3 +118,29 @@ def test_a_dropped_index_is_recovered_from_the_packs(
     target = tmp_path / "restore"
     dev.run("restore", snapshot, "--target", str(target))
     assert describe(restored(target, src)) == describe(src)
+
+
+def test_a_rolled_back_snapshot_list_is_refused_but_a_forget_is_not(
+    tamper: tuple[str, dict[str, Any]], device: Device, tmp_path: Path
+) -> None:
+    dev, src, first = set_up(tamper, device, tmp_path)
+    (src / "f0.bin").write_bytes(b"a newer version")
+    second = dev.json("backup", str(src))["snapshot"]
+    assert {s["id"] for s in dev.json("snapshots")} == {first, second}  # this machine has seen both
+    tamper[1]["hide_snapshot"] = second
+    for command in (("snapshots",), ("backup", str(src))):
+        result = dev.run(*command, check=False)
+        assert result.returncode == 15, result.stderr
+        assert "rollback" in result.stderr
+    tamper[1].clear()
+    dev.json("forget", second, "--password-file", str(dev.password_file))
+    assert [s["id"] for s in dev.json("snapshots")] == [first]  # a forget is not a rollback
+    # Nor is a forget done on another machine.
+    other = Device(dev.server, tmp_path / "machine-b", dev.account, dev.password_file)
+    other.run(
+        "login", "--server", dev.server, "--account", dev.account, "--password-file", str(dev.password_file)
+    )
+    (src / "f0.bin").write_bytes(b"newest")
+    third = dev.json("backup", str(src))["snapshot"]
+    other.json("forget", first, "--password-file", str(dev.password_file))
+    assert [s["id"] for s in dev.json("snapshots")] == [third]

@@ -154,6 +154,7 @@ def record_vectors() -> dict[str, Any]:
         packs=(IndexedPack(bytes(32), Suite.AES_256_GCM, stream(b"pack-salt", 32), ()),),
         supersedes=(),
         condemned=(bytes(range(32)),),
+        forgotten=(bytes(range(32, 64)),),
     )
     out: dict[str, Any] = {"tree_msgpack": h(tree.to_bytes())}
     for name, kind, record in (
