@@ -3,11 +3,9 @@ time and memory, and never derives keys from parameters it should not accept."""
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import hashlib
 import os
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,7 +15,7 @@ from keep.client.device_state import DeviceState
 from keep.protocol.envelope import Suite
 from keep.protocol.keys import MasterKey
 
-from benchmarks.server_process import free_port
+from benchmarks.server_process import app_in_thread
 from tests.client.conftest import Device
 
 SALT = base64.b64encode(bytes(32)).decode()
@@ -76,23 +74,8 @@ def hostile_server() -> Iterator[tuple[str, web.Application]]:
     app.router.add_get("/v1/accounts/{name}/kdf", hostile)
     app.router.add_get("/v1/objects/snapshot", objects_list)
     app.router.add_get("/v1/objects/snapshot/{oid}", object_get)
-    port = free_port()
-    loop = asyncio.new_event_loop()
-    runner = web.AppRunner(app)
-
-    async def start() -> None:
-        await runner.setup()
-        await web.TCPSite(runner, "127.0.0.1", port).start()
-
-    loop.run_until_complete(start())
-    thread = threading.Thread(target=loop.run_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{port}", app
-    finally:
-        asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(timeout=10)
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(timeout=10)
+    with app_in_thread(app) as url:
+        yield url, app
 
 
 @pytest.mark.parametrize(

@@ -7,10 +7,8 @@ restore target."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import shutil
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,7 +17,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from benchmarks.server_process import free_port
+from benchmarks.server_process import app_in_thread
 from tests.client.conftest import Device
 from tests.client.test_faults import random_tree, restored
 from tests.client.tree_builder import describe
@@ -64,23 +62,8 @@ def tamper(server: str) -> Iterator[tuple[str, dict[str, Any]]]:
     app[MODE] = {}
     app[UPSTREAM] = server
     app.router.add_route("*", "/{tail:.*}", relay)
-    port = free_port()
-    loop = asyncio.new_event_loop()
-    runner = web.AppRunner(app)
-
-    async def start() -> None:
-        await runner.setup()
-        await web.TCPSite(runner, "127.0.0.1", port).start()
-
-    loop.run_until_complete(start())
-    thread = threading.Thread(target=loop.run_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{port}", app[MODE]
-    finally:
-        asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(timeout=10)
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(timeout=10)
+    with app_in_thread(app) as url:
+        yield url, app[MODE]
 
 
 def set_up(tamper: tuple[str, dict[str, Any]], device: Device, tmp_path: Path) -> tuple[Device, Path, str]:
