@@ -9,8 +9,10 @@ token is append-only).
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -57,14 +59,7 @@ class DeviceState:
             },
             indent=1,
         ).encode()
-        tmp = home / f".{STATE_FILE}.tmp"
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
-        try:
-            os.write(fd, body)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, home / STATE_FILE)
+        write_private(home / STATE_FILE, body, sync=True)
 
     @classmethod
     def load(cls, home: Path) -> DeviceState:
@@ -86,3 +81,23 @@ class DeviceState:
             ) from None
         except (ValueError, KeyError, TypeError, KeepError):
             raise KeepError(f"{path} is damaged; run `keep login` to enroll this device again") from None
+
+
+def write_private(path: Path, data: bytes, sync: bool = False) -> None:
+    """Replace `path` atomically with `data`, mode 0600, in a 0700 directory.
+    The temp file has a unique name (O_EXCL: never follows a planted link),
+    so concurrent writers of one path each replace it whole. With `sync` the
+    data is on disk before the rename."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            if sync:
+                f.flush()
+                os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise

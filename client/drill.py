@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from keep.client.device_state import write_private
 from keep.client.repository import Repository, SnapshotInfo
 from keep.client.restorer import Restorer, content_ids, walk
 from keep.protocol.tree import Node, NodeType
@@ -105,10 +106,7 @@ def _compare(repo: Repository, restored: bytes, node: Node) -> str:
 
 
 def save(home: Path, result: DrillResult) -> None:
-    path = home / DRILL_FILE
-    tmp = path.with_name(f".{DRILL_FILE}.{os.getpid()}")
-    tmp.write_text(json.dumps({**asdict(result), "ok": result.ok}, indent=1))
-    os.replace(tmp, path)
+    write_private(home / DRILL_FILE, json.dumps({**asdict(result), "ok": result.ok}, indent=1).encode())
 
 
 def last(home: Path) -> dict[str, Any] | None:

@@ -5,18 +5,17 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 from pathlib import Path
 from typing import Any
+
+from keep.client.device_state import write_private
 
 LAST_BACKUP = "last-backup.json"
 
 
 def record_last_backup(home: Path, record: dict[str, Any]) -> None:
     with contextlib.suppress(OSError):  # the backup's own result matters more than this note
-        tmp = home / f".{LAST_BACKUP}.tmp"
-        tmp.write_text(json.dumps(record, default=str))
-        os.replace(tmp, home / LAST_BACKUP)
+        write_private(home / LAST_BACKUP, json.dumps(record, default=str).encode())
 
 
 def last_backup(home: Path) -> dict[str, Any] | None:

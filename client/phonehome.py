@@ -21,10 +21,8 @@ from __future__ import annotations
 import contextlib
 import importlib.metadata
 import json
-import os
 import secrets
 import ssl
-import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -32,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from keep.client.device_state import write_private
 from keep.protocol.errors import ExitCode, KeepError
 
 STATE_FILE = "phonehome.json"
@@ -104,11 +103,7 @@ def load_state(home: Path) -> dict[str, Any]:
 
 
 def save_state(home: Path, state: dict[str, Any]) -> None:
-    home.mkdir(parents=True, exist_ok=True, mode=0o700)
-    fd, tmp = tempfile.mkstemp(dir=home, prefix=".phonehome-")
-    with os.fdopen(fd, "w") as f:
-        json.dump(state, f, indent=1)
-    os.replace(tmp, home / STATE_FILE)
+    write_private(home / STATE_FILE, json.dumps(state, indent=1).encode())
 
 
 class _Http:

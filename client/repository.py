@@ -20,6 +20,7 @@ from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from keep.client.device_state import write_private
 from keep.client.remote import ObjectInfo, Remote
 from keep.protocol.blob import BlobType, blob_id
 from keep.protocol.compression import BlobDecompressor
@@ -148,7 +149,7 @@ class Repository:
             data = path.read_bytes() if path.exists() else b""
             if hashlib.sha256(data).hexdigest() != info.id:
                 data = self.remote.get_object(kind, info.id)
-                _atomic_write(path, data)
+                write_private(path, data)
             out.append((info, data))
         return out
 
@@ -186,7 +187,7 @@ class Repository:
         )
         data = index.seal(self.keys.data, self.suite, self.salt())
         object_id = self.remote.put_object("index", data)
-        _atomic_write(self.cache_dir / "index" / object_id, data)
+        write_private(self.cache_dir / "index" / object_id, data)
         return object_id
 
     def reindex_orphan_packs(self, save: bool = True) -> int:
@@ -259,11 +260,11 @@ class Repository:
         if loc is None or loc.entry.blob_type is not BlobType.TREE:
             raise NotFoundError(f"tree {tree_id.hex()[:12]} is not in the index")
         data = self.read_blob(tree_id)
-        _atomic_write(path, data)
+        write_private(path, data)
         return data
 
     def cache_tree(self, tree_id: bytes, data: bytes) -> None:
-        _atomic_write(self._tree_cache / tree_id.hex()[:2] / tree_id.hex(), data)
+        write_private(self._tree_cache / tree_id.hex()[:2] / tree_id.hex(), data)
 
     # Snapshots -----------------------------------------------------------------
     def save_snapshot(self, snapshot: Snapshot) -> str:
@@ -311,10 +312,3 @@ class Repository:
                 f"no snapshot matches {ref!r}" if not matches else f"{ref!r} matches several snapshots"
             )
         return matches[0]
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import secrets
 import time
 from dataclasses import dataclass, field
@@ -27,6 +26,7 @@ from urllib.parse import urlsplit
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
+from keep.client.device_state import write_private
 
 ADMIN_FILE = "admin.json"
 SESSION_IDLE = 12 * 3600
@@ -39,13 +39,7 @@ _hasher = PasswordHasher()  # Argon2id with the library's current defaults
 def set_password(home: Path, password: str) -> None:
     if len(password) < 8:
         raise ValueError("the admin password needs at least 8 characters")
-    home.mkdir(parents=True, exist_ok=True, mode=0o700)
-    path = home / ADMIN_FILE
-    tmp = home / f".{ADMIN_FILE}.tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        json.dump({"version": 1, "hash": _hasher.hash(password)}, f)
-    os.replace(tmp, path)
+    write_private(home / ADMIN_FILE, json.dumps({"version": 1, "hash": _hasher.hash(password)}).encode())
 
 
 def password_is_set(home: Path) -> bool:

@@ -12,18 +12,15 @@ for the SOA record.
 from __future__ import annotations
 
 import abc
-import asyncio
 import hashlib
 import hmac
 import sqlite3
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 from urllib.parse import urlsplit
 
-T = TypeVar("T")
+from keep.server.storage.sqlite import SqliteThread
 
 TABLES = """
 CREATE TABLE IF NOT EXISTS names (
@@ -107,39 +104,20 @@ def registry_from_url(url: str) -> Registry:
 _SELECT = "SELECT token_hash, name, ipv4, ipv6, updated, last_request FROM names WHERE name = "
 
 
+def _prepare_sqlite(db: sqlite3.Connection) -> None:
+    db.executescript(TABLES.format(blob="BLOB"))
+
+
 class SqliteRegistry(Registry):
     def __init__(self, path: Path) -> None:
-        self._path = path
-        self._executor = ThreadPoolExecutor(1, thread_name_prefix="keep-checkin-db")
-        self._db: sqlite3.Connection | None = None
-
-    async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        db = self._db
-        if db is None:
-            raise RuntimeError("registry is not open")
-
-        def call() -> T:
-            with db:
-                return fn(db)
-
-        return await asyncio.get_running_loop().run_in_executor(self._executor, call)
+        self._db = SqliteThread(path, _prepare_sqlite, "keep-checkin-db")
+        self._run = self._db.run
 
     async def open(self) -> None:
-        def connect() -> sqlite3.Connection:
-            self._path.parent.mkdir(parents=True, exist_ok=True)
-            db = sqlite3.connect(self._path, check_same_thread=False)
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=FULL")
-            db.executescript(TABLES.format(blob="BLOB"))
-            return db
-
-        self._db = await asyncio.get_running_loop().run_in_executor(self._executor, connect)
+        await self._db.open()
 
     async def close(self) -> None:
-        if self._db is not None:
-            db, self._db = self._db, None
-            await asyncio.get_running_loop().run_in_executor(self._executor, db.close)
-        self._executor.shutdown(wait=True)
+        await self._db.close()
 
     async def claim(self, name: str, token: str, now: int) -> None:
         def op(db: sqlite3.Connection) -> None:

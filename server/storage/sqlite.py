@@ -1,8 +1,5 @@
-"""SQLite metadata store: the embedded default (`sqlite:///path/keep.db`).
-
-One connection on one dedicated thread: SQLite serializes writers anyway, and
-this keeps the event loop free. WAL journal with `synchronous=FULL`, because a
-client treats an acknowledged upload as durable.
+"""SQLite metadata store: the embedded default (`sqlite:///path/keep.db`),
+on `SqliteThread` (also used by keep-checkin's registry).
 """
 
 from __future__ import annotations
@@ -72,16 +69,36 @@ CREATE TABLE IF NOT EXISTS throttle (key BLOB PRIMARY KEY, failures INTEGER NOT 
 """
 
 
-class SqliteMetadataStore(MetadataStore):
-    def __init__(self, path: Path) -> None:
+class SqliteThread:
+    """One SQLite connection on one dedicated thread: SQLite serializes writers
+    anyway, and the event loop never waits on the disk. WAL journal with
+    `synchronous=FULL`, because a client treats an acknowledged write as
+    durable. `prepare` (schema, migrations) runs once in autocommit mode;
+    afterwards each `run` is one transaction, committed or rolled back."""
+
+    def __init__(self, path: Path, prepare: Callable[[sqlite3.Connection], None], name: str) -> None:
         self._path = path
-        self._executor = ThreadPoolExecutor(1, thread_name_prefix="keep-sqlite")
+        self._prepare = prepare
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix=name)
         self._db: sqlite3.Connection | None = None
 
-    async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+    async def open(self) -> None:
+        def connect() -> sqlite3.Connection:
+            self._path.parent.mkdir(parents=True, exist_ok=True)
+            db = sqlite3.connect(self._path, check_same_thread=False, isolation_level=None)
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=FULL")
+            db.execute("PRAGMA busy_timeout=10000")
+            self._prepare(db)
+            db.isolation_level = "DEFERRED"
+            return db
+
+        self._db = await asyncio.get_running_loop().run_in_executor(self._executor, connect)
+
+    async def run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         db = self._db
         if db is None:
-            raise RuntimeError("metadata store is not open")
+            raise RuntimeError(f"{self._path.name} is not open")
 
         def call() -> T:
             try:
@@ -94,29 +111,32 @@ class SqliteMetadataStore(MetadataStore):
 
         return await asyncio.get_running_loop().run_in_executor(self._executor, call)
 
-    async def open(self) -> None:
-        def connect() -> sqlite3.Connection:
-            self._path.parent.mkdir(parents=True, exist_ok=True)
-            db = sqlite3.connect(self._path, check_same_thread=False, isolation_level=None)
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=FULL")
-            db.execute("PRAGMA foreign_keys=ON")
-            db.execute("PRAGMA busy_timeout=10000")
-            version = db.execute("PRAGMA user_version").fetchone()[0]
-            db.executescript(SCHEMA)
-            if version == 1:  # version 2 records who took each lease
-                db.execute("ALTER TABLE locks ADD COLUMN principal TEXT NOT NULL DEFAULT ''")
-            db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
-            db.isolation_level = "DEFERRED"
-            return db
-
-        self._db = await asyncio.get_running_loop().run_in_executor(self._executor, connect)
-
     async def close(self) -> None:
         if self._db is not None:
             db, self._db = self._db, None
             await asyncio.get_running_loop().run_in_executor(self._executor, db.close)
         self._executor.shutdown(wait=True)
+
+
+def _prepare_metadata(db: sqlite3.Connection) -> None:
+    db.execute("PRAGMA foreign_keys=ON")
+    version = db.execute("PRAGMA user_version").fetchone()[0]
+    db.executescript(SCHEMA)
+    if version == 1:  # version 2 records who took each lease
+        db.execute("ALTER TABLE locks ADD COLUMN principal TEXT NOT NULL DEFAULT ''")
+    db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+
+
+class SqliteMetadataStore(MetadataStore):
+    def __init__(self, path: Path) -> None:
+        self._db = SqliteThread(path, _prepare_metadata, "keep-sqlite")
+        self._run = self._db.run
+
+    async def open(self) -> None:
+        await self._db.open()
+
+    async def close(self) -> None:
+        await self._db.close()
 
     async def server_secret(self, candidate: bytes) -> bytes:
         def op(db: sqlite3.Connection) -> bytes:
