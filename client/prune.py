@@ -20,7 +20,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from keep.client.lease import Lease
 from keep.client.packer import Packer
@@ -50,7 +50,6 @@ class PruneResult:
     bytes_downloaded: int = 0
     bytes_uploaded: int = 0
     seconds: float = 0.0
-    deleted: list[str] = field(default_factory=list)
 
 
 def live_blobs(repo: Repository, snapshots: Iterable[SnapshotInfo]) -> set[bytes]:
@@ -170,7 +169,6 @@ class Pruner:
             list(pool.map(lambda p: self.repo.remote.delete_object("pack", p), packs))
         self.result.packs_deleted += len(packs)
         self.result.bytes_freed += sum(self.repo.pack_sizes.get(p, 0) for p in packs)
-        self.result.deleted += packs
 
     def _repack(self, packs: list[str], live: set[bytes]) -> None:
         """Copy the live blobs of `packs` into new packs (verified on the way:

@@ -76,7 +76,6 @@ class Repository:
         self.packs: dict[str, IndexedPack] = {}  # every pack a current index names
         self.condemned: dict[str, int] = {}  # condemned pack -> arrival of the index condemning it
         self.pack_sizes: dict[str, int] = {}
-        self.index_objects: dict[str, ObjectInfo] = {}  # current (not superseded) index objects
         self.listed_index_ids: list[str] = []  # every index object listed, superseded ones too
         self.forgotten: set[str] = set()  # snapshots `keep forget` removed (named by current indexes)
         self._tree_cache = cache_dir / "trees"
@@ -129,7 +128,6 @@ class Repository:
         for _, idx in current.values():
             for pack in idx.packs:
                 self.add_pack(pack)
-        self.index_objects = {k: info for k, (info, _) in current.items()}
         self.forgotten = {f.hex() for _, idx in current.values() for f in idx.forgotten}
         self.listed_index_ids = list(indexes)
         self.pack_sizes = {o.id: o.size for o in self.remote.list_objects("pack")}

@@ -206,4 +206,4 @@ def _prune_text(r: PruneResult) -> str:
 
 
 def _prune_json(r: PruneResult) -> dict[str, Any]:
-    return {k: v for k, v in vars(r).items() if k != "deleted"}
+    return dict(vars(r))
