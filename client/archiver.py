@@ -16,7 +16,6 @@ from __future__ import annotations
 import errno
 import fnmatch
 import grp
-import mmap
 import os
 import pwd
 import stat
@@ -25,7 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cache
 
-from keep.client.chunk_pipeline import ChunkPipeline, ChunkResult
+from keep.client.chunk_pipeline import ChunkPipeline, ChunkResult, ReadBuffer
 from keep.client.packer import Packer
 from keep.client.path_warning import PathWarning
 from keep.client.repository import Repository
@@ -33,12 +32,14 @@ from keep.protocol.blob import BlobType, blob_id
 from keep.protocol.chunker import Chunker
 from keep.protocol.compression import BlobCompressor
 from keep.protocol.errors import FormatError, KeepError
-from keep.protocol.limits import CHUNK_MIN, MiB
+from keep.protocol.limits import CHUNK_MAX, CHUNK_MIN, MiB
 from keep.protocol.snapshot import Snapshot
 from keep.protocol.tree import Node, NodeType, Tree
 
-MMAP_READ_MIN = 1 * MiB  # smaller reads use os.read into ordinary bytes
-READ_BUFFER = 8 * MiB  # with the carried tail (< CHUNK_MAX) a buffer always holds a cut
+POOLED_READ_MIN = 1 * MiB  # smaller reads use os.read into ordinary bytes
+# Bytes read per call; with the tail carried over (at most CHUNK_MAX) a pooled
+# buffer holds READ_BUFFER + CHUNK_MAX.
+READ_BUFFER = 4 * MiB
 CACHEDIR_TAG = b"CACHEDIR.TAG"
 CACHEDIR_SIGNATURE = b"Signature: 8a477f597d28d172789f06886806bc55"
 PROGRAM = "keep 0.1.0"
@@ -117,24 +118,6 @@ def _is_cache_dir(path: bytes) -> bool:
         return False
 
 
-def _read_block(fd: int, carry: memoryview, want: int) -> tuple[bytes | memoryview, int]:
-    """`carry` followed by up to `want` bytes of `fd`, and how many were read.
-
-    Large blocks are read straight into an anonymous mmap: the kernel faults
-    its pages in during the read, with the GIL released, instead of Python
-    copying `carry + block` into fresh memory while holding it (that copy was
-    a quarter of the GIL-held time of a backup). The mmap lives as long as
-    the chunk views that point into it."""
-    if want < MMAP_READ_MIN:
-        block = os.read(fd, want)
-        return (bytes(carry) + block if carry else block), len(block)
-    area = mmap.mmap(-1, len(carry) + want)
-    view = memoryview(area)
-    view[: len(carry)] = carry
-    got = os.readv(fd, [view[len(carry) :]])
-    return view[: len(carry) + got], got
-
-
 class _PendingFile:
     """A file whose content ids arrive from the chunk pipeline; its node is
     built once, when they are all in."""
@@ -153,6 +136,28 @@ class _PendingFile:
         if len(ids) != len(self.content):
             raise FormatError("internal: file content incomplete")
         return _meta_node(self.name, self.st, self.path, size=self.size, content=ids)
+
+
+class _PendingDir:
+    """A directory whose tree is stored once the content ids of everything
+    in it are in (a callback queued behind its files in the chunk pipeline),
+    so walking on to the next directory never waits for the workers."""
+
+    __slots__ = ("name", "path", "st", "subtree")
+
+    def __init__(self, name: bytes, path: bytes, st: os.stat_result | None) -> None:
+        self.name = name
+        self.path = path
+        self.st = st
+        self.subtree: bytes | None = None
+
+    def finish(self) -> Node:
+        if self.subtree is None or self.st is None:
+            raise FormatError("internal: directory tree not stored")
+        return _meta_node(self.name, self.st, self.path, subtree=self.subtree)
+
+
+_Pending = Node | _PendingFile | _PendingDir
 
 
 def _subtree_id(prev: Node | None) -> bytes | None:
@@ -224,7 +229,7 @@ class Archiver:
         self.warnings: list[PathWarning] = []
         self.packer = Packer(repo)
         self.chunker = Chunker(repo.keys.chunker)
-        self.pipeline = ChunkPipeline(repo.keys.id, self.packer.known)
+        self.pipeline = ChunkPipeline(repo.keys.id, self.packer.known, buffer_size=READ_BUFFER + CHUNK_MAX)
         self._tree_compressor = BlobCompressor()
         self._progress = progress
         self._last_progress = 0.0
@@ -242,11 +247,12 @@ class Archiver:
             if not os.path.lexists(a):
                 raise SourceError(f"backup source {a.decode(errors='replace')} does not exist")
         parent_root = Tree.from_bytes(self.repo.read_tree_bytes(parent[1].tree)) if parent else None
+        root = _PendingDir(b"", b"/", None)
         try:
-            root_id = self._save_tree(
-                self._root_nodes(paths, parent_root), parent[1].tree if parent else None
-            )
+            self._save_tree(self._root_nodes(paths, parent_root), parent[1].tree if parent else None, root)
             self.pipeline.drain()
+            if root.subtree is None:
+                raise FormatError("internal: root tree not stored")
             self.packer.flush()
         except BaseException:
             self.packer.abort()
@@ -259,7 +265,7 @@ class Archiver:
             host=self.options.host,
             user=_user(os.getuid()),
             paths=tuple(paths),
-            tree=root_id,
+            tree=root.subtree,
             program=PROGRAM,
             tags=self.options.tags,
             parent=bytes.fromhex(parent[0]) if parent else None,
@@ -289,7 +295,7 @@ class Archiver:
         )
 
     # Tree building -------------------------------------------------------------
-    def _root_nodes(self, paths: list[bytes], parent_root: Tree | None) -> list[Node | _PendingFile]:
+    def _root_nodes(self, paths: list[bytes], parent_root: Tree | None) -> list[_Pending]:
         """The root tree: the sources' full paths as nested directories."""
         nested: dict[bytes, object] = {}
         for p in paths:
@@ -300,11 +306,9 @@ class Archiver:
             level[parts[-1]] = p
         return self._nodes_for(nested, b"/", parent_root)
 
-    def _nodes_for(
-        self, level: dict[bytes, object], prefix: bytes, parent: Tree | None
-    ) -> list[Node | _PendingFile]:
+    def _nodes_for(self, level: dict[bytes, object], prefix: bytes, parent: Tree | None) -> list[_Pending]:
         parents = {n.name: n for n in parent.nodes} if parent else {}
-        nodes: list[Node | _PendingFile] = []
+        nodes: list[_Pending] = []
         for name in sorted(level):
             path = os.path.join(prefix, name)
             prev = parents.get(name)
@@ -317,7 +321,9 @@ class Archiver:
             st = os.lstat(path)
             subtree = self._load_parent_subtree(prev)
             children = self._nodes_for(target, path, subtree)  # type: ignore[arg-type]
-            nodes.append(_meta_node(name, st, path, subtree=self._save_tree(children, _subtree_id(prev))))
+            pending = _PendingDir(name, path, st)
+            self._save_tree(children, _subtree_id(prev), pending)
+            nodes.append(pending)
         return nodes
 
     def _load_parent_subtree(self, prev: Node | None) -> Tree | None:
@@ -328,12 +334,15 @@ class Archiver:
         except KeepError:
             return None
 
-    def _save_tree(self, nodes: list[Node | _PendingFile], previous: bytes | None = None) -> bytes:
-        """Store the tree unless it is stored already. `previous` is the same
-        directory's tree in the parent snapshot: if nothing changed the ids are
-        equal and the index need not even be loaded."""
-        self.pipeline.drain()
-        resolved = [n.finish() if isinstance(n, _PendingFile) else n for n in nodes]
+    def _save_tree(self, nodes: list[_Pending], previous: bytes | None, into: _PendingDir) -> None:
+        """Store the tree of `nodes` once their content is in, and give its
+        id to `into`. `previous` is the same directory's tree in the parent
+        snapshot: if nothing changed the ids are equal and the index need not
+        even be loaded."""
+        self.pipeline.then(lambda: setattr(into, "subtree", self._store_tree(nodes, previous)))
+
+    def _store_tree(self, nodes: list[_Pending], previous: bytes | None) -> bytes:
+        resolved = [n if isinstance(n, Node) else n.finish() for n in nodes]
         data = Tree(tuple(resolved)).to_bytes()
         tid = blob_id(self.repo.keys.id, data)
         if tid != previous and not self.packer.known(tid, load_index=False):
@@ -356,9 +365,7 @@ class Archiver:
                 return True
         return False
 
-    def _entry(
-        self, path: bytes, name: bytes, prev: Node | None, top: bool = False
-    ) -> Node | _PendingFile | None:
+    def _entry(self, path: bytes, name: bytes, prev: Node | None, top: bool = False) -> _Pending | None:
         try:
             st = os.lstat(path)
         except FileNotFoundError:
@@ -389,7 +396,7 @@ class Archiver:
 
     def _directory(
         self, path: bytes, name: bytes, st: os.stat_result, prev: Node | None, top: bool
-    ) -> Node | None:
+    ) -> _PendingDir:
         if self._root_dev is None or top:
             self._root_dev = st.st_dev
         try:
@@ -397,11 +404,13 @@ class Archiver:
                 entries = sorted(e.name for e in it)
         except OSError as exc:
             self._warn(path, f"cannot list directory: {exc.strerror}")
-            return _meta_node(name, st, path, subtree=self._save_tree([]))
+            empty = _PendingDir(name, path, st)
+            self._save_tree([], None, empty)
+            return empty
         parent = self._load_parent_subtree(prev)
         parents = {n.name: n for n in parent.nodes} if parent else {}
         cache_dir = self.options.exclude_caches and _is_cache_dir(path)
-        children: list[Node | _PendingFile] = []
+        children: list[_Pending] = []
         for child_name in entries:
             child = os.path.join(path, child_name)
             if self._excluded(child, child_name) or (cache_dir and child_name != CACHEDIR_TAG):
@@ -409,7 +418,9 @@ class Archiver:
             result = self._entry(child, child_name, parents.get(child_name))
             if result is not None:
                 children.append(result)
-        return _meta_node(name, st, path, subtree=self._save_tree(children, _subtree_id(prev)))
+        pending = _PendingDir(name, path, st)
+        self._save_tree(children, _subtree_id(prev), pending)
+        return pending
 
     def _file(
         self, path: bytes, name: bytes, st: os.stat_result, prev: Node | None
@@ -453,34 +464,11 @@ class Archiver:
         except PermissionError:
             fd = os.open(path, flags & ~getattr(os, "O_NOATIME", 0))  # O_NOATIME needs ownership
         pending = _PendingFile(name, path, st)
-        total = 0
         try:
             fst = os.fstat(fd)
             if not stat.S_ISREG(fst.st_mode) or fst.st_ino != st.st_ino:
                 raise OSError(errno.ESTALE, "replaced while being opened")
-            carry = memoryview(b"")
-            eof = False
-            while not eof:
-                # Ask for what is left (+1 to see EOF in the same call): a
-                # 16 MiB request for a 1 KiB file costs an mmap and munmap.
-                remaining = st.st_size - total
-                want = remaining + 1 if 0 <= remaining < READ_BUFFER else READ_BUFFER
-                buf, got = _read_block(fd, carry, want)
-                eof = got < want
-                total += got
-                # A final buffer below the minimum chunk size is one chunk.
-                lengths = [len(buf)] if eof and len(buf) < CHUNK_MIN else self.chunker.cut(buf, final=eof)
-                view = memoryview(buf)
-                offset = 0
-                for length in lengths:
-                    self._submit(pending, view[offset : offset + length])
-                    offset += length
-                carry = view[offset:]
-                if eof and carry:
-                    self._submit(pending, carry)
-                    carry = memoryview(b"")
-                if not got:
-                    break
+            total = self._read_chunks(fd, pending, st.st_size)
             self.stats.bytes_read += total
             after = os.fstat(fd)
         finally:
@@ -490,7 +478,47 @@ class Archiver:
         pending.size = total
         return pending
 
-    def _submit(self, pending: _PendingFile, chunk: memoryview) -> None:
+    def _read_chunks(self, fd: int, pending: _PendingFile, size: int) -> int:
+        """Read `fd` to its end, cut it and submit the chunks; bytes read."""
+        total = 0
+        carry = memoryview(b"")
+        buffer: ReadBuffer | None = None  # the pooled buffer `carry` points into
+        try:
+            while True:
+                # Ask for what is left (+1 to see EOF in the same call).
+                remaining = size - total
+                want = remaining + 1 if 0 <= remaining < READ_BUFFER else READ_BUFFER
+                if want < POOLED_READ_MIN:
+                    block = os.read(fd, want)
+                    got = len(block)
+                    view = memoryview(bytes(carry) + block if carry else block)
+                    filled = None
+                else:
+                    filled = self.pipeline.read_buffer()
+                    filled.view[: len(carry)] = carry
+                    got = os.readv(fd, [filled.view[len(carry) : len(carry) + want]])
+                    view = filled.view[: len(carry) + got]
+                if buffer is not None:
+                    buffer.release()  # its carry has been copied out
+                buffer = filled
+                eof = got < want
+                total += got
+                # A final buffer below the minimum chunk size is one chunk.
+                lengths = [len(view)] if eof and len(view) < CHUNK_MIN else self.chunker.cut(view, final=eof)
+                offset = 0
+                for length in lengths:
+                    self._submit(pending, view[offset : offset + length], buffer)
+                    offset += length
+                if eof:
+                    if offset < len(view):
+                        self._submit(pending, view[offset:], buffer)
+                    return total
+                carry = view[offset:]
+        finally:
+            if buffer is not None:
+                buffer.release()
+
+    def _submit(self, pending: _PendingFile, chunk: memoryview, buffer: ReadBuffer | None) -> None:
         position = len(pending.content)
         pending.content.append(None)
 
@@ -501,7 +529,7 @@ class Archiver:
                 )
             pending.content[position] = result.blob_id
 
-        self.pipeline.submit(chunk, sink)
+        self.pipeline.submit(chunk, sink, buffer)
 
     def _tick(self) -> None:
         if self._progress is None:

@@ -2,9 +2,24 @@
 
 The engine thread reads and cuts files; each chunk goes to a worker that
 computes its keyed BLAKE3 id and, unless the blob is already known, compresses
-it (both release the GIL). Results are consumed in submission order, and the
-engine blocks once INFLIGHT_MAX bytes are in flight — memory stays bounded
-whatever the file sizes. Each worker thread keeps its own compressor.
+it (both release the GIL). Small chunks travel in batches: for a file of a few
+KiB, a hand-off of its own (future, wake-up, GIL round trips) would cost more
+than the work, yet compressing them on the engine thread would leave the
+second core idle through a tree of source files.
+
+Results reach their sinks on the engine thread in submission order, and
+`then` queues a callback behind everything submitted so far (the archiver
+stores a directory's tree once its files are in, without stopping the
+pipeline). The engine blocks once INFLIGHT_MAX bytes are in flight — memory
+stays bounded whatever the file sizes. Each worker thread keeps its own
+compressor.
+
+Files are read into a few reusable `ReadBuffer`s: a fresh buffer per read
+costs the kernel a page fault and a zeroed page per 4 KiB, which measured
+more than the read itself (0.45 against 0.05 s for 373 MB). A buffer goes
+back to the pool once the reader is done with it and every chunk cut from it
+has been delivered; results never point into it (raw payloads are copied),
+so nothing can see it being overwritten.
 """
 
 from __future__ import annotations
@@ -15,6 +30,7 @@ from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Any
 
 from keep.protocol.blob import blob_id
 from keep.protocol.compression import BlobCompressor, Codec
@@ -22,10 +38,10 @@ from keep.protocol.keys import IdKey
 from keep.protocol.limits import MiB
 
 INFLIGHT_MAX = 24 * MiB
-# Chunks up to this size are hashed and compressed on the engine thread: for
-# small files a hand-off to the pool (future, wake-up, GIL round trips) costs
-# more than the work itself.
-INLINE_MAX = 64 * 1024
+READ_BUFFERS = 3  # reusable read buffers; the reader waits for results when all are busy
+BATCH_MAX = 64 * 1024  # chunks up to this size are batched...
+BATCH_BYTES = 512 * 1024  # ...into hand-offs of about this many bytes
+BATCH_ITEMS = 256  # or this many chunks
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,50 +55,170 @@ class ChunkResult:
 Sink = Callable[[ChunkResult], None]
 
 
+class ReadBuffer:
+    """A reusable read buffer; `view` is all of it. Handed out by
+    `ChunkPipeline.read_buffer`, given back with `release` once the reader
+    no longer needs it; it rejoins the pool when its chunks are delivered."""
+
+    __slots__ = ("_pool", "_reading", "_users", "view")
+
+    def __init__(self, size: int, pool: list[ReadBuffer]) -> None:
+        self.view = memoryview(bytearray(size))
+        self._pool = pool
+        self._reading = True
+        self._users = 0  # chunks cut from it and not yet delivered
+
+    def release(self) -> None:
+        if self._reading:
+            self._reading = False
+            self._maybe_return()
+
+    def _chunk_done(self) -> None:
+        self._users -= 1
+        self._maybe_return()
+
+    def _maybe_return(self) -> None:
+        if not self._reading and self._users == 0:
+            self._pool.append(self)
+
+
+class _Batch:
+    __slots__ = ("chunks", "sinks", "size")
+
+    def __init__(self) -> None:
+        self.chunks: list[memoryview] = []
+        self.sinks: list[Sink] = []
+        self.size = 0
+
+
 class ChunkPipeline:
-    def __init__(self, id_key: IdKey, known: Callable[[bytes], bool], threads: int | None = None) -> None:
+    def __init__(
+        self,
+        id_key: IdKey,
+        known: Callable[[bytes], bool],
+        threads: int | None = None,
+        buffer_size: int = 16 * MiB,
+    ) -> None:
         self._id_key = id_key
         self._known = known
         self._pool = ThreadPoolExecutor(threads or os.cpu_count() or 2, thread_name_prefix="keep-chunk")
         self._local = threading.local()
-        self._queue: deque[tuple[Future[ChunkResult], Sink, int]] = deque()
+        # (result or None for a callback, what to do with it on the engine thread, bytes in flight)
+        self._queue: deque[tuple[Future[Any] | None, Callable[[Any], None], int]] = deque()
         self._inflight = 0
-        self._inline_compressor = BlobCompressor()
+        self._batch = _Batch()
+        self._buffer_size = buffer_size
+        self._buffers = 0
+        self._free: list[ReadBuffer] = []
 
-    def _work(self, chunk: memoryview, compressor: BlobCompressor | None = None) -> ChunkResult:
+    def read_buffer(self) -> ReadBuffer:
+        """A buffer to read into; when all READ_BUFFERS are busy, delivers
+        results (oldest first) until one comes back."""
+        while not self._free:
+            if self._buffers < READ_BUFFERS:
+                self._buffers += 1
+                return ReadBuffer(self._buffer_size, self._free)
+            if self._batch.chunks:
+                self._send_batch()  # may deliver finished results, and so free a buffer
+            elif self._queue:
+                self._consume_one()
+            else:
+                raise RuntimeError("internal: every read buffer is held by the reader")
+        buffer = self._free.pop()
+        buffer._reading = True
+        return buffer
+
+    def _compressor(self) -> BlobCompressor:
+        compressor: BlobCompressor | None = getattr(self._local, "c", None)
+        if compressor is None:
+            compressor = self._local.c = BlobCompressor()
+        return compressor
+
+    def _work(self, chunk: memoryview) -> ChunkResult:
         bid = blob_id(self._id_key, chunk)
         if self._known(bid):
             return ChunkResult(bid, Codec.RAW, None, len(chunk))
-        if compressor is None:
-            compressor = getattr(self._local, "c", None)
-            if compressor is None:
-                compressor = self._local.c = BlobCompressor()
-        codec, payload = compressor.compress(chunk)
+        codec, payload = self._compressor().compress(chunk)
+        if codec is Codec.RAW:
+            payload = bytes(chunk)  # never a view into a read buffer that will be reused
         return ChunkResult(bid, codec, payload, len(chunk))
 
-    def submit(self, chunk: memoryview, sink: Sink) -> None:
-        """Process a chunk; `sink` receives its result on the engine thread.
-        Small chunks are done at once; larger ones queue for the pool and
-        reach their sinks in submission order."""
-        if len(chunk) <= INLINE_MAX:
-            sink(self._work(chunk, self._inline_compressor))
+    def _work_batch(self, chunks: list[memoryview]) -> list[ChunkResult]:
+        return [self._work(chunk) for chunk in chunks]
+
+    def submit(self, chunk: memoryview, sink: Sink, buffer: ReadBuffer | None = None) -> None:
+        """Process a chunk; `sink` receives its result on the engine thread,
+        after the sinks of every earlier submission. `buffer`: the read
+        buffer `chunk` points into, kept from reuse until then."""
+        if buffer is not None:
+            buffer._users += 1
+            inner = sink
+
+            def sink(result: ChunkResult) -> None:
+                buffer._chunk_done()
+                inner(result)
+
+        if len(chunk) <= BATCH_MAX:
+            batch = self._batch
+            batch.chunks.append(chunk)
+            batch.sinks.append(sink)
+            batch.size += len(chunk)
+            if batch.size >= BATCH_BYTES or len(batch.chunks) >= BATCH_ITEMS:
+                self._send_batch()
             return
-        while self._inflight + len(chunk) > INFLIGHT_MAX and self._queue:
+        self._send_batch()
+        self._enqueue(self._pool.submit(self._work, chunk), sink, len(chunk))
+
+    def then(self, callback: Callable[[], None]) -> None:
+        """Run `callback` on the engine thread once every earlier submission
+        has reached its sink (at once if nothing is in flight)."""
+        self._send_batch()
+        if not self._queue:
+            callback()
+            return
+        self._queue.append((None, lambda _: callback(), 0))
+
+    def _send_batch(self) -> None:
+        batch = self._batch
+        if not batch.chunks:
+            return
+        self._batch = _Batch()
+        sinks = batch.sinks
+
+        def deliver(results: list[ChunkResult]) -> None:
+            for sink, result in zip(sinks, results, strict=True):
+                sink(result)
+
+        self._enqueue(self._pool.submit(self._work_batch, batch.chunks), deliver, batch.size)
+
+    def _enqueue(self, future: Future[Any], deliver: Callable[[Any], None], size: int) -> None:
+        while self._inflight + size > INFLIGHT_MAX and self._queue:
             self._consume_one()
-        self._queue.append((self._pool.submit(self._work, chunk), sink, len(chunk)))
-        self._inflight += len(chunk)
+        self._queue.append((future, deliver, size))
+        self._inflight += size
+        self._run_ready_callbacks()
 
     def _consume_one(self) -> None:
-        future, sink, size = self._queue.popleft()
+        future, deliver, size = self._queue.popleft()
         self._inflight -= size
-        sink(future.result())
+        deliver(future.result() if future is not None else None)
+        self._run_ready_callbacks()
+
+    def _run_ready_callbacks(self) -> None:
+        while self._queue and (self._queue[0][0] is None or self._queue[0][0].done()):
+            future, deliver, size = self._queue.popleft()
+            self._inflight -= size
+            deliver(future.result() if future is not None else None)
 
     def drain(self) -> None:
+        self._send_batch()
         while self._queue:
             self._consume_one()
 
     def close(self) -> None:
         for future, _, _ in self._queue:
-            future.cancel()
+            if future is not None:
+                future.cancel()
         self._queue.clear()
+        self._batch = _Batch()
         self._pool.shutdown(wait=True)

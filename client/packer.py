@@ -14,7 +14,7 @@ recovers even those.
 from __future__ import annotations
 
 import hashlib
-import secrets
+import os
 import tempfile
 import threading
 from collections import deque
@@ -102,6 +102,7 @@ class Packer:
         self._cond = threading.Condition()
         self._error: BaseException | None = None
         self._aborted = False
+        self._random, self._random_at = b"", 0
         self._spool_dir = repo.cache_dir / "spool"
         self._spool_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         self._thread = threading.Thread(target=self._run, name="keep-packer", daemon=True)
@@ -219,13 +220,25 @@ class Packer:
         else:
             if len(self._data) < OPEN_PACKS:
                 self._data.append(self._new())
-            target = self._data[secrets.randbelow(len(self._data))]
+            target = self._data[self._random_below(len(self._data))]
         target.write(target.writer.add(item.blob_type, item.blob_id, item.codec, item.payload, item.raw))
         self.stats.blobs += 1
         self.stats.bytes_raw += item.raw
         self.stats.bytes_stored += len(item.payload)
         if target.writer.size >= PACK_TARGET or target.writer.blob_count >= PACK_BLOBS_MAX:
             self._close(target)
+
+    def _random_below(self, n: int) -> int:
+        """Uniform in [0, n), n <= 256, from os.urandom drawn 4 KiB at a time
+        (one getrandom call per blob cost more than sealing a small one)."""
+        limit = 256 - 256 % n
+        while True:
+            if self._random_at >= len(self._random):
+                self._random, self._random_at = os.urandom(4096), 0
+            byte = self._random[self._random_at]
+            self._random_at += 1
+            if byte < limit:
+                return byte % n
 
     def _close(self, pack: _Open) -> None:
         if pack is self._tree:

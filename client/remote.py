@@ -45,7 +45,6 @@ READ_TIMEOUT = 120.0  # seconds without progress on a connection
 USER_AGENT = "keep"
 # Errors of a reused keep-alive connection that the server had already closed.
 STALE_CONNECTION = (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError)
-FILE_BLOCK = 1024 * 1024
 UPLOAD_CONCURRENCY = 4  # packs in flight: overlaps the server's per-object fsync
 
 
@@ -167,12 +166,10 @@ class Remote:
                 if self._ssl is None:
                     self._ssl = ssl.create_default_context(cafile=self.ca_file)
                 conn = http.client.HTTPSConnection(
-                    self._host, self._port, timeout=READ_TIMEOUT, context=self._ssl, blocksize=FILE_BLOCK
+                    self._host, self._port, timeout=READ_TIMEOUT, context=self._ssl
                 )
             else:
-                conn = http.client.HTTPConnection(
-                    self._host, self._port, timeout=READ_TIMEOUT, blocksize=FILE_BLOCK
-                )
+                conn = http.client.HTTPConnection(self._host, self._port, timeout=READ_TIMEOUT)
             self._local.conn = conn
             with self._lock:
                 self._connections.append(conn)
@@ -246,9 +243,18 @@ class Remote:
     def _exchange(
         self, method: str, path: str, body: bytes | BinaryIO | None, headers: dict[str, str], limit: int
     ) -> tuple[int, bytes, str]:
-        """One request on this thread's connection; the body read is bounded."""
+        """One request on this thread's connection; the body read is bounded.
+        A file body goes out with sendfile(2): the kernel copies the spooled
+        pack to the socket (plain HTTP; under TLS Python falls back to sends)."""
         conn = self._connection()
-        conn.request(method, self._prefix + path, body=body, headers=headers)
+        if body is None or isinstance(body, bytes):
+            conn.request(method, self._prefix + path, body=body, headers=headers)
+        else:
+            conn.request(method, self._prefix + path, headers=headers)  # headers carry the length
+            body.flush()
+            if conn.sock is None:
+                raise ConnectionResetError("connection closed before the body was sent")
+            conn.sock.sendfile(body, 0, int(headers["Content-Length"]))
         resp = conn.getresponse()
         declared = resp.getheader("Content-Length")
         if declared is not None and declared.isdigit() and int(declared) > limit:

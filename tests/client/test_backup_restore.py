@@ -4,11 +4,22 @@ real CLI against the real server."""
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import signal
 import subprocess
 import time
 from pathlib import Path
+
+from keep.client.archiver import READ_BUFFER
+from keep.client.device_state import DeviceState
+from keep.client.remote import Remote
+from keep.client.repository import Repository
+from keep.protocol.blob import blob_id
+from keep.protocol.chunker import Chunker
+from keep.protocol.keys import RepositoryKeys
+from keep.protocol.limits import CHUNK_MAX, CHUNK_MIN, MiB
+from keep.protocol.tree import Tree
 
 from tests.client.conftest import KEEP, Device
 from tests.client.tree_builder import add_socket, allocated_bytes, describe, make_rich_tree
@@ -281,3 +292,49 @@ def test_unchanged_backup_does_not_load_the_index(device: Device, tmp_path: Path
     assert second["bytes_read"] == 0
     assert second["files_new"] == second["files_changed"] == 0
     assert not (other.home / "cache" / "index").exists()
+
+
+def test_files_cut_across_read_buffers_give_the_chunks_of_the_whole_file(
+    device: Device, tmp_path: Path
+) -> None:
+    """Files are read in pooled buffers, with the uncut tail carried into the
+    next one; the chunks (and so deduplication) must be exactly those of
+    cutting each file whole. Sizes straddle the read size and the pooled-read
+    threshold, a zero run forces maximum-size chunks and the longest carry,
+    and more files than buffers make the pool turn over."""
+    rng = random.Random(5)
+    src = tmp_path / "src"
+    src.mkdir()
+    sizes = [MiB - 1, MiB, READ_BUFFER - 1, READ_BUFFER, READ_BUFFER + 1, 3 * READ_BUFFER + 12345]
+    for n, size in enumerate(sizes):
+        (src / f"f{n}.bin").write_bytes(rng.randbytes(size))
+        (src / f"f{n}.txt").write_bytes(b"small file %d\n" % n)
+    (src / "zeros.img").write_bytes(
+        rng.randbytes(2 * MiB) + bytes(CHUNK_MAX * 2 + 5) + rng.randbytes(3 * MiB)
+    )
+    device.init()
+    snapshot = device.json("backup", str(src))["snapshot"]
+
+    state = DeviceState.load(device.home)
+    keys = RepositoryKeys.from_master(state.master)
+    chunker = Chunker(keys.chunker)
+    with Remote(state.server_url, state.device_token) as remote:
+        repo = Repository(remote, keys, device.home / "c2", state.suite)
+        (info,) = [s for s in repo.snapshots() if s.id == snapshot]
+        tree = Tree.from_bytes(repo.read_tree_bytes(info.snapshot.tree))
+        for part in src.parts[1:]:
+            (node,) = [n for n in tree.nodes if n.name == os.fsencode(part)]
+            assert node.subtree is not None
+            tree = Tree.from_bytes(repo.read_tree_bytes(node.subtree))
+    files = {n.name.decode(): n.content for n in tree.nodes}
+    assert len(files) == 2 * len(sizes) + 1
+    for name, content in files.items():
+        data = (src / name).read_bytes()
+        view, offset, expected = memoryview(data), 0, []
+        for length in chunker.cut(data, final=True) if len(data) >= CHUNK_MIN else [len(data)]:
+            expected.append(blob_id(keys.id, view[offset : offset + length]))
+            offset += length
+        assert list(content) == expected, name
+    restored_src = restored(tmp_path / "out", src)
+    device.run("restore", snapshot, "--target", str(tmp_path / "out"))
+    assert describe(restored_src) == describe(src)

@@ -1,0 +1,161 @@
+"""The chunk pipeline on its own: order of results and callbacks, batching of
+small chunks, and the reuse rules of its read buffers."""
+
+from __future__ import annotations
+
+import functools
+import os
+import random
+import threading
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future
+from typing import Any
+
+import pytest
+from keep.client.chunk_pipeline import BATCH_BYTES, READ_BUFFERS, ChunkPipeline, ChunkResult
+from keep.protocol.blob import blob_id
+from keep.protocol.compression import Codec
+from keep.protocol.keys import IdKey
+from keep.protocol.limits import MiB
+
+KEY = IdKey(bytes(range(32)))
+
+
+@pytest.fixture
+def pipeline() -> Iterator[ChunkPipeline]:
+    p = ChunkPipeline(KEY, lambda _: False, threads=2, buffer_size=2 * MiB)
+    yield p
+    p.close()
+
+
+def test_sinks_and_callbacks_run_in_submission_order(pipeline: ChunkPipeline) -> None:
+    rng = random.Random(1)
+    events: list[object] = []
+    expected: list[object] = []
+    for i in range(400):
+        if rng.random() < 0.1:
+            pipeline.then(functools.partial(events.append, ("then", i)))
+            expected.append(("then", i))
+            continue
+        size = rng.choice([0, 100, 5000, 70_000, 300_000])
+        data = memoryview(rng.randbytes(size))
+
+        def sink(result: ChunkResult, i: int = i) -> None:
+            events.append((i, result.blob_id))
+
+        pipeline.submit(data, sink)
+        expected.append((i, blob_id(KEY, data)))
+    pipeline.drain()
+    assert events == expected
+
+
+def test_a_callback_with_nothing_in_flight_runs_at_once(pipeline: ChunkPipeline) -> None:
+    ran = []
+    pipeline.then(lambda: ran.append(1))
+    assert ran == [1]
+
+
+def test_small_chunks_go_to_the_workers_in_batches(pipeline: ChunkPipeline) -> None:
+    engine = threading.get_ident()
+    seen: set[int] = set()
+    original = pipeline._work_batch
+
+    def spy(chunks: list[memoryview]) -> list[ChunkResult]:
+        seen.add(threading.get_ident())
+        assert sum(len(c) for c in chunks) <= BATCH_BYTES + 4096
+        return original(chunks)
+
+    pipeline._work_batch = spy  # type: ignore[method-assign]
+    results: list[ChunkResult] = []
+    for _ in range(1000):
+        pipeline.submit(memoryview(os.urandom(4096)), results.append)
+    pipeline.drain()
+    assert len(results) == 1000
+    assert seen
+    assert engine not in seen
+
+
+def test_known_blobs_are_not_compressed() -> None:
+    data = memoryview(b"x" * 200_000)
+    p = ChunkPipeline(KEY, lambda bid: bid == blob_id(KEY, data), threads=1)
+    try:
+        out: list[ChunkResult] = []
+        p.submit(data, out.append)
+        p.drain()
+    finally:
+        p.close()
+    assert out[0].payload is None
+    assert out[0].raw_length == len(data)
+
+
+def test_results_never_point_into_a_read_buffer(pipeline: ChunkPipeline) -> None:
+    """A raw (incompressible) payload must survive the buffer's reuse."""
+    buffer = pipeline.read_buffer()
+    noise = os.urandom(1 * MiB)
+    buffer.view[: len(noise)] = noise
+    out: list[ChunkResult] = []
+    pipeline.submit(buffer.view[: len(noise)], out.append, buffer)
+    buffer.release()
+    pipeline.drain()
+    buffer.view[:] = bytes(len(buffer.view))  # the next file's bytes
+    (result,) = out
+    assert result.codec is Codec.RAW
+    assert result.payload is not None
+    assert bytes(result.payload) == noise
+
+
+def test_a_buffer_returns_only_when_released_and_its_chunks_delivered(pipeline: ChunkPipeline) -> None:
+    held = [pipeline.read_buffer() for _ in range(READ_BUFFERS)]
+    delivered: list[int] = []
+    for n, buffer in enumerate(held):
+        buffer.view[:1000] = bytes([n]) * 1000
+
+        def sink(_: ChunkResult, n: int = n) -> None:
+            delivered.append(n)
+
+        pipeline.submit(buffer.view[:300_000], sink, buffer)
+    held[1].release()
+    # Every buffer is busy: asking for one delivers results until buffer 1
+    # (released, its chunk done) comes back; 0 and 2 are still being read.
+    again = pipeline.read_buffer()
+    assert again is held[1]
+    assert 1 in delivered
+    again.release()
+    held[0].release()
+    held[2].release()
+    pipeline.drain()
+    assert sorted(delivered) == [0, 1, 2]
+    assert pipeline.read_buffer() in held  # no new buffer: the pool is reused
+
+
+def test_a_reader_holding_every_buffer_is_an_error_not_a_hang(pipeline: ChunkPipeline) -> None:
+    held = [pipeline.read_buffer() for _ in range(READ_BUFFERS)]
+    with pytest.raises(RuntimeError, match="internal"):
+        pipeline.read_buffer()
+    for buffer in held:
+        buffer.release()
+    assert pipeline.read_buffer() in held
+
+
+class _InlineExecutor:
+    """Runs each job at once: results are ready the moment they are queued."""
+
+    def submit(self, fn: Callable[..., Any], *args: Any) -> Future[Any]:
+        future: Future[Any] = Future()
+        future.set_result(fn(*args))
+        return future
+
+    def shutdown(self, wait: bool = True) -> None:
+        pass
+
+
+def test_a_buffer_freed_while_handing_over_a_batch_is_used(pipeline: ChunkPipeline) -> None:
+    """Sending the pending batch can deliver every result at once; the reader
+    must then take the freed buffer, not conclude that nothing is in flight
+    (a bug the end-to-end test caught: 'every read buffer is held')."""
+    pipeline._pool = _InlineExecutor()  # type: ignore[assignment]
+    held = [pipeline.read_buffer() for _ in range(READ_BUFFERS)]
+    for buffer in held[1:]:
+        pipeline.submit(buffer.view[:100], lambda _: None, buffer)  # small: waits in the batch
+        buffer.release()
+    assert pipeline.read_buffer() in held[1:]
