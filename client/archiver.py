@@ -32,7 +32,7 @@ from keep.protocol.blob import BlobType, blob_id
 from keep.protocol.chunker import Chunker
 from keep.protocol.compression import BlobCompressor
 from keep.protocol.errors import FormatError, KeepError
-from keep.protocol.limits import CHUNK_MAX, CHUNK_MIN, MiB
+from keep.protocol.limits import CHUNK_AVG, CHUNK_MAX, CHUNK_MIN, MiB
 from keep.protocol.snapshot import Snapshot
 from keep.protocol.tree import Node, NodeType, Tree
 
@@ -229,7 +229,12 @@ class Archiver:
         self.warnings: list[PathWarning] = []
         self.packer = Packer(repo)
         self.chunker = Chunker(repo.keys.chunker)
-        self.pipeline = ChunkPipeline(repo.keys.id, self.packer.known, buffer_size=READ_BUFFER + CHUNK_MAX)
+        self.pipeline = ChunkPipeline(
+            repo.keys.id,
+            self.packer.known,
+            buffer_size=READ_BUFFER + CHUNK_MAX,
+            buffer_resident=READ_BUFFER + 2 * CHUNK_AVG,
+        )
         self._tree_compressor = BlobCompressor()
         self._progress = progress
         self._last_progress = 0.0

@@ -24,6 +24,7 @@ so nothing can see it being overwritten.
 
 from __future__ import annotations
 
+import mmap
 import os
 import threading
 from collections import deque
@@ -58,12 +59,18 @@ Sink = Callable[[ChunkResult], None]
 class ReadBuffer:
     """A reusable read buffer; `view` is all of it. Handed out by
     `ChunkPipeline.read_buffer`, given back with `release` once the reader
-    no longer needs it; it rejoins the pool when its chunks are delivered."""
+    no longer needs it; it rejoins the pool when its chunks are delivered.
 
-    __slots__ = ("_pool", "_reading", "_users", "view")
+    An anonymous mapping, so pages cost memory only once touched; pages past
+    `resident` bytes (touched only when a long chunk was carried over, e.g.
+    through a run of zeros) are handed back to the kernel on its return."""
 
-    def __init__(self, size: int, pool: list[ReadBuffer]) -> None:
-        self.view = memoryview(bytearray(size))
+    __slots__ = ("_area", "_pool", "_reading", "_resident", "_users", "view")
+
+    def __init__(self, size: int, resident: int, pool: list[ReadBuffer]) -> None:
+        self._area = mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE)  # private: DONTNEED frees the pages
+        self.view = memoryview(self._area)
+        self._resident = min(size, -(-resident // mmap.PAGESIZE) * mmap.PAGESIZE)
         self._pool = pool
         self._reading = True
         self._users = 0  # chunks cut from it and not yet delivered
@@ -79,6 +86,8 @@ class ReadBuffer:
 
     def _maybe_return(self) -> None:
         if not self._reading and self._users == 0:
+            if self._resident < len(self.view):
+                self._area.madvise(mmap.MADV_DONTNEED, self._resident, len(self.view) - self._resident)
             self._pool.append(self)
 
 
@@ -98,6 +107,7 @@ class ChunkPipeline:
         known: Callable[[bytes], bool],
         threads: int | None = None,
         buffer_size: int = 16 * MiB,
+        buffer_resident: int = 8 * MiB,
     ) -> None:
         self._id_key = id_key
         self._known = known
@@ -108,6 +118,7 @@ class ChunkPipeline:
         self._inflight = 0
         self._batch = _Batch()
         self._buffer_size = buffer_size
+        self._buffer_resident = buffer_resident
         self._buffers = 0
         self._free: list[ReadBuffer] = []
 
@@ -117,7 +128,7 @@ class ChunkPipeline:
         while not self._free:
             if self._buffers < READ_BUFFERS:
                 self._buffers += 1
-                return ReadBuffer(self._buffer_size, self._free)
+                return ReadBuffer(self._buffer_size, self._buffer_resident, self._free)
             if self._batch.chunks:
                 self._send_batch()  # may deliver finished results, and so free a buffer
             elif self._queue:

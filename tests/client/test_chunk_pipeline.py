@@ -159,3 +159,17 @@ def test_a_buffer_freed_while_handing_over_a_batch_is_used(pipeline: ChunkPipeli
         pipeline.submit(buffer.view[:100], lambda _: None, buffer)  # small: waits in the batch
         buffer.release()
     assert pipeline.read_buffer() in held[1:]
+
+
+def test_pages_past_the_resident_size_go_back_to_the_kernel() -> None:
+    p = ChunkPipeline(KEY, lambda _: False, threads=1, buffer_size=4 * MiB, buffer_resident=1 * MiB)
+    try:
+        buffer = p.read_buffer()
+        buffer.view[:] = b"\xff" * len(buffer.view)  # a long carry touched all of it
+        buffer.release()
+        again = p.read_buffer()
+        assert again is buffer
+        assert bytes(again.view[: 1 * MiB]) == b"\xff" * MiB  # kept
+        assert bytes(again.view[1 * MiB :]) == bytes(3 * MiB)  # dropped: fresh zero pages
+    finally:
+        p.close()
