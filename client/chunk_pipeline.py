@@ -2,10 +2,11 @@
 
 The engine thread reads and cuts files; each chunk goes to a worker that
 computes its keyed BLAKE3 id and, unless the blob is already known, compresses
-it (both release the GIL). Small chunks travel in batches: for a file of a few
-KiB, a hand-off of its own (future, wake-up, GIL round trips) would cost more
-than the work, yet compressing them on the engine thread would leave the
-second core idle through a tree of source files.
+it (both release the GIL). Chunks of a few KiB are done on the engine thread:
+any hand-off (future, wake-up, GIL round trips) costs more than their work
+(100,000 files of 0.1-2 KB: 12.1 s inline, 14.1 s batched). Chunks up to 64
+KiB travel to the workers in batches: done inline, they left the second core
+idle through a tree of source files.
 
 Results reach their sinks on the engine thread in submission order, and
 `then` queues a callback behind everything submitted so far (the archiver
@@ -40,7 +41,8 @@ from keep.protocol.limits import MiB
 
 INFLIGHT_MAX = 24 * MiB
 READ_BUFFERS = 3  # reusable read buffers; the reader waits for results when all are busy
-BATCH_MAX = 64 * 1024  # chunks up to this size are batched...
+INLINE_MAX = 4 * 1024  # chunks up to this size are done on the engine thread (files of a few KiB)...
+BATCH_MAX = 64 * 1024  # ...up to this size batched...
 BATCH_BYTES = 512 * 1024  # ...into hand-offs of about this many bytes
 BATCH_ITEMS = 256  # or this many chunks
 
@@ -117,6 +119,7 @@ class ChunkPipeline:
         self._queue: deque[tuple[Future[Any] | None, Callable[[Any], None], int]] = deque()
         self._inflight = 0
         self._batch = _Batch()
+        self._inline_compressor = BlobCompressor()
         self._buffer_size = buffer_size
         self._buffer_resident = buffer_resident
         self._buffers = 0
@@ -145,11 +148,11 @@ class ChunkPipeline:
             compressor = self._local.c = BlobCompressor()
         return compressor
 
-    def _work(self, chunk: memoryview) -> ChunkResult:
+    def _work(self, chunk: memoryview, compressor: BlobCompressor | None = None) -> ChunkResult:
         bid = blob_id(self._id_key, chunk)
         if self._known(bid):
             return ChunkResult(bid, Codec.RAW, None, len(chunk))
-        codec, payload = self._compressor().compress(chunk)
+        codec, payload = (compressor or self._compressor()).compress(chunk)
         if codec is Codec.RAW:
             payload = bytes(chunk)  # never a view into a read buffer that will be reused
         return ChunkResult(bid, codec, payload, len(chunk))
@@ -169,6 +172,14 @@ class ChunkPipeline:
                 buffer._chunk_done()
                 inner(result)
 
+        if len(chunk) <= INLINE_MAX:
+            result = self._work(chunk, self._inline_compressor)
+            if not self._queue and not self._batch.chunks:
+                sink(result)
+            else:  # done, but delivered in its turn
+                self._send_batch()
+                self._enqueue(None, lambda _: sink(result), len(chunk))
+            return
         if len(chunk) <= BATCH_MAX:
             batch = self._batch
             batch.chunks.append(chunk)
@@ -187,7 +198,7 @@ class ChunkPipeline:
         if not self._queue:
             callback()
             return
-        self._queue.append((None, lambda _: callback(), 0))
+        self._enqueue(None, lambda _: callback(), 0)
 
     def _send_batch(self) -> None:
         batch = self._batch
@@ -202,7 +213,8 @@ class ChunkPipeline:
 
         self._enqueue(self._pool.submit(self._work_batch, batch.chunks), deliver, batch.size)
 
-    def _enqueue(self, future: Future[Any], deliver: Callable[[Any], None], size: int) -> None:
+    def _enqueue(self, future: Future[Any] | None, deliver: Callable[[Any], None], size: int) -> None:
+        """Queue a result to come (`future`) or one already at hand (None)."""
         while self._inflight + size > INFLIGHT_MAX and self._queue:
             self._consume_one()
         self._queue.append((future, deliver, size))

@@ -12,7 +12,14 @@ from concurrent.futures import Future
 from typing import Any
 
 import pytest
-from keep.client.chunk_pipeline import BATCH_BYTES, READ_BUFFERS, ChunkPipeline, ChunkResult
+from keep.client.chunk_pipeline import (
+    BATCH_BYTES,
+    INFLIGHT_MAX,
+    INLINE_MAX,
+    READ_BUFFERS,
+    ChunkPipeline,
+    ChunkResult,
+)
 from keep.protocol.blob import blob_id
 from keep.protocol.compression import Codec
 from keep.protocol.keys import IdKey
@@ -68,11 +75,35 @@ def test_small_chunks_go_to_the_workers_in_batches(pipeline: ChunkPipeline) -> N
     pipeline._work_batch = spy  # type: ignore[method-assign]
     results: list[ChunkResult] = []
     for _ in range(1000):
-        pipeline.submit(memoryview(os.urandom(4096)), results.append)
+        pipeline.submit(memoryview(os.urandom(INLINE_MAX + 4096)), results.append)
     pipeline.drain()
     assert len(results) == 1000
     assert seen
     assert engine not in seen
+
+
+def test_small_results_waiting_behind_a_slow_chunk_stay_bounded(pipeline: ChunkPipeline) -> None:
+    """Tiny chunks are done at once but delivered in turn; while a large
+    chunk holds the head of the queue they must not pile up without bound."""
+    gate = threading.Event()
+    original = pipeline._work
+
+    def slow(chunk: memoryview, compressor: Any = None) -> ChunkResult:
+        if len(chunk) > BATCH_BYTES:
+            gate.wait(5)
+        return original(chunk, compressor)
+
+    pipeline._work = slow  # type: ignore[method-assign]
+    threading.Timer(0.3, gate.set).start()
+    delivered: list[ChunkResult] = []
+    pipeline.submit(memoryview(os.urandom(BATCH_BYTES + 1)), delivered.append)
+    peak = 0
+    for _ in range((INFLIGHT_MAX // INLINE_MAX) * 2):
+        pipeline.submit(memoryview(os.urandom(INLINE_MAX)), delivered.append)
+        peak = max(peak, len(pipeline._queue))
+    pipeline.drain()
+    assert peak <= INFLIGHT_MAX // INLINE_MAX + 1
+    assert len(delivered) == 1 + (INFLIGHT_MAX // INLINE_MAX) * 2
 
 
 def test_known_blobs_are_not_compressed() -> None:
