@@ -319,6 +319,10 @@ TOOLS: dict[str, Callable[[Path], Tool]] = {"keep": Keep, "restic": Restic, "bor
 
 
 def measure(tool: Tool, step: str, cmd: list[str], data_bytes: int, cwd: Path | None = None) -> Step:
+    # Start every step with nothing dirty: otherwise the first tool pays for
+    # writing back the freshly generated corpus (its fsyncs queue behind it)
+    # and each tool for the previous one's repository.
+    os.sync()
     s0 = proc_cpu(tool.server_pid)
     wall, cpu, rss = run_measured(cmd, tool.env(), cwd)
     return Step(
