@@ -51,11 +51,19 @@ def object_path(server_data: Path, kind: str, object_id: str) -> Path:
     return path
 
 
+PAUSE_TREE_FILES = 48  # x 2 MiB: see paused_backup
+
+
 @contextlib.contextmanager
 def paused_backup(device: Device, *paths: Path) -> Iterator[subprocess.Popen[str]]:
     """Start `keep backup` of `paths`; once it has uploaded its first pack (so
     it has loaded the index and deduplicated what came before), SIGSTOP it for
-    the duration of the block, then let it go on. Yields the process."""
+    the duration of the block, then let it go on. Yields the process.
+
+    Blobs are spread over OPEN_PACKS packs of PACK_TARGET bytes, so the first
+    pack closes only after ~4 x 16 MiB: give well over that (PAUSE_TREE_FILES
+    files of 2 MiB), or it lands at the very end and the backup may finish
+    before it can be paused."""
     state = DeviceState.load(device.home)
     env = {**os.environ, "KEEP_HOME": str(device.home), "KEEP_CONFIG": str(device.home / "none.toml")}
     backup = subprocess.Popen(
@@ -127,7 +135,7 @@ def test_prune_beside_a_running_backup_loses_nothing(device: Device, tmp_path: P
 
     # A backup of a_old (deduplicated against the forgotten data) plus new data,
     # paused once it has loaded the index and uploaded a pack.
-    new = random_tree(tmp_path / "b_new", 24, 2 * MiB)
+    new = random_tree(tmp_path / "b_new", PAUSE_TREE_FILES, 2 * MiB)
     with paused_backup(device, old, new) as backup:
         first = owner(device, "prune")
     out, _ = backup.communicate(timeout=120)
@@ -272,7 +280,7 @@ def test_prune_deletes_a_crashed_backups_packs_without_leaving_them_indexed(
     device.init()
     small = random_tree(tmp_path / "small", 1, 1000)
     device.json("backup", str(small))
-    big = random_tree(tmp_path / "big", 16, 2 * MiB)
+    big = random_tree(tmp_path / "big", PAUSE_TREE_FILES, 2 * MiB)
     with paused_backup(device, big) as backup:
         backup.kill()
     backup.wait()

@@ -20,7 +20,7 @@ from keep.client.remote import Remote
 from benchmarks.server_process import keep_server
 from tests.client.conftest import KEEP, Device
 from tests.client.test_faults import random_tree, restored
-from tests.client.test_maintenance import owner, paused_backup
+from tests.client.test_maintenance import PAUSE_TREE_FILES, owner, paused_backup
 from tests.client.tree_builder import describe
 
 MiB = 1024 * 1024
@@ -78,7 +78,7 @@ def test_prune_through_one_replica_while_backing_up_through_the_other(
     keeper = random_tree(tmp_path / "keeper", 1, 1000)
     a.json("backup", "--tag", "keep", str(keeper))
     owner(a, "forget", "--keep-tag", "keep")
-    new = random_tree(tmp_path / "b_new", 16, 2 * MiB)
+    new = random_tree(tmp_path / "b_new", PAUSE_TREE_FILES, 2 * MiB)
     with paused_backup(b, old, new) as backup:
         pruned = owner(a, "prune")
     out, _ = backup.communicate(timeout=300)
