@@ -24,7 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cache
 
-from keep.client.chunk_pipeline import ChunkPipeline, ChunkResult, ReadBuffer
+from keep.client.chunk_pipeline import ChunkPipeline, ChunkResult, DeliveryError, ReadBuffer
 from keep.client.packer import Packer
 from keep.client.path_warning import PathWarning
 from keep.client.repository import Repository
@@ -259,6 +259,9 @@ class Archiver:
             if root.subtree is None:
                 raise FormatError("internal: root tree not stored")
             self.packer.flush()
+        except DeliveryError as exc:  # raised by our own sink or tree callback
+            self.packer.abort()
+            raise exc.original from None
         except BaseException:
             self.packer.abort()
             raise

@@ -58,6 +58,16 @@ class ChunkResult:
 Sink = Callable[[ChunkResult], None]
 
 
+class DeliveryError(Exception):
+    """A sink or callback failed; `original` is what it raised. Kept apart so
+    that a reader never takes it for an error of the file it is reading (a
+    full spool disk is not "cannot read this file")."""
+
+    def __init__(self, original: Exception) -> None:
+        super().__init__(str(original))
+        self.original = original
+
+
 class ReadBuffer:
     """A reusable read buffer; `view` is all of it. Handed out by
     `ChunkPipeline.read_buffer`, given back with `release` once the reader
@@ -175,7 +185,7 @@ class ChunkPipeline:
         if len(chunk) <= INLINE_MAX:
             result = self._work(chunk, self._inline_compressor)
             if not self._queue and not self._batch.chunks:
-                sink(result)
+                self._deliver(sink, result)
             else:  # done, but delivered in its turn
                 self._send_batch()
                 self._enqueue(None, lambda _: sink(result), len(chunk))
@@ -196,7 +206,7 @@ class ChunkPipeline:
         has reached its sink (at once if nothing is in flight)."""
         self._send_batch()
         if not self._queue:
-            callback()
+            self._deliver(lambda _: callback(), None)
             return
         self._enqueue(None, lambda _: callback(), 0)
 
@@ -224,14 +234,21 @@ class ChunkPipeline:
     def _consume_one(self) -> None:
         future, deliver, size = self._queue.popleft()
         self._inflight -= size
-        deliver(future.result() if future is not None else None)
+        self._deliver(deliver, future.result() if future is not None else None)
         self._run_ready_callbacks()
 
     def _run_ready_callbacks(self) -> None:
         while self._queue and (self._queue[0][0] is None or self._queue[0][0].done()):
             future, deliver, size = self._queue.popleft()
             self._inflight -= size
-            deliver(future.result() if future is not None else None)
+            self._deliver(deliver, future.result() if future is not None else None)
+
+    @staticmethod
+    def _deliver(deliver: Callable[[Any], None], value: Any) -> None:
+        try:
+            deliver(value)
+        except Exception as exc:
+            raise DeliveryError(exc) from exc
 
     def drain(self) -> None:
         self._send_batch()

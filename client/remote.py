@@ -264,6 +264,12 @@ class Remote:
         if len(raw) > limit:
             self._drop_connection()
             raise ProtocolViolationError("the server sent a body larger than allowed")
+        if declared is not None and declared.isdigit() and len(raw) < int(declared):
+            # http.client returns what arrived when the connection ends early;
+            # a server that died mid-reply is a network failure (retried), not
+            # a damaged object.
+            self._drop_connection()
+            raise http.client.IncompleteRead(raw, int(declared) - len(raw))
         if resp.will_close:
             self._drop_connection()
         return resp.status, raw, (resp.getheader("Content-Type") or "").split(";")[0].strip()

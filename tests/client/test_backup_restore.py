@@ -3,6 +3,7 @@ real CLI against the real server."""
 
 from __future__ import annotations
 
+import errno
 import os
 import random
 import shutil
@@ -10,8 +11,10 @@ import signal
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
-from keep.client.archiver import READ_BUFFER
+import pytest
+from keep.client.archiver import READ_BUFFER, Archiver, BackupOptions
 from keep.client.device_state import DeviceState
 from keep.client.remote import Remote
 from keep.client.repository import Repository
@@ -338,3 +341,34 @@ def test_files_cut_across_read_buffers_give_the_chunks_of_the_whole_file(
     restored_src = restored(tmp_path / "out", src)
     device.run("restore", snapshot, "--target", str(tmp_path / "out"))
     assert describe(restored_src) == describe(src)
+
+
+def test_a_failure_behind_the_pipeline_fails_the_backup_not_a_file(device: Device, tmp_path: Path) -> None:
+    """An error raised while a result is handed on (here: the spool disk is
+    full when a blob reaches the packer) may surface while another file is
+    being read; it must end the backup with that error, not become a
+    "cannot read" warning about the file that happened to be open."""
+    src = tmp_path / "src"
+    src.mkdir()
+    for n in range(6):
+        (src / f"f{n}.bin").write_bytes(os.urandom(3 * MiB))
+    device.init()
+    state = DeviceState.load(device.home)
+    with Remote(state.server_url, state.device_token) as remote:
+        repo = Repository(remote, RepositoryKeys.from_master(state.master), device.home / "c2", state.suite)
+        archiver = Archiver(repo, BackupOptions(host="test"))
+        real_add = archiver.packer.add
+        calls = 0
+
+        def add(*args: Any, **kwargs: Any) -> bool:
+            nonlocal calls
+            calls += 1
+            if calls == 3:
+                raise OSError(errno.ENOSPC, "No space left on device")
+            return real_add(*args, **kwargs)
+
+        archiver.packer.add = add  # type: ignore[method-assign]
+        with pytest.raises(OSError, match="No space left") as caught:
+            archiver.run([os.fsencode(src)], None)
+    assert caught.value.errno == errno.ENOSPC
+    assert archiver.warnings == []

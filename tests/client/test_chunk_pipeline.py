@@ -3,6 +3,7 @@ small chunks, and the reuse rules of its read buffers."""
 
 from __future__ import annotations
 
+import errno
 import functools
 import os
 import random
@@ -19,6 +20,7 @@ from keep.client.chunk_pipeline import (
     READ_BUFFERS,
     ChunkPipeline,
     ChunkResult,
+    DeliveryError,
 )
 from keep.protocol.blob import blob_id
 from keep.protocol.compression import Codec
@@ -204,3 +206,14 @@ def test_pages_past_the_resident_size_go_back_to_the_kernel() -> None:
         assert bytes(again.view[1 * MiB :]) == bytes(3 * MiB)  # dropped: fresh zero pages
     finally:
         p.close()
+
+
+def test_a_failing_sink_is_reported_as_such(pipeline: ChunkPipeline) -> None:
+    def sink(_: ChunkResult) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    pipeline.submit(memoryview(os.urandom(200_000)), sink)
+    with pytest.raises(DeliveryError) as caught:
+        pipeline.drain()
+    assert isinstance(caught.value.original, OSError)
+    assert caught.value.original.errno == errno.ENOSPC
