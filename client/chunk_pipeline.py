@@ -184,11 +184,8 @@ class ChunkPipeline:
 
         if len(chunk) <= INLINE_MAX:
             result = self._work(chunk, self._inline_compressor)
-            if not self._queue and not self._batch.chunks:
-                self._deliver(sink, result)
-            else:  # done, but delivered in its turn
-                self._send_batch()
-                self._enqueue(None, lambda _: sink(result), len(chunk))
+            self._send_batch()
+            self._enqueue(None, lambda _: sink(result), len(chunk))  # done, delivered in its turn
             return
         if len(chunk) <= BATCH_MAX:
             batch = self._batch
@@ -205,9 +202,6 @@ class ChunkPipeline:
         """Run `callback` on the engine thread once every earlier submission
         has reached its sink (at once if nothing is in flight)."""
         self._send_batch()
-        if not self._queue:
-            self._deliver(lambda _: callback(), None)
-            return
         self._enqueue(None, lambda _: callback(), 0)
 
     def _send_batch(self) -> None:
@@ -224,27 +218,27 @@ class ChunkPipeline:
         self._enqueue(self._pool.submit(self._work_batch, batch.chunks), deliver, batch.size)
 
     def _enqueue(self, future: Future[Any] | None, deliver: Callable[[Any], None], size: int) -> None:
-        """Queue a result to come (`future`) or one already at hand (None)."""
+        """Queue a result to come (`future`) or one already at hand (None;
+        delivered at once when nothing is ahead of it)."""
         while self._inflight + size > INFLIGHT_MAX and self._queue:
             self._consume_one()
         self._queue.append((future, deliver, size))
         self._inflight += size
-        self._run_ready_callbacks()
+        self._deliver_ready()
 
     def _consume_one(self) -> None:
+        """Deliver the oldest result, waiting for it, then any ready behind it."""
+        self._deliver_head()
+        self._deliver_ready()
+
+    def _deliver_ready(self) -> None:
+        while self._queue and (self._queue[0][0] is None or self._queue[0][0].done()):
+            self._deliver_head()
+
+    def _deliver_head(self) -> None:
         future, deliver, size = self._queue.popleft()
         self._inflight -= size
-        self._deliver(deliver, future.result() if future is not None else None)
-        self._run_ready_callbacks()
-
-    def _run_ready_callbacks(self) -> None:
-        while self._queue and (self._queue[0][0] is None or self._queue[0][0].done()):
-            future, deliver, size = self._queue.popleft()
-            self._inflight -= size
-            self._deliver(deliver, future.result() if future is not None else None)
-
-    @staticmethod
-    def _deliver(deliver: Callable[[Any], None], value: Any) -> None:
+        value = future.result() if future is not None else None  # a worker's error is not wrapped
         try:
             deliver(value)
         except Exception as exc:
