@@ -15,6 +15,7 @@ import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from keep.protocol.envelope import Suite
 from keep.protocol.errors import ExitCode, KeepError
@@ -81,6 +82,16 @@ class DeviceState:
             ) from None
         except (ValueError, KeyError, TypeError, KeepError):
             raise KeepError(f"{path} is damaged; run `keep login` to enroll this device again") from None
+
+
+def read_record(path: Path) -> dict[str, Any] | None:
+    """A JSON object written by `write_private`, or None if it is missing,
+    unreadable or not an object (records of the past, never required)."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
 
 
 def write_private(path: Path, data: bytes, sync: bool = False) -> None:

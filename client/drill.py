@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from keep.client.device_state import write_private
+from keep.client.device_state import read_record, write_private
 from keep.client.repository import Repository, SnapshotInfo
 from keep.client.restorer import Restorer, content_ids, walk
 from keep.protocol.tree import Node, NodeType
@@ -111,8 +111,4 @@ def save(home: Path, result: DrillResult) -> None:
 
 def last(home: Path) -> dict[str, Any] | None:
     """The last drill's record, or None if there was none (or it is unreadable)."""
-    try:
-        data = json.loads((home / DRILL_FILE).read_text())
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
+    return read_record(home / DRILL_FILE)

@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from keep.client.device_state import write_private
+from keep.client.device_state import read_record, write_private
 
 LAST_BACKUP = "last-backup.json"
 
@@ -19,8 +19,4 @@ def record_last_backup(home: Path, record: dict[str, Any]) -> None:
 
 
 def last_backup(home: Path) -> dict[str, Any] | None:
-    try:
-        data = json.loads((home / LAST_BACKUP).read_text())
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
+    return read_record(home / LAST_BACKUP)

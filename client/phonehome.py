@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from keep.client.device_state import write_private
+from keep.client.device_state import read_record, write_private
 from keep.protocol.errors import ExitCode, KeepError
 
 STATE_FILE = "phonehome.json"
@@ -95,11 +95,8 @@ class Settings:
 
 
 def load_state(home: Path) -> dict[str, Any]:
-    try:
-        data = json.loads((home / STATE_FILE).read_text())
-    except (OSError, ValueError):
-        return {"ddns": {}, "updates": {}}
-    return data if isinstance(data, dict) else {"ddns": {}, "updates": {}}
+    state = read_record(home / STATE_FILE)
+    return state if state is not None else {"ddns": {}, "updates": {}}
 
 
 def save_state(home: Path, state: dict[str, Any]) -> None:
