@@ -256,20 +256,21 @@ class Remote:
                 raise ConnectionResetError("connection closed before the body was sent")
             conn.sock.sendfile(body, 0, int(headers["Content-Length"]))
         resp = conn.getresponse()
-        declared = resp.getheader("Content-Length")
-        if declared is not None and declared.isdigit() and int(declared) > limit:
+        header = resp.getheader("Content-Length")
+        declared = int(header) if header is not None and header.isdigit() else None
+        if declared is not None and declared > limit:
             self._drop_connection()
             raise ProtocolViolationError("the server sent a body larger than allowed")
         raw = resp.read(limit + 1)
         if len(raw) > limit:
             self._drop_connection()
             raise ProtocolViolationError("the server sent a body larger than allowed")
-        if declared is not None and declared.isdigit() and len(raw) < int(declared):
+        if declared is not None and len(raw) < declared:
             # http.client returns what arrived when the connection ends early;
             # a server that died mid-reply is a network failure (retried), not
             # a damaged object.
             self._drop_connection()
-            raise http.client.IncompleteRead(raw, int(declared) - len(raw))
+            raise http.client.IncompleteRead(raw, declared - len(raw))
         if resp.will_close:
             self._drop_connection()
         return resp.status, raw, (resp.getheader("Content-Type") or "").split(";")[0].strip()
