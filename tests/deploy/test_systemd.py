@@ -14,6 +14,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -83,30 +84,24 @@ def test_schedule_install_writes_units_that_verify(tmp_path: Path) -> None:
             "/bin/echo": Path("/bin/echo"),
         },
     )
-    keep = str(VENV_BIN / "keep")
-    out = subprocess.run(
-        [keep, "--json", "schedule", "install", "--root", str(root)],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    assert json.loads(out.stdout)["schedule"] == "*-*-* 03:30:00"
+
+    def schedule(*args: str) -> Any:
+        out = subprocess.run(
+            [str(VENV_BIN / "keep"), "--json", "schedule", *args, "--root", str(root)],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        return json.loads(out.stdout)
+
+    assert schedule("install")["schedule"] == "*-*-* 03:30:00"
     unit_dir = root / "etc" / "systemd" / "system"
     timer = (unit_dir / "keep-backup.timer").read_text()
     assert "OnCalendar=*-*-* 03:30:00" in timer
     assert f"ExecStart={VENV_BIN / 'keep'} backup" in (unit_dir / "keep-backup.service").read_text()
     assert (root / "etc" / "sysusers.d" / "keep.conf").exists()
     assert verify(root, [n for n in unit_names(unit_dir) if n.startswith("keep")]) == ""
-    status = subprocess.run(
-        [keep, "--json", "schedule", "status", "--root", str(root)],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    assert all(json.loads(status.stdout)["installed"].values())
-    subprocess.run(
-        [keep, "schedule", "remove", "--root", str(root)], env=env, capture_output=True, check=True
-    )
+    assert all(schedule("status")["installed"].values())
+    schedule("remove")
     assert not list(unit_dir.glob("keep*"))
