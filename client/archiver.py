@@ -30,7 +30,7 @@ from keep.client.path_warning import PathWarning
 from keep.client.repository import Repository
 from keep.protocol.blob import BlobType, blob_id
 from keep.protocol.chunker import Chunker
-from keep.protocol.compression import BlobCompressor
+from keep.protocol.compression import DATA_LEVEL, BlobCompressor
 from keep.protocol.errors import FormatError, KeepError
 from keep.protocol.limits import CHUNK_AVG, CHUNK_MAX, CHUNK_MIN, MiB
 from keep.protocol.snapshot import Snapshot
@@ -78,6 +78,7 @@ class BackupOptions:
     one_file_system: bool = False
     tags: tuple[str, ...] = ()
     host: str = ""
+    compression: int = DATA_LEVEL  # zstd level of file data (trees use DEFAULT_LEVEL)
 
 
 @cache
@@ -234,6 +235,7 @@ class Archiver:
             self.packer.known,
             buffer_size=READ_BUFFER + CHUNK_MAX,
             buffer_resident=READ_BUFFER + 2 * CHUNK_AVG,
+            level=options.compression,
         )
         self._tree_compressor = BlobCompressor()
         self._progress = progress

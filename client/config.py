@@ -14,6 +14,7 @@ else `$XDG_CONFIG_HOME/keep/keep.toml`. A missing config file means defaults.
     excludes = ["*.tmp", "/srv/cache"]
     exclude_caches = true
     one_file_system = false
+    compression = 1                  # zstd level of file data, 1 (fastest) to 19
     schedule = "daily"               # systemd OnCalendar= for `keep schedule install`
 
     [retention]                      # defaults for `keep forget`
@@ -36,6 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from keep.protocol.compression import DATA_LEVEL, LEVEL_MAX, LEVEL_MIN
 from keep.protocol.errors import ExitCode, KeepError
 
 
@@ -72,6 +74,7 @@ class Config:
     excludes: tuple[str, ...] = ()
     exclude_caches: bool = False
     one_file_system: bool = False
+    compression: int = DATA_LEVEL
     schedule: str = "daily"
     retention: dict[str, Any] = field(default_factory=dict)
     phonehome: dict[str, Any] = field(default_factory=dict)
@@ -109,6 +112,11 @@ def load_config(path: Path | None = None) -> Config:
     for key in RETENTION_COUNTS:
         if (_typed(retention, key, int, where) or 0) < 0:
             raise ConfigError(f"{where}: '{key}' must not be negative")
+    compression = _typed(backup, "compression", int, where)
+    if compression is not None and (
+        isinstance(compression, bool) or not LEVEL_MIN <= compression <= LEVEL_MAX
+    ):
+        raise ConfigError(f"{where}: 'compression' is a zstd level from {LEVEL_MIN} to {LEVEL_MAX}")
     _typed(retention, "keep_within", str, where)
     if not all(isinstance(t, str) for t in _typed(retention, "keep_tag", list, where) or []):
         raise ConfigError(f"{where}: keep_tag is a list of strings")
@@ -120,6 +128,7 @@ def load_config(path: Path | None = None) -> Config:
         excludes=tuple(excludes),
         exclude_caches=bool(_typed(backup, "exclude_caches", bool, where)),
         one_file_system=bool(_typed(backup, "one_file_system", bool, where)),
+        compression=DATA_LEVEL if compression is None else compression,
         schedule=_typed(backup, "schedule", str, where) or "daily",
         retention=dict(retention),
         phonehome=dict(raw.get("phonehome", {})),

@@ -15,6 +15,7 @@ from keep.client.cli.session import UsageError, open_repository
 from keep.client.cli.text import human_bytes
 from keep.client.history import record_last_backup
 from keep.client.lease import Lease
+from keep.protocol.compression import LEVEL_MAX, LEVEL_MIN
 from keep.protocol.errors import ExitCode, KeepError
 
 
@@ -25,6 +26,12 @@ from keep.protocol.errors import ExitCode, KeepError
 @click.option("--exclude-caches", is_flag=True, help="Skip contents of dirs with a CACHEDIR.TAG.")
 @click.option("--one-file-system", is_flag=True, help="Do not cross file-system boundaries.")
 @click.option("--tag", "tags", multiple=True)
+@click.option(
+    "--compression",
+    type=click.IntRange(LEVEL_MIN, LEVEL_MAX),
+    default=None,
+    help="zstd level of file data (default: [backup] compression, else 1).",
+)
 @click.option("--host", default=None, help="Host name recorded in the snapshot.")
 @click.pass_obj
 def backup(
@@ -35,6 +42,7 @@ def backup(
     exclude_caches: bool,
     one_file_system: bool,
     tags: tuple[str, ...],
+    compression: int | None,
     host: str | None,
 ) -> None:
     """Back up PATHS. Exits 3 when some files could not be read."""
@@ -51,6 +59,7 @@ def backup(
         one_file_system=one_file_system or config.one_file_system,
         tags=tags,
         host=host or socket.gethostname(),
+        compression=config.compression if compression is None else compression,
     )
     line = ProgressLine(ctx.interactive)
 

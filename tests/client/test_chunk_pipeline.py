@@ -13,6 +13,7 @@ from concurrent.futures import Future
 from typing import Any
 
 import pytest
+import zstandard
 from keep.client.chunk_pipeline import (
     BATCH_BYTES,
     INFLIGHT_MAX,
@@ -217,3 +218,31 @@ def test_a_failing_sink_is_reported_as_such(pipeline: ChunkPipeline) -> None:
         pipeline.drain()
     assert isinstance(caught.value.original, OSError)
     assert caught.value.original.errno == errno.ENOSPC
+
+
+@pytest.mark.parametrize("level", [1, 3, 19])
+def test_data_is_compressed_at_the_chosen_level(level: int) -> None:
+    """Inline, batched and large chunks alike: the payload is the zstd frame
+    of the chosen level (each level gives different bytes for this text)."""
+    rng = random.Random(level)
+    words = [rng.randbytes(rng.randint(2, 9)).hex().encode() for _ in range(300)]
+    text = b" ".join(rng.choice(words) for _ in range(60_000))
+    chunks = [memoryview(text[:3000]), memoryview(text[:40_000]), memoryview(text[:300_000])]
+    pipeline = ChunkPipeline(KEY, lambda _: False, threads=2, buffer_size=2 * MiB, level=level)
+    results: list[ChunkResult] = []
+    try:
+        for chunk in chunks:
+            pipeline.submit(chunk, results.append)
+        pipeline.drain()
+    finally:
+        pipeline.close()
+    for chunk, result in zip(chunks, results, strict=True):
+        assert result.codec is Codec.ZSTD
+        assert result.payload == zstandard.ZstdCompressor(level=level, write_checksum=False).compress(chunk)
+    others = {lvl: zstandard.ZstdCompressor(level=lvl).compress(chunks[2]) for lvl in (1, 3, 19)}
+    assert len(set(others.values())) == 3
+
+
+def test_a_level_outside_zstds_range_is_refused() -> None:
+    with pytest.raises(ValueError, match="zstd level"):
+        ChunkPipeline(KEY, lambda _: False, level=0)
