@@ -10,7 +10,13 @@ data over HTTP; Borg writes a local repository (it has no HTTP transport).
 Recorded per step: wall time, client CPU (user+sys), server CPU, client peak
 RSS and repository size.
 
-    python -m benchmarks.compare [--scale 1.0] [--small-files 100000] [--tools keep,restic,borg]
+The whole sequence runs in several rounds (default 3), each tool in a fresh
+repository every round and the tools' order rotated from round to round, so
+that no tool always runs first after the corpus is written or right after
+another's. The report gives every round's ratios and the per-step medians:
+on a shared VM one run of one command can be off by a quarter.
+
+    python -m benchmarks.compare [--scale 1.0] [--small-files 100000] [--tools keep,restic,borg] [--rounds 3]
     python -m benchmarks.compare --smoke --tools keep     # tiny data, CI
 """
 
@@ -22,6 +28,7 @@ import os
 import random
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -50,6 +57,7 @@ class Step:
     rss_mib: float
     repo_mib: float
     data_mb: float
+    round: int = 1
 
     @property
     def mbs(self) -> float:
@@ -345,7 +353,7 @@ def same_tree(a: Path, b: Path) -> bool:
 def run_tool(
     name: str, base: Path, corpus: Path, corpus_bytes: int, small: Path | None, small_bytes: int
 ) -> list[Step]:
-    tool = TOOLS[name](base / name)
+    tool = TOOLS[name](base)
     tool.work.mkdir(parents=True)
     steps = []
     with tool.running():
@@ -399,17 +407,58 @@ def table(steps: list[Step]) -> str:
     return "\n".join(lines)
 
 
+def medians(steps: list[Step]) -> list[Step]:
+    """One row per tool and step: the median of each figure over the rounds."""
+    groups: dict[tuple[str, str], list[Step]] = {}
+    for s in steps:
+        groups.setdefault((s.tool, s.step), []).append(s)
+    rows = []
+    for (tool, step), group in groups.items():
+
+        def median(field: str, group: list[Step] = group) -> float:
+            return statistics.median(getattr(s, field) for s in group)
+
+        rows.append(
+            Step(
+                tool,
+                step,
+                wall=median("wall"),
+                cpu=median("cpu"),
+                server_cpu=median("server_cpu"),
+                rss_mib=median("rss_mib"),
+                repo_mib=median("repo_mib"),
+                data_mb=median("data_mb"),
+                round=0,
+            )
+        )
+    return rows
+
+
 def ratios(steps: list[Step]) -> str:
-    by = {(s.tool, s.step): s for s in steps}
+    """keep/restic per step: each round's throughput ratio, then the median
+    over rounds of every ratio (ratios are taken within a round, where both
+    tools ran minutes apart on the same machine)."""
+    by = {(s.tool, s.step, s.round): s for s in steps}
+    rounds = sorted({s.round for s in steps})
     out = []
     for step in dict.fromkeys(s.step for s in steps):
-        keep, restic = by.get(("keep", step)), by.get(("restic", step))
-        if keep and restic:
-            out.append(
-                f"- {step}: keep/restic throughput {keep.mbs / max(restic.mbs, 1e-9):.2f}x, "
-                f"time {keep.wall / restic.wall:.2f}x, RSS {keep.rss_mib / max(restic.rss_mib, 1e-9):.2f}x, "
-                f"repo size {keep.repo_mib / max(restic.repo_mib, 1e-9):.3f}x"
-            )
+        pairs = [
+            (by[("keep", step, r)], by[("restic", step, r)])
+            for r in rounds
+            if ("keep", step, r) in by and ("restic", step, r) in by
+        ]
+        if not pairs:
+            continue
+        throughput = [k.mbs / max(r.mbs, 1e-9) for k, r in pairs]
+        rss = [k.rss_mib / max(r.rss_mib, 1e-9) for k, r in pairs]
+        size = [k.repo_mib / max(r.repo_mib, 1e-9) for k, r in pairs]
+        out.append(
+            f"- {step}: keep/restic throughput {statistics.median(throughput):.2f}x "
+            f"(rounds: {', '.join(f'{t:.2f}' for t in throughput)}), "
+            f"time {statistics.median(k.wall / r.wall for k, r in pairs):.2f}x, "
+            f"RSS {statistics.median(rss):.2f}x (max {max(rss):.2f}), "
+            f"repo size {statistics.median(size):.3f}x (max {max(size):.3f})"
+        )
     return "\n".join(out)
 
 
@@ -432,7 +481,8 @@ def main() -> None:
     parser.add_argument("--scale", type=float, default=1.0)
     parser.add_argument("--small-files", type=int, default=100_000)
     parser.add_argument("--tools", default="keep,restic,borg")
-    parser.add_argument("--smoke", action="store_true", help="tiny corpus")
+    parser.add_argument("--rounds", type=int, default=3, help="repeat everything, rotating the tools' order")
+    parser.add_argument("--smoke", action="store_true", help="tiny corpus, one round")
     parser.add_argument("--json", type=Path, help="also write the steps as JSON here")
     args = parser.parse_args()
     scale, small_count = (0.02, 300) if args.smoke else (args.scale, args.small_files)
@@ -449,10 +499,24 @@ def main() -> None:
             flush=True,
         )
         steps: list[Step] = []
-        for name in args.tools.split(","):
-            steps += run_tool(name, base, corpus, corpus_bytes, small if small_count else None, small_bytes)
-            print(table([s for s in steps if s.tool == name]), flush=True)
-        print("\n" + table(steps))
+        tools = args.tools.split(",")
+        for number in range(1, (1 if args.smoke else args.rounds) + 1):
+            shift = (number - 1) % len(tools)
+            for name in tools[shift:] + tools[:shift]:
+                done = run_tool(
+                    name,
+                    base / f"round{number}" / name,
+                    corpus,
+                    corpus_bytes,
+                    small if small_count else None,
+                    small_bytes,
+                )
+                for s in done:
+                    s.round = number
+                steps += done
+                print(f"round {number}\n" + table(done), flush=True)
+                shutil.rmtree(base / f"round{number}" / name)
+        print("\nmedians over rounds\n" + table(medians(steps)))
         print("\n" + ratios(steps))
         if args.json:
             args.json.write_text(json.dumps([s.__dict__ for s in steps], indent=1))
