@@ -3,6 +3,7 @@ become a message and an exit code (docs/cli.md lists the codes)."""
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import sys
@@ -15,6 +16,29 @@ from keep.client.config import Config, config_path, load_config, state_dir
 from keep.protocol.errors import ExitCode, KeepError
 
 RECURSION_LIMIT = 50_000  # ≈ 20,000 directory levels; paths give out long before (PATH_MAX)
+
+# The module of each command, imported only when that command runs (or for
+# --help): `keep backup`, run by a timer, does not import the admin page, the
+# check-in agent or the maintenance commands.
+COMMANDS = {
+    "admin": "admin",
+    "agent": "agent",
+    "backup": "backup",
+    "check": "verify",
+    "device": "device",
+    "drill": "verify",
+    "forget": "maintenance",
+    "init": "init",
+    "key": "key",
+    "login": "login",
+    "ls": "listing",
+    "phonehome": "agent",
+    "prune": "maintenance",
+    "restore": "restore",
+    "schedule": "schedule",
+    "snapshots": "listing",
+    "stats": "listing",
+}
 
 
 @dataclass
@@ -45,6 +69,15 @@ class CliContext:
 
 
 class KeepGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        module = COMMANDS.get(cmd_name)
+        if module is not None and cmd_name not in self.commands:
+            importlib.import_module(f"keep.client.cli.{module}")  # registers its commands
+        return super().get_command(ctx, cmd_name)
+
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
@@ -84,21 +117,6 @@ def cli(ctx: click.Context, json_output: bool, insecure_http: bool, ca_file: str
 
 
 def main() -> None:
-    from keep.client.cli import (  # noqa: F401 — registers commands
-        admin,
-        agent,
-        backup,
-        device,
-        init,
-        key,
-        listing,
-        login,
-        maintenance,
-        restore,
-        schedule,
-        verify,
-    )
-
     # Trees are walked recursively, one Python frame per directory level;
     # Python 3.11 frames do not use the C stack, so deep trees are safe.
     sys.setrecursionlimit(max(sys.getrecursionlimit(), RECURSION_LIMIT))
