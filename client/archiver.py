@@ -256,7 +256,9 @@ class Archiver:
         parent_root = Tree.from_bytes(self.repo.read_tree_bytes(parent[1].tree)) if parent else None
         root = _PendingDir(b"", b"/", None)
         try:
-            self._save_tree(self._root_nodes(paths, parent_root), parent[1].tree if parent else None, root)
+            self._save_tree(
+                self._root_nodes(paths, parent_root), parent[1].tree if parent else None, root, parent_root
+            )
             self.pipeline.drain()
             if root.subtree is None:
                 raise FormatError("internal: root tree not stored")
@@ -332,7 +334,7 @@ class Archiver:
             subtree = self._load_parent_subtree(prev)
             children = self._nodes_for(target, path, subtree)  # type: ignore[arg-type]
             pending = _PendingDir(name, path, st)
-            self._save_tree(children, _subtree_id(prev), pending)
+            self._save_tree(children, _subtree_id(prev), pending, subtree)
             nodes.append(pending)
         return nodes
 
@@ -344,16 +346,23 @@ class Archiver:
         except KeepError:
             return None
 
-    def _save_tree(self, nodes: list[_Pending], previous: bytes | None, into: _PendingDir) -> None:
+    def _save_tree(
+        self, nodes: list[_Pending], previous: bytes | None, into: _PendingDir, parent: Tree | None = None
+    ) -> None:
         """Store the tree of `nodes` once their content is in, and give its
-        id to `into`. `previous` is the same directory's tree in the parent
-        snapshot: if nothing changed the ids are equal and the index need not
-        even be loaded."""
-        self.pipeline.then(lambda: setattr(into, "subtree", self._store_tree(nodes, previous)))
+        id to `into`. `previous` is the id of the same directory's tree in the
+        parent snapshot: if nothing changed the ids are equal and the index
+        need not even be loaded. `parent` is that tree decoded, if it was."""
+        self.pipeline.then(lambda: setattr(into, "subtree", self._store_tree(nodes, previous, parent)))
 
-    def _store_tree(self, nodes: list[_Pending], previous: bytes | None) -> bytes:
-        resolved = [n if isinstance(n, Node) else n.finish() for n in nodes]
-        data = Tree(tuple(resolved)).to_bytes()
+    def _store_tree(self, nodes: list[_Pending], previous: bytes | None, parent: Tree | None) -> bytes:
+        resolved = tuple(n if isinstance(n, Node) else n.finish() for n in nodes)
+        if previous is not None and parent is not None and resolved == parent.nodes:
+            # The very entries `previous` was decoded from (its id was checked
+            # when it was read): the same tree, not encoded and hashed again.
+            self.stats.dirs += 1
+            return previous
+        data = Tree(resolved).to_bytes()
         tid = blob_id(self.repo.keys.id, data)
         if tid != previous and not self.packer.known(tid, load_index=False):
             # A changed tree is stored without loading the index just to ask
@@ -429,7 +438,7 @@ class Archiver:
             if result is not None:
                 children.append(result)
         pending = _PendingDir(name, path, st)
-        self._save_tree(children, _subtree_id(prev), pending)
+        self._save_tree(children, _subtree_id(prev), pending, parent)
         return pending
 
     def _file(

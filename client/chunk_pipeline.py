@@ -31,8 +31,7 @@ import threading
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from keep.protocol.blob import blob_id
 from keep.protocol.compression import DATA_LEVEL, BlobCompressor, Codec
@@ -47,8 +46,7 @@ BATCH_BYTES = 512 * 1024  # ...into hand-offs of about this many bytes
 BATCH_ITEMS = 256  # or this many chunks
 
 
-@dataclass(frozen=True, slots=True)
-class ChunkResult:
+class ChunkResult(NamedTuple):
     blob_id: bytes
     codec: Codec
     payload: bytes | memoryview | None  # None: already stored, not compressed

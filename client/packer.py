@@ -21,7 +21,7 @@ from collections import deque
 from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, NamedTuple
 
 from keep.client.repository import Repository
 from keep.protocol.blob import BlobType
@@ -47,8 +47,7 @@ class PackerStats:
     bytes_uploaded: int = 0  # padded pack sizes
 
 
-@dataclass(frozen=True, slots=True)
-class _Item:
+class _Item(NamedTuple):
     blob_type: BlobType
     blob_id: bytes
     codec: Codec

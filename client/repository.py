@@ -19,6 +19,7 @@ from collections import ChainMap
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from keep.client.device_state import write_private
 from keep.client.remote import ObjectInfo, Remote
@@ -44,8 +45,9 @@ from keep.protocol.snapshot import Snapshot
 RANGE_ALIGN = 64 * KiB
 
 
-@dataclass(frozen=True, slots=True)
-class Location:
+class Location(NamedTuple):
+    """Where a blob is stored; one per index entry (a named tuple: cheap to build)."""
+
     pack_id: str
     suite: Suite
     salt: bytes

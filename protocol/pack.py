@@ -20,7 +20,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Self
+from typing import NamedTuple, Self
 
 from keep.protocol import msgcodec
 from keep.protocol.blob import BLOB_ID_SIZE, BlobType, verify_blob_id
@@ -51,9 +51,9 @@ FOOTER_SEALED_SIZE = FOOTER.size + TAG_SIZE
 RAW_LIMIT = {BlobType.DATA: BLOB_RAW_MAX, BlobType.TREE: TREE_RAW_MAX}
 
 
-@dataclass(frozen=True, slots=True)
-class TocEntry:
-    """Where one blob sits in its pack. `frame` is its position in the TOC."""
+class TocEntry(NamedTuple):
+    """Where one blob sits in its pack. `frame` is its position in the TOC.
+    A named tuple: one is built per blob sealed and per index entry loaded."""
 
     blob_type: BlobType
     blob_id: bytes

@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import enum
 import itertools
-from dataclasses import dataclass, field
-from typing import Self
+from dataclasses import dataclass
+from typing import Any, NamedTuple, Self
 
 from keep.protocol import msgcodec
 from keep.protocol.blob import BLOB_ID_SIZE
@@ -33,6 +33,8 @@ TREE_VERSION = 1
 NODE_FIELDS = 18
 I64_MIN = -(2**63)
 I64_MAX = 2**63 - 1
+U32_MAX = 2**32 - 1
+U64_MAX = 2**64 - 1
 USER_NAME_MAX = 256
 CONTENT_MAX = TREE_RAW_MAX // BLOB_ID_SIZE
 
@@ -55,8 +57,12 @@ def check_name(name: bytes) -> bytes:
     return name
 
 
-@dataclass(frozen=True, slots=True)
-class Node:
+class Node(NamedTuple):
+    """One tree entry. A named tuple rather than a frozen dataclass: one is
+    built for every file a backup reads and every entry of a parent tree it
+    compares against, and a frozen dataclass's __init__ cost ~4 µs of the
+    ~60 µs of Python per small file."""
+
     name: bytes
     type: NodeType
     mode: int = 0o644
@@ -73,7 +79,7 @@ class Node:
     rdev: int = 0
     xattrs: tuple[tuple[bytes, bytes], ...] = ()
     target: bytes = b""
-    content: tuple[bytes, ...] = field(default=())
+    content: tuple[bytes, ...] = ()
     subtree: bytes | None = None
 
     def to_list(self) -> list[object]:
@@ -100,48 +106,122 @@ class Node:
 
     @classmethod
     def from_list(cls, value: object) -> Self:
+        """Decode and validate one node. A daily backup decodes every entry
+        of every parent tree, so the decision is one combined test of all
+        fields (the field-by-field helpers cost 10 of 14 µs per node);
+        `check_node_fields` names the field when it fails."""
         f = msgcodec.as_list(value, "tree node", NODE_FIELDS)
-        try:
-            node_type = NodeType(msgcodec.as_int(f[1], "node type", 0, 255))
-        except ValueError:
-            raise FormatError("tree node has an unknown type") from None
-        xattrs = tuple(
-            (
-                msgcodec.as_bytes(x[0], "xattr name", max_size=NAME_MAX),
-                msgcodec.as_bytes(x[1], "xattr value", max_size=XATTR_MAX_TOTAL),
-            )
-            for x in (msgcodec.as_list(x, "xattr", 2) for x in msgcodec.as_list(f[14], "xattrs"))
-        )
-        if sum(len(n) + len(v) for n, v in xattrs) > XATTR_MAX_TOTAL:
-            raise FormatError("tree node's xattrs are too large")
-        content = msgcodec.as_list(f[16], "content")
-        if len(content) > CONTENT_MAX:
-            raise FormatError("tree node lists too many blobs")
-        subtree = None if f[17] is None else msgcodec.as_bytes(f[17], "subtree", BLOB_ID_SIZE)
-        if (subtree is not None) != (node_type is NodeType.DIR):
-            raise FormatError("only directories have, and must have, a subtree")
-        if content and node_type is not NodeType.FILE:
-            raise FormatError("only files have content")
+        (name, kind, mode, uid, gid, user, group, mtime, ctime, size, inode, links, device, rdev) = f[:14]
+        xattrs, target, content, subtree = f[14:]
+        node_type = _NODE_TYPES.get(kind) if type(kind) is int else None
+        if not (
+            type(name) is bytes
+            and 0 < len(name) <= NAME_MAX
+            and name not in _DOT_NAMES
+            and b"/" not in name
+            and b"\0" not in name
+            and node_type is not None
+            and type(mode) is type(uid) is type(gid) is type(mtime) is type(ctime) is int
+            and type(size) is type(inode) is type(links) is type(device) is type(rdev) is int
+            and 0 <= mode <= 0o7777
+            and 0 <= uid <= U32_MAX
+            and 0 <= gid <= U32_MAX
+            and I64_MIN <= mtime <= I64_MAX
+            and I64_MIN <= ctime <= I64_MAX
+            and 0 <= size <= I64_MAX
+            and 0 <= inode <= U64_MAX
+            and 0 <= links <= U64_MAX
+            and 0 <= device <= U64_MAX
+            and 0 <= rdev <= U64_MAX
+            and type(user) is str
+            and len(user) <= USER_NAME_MAX
+            and type(group) is str
+            and len(group) <= USER_NAME_MAX
+            and type(xattrs) is list
+            and type(target) is bytes
+            and len(target) <= NAME_MAX
+            and type(content) is list
+            and len(content) <= CONTENT_MAX
+            and all(type(c) is bytes and len(c) == BLOB_ID_SIZE for c in content)
+            and (subtree is None or (type(subtree) is bytes and len(subtree) == BLOB_ID_SIZE))
+            and (subtree is not None) == (node_type is NodeType.DIR)
+            and (not content or node_type is NodeType.FILE)
+        ):
+            check_node_fields(f)
+            raise FormatError("tree node is malformed")  # not reached: the check names the field
         return cls(
-            name=check_name(msgcodec.as_bytes(f[0], "name")),
-            type=node_type,
-            mode=msgcodec.as_int(f[2], "mode", 0, 0o7777),
-            uid=msgcodec.as_int(f[3], "uid", 0, 2**32 - 1),
-            gid=msgcodec.as_int(f[4], "gid", 0, 2**32 - 1),
-            user=msgcodec.as_str(f[5], "user", USER_NAME_MAX),
-            group=msgcodec.as_str(f[6], "group", USER_NAME_MAX),
-            mtime_ns=msgcodec.as_int(f[7], "mtime", I64_MIN, I64_MAX),
-            ctime_ns=msgcodec.as_int(f[8], "ctime", I64_MIN, I64_MAX),
-            size=msgcodec.as_int(f[9], "size", 0, I64_MAX),
-            inode=msgcodec.as_int(f[10], "inode"),
-            links=msgcodec.as_int(f[11], "links"),
-            device_id=msgcodec.as_int(f[12], "device id"),
-            rdev=msgcodec.as_int(f[13], "rdev"),
-            xattrs=xattrs,
-            target=msgcodec.as_bytes(f[15], "symlink target", max_size=NAME_MAX),
-            content=tuple(msgcodec.as_bytes(c, "content id", BLOB_ID_SIZE) for c in content),
-            subtree=subtree,
+            name,
+            node_type,
+            mode,
+            uid,
+            gid,
+            user,
+            group,
+            mtime,
+            ctime,
+            size,
+            inode,
+            links,
+            device,
+            rdev,
+            _xattrs(xattrs) if xattrs else (),
+            target,
+            tuple(content),
+            subtree,
         )
+
+
+_NODE_TYPES = {int(t): t for t in NodeType}
+_DOT_NAMES = frozenset((b".", b".."))
+
+
+def _xattrs(raw: list[Any]) -> tuple[tuple[bytes, bytes], ...]:
+    xattrs = tuple(
+        (
+            msgcodec.as_bytes(x[0], "xattr name", max_size=NAME_MAX),
+            msgcodec.as_bytes(x[1], "xattr value", max_size=XATTR_MAX_TOTAL),
+        )
+        for x in (msgcodec.as_list(x, "xattr", 2) for x in raw)
+    )
+    if sum(len(n) + len(v) for n, v in xattrs) > XATTR_MAX_TOTAL:
+        raise FormatError("tree node's xattrs are too large")
+    return xattrs
+
+
+def check_node_fields(f: list[Any]) -> None:
+    """Field by field, what `Node.from_list` accepts; raises a `FormatError`
+    naming the first bad field. Used to explain a refusal (and by the tests,
+    as the reference the combined test must agree with)."""
+    msgcodec.as_list(f, "tree node", NODE_FIELDS)
+    check_name(msgcodec.as_bytes(f[0], "name"))
+    try:
+        node_type = NodeType(msgcodec.as_int(f[1], "node type", 0, 255))
+    except ValueError:
+        raise FormatError("tree node has an unknown type") from None
+    msgcodec.as_int(f[2], "mode", 0, 0o7777)
+    msgcodec.as_int(f[3], "uid", 0, U32_MAX)
+    msgcodec.as_int(f[4], "gid", 0, U32_MAX)
+    msgcodec.as_str(f[5], "user", USER_NAME_MAX)
+    msgcodec.as_str(f[6], "group", USER_NAME_MAX)
+    msgcodec.as_int(f[7], "mtime", I64_MIN, I64_MAX)
+    msgcodec.as_int(f[8], "ctime", I64_MIN, I64_MAX)
+    msgcodec.as_int(f[9], "size", 0, I64_MAX)
+    msgcodec.as_int(f[10], "inode")
+    msgcodec.as_int(f[11], "links")
+    msgcodec.as_int(f[12], "device id")
+    msgcodec.as_int(f[13], "rdev")
+    _xattrs(msgcodec.as_list(f[14], "xattrs"))
+    msgcodec.as_bytes(f[15], "symlink target", max_size=NAME_MAX)
+    content = msgcodec.as_list(f[16], "content")
+    if len(content) > CONTENT_MAX:
+        raise FormatError("tree node lists too many blobs")
+    for c in content:
+        msgcodec.as_bytes(c, "content id", BLOB_ID_SIZE)
+    subtree = None if f[17] is None else msgcodec.as_bytes(f[17], "subtree", BLOB_ID_SIZE)
+    if (subtree is not None) != (node_type is NodeType.DIR):
+        raise FormatError("only directories have, and must have, a subtree")
+    if content and node_type is not NodeType.FILE:
+        raise FormatError("only files have content")
 
 
 @dataclass(frozen=True, slots=True)

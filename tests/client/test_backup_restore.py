@@ -408,3 +408,50 @@ def test_the_compression_level_comes_from_the_flag_or_keep_toml(device: Device, 
     device.run("restore", "latest", "--target", str(tmp_path / "out"))
     restored_file = restored(tmp_path / "out", src) / "flag.txt"
     assert restored_file.read_bytes() == (src / "flag.txt").read_bytes()
+
+
+def _tree_ids(repo: Repository, tree_id: bytes, prefix: str = "") -> dict[str, bytes]:
+    """Path → tree id of every directory below (and including) `tree_id`."""
+    ids = {prefix or "/": tree_id}
+    for node in Tree.from_bytes(repo.read_tree_bytes(tree_id)).nodes:
+        if node.subtree is not None:
+            ids.update(_tree_ids(repo, node.subtree, f"{prefix}/{node.name.decode()}"))
+    return ids
+
+
+def test_unchanged_directories_keep_their_tree_ids_and_changes_reach_the_root(
+    device: Device, tmp_path: Path
+) -> None:
+    """An unchanged directory's tree is taken from the parent snapshot without
+    being encoded again; a change anywhere below a directory, even one that
+    keeps the number of entries (an mtime, a rename), gives it a new tree."""
+    src = tmp_path / "src"
+    for d in ("a/b", "a/c", "x"):
+        (src / d).mkdir(parents=True)
+        for n in range(3):
+            (src / d / f"f{n}").write_text(f"{d} {n}\n")
+    device.init()
+    device.json("backup", str(src))
+    state = DeviceState.load(device.home)
+    keys = RepositoryKeys.from_master(state.master)
+
+    def backup_tree_ids() -> dict[str, bytes]:
+        snapshot = device.json("backup", str(src))["snapshot"]
+        with Remote(state.server_url, state.device_token) as remote:
+            repo = Repository(remote, keys, device.home / "c2", state.suite)
+            (info,) = [s for s in repo.snapshots() if s.id == snapshot]
+            ids = _tree_ids(repo, info.snapshot.tree)
+            for tree_id in ids.values():  # ids taken over are still those of the trees' bytes
+                assert blob_id(keys.id, Tree.from_bytes(repo.read_tree_bytes(tree_id)).to_bytes()) == tree_id
+            return {path.removeprefix(str(src)) or "/": tid for path, tid in ids.items() if path.startswith(str(src))}
+
+    first = backup_tree_ids()
+    assert backup_tree_ids() == first
+    os.utime(src / "a/b/f1", ns=(1, 1))
+    touched = backup_tree_ids()
+    assert {p for p in first if touched[p] != first[p]} == {"/", "/a", "/a/b"}
+    (src / "x/f2").rename(src / "x/g2")
+    renamed = backup_tree_ids()
+    assert {p for p in first if renamed[p] != touched[p]} == {"/", "/x"}
+    device.run("restore", "latest", "--target", str(tmp_path / "out"))
+    assert describe(restored(tmp_path / "out", src)) == describe(src)

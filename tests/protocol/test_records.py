@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import re
 
 import pytest
 from hypothesis import given, settings
@@ -18,7 +19,7 @@ from keep.protocol.lock import LockRecord
 from keep.protocol.pack import TocEntry
 from keep.protocol.sealed_record import open_record
 from keep.protocol.snapshot import Snapshot
-from keep.protocol.tree import Node, NodeType, Tree
+from keep.protocol.tree import NODE_FIELDS, Node, NodeType, Tree, check_node_fields
 
 SALT = bytes(32)
 names = st.binary(min_size=1, max_size=40).filter(
@@ -76,6 +77,107 @@ def test_tree_refuses_duplicate_and_unsorted_names() -> None:
             Tree.from_bytes(msgcodec.pack([1, nodes]))
     with pytest.raises(FormatError):
         Tree((Node(b"a", NodeType.FILE), Node(b"a", NodeType.FILE))).to_bytes()
+
+
+# Values for any node field: right and wrong types, edges of every range.
+EDGE_VALUES = [
+    None,
+    True,
+    False,
+    0,
+    1,
+    2,
+    6,
+    7,
+    255,
+    256,
+    0o7777,
+    0o10000,
+    -1,
+    2**31,
+    2**32 - 1,
+    2**32,
+    2**63 - 1,
+    2**63,
+    -(2**63),
+    -(2**63) - 1,
+    2**64 - 1,
+    2**64,
+    b"",
+    b".",
+    b"..",
+    b"a/b",
+    b"x\0",
+    b"ok",
+    bytes(32),
+    bytes(31),
+    b"x" * 4096,
+    b"x" * 4097,
+    "",
+    "root",
+    "é" * 256,
+    "é" * 257,
+    [],
+    [bytes(32)],
+    [bytes(32), b"short"],
+    [[b"n", b"v"]],
+    [[b"n"]],
+    [[b"n", 1]],
+    [b"x"],
+    {"a": 1},
+    1.5,
+]
+field_values = st.one_of(
+    st.sampled_from(EDGE_VALUES),
+    st.integers(),
+    st.binary(max_size=40),
+    st.text(max_size=5),
+)
+
+
+BASE_NODES = [
+    Node(b"f", NodeType.FILE, content=(bytes(32),)),
+    Node(b"d", NodeType.DIR, subtree=bytes(32)),
+    Node(b"l", NodeType.SYMLINK, target=b"t", xattrs=((b"user.a", b"v"),)),
+]
+
+
+@settings(max_examples=2000)
+@given(
+    st.sampled_from(BASE_NODES),
+    st.lists(st.tuples(st.integers(0, NODE_FIELDS - 1), field_values), max_size=3),
+)
+def test_node_decoding_agrees_with_the_field_by_field_checks(
+    base: Node, changes: list[tuple[int, object]]
+) -> None:
+    """`Node.from_list` decides with one combined test; it must accept exactly
+    what the field-by-field reference accepts, and decode it faithfully."""
+    fields = base.to_list()
+    for index, value in changes:
+        fields[index] = value
+    assert_decodes_like_the_reference(fields)
+
+
+def assert_decodes_like_the_reference(fields: list[object]) -> None:
+    try:
+        check_node_fields(fields)
+        reference = None
+    except FormatError as exc:
+        reference = str(exc)
+    if reference is None:
+        assert Node.from_list(fields).to_list() == fields
+    else:  # the refusal names the same field
+        with pytest.raises(FormatError, match=f"^{re.escape(reference)}$"):
+            Node.from_list(fields)
+
+
+@pytest.mark.parametrize("index", range(NODE_FIELDS))
+def test_every_edge_value_in_every_node_field_is_judged_like_the_reference(index: int) -> None:
+    for base in BASE_NODES:
+        for value in EDGE_VALUES:
+            fields = base.to_list()
+            fields[index] = value
+            assert_decodes_like_the_reference(fields)
 
 
 def test_tree_refuses_directories_without_subtree_and_content_on_non_files() -> None:
