@@ -443,7 +443,11 @@ def test_unchanged_directories_keep_their_tree_ids_and_changes_reach_the_root(
             ids = _tree_ids(repo, info.snapshot.tree)
             for tree_id in ids.values():  # ids taken over are still those of the trees' bytes
                 assert blob_id(keys.id, Tree.from_bytes(repo.read_tree_bytes(tree_id)).to_bytes()) == tree_id
-            return {path.removeprefix(str(src)) or "/": tid for path, tid in ids.items() if path.startswith(str(src))}
+            return {
+                path.removeprefix(str(src)) or "/": tid
+                for path, tid in ids.items()
+                if path.startswith(str(src))
+            }
 
     first = backup_tree_ids()
     assert backup_tree_ids() == first
