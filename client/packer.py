@@ -6,8 +6,8 @@ file's chunk lengths (docs/threat-model.md). Tree blobs go to their own pack
 lane so that listing and restore planning fetch only small packs. A pack is
 closed at PACK_TARGET bytes, padded, and uploaded in the background; its TOC
 entries join the index only once the upload has succeeded. Index objects are
-written every INDEX_EVERY packs and at the end, so an interrupted backup loses at
-most that many packs' worth of indexing — and `Repository.reindex_orphan_packs`
+written every INDEX_EVERY packs or INDEX_BLOBS blobs and at the end, so an
+interrupted backup loses at most that much indexing — and `Repository.reindex_orphan_packs`
 recovers even those.
 """
 
@@ -31,7 +31,10 @@ from keep.protocol.index import IndexedPack
 from keep.protocol.limits import OPEN_PACKS, PACK_MIN_PADDED, PACK_TARGET, MiB
 from keep.protocol.pack import PackReader, PackWriter
 
-INDEX_EVERY = 32  # packs per index object (~512 MiB of data)
+INDEX_EVERY = 32  # packs per index object (~512 MiB of data)...
+# ...or fewer once they hold this many blobs: encoding one index of 100,000
+# small files' blobs at the end of a backup took ~30 MiB more peak memory.
+INDEX_BLOBS = 25_000
 PACK_BLOBS_MAX = 20_000  # close a pack early when it holds this many blobs
 QUEUE_MAX = 8 * MiB  # blob bytes waiting for the packer thread
 HANDOFF_BYTES = 1 * MiB  # the engine hands blobs over in batches of this size...
@@ -94,6 +97,7 @@ class Packer:
         self._pending: set[bytes] = set()  # blob ids handed over but not yet indexed
         self._uploads: list[tuple[Future[str], IndexedPack, int]] = []
         self._unsaved: list[IndexedPack] = []
+        self._unsaved_blobs = 0
         self._queue: deque[_Item | None] = deque()
         self._outbox: list[_Item] = []  # engine-side batch, handed over together
         self._outbox_bytes = 0
@@ -267,16 +271,17 @@ class Packer:
                 self.repo.pack_sizes[pack.pack_id.hex()] = size
                 self._pending.difference_update(e.blob_id for e in pack.entries)
                 self._unsaved.append(pack)
+                self._unsaved_blobs += len(pack.entries)
+                if len(self._unsaved) >= INDEX_EVERY or self._unsaved_blobs >= INDEX_BLOBS:
+                    self._save_index()
             else:
                 still.append((future, pack, size))
         self._uploads = still
-        if len(self._unsaved) >= INDEX_EVERY:
-            self._save_index()
 
     def _save_index(self) -> None:
         if self._unsaved:
             self.repo.save_index(self._unsaved)
-            self._unsaved = []
+            self._unsaved, self._unsaved_blobs = [], 0
 
     def _finish(self) -> None:
         leftovers = list(self._data)

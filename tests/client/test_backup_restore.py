@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 import zstandard
+from keep.client import packer
 from keep.client.archiver import READ_BUFFER, Archiver, BackupOptions
 from keep.client.device_state import DeviceState
 from keep.client.remote import Remote
@@ -22,6 +23,7 @@ from keep.client.repository import Repository
 from keep.protocol.blob import blob_id
 from keep.protocol.chunker import Chunker
 from keep.protocol.envelope import TAG_SIZE
+from keep.protocol.index import Index
 from keep.protocol.keys import RepositoryKeys
 from keep.protocol.limits import CHUNK_MAX, CHUNK_MIN, MiB
 from keep.protocol.tree import Tree
@@ -457,5 +459,33 @@ def test_unchanged_directories_keep_their_tree_ids_and_changes_reach_the_root(
     (src / "x/f2").rename(src / "x/g2")
     renamed = backup_tree_ids()
     assert {p for p in first if renamed[p] != touched[p]} == {"/", "/x"}
+    device.run("restore", "latest", "--target", str(tmp_path / "out"))
+    assert describe(restored(tmp_path / "out", src)) == describe(src)
+
+
+def test_many_small_files_are_indexed_in_bounded_index_objects(
+    device: Device, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Index objects are written as packs land, at most INDEX_BLOBS blobs
+    (plus one pack) each, not as one object of every blob at the end."""
+    monkeypatch.setattr(packer, "INDEX_BLOBS", 40)
+    monkeypatch.setattr(packer, "PACK_BLOBS_MAX", 25)
+    src = tmp_path / "src"
+    src.mkdir()
+    for n in range(300):
+        (src / f"f{n:03}").write_bytes(b"small file %d\n" % n)
+    device.init()
+    state = DeviceState.load(device.home)
+    keys = RepositoryKeys.from_master(state.master)
+    with Remote(state.server_url, state.device_token) as remote:
+        repo = Repository(remote, keys, device.home / "c2", state.suite)
+        Archiver(repo, BackupOptions(host="test")).run([os.fsencode(src)], None)
+        sizes = [
+            sum(len(p.entries) for p in Index.open(keys.data, remote.get_object("index", info.id)).packs)
+            for info in remote.list_objects("index")
+        ]
+    assert len(sizes) >= 300 // (40 + 25)
+    assert max(sizes) < 40 + 25
+    assert sum(sizes) >= 300  # every file's blob (and the trees) indexed
     device.run("restore", "latest", "--target", str(tmp_path / "out"))
     assert describe(restored(tmp_path / "out", src)) == describe(src)
