@@ -16,6 +16,12 @@ that no tool always runs first after the corpus is written or right after
 another's. The report gives every round's ratios and the per-step medians:
 on a shared VM one run of one command can be off by a quarter.
 
+Nothing is deleted before the end (it needs ~2 GB per tool and round): on a
+journal-less ext4 like this VM's, ext4 skips inodes freed in the last ~30 s
+when it allocates new ones, so files created right after a large deletion —
+a restore, a tool's cache — were created ever more slowly (three restores in
+a row, each after deleting the previous one: 2.8, 4.9, 7.0 s).
+
     python -m benchmarks.compare [--scale 1.0] [--small-files 100000] [--tools keep,restic,borg] [--rounds 3]
     python -m benchmarks.compare --smoke --tools keep     # tiny data, CI
 """
@@ -26,7 +32,6 @@ import argparse
 import json
 import os
 import random
-import shutil
 import signal
 import statistics
 import subprocess
@@ -369,7 +374,6 @@ def run_tool(
         restored = target / str(corpus).lstrip("/")
         if not same_tree(corpus, restored):
             raise RuntimeError(f"{name}: restored tree differs from the source")
-        shutil.rmtree(target)
         undo_mutation(corpus)
         if small is not None:
             steps.append(measure(tool, "small files: first backup", tool.backup_cmd(small), small_bytes))
@@ -515,7 +519,6 @@ def main() -> None:
                     s.round = number
                 steps += done
                 print(f"round {number}\n" + table(done), flush=True)
-                shutil.rmtree(base / f"round{number}" / name)
         print("\nmedians over rounds\n" + table(medians(steps)))
         print("\n" + ratios(steps))
         if args.json:
