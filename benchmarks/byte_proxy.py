@@ -5,7 +5,7 @@ Put between a backup client and its server, it measures what the client
 downloaded and uploaded, the same way for every tool. Runs its own event loop
 on a thread; `reset()` zeroes the counters before a measured step. With
 `cut_probability` > 0, each new connection is, with that probability, reset
-after a random number of bytes (up to CUT_WITHIN), like a flaky network.
+after a random number of bytes (up to `cut_within`), like a flaky network.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ class ByteProxy:
     def __init__(self, target_port: int, seed: int = 0) -> None:
         self.target_port = target_port
         self.cut_probability = 0.0
+        self.cut_within = CUT_WITHIN
         self.cuts = 0
         self._rng = random.Random(seed)
         self.port = 0
@@ -52,7 +53,7 @@ class ByteProxy:
         except OSError:
             writer.close()
             return
-        budget = [self._rng.randrange(CUT_WITHIN) if self._rng.random() < self.cut_probability else -1]
+        budget = [self._rng.randrange(self.cut_within) if self._rng.random() < self.cut_probability else -1]
         await asyncio.gather(
             self._pipe(reader, up_writer, True, budget, writer),
             self._pipe(up_reader, writer, False, budget, up_writer),
