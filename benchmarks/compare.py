@@ -356,9 +356,9 @@ def same_tree(a: Path, b: Path) -> bool:
 
 
 def run_tool(
-    name: str, base: Path, corpus: Path, corpus_bytes: int, small: Path | None, small_bytes: int
+    name: str, work: Path, corpus: Path, corpus_bytes: int, small: Path | None, small_bytes: int
 ) -> list[Step]:
-    tool = TOOLS[name](base)
+    tool = TOOLS[name](work)
     tool.work.mkdir(parents=True)
     steps = []
     with tool.running():

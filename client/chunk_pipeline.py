@@ -2,11 +2,11 @@
 
 The engine thread reads and cuts files; each chunk goes to a worker that
 computes its keyed BLAKE3 id and, unless the blob is already known, compresses
-it at the chosen zstd level (both release the GIL). Chunks of a few KiB are done on the engine thread:
-any hand-off (future, wake-up, GIL round trips) costs more than their work
-(100,000 files of 0.1-2 KB: 12.1 s inline, 14.1 s batched). Chunks up to 64
-KiB travel to the workers in batches: done inline, they left the second core
-idle through a tree of source files.
+it at the chosen zstd level (both release the GIL). Chunks of a few KiB are
+done on the engine thread: any hand-off (future, wake-up, GIL round trips)
+costs more than their work (100,000 files of 0.1-2 KB: 12.1 s inline, 14.1 s
+batched). Chunks up to 64 KiB travel to the workers in batches: done inline,
+they left the second core idle through a tree of source files.
 
 Results reach their sinks on the engine thread in submission order, and
 `then` queues a callback behind everything submitted so far (the archiver
@@ -125,11 +125,11 @@ class ChunkPipeline:
         self._known = known
         self._pool = ThreadPoolExecutor(threads or os.cpu_count() or 2, thread_name_prefix="keep-chunk")
         self._local = threading.local()
+        self._local.c = BlobCompressor(level)  # the engine thread's (checks the level now)
         # (result or None for a callback, what to do with it on the engine thread, bytes in flight)
         self._queue: deque[tuple[Future[Any] | None, Callable[[Any], None], int]] = deque()
         self._inflight = 0
         self._batch = _Batch()
-        self._inline_compressor = BlobCompressor(level)
         self._buffer_size = buffer_size
         self._buffer_resident = buffer_resident
         self._buffers = 0
@@ -153,16 +153,18 @@ class ChunkPipeline:
         return buffer
 
     def _compressor(self) -> BlobCompressor:
+        """This thread's compressor (a worker's, or the engine thread's for
+        the chunks it does itself)."""
         compressor: BlobCompressor | None = getattr(self._local, "c", None)
         if compressor is None:
             compressor = self._local.c = BlobCompressor(self._level)
         return compressor
 
-    def _work(self, chunk: memoryview, compressor: BlobCompressor | None = None) -> ChunkResult:
+    def _work(self, chunk: memoryview) -> ChunkResult:
         bid = blob_id(self._id_key, chunk)
         if self._known(bid):
             return ChunkResult(bid, Codec.RAW, None, len(chunk))
-        codec, payload = (compressor or self._compressor()).compress(chunk)
+        codec, payload = self._compressor().compress(chunk)
         if codec is Codec.RAW:
             payload = bytes(chunk)  # never a view into a read buffer that will be reused
         return ChunkResult(bid, codec, payload, len(chunk))
@@ -183,7 +185,7 @@ class ChunkPipeline:
                 inner(result)
 
         if len(chunk) <= INLINE_MAX:
-            result = self._work(chunk, self._inline_compressor)
+            result = self._work(chunk)
             self._send_batch()
             self._enqueue(None, lambda _: sink(result), len(chunk))  # done, delivered in its turn
             return

@@ -105,6 +105,11 @@ def load_config(path: Path | None = None) -> Config:
     excludes = _typed(backup, "excludes", list, where) or []
     if not all(isinstance(s, str) for s in [*sources, *excludes]):
         raise ConfigError(f"{where}: sources and excludes are lists of strings")
+    compression = _typed(backup, "compression", int, where)
+    if compression is not None and (
+        isinstance(compression, bool) or not LEVEL_MIN <= compression <= LEVEL_MAX
+    ):
+        raise ConfigError(f"{where}: 'compression' is a zstd level from {LEVEL_MIN} to {LEVEL_MAX}")
     retention = raw.get("retention", {})
     unknown = set(retention) - {*RETENTION_COUNTS, "keep_within", "keep_tag"}
     if unknown:
@@ -112,11 +117,6 @@ def load_config(path: Path | None = None) -> Config:
     for key in RETENTION_COUNTS:
         if (_typed(retention, key, int, where) or 0) < 0:
             raise ConfigError(f"{where}: '{key}' must not be negative")
-    compression = _typed(backup, "compression", int, where)
-    if compression is not None and (
-        isinstance(compression, bool) or not LEVEL_MIN <= compression <= LEVEL_MAX
-    ):
-        raise ConfigError(f"{where}: 'compression' is a zstd level from {LEVEL_MIN} to {LEVEL_MAX}")
     _typed(retention, "keep_within", str, where)
     if not all(isinstance(t, str) for t in _typed(retention, "keep_tag", list, where) or []):
         raise ConfigError(f"{where}: keep_tag is a list of strings")

@@ -91,10 +91,10 @@ def test_small_results_waiting_behind_a_slow_chunk_stay_bounded(pipeline: ChunkP
     gate = threading.Event()
     original = pipeline._work
 
-    def slow(chunk: memoryview, compressor: Any = None) -> ChunkResult:
+    def slow(chunk: memoryview) -> ChunkResult:
         if len(chunk) > BATCH_BYTES:
             gate.wait(5)
-        return original(chunk, compressor)
+        return original(chunk)
 
     pipeline._work = slow  # type: ignore[method-assign]
     threading.Timer(0.3, gate.set).start()
