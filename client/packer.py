@@ -285,8 +285,13 @@ class Packer:
 
     def _finish(self) -> None:
         leftovers = list(self._data)
-        if len(leftovers) > 1 and sum(p.writer.size for p in leftovers) < PACK_TARGET:
-            # A small tail: one pack instead of several tiny padded ones.
+        if (
+            len(leftovers) > 1
+            and sum(p.writer.size for p in leftovers) < PACK_TARGET
+            and sum(p.writer.blob_count for p in leftovers) <= PACK_BLOBS_MAX
+        ):
+            # A small tail: one pack instead of several tiny padded ones
+            # (within the same limits as any other pack).
             self._data = [self._merge(leftovers)]
         for pack in list(self._data):
             self._close(pack)
