@@ -1,15 +1,26 @@
 """Restore: recreate a snapshot's tree under a target directory.
 
-Phase 1 walks the snapshot's trees and creates directories, empty files
-(truncated to size, so unwritten regions stay sparse holes), symlinks, FIFOs,
-device nodes and hardlinks — always through directory file descriptors with
-O_NOFOLLOW, so no entry, however crafted, can reach outside the target: names
-are single components (checked when trees decode), an existing symlink where a
-directory should be is refused, and files are opened without following links.
-Files that already exist with the same size, mtime and content are skipped.
+Phase 1 walks the snapshot's trees and creates directories, symlinks, FIFOs
+and device nodes — always through directory file descriptors with O_NOFOLLOW,
+so no entry, however crafted, can reach outside the target: names are single
+components (checked when trees decode), an existing symlink where a directory
+should be is refused, and files are opened without following links. Each
+regular file is created under a temporary name in its own directory,
+truncated to its size (unwritten regions stay sparse holes). Files that
+already exist with the same size, mtime and content are skipped.
+
 Phase 2 fetches the planned pack ranges on a few threads, verifies every blob
-(AEAD tag and keyed id) and writes it in place; all-zero blobs are not written.
-Phase 3 applies ownership (as root), modes, xattrs and times, deepest first.
+(AEAD tag and keyed id) and writes it into the temporary files; all-zero
+blocks are not written. The thread that writes a file's last blob sets its
+ownership, xattrs, mode and times through its descriptor and renames it over
+the final name: an existing file is only ever replaced by a complete,
+verified one. A file whose data fails verification or cannot be fetched is
+removed instead and named in a warning; the old file stays. A failure that
+stops the whole restore (server unreachable, disk full, interrupt) removes
+every temporary file before the error is raised.
+
+Phase 3 makes hardlinks (each under a temporary name renamed into place) and
+applies metadata to the other entries and to directories, deepest first.
 """
 
 from __future__ import annotations
@@ -17,11 +28,12 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import secrets
 import stat
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from keep.client.path_warning import PathWarning
@@ -29,19 +41,33 @@ from keep.client.repository import Repository
 from keep.client.restore_plan import BlobFetch, RangeFetch, plan
 from keep.protocol.blob import blob_id
 from keep.protocol.chunker import Chunker
-from keep.protocol.errors import FormatError, IntegrityError, KeepError
+from keep.protocol.errors import ExitCode, FormatError, IntegrityError, KeepError, NotFoundError
 from keep.protocol.keys import RepositoryKeys
 from keep.protocol.tree import Node, NodeType, Tree
 
 FETCH_THREADS = 4
 HOLE_BLOCK = 64 * 1024  # zero runs of this size inside a blob stay holes
 _ZERO_BLOCK = bytes(HOLE_BLOCK)
-OPEN_FILES_MAX = 256
+OPEN_FILES_MAX = 256  # idle descriptors kept open; held ones are never closed
 DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+TEMP_PREFIX = b".keep-restore-"
+# Damage confined to the files that needed the data: those files are not
+# restored, every other file is. Anything else stops the restore.
+FILE_FAILURES = (IntegrityError, FormatError, NotFoundError)
 
 
 class RestoreError(KeepError):
     """Raised when the restore target is unusable as a whole."""
+
+
+class RestoreStoppedError(KeepError):
+    """Raised when a failure stopped the restore part-way; `not_restored`
+    names the files left as they were (no temporary file remains)."""
+
+    def __init__(self, message: str, exit_code: ExitCode, not_restored: list[str]) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+        self.not_restored = not_restored
 
 
 @dataclass
@@ -51,35 +77,124 @@ class RestoreStats:
     dirs: int = 0
     bytes_written: int = 0
     bytes_fetched: int = 0
-    files_failed: int = 0  # data failed verification; removed, listed in warnings
+    files_failed: int = 0  # not restored: their data failed verification or could not be fetched
+    files_failed_integrity: int = 0  # of those, data that failed verification (exit 15)
     warnings: list[PathWarning] = field(default_factory=list)
 
 
 @dataclass
 class _File:
-    path: bytes  # relative to the target
+    path: bytes  # final path, relative to the target
     node: Node
-    dev_ino: tuple[int, int]  # of the file we created, checked before writing
+    parent: bytes  # the directory's path relative to the target (b"" for the target)
+    parent_id: tuple[int, int]  # its (st_dev, st_ino), checked before every use by path
+    temp: bytes  # the temporary name in that directory, while not renamed into place
+    file_id: tuple[int, int]  # (st_dev, st_ino) of the temporary file, checked on reopening
+    pending: int = 0  # blob writes still to come
+    failure: KeepError | None = None
+    done: bool = False  # renamed into place, or removed
+
+
+@dataclass
+class _Link:
+    """A further name of a hardlinked file, made once the first name exists."""
+
+    path: bytes
+    node: Node
+    parent: bytes
+    parent_id: tuple[int, int]
+    first: bytes  # path of the name the data went to
+    first_file: int | None  # its index in the files being written, or None if it was up to date
 
 
 def _display(path: bytes) -> str:
     return path.decode(errors="replace")
 
 
+class _OpenFiles:
+    """Descriptors of the files being written, shared by the fetch threads.
+
+    A descriptor is closed only while no thread holds it. `hold` pins it for
+    the length of a write; when more than `limit` are open, only unpinned ones
+    are closed (least recently used first), so the number of a descriptor a
+    thread is about to write through is never closed and handed by the kernel
+    to another file. At most `limit` plus one per fetch thread are open."""
+
+    def __init__(self, opener: Callable[[int], int], limit: int) -> None:
+        self._open_file = opener
+        self._limit = limit
+        self._lock = threading.Lock()
+        self._idle: OrderedDict[int, int] = OrderedDict()  # file index -> fd, least recent first
+        self._held: dict[int, list[int]] = {}  # file index -> [fd, holders]
+
+    @contextlib.contextmanager
+    def hold(self, index: int) -> Iterator[int]:
+        with self._lock:
+            held = self._held.get(index)
+            if held is not None:
+                held[1] += 1
+            else:
+                fd = self._idle.pop(index, None)
+                held = self._held[index] = [self._open_file(index) if fd is None else fd, 1]
+                self._close_idle()
+        try:
+            yield held[0]
+        finally:
+            with self._lock:
+                held[1] -= 1
+                if held[1] == 0:
+                    del self._held[index]
+                    self._idle[index] = held[0]
+                    self._close_idle()
+
+    def take(self, index: int) -> int | None:
+        """Hand over a file no thread will write again: its descriptor if it
+        is still open (now the caller's to close), else None."""
+        with self._lock:
+            if index in self._held:
+                raise RuntimeError("a file was taken while a thread still writes to it")
+            return self._idle.pop(index, None)
+
+    def close_all(self) -> None:
+        with self._lock:
+            for fd in self._idle.values():
+                os.close(fd)
+            self._idle.clear()
+
+    def _close_idle(self) -> None:
+        while self._idle and len(self._idle) + len(self._held) > self._limit:
+            os.close(self._idle.popitem(last=False)[1])
+
+
 class Restorer:
-    def __init__(self, repo: Repository, target: bytes, includes: tuple[bytes, ...] = ()) -> None:
+    def __init__(
+        self,
+        repo: Repository,
+        target: bytes,
+        includes: tuple[bytes, ...] = (),
+        *,
+        threads: int | None = None,
+    ) -> None:
         self.repo = repo
         self.target = os.path.abspath(target)
-        self.includes = tuple(i.rstrip(b"/") or b"/" for i in includes)
+        self.includes = {b"/" + i.strip(b"/") for i in includes}
+        self._include_parents = {p for i in self.includes for p in _parents(i)}
+        self.threads = threads or FETCH_THREADS
         self.stats = RestoreStats()
         self._files: list[_File] = []
         self._content: list[list[tuple[bytes, int]]] = []
         self._dirs: list[tuple[bytes, Node]] = []
-        self._links: dict[tuple[int, int], bytes] = {}
+        self._first_names: dict[tuple[int, int], tuple[bytes, int | None]] = {}
+        self._links: list[_Link] = []
         self._meta: list[tuple[bytes, Node]] = []
+        self._up_to_date: list[tuple[bytes, Node]] = []  # regular files skipped as already restored
         self._is_root = os.geteuid() == 0
         self._lock = threading.Lock()
-        self._failed: dict[int, str] = {}  # file index -> why its data failed verification
+        self._temp_prefix = TEMP_PREFIX + secrets.token_hex(4).encode() + b"-"
+        self._temps = 0
+        self._open_files = _OpenFiles(self._open_temp, OPEN_FILES_MAX)
+        self._stop = threading.Event()
+        self._progress: Callable[[RestoreStats], None] | None = None
 
     def warn(self, path: bytes, message: str) -> None:
         with self._lock:
@@ -87,16 +202,15 @@ class Restorer:
 
     # Selection -------------------------------------------------------------
     def _wanted(self, path: bytes) -> tuple[bool, bool]:
-        """(restore this entry, descend into it)."""
-        if not self.includes:
+        """(restore this entry, descend into it): an entry is restored if it
+        or a directory above it is included; directories above an included
+        path are entered without being restored themselves."""
+        if not self.includes or b"/" in self.includes:
             return True, True
         absolute = b"/" + path
-        for inc in self.includes:
-            if absolute == inc or absolute.startswith(inc.rstrip(b"/") + b"/") or inc == b"/":
-                return True, True
-            if inc.startswith(absolute + b"/"):
-                return False, True  # an ancestor of an included path
-        return False, False
+        if absolute in self.includes or any(p in self.includes for p in _parents(absolute)):
+            return True, True
+        return False, absolute in self._include_parents
 
     # Phase 1 ---------------------------------------------------------------
     def run(self, root_tree: bytes, progress: Callable[[RestoreStats], None] | None = None) -> RestoreStats:
@@ -106,16 +220,25 @@ class Restorer:
         except OSError as exc:
             raise RestoreError(f"cannot open restore target: {exc.strerror}") from None
         try:
-            self._restore_dir(root_fd, b"", root_tree)
-        finally:
-            os.close(root_fd)
-        self._fetch_and_write(progress)
-        self._remove_failed()
+            try:
+                self._restore_dir(root_fd, b"", _dir_id(root_fd), root_tree)
+            finally:
+                os.close(root_fd)
+            self._fetch_and_write(progress)
+        except BaseException:
+            self._remove_temps()
+            raise
+        self._make_links()
         self._apply_metadata()
-        self.stats.files_failed = len(self._failed)
+        failed = [f for f in self._files if f.failure is not None]
+        self.stats.files -= len(failed)
+        self.stats.files_failed = len(failed)
+        self.stats.files_failed_integrity = sum(
+            isinstance(f.failure, (IntegrityError, FormatError)) for f in failed
+        )
         return self.stats
 
-    def _restore_dir(self, dir_fd: int, rel: bytes, tree_id: bytes) -> None:
+    def _restore_dir(self, dir_fd: int, rel: bytes, dir_id: tuple[int, int], tree_id: bytes) -> None:
         tree = Tree.from_bytes(self.repo.read_tree_bytes(tree_id))
         for node in tree.nodes:
             path = os.path.join(rel, node.name) if rel else node.name
@@ -125,6 +248,9 @@ class Restorer:
             try:
                 if node.type is NodeType.DIR:
                     self._make_dir(dir_fd, path, node, restore)
+                elif node.type is NodeType.FILE:
+                    if restore:
+                        self._make_file(dir_fd, rel, dir_id, path, node)
                 elif restore:
                     self._make_entry(dir_fd, path, node)
             except OSError as exc:
@@ -141,7 +267,7 @@ class Restorer:
         child_fd = os.open(node.name, DIR_FLAGS, dir_fd=dir_fd)
         try:
             if node.subtree is not None:
-                self._restore_dir(child_fd, path, node.subtree)
+                self._restore_dir(child_fd, path, _dir_id(child_fd), node.subtree)
         finally:
             os.close(child_fd)
         if restore:
@@ -150,10 +276,7 @@ class Restorer:
 
     def _make_entry(self, dir_fd: int, path: bytes, node: Node) -> None:
         name = node.name
-        if node.type is NodeType.FILE:
-            self._make_file(dir_fd, path, node)
-            return
-        self._remove_existing(dir_fd, name, path)
+        self._remove_existing(dir_fd, name)
         if node.type is NodeType.SYMLINK:
             os.symlink(node.target, name, dir_fd=dir_fd)
         elif node.type is NodeType.FIFO:
@@ -166,7 +289,7 @@ class Restorer:
             os.mknod(name, kind | 0o600, node.rdev, dir_fd=dir_fd)
         self._meta.append((path, node))
 
-    def _remove_existing(self, dir_fd: int, name: bytes, path: bytes) -> None:
+    def _remove_existing(self, dir_fd: int, name: bytes) -> None:
         try:
             st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
         except FileNotFoundError:
@@ -175,145 +298,289 @@ class Restorer:
             raise OSError(errno.EISDIR, "a directory is in the way")
         os.unlink(name, dir_fd=dir_fd)
 
-    def _make_file(self, dir_fd: int, path: bytes, node: Node) -> None:
+    def _new_temp(self, dir_fd: int) -> tuple[bytes, int]:
+        """A new temporary file in the directory: (its name, an open descriptor)."""
+        while True:
+            with self._lock:
+                self._temps += 1
+                name = self._temp_prefix + b"%x" % self._temps
+            try:
+                return name, os.open(
+                    name,
+                    os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                    0o600,
+                    dir_fd=dir_fd,
+                )
+            except FileExistsError:
+                continue
+
+    def _make_file(self, dir_fd: int, rel: bytes, dir_id: tuple[int, int], path: bytes, node: Node) -> None:
         key = (node.device_id, node.inode)
-        if node.links > 1 and key in self._links:
-            self._remove_existing(dir_fd, node.name, path)
-            os.link(
-                os.path.join(self.target, self._links[key]),
-                node.name,
-                dst_dir_fd=dir_fd,
-                follow_symlinks=False,
-            )
+        if node.links > 1 and key in self._first_names:
+            first, first_file = self._first_names[key]
+            self._links.append(_Link(path, node, rel, dir_id, first, first_file))
             self.stats.files += 1
             return
-        if self._matches_existing(dir_fd, node):
+        existing = self._existing(dir_fd, node)
+        if existing == "same":
             self.stats.files_skipped += 1
+            self._up_to_date.append((path, node))
             self._meta.append((path, node))
             if node.links > 1:
-                self._links[key] = path
+                self._first_names[key] = (path, None)
             return
-        self._remove_existing(dir_fd, node.name, path)
-        fd = os.open(
-            node.name,
-            os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
-            0o600,
-            dir_fd=dir_fd,
-        )
-        try:
-            os.ftruncate(fd, node.size)
-            st = os.fstat(fd)
-        finally:
-            os.close(fd)
-        if node.links > 1:
-            self._links[key] = path
-        self._files.append(_File(path, node, (st.st_dev, st.st_ino)))
+        if existing == "dir":
+            raise OSError(errno.EISDIR, "a directory is in the way")
         offsets: list[tuple[bytes, int]] = []
         offset = 0
         for bid in node.content:
             loc = self.repo.locate(bid)
             if loc is None:
-                self.warn(path, f"blob {bid.hex()[:12]} is missing from the repository")
-                offsets = []
-                break
+                self.warn(path, f"not restored: blob {bid.hex()[:12]} is missing from the repository")
+                self.stats.files_failed += 1
+                return
             offsets.append((bid, offset))
             offset += loc.entry.raw_length
-        self._content.append(offsets)
-        self._meta.append((path, node))
-        self.stats.files += 1
-
-    def _matches_existing(self, dir_fd: int, node: Node) -> bool:
+        temp, fd = self._new_temp(dir_fd)
         try:
-            fd = os.open(node.name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
+            os.ftruncate(fd, node.size)
+            st = os.fstat(fd)
+        except BaseException:
+            os.close(fd)
+            os.unlink(temp, dir_fd=dir_fd)
+            raise
+        index = len(self._files)
+        f = _File(path, node, rel, dir_id, temp, (st.st_dev, st.st_ino), pending=len(offsets))
+        self._files.append(f)
+        self._content.append(offsets)
+        if node.links > 1:
+            self._first_names[key] = (path, index)
+        self.stats.files += 1
+        if not offsets:  # empty, or all holes: complete already
+            self._finish(index, fd)
+        else:
+            os.close(fd)
+
+    def _existing(self, dir_fd: int, node: Node) -> str:
+        """ "same" (a regular file with this size, mtime and content), "dir",
+        "other" (anything that is replaced) or "none"."""
+        try:
+            fd = os.open(node.name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=dir_fd)
+        except FileNotFoundError:
+            return "none"
         except OSError:
-            return False
+            return "other"  # a symlink (ELOOP), a socket, unreadable: replaced
         try:
             st = os.fstat(fd)
+            if stat.S_ISDIR(st.st_mode):
+                return "dir"
             if not stat.S_ISREG(st.st_mode) or st.st_size != node.size or st.st_mtime_ns != node.mtime_ns:
-                return False
-            return content_ids(fd, self.repo.keys) == node.content
+                return "other"
+            return "same" if content_ids(fd, self.repo.keys) == node.content else "other"
         finally:
             os.close(fd)
 
     # Phase 2 ---------------------------------------------------------------
+    def _open_temp(self, index: int) -> int:
+        f = self._files[index]
+        dir_fd = self._open_parent(f.parent, f.parent_id)
+        try:
+            fd = os.open(f.temp, os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
+        finally:
+            os.close(dir_fd)
+        if _dir_id(fd) != f.file_id:
+            os.close(fd)
+            raise RestoreError(f"{_display(f.path)} was replaced during the restore")
+        return fd
+
+    def _open_parent(self, parent: bytes, parent_id: tuple[int, int]) -> int:
+        dir_fd = os.open(os.path.join(self.target, parent) if parent else self.target, DIR_FLAGS)
+        if _dir_id(dir_fd) != parent_id:
+            os.close(dir_fd)
+            raise RestoreError(f"{_display(parent) or 'the target'} was replaced during the restore")
+        return dir_fd
+
     def _fetch_and_write(self, progress: Callable[[RestoreStats], None] | None) -> None:
         ranges = plan(self._content, self.repo.readable, self.repo.pack_sizes)
-        fds: OrderedDict[int, int] = OrderedDict()
-        fd_lock = threading.Lock()
-
-        def fd_for(index: int) -> int:
-            with fd_lock:
-                fd = fds.get(index)
-                if fd is not None:
-                    fds.move_to_end(index)
-                    return fd
-                f = self._files[index]
-                fd = os.open(os.path.join(self.target, f.path), os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-                st = os.fstat(fd)
-                if (st.st_dev, st.st_ino) != f.dev_ino:
-                    os.close(fd)
-                    raise RestoreError(f"{_display(f.path)} was replaced during the restore")
-                fds[index] = fd
-                while len(fds) > OPEN_FILES_MAX:
-                    _, old = fds.popitem(last=False)
-                    os.close(old)
-                return fd
-
-        def fail(fetches: list[BlobFetch], exc: KeepError) -> None:
-            # Nothing unverified is ever written; the files that needed this
-            # data are removed afterwards rather than left half-filled.
-            with self._lock:
-                for fetch in fetches:
-                    for t in fetch.targets:
-                        self._failed.setdefault(t.file, str(exc))
-
-        def work(rng: RangeFetch) -> None:
-            try:
-                data = self.repo.remote.get_range("pack", rng.pack_id, rng.start, rng.end)
-            except (IntegrityError, FormatError) as exc:
-                fail(rng.blobs, exc)
-                return
-            view = memoryview(data)
-            for fetch in rng.blobs:
-                entry = fetch.location.entry
-                rel = entry.offset - rng.start
-                try:
-                    plain = self.repo.open_located(fetch.location, view[rel : rel + entry.length])
-                except (IntegrityError, FormatError) as exc:
-                    fail([fetch], exc)
-                    continue
-                runs = _data_runs(plain)
-                for t in fetch.targets:
-                    if runs:
-                        fd = fd_for(t.file)
-                        for start, end in runs:
-                            os.pwrite(fd, memoryview(plain)[start:end], t.offset + start)
-                    with self._lock:
-                        self.stats.bytes_written += len(plain)
-            with self._lock:
-                self.stats.bytes_fetched += len(data)
-            if progress is not None:
-                progress(self.stats)
-
+        self._content = []  # the plan holds what is still needed
+        self._progress = progress
         try:
-            with ThreadPoolExecutor(FETCH_THREADS, thread_name_prefix="keep-restore") as pool:
-                for future in [pool.submit(work, r) for r in ranges]:
-                    future.result()
+            with ThreadPoolExecutor(self.threads, thread_name_prefix="keep-restore") as pool:
+                futures: list[Future[None]] = [pool.submit(self._fetch_range, r) for r in ranges]
+                try:
+                    for future in futures:
+                        future.result()
+                except BaseException:
+                    self._stop.set()
+                    for future in futures:
+                        future.cancel()
+                    raise
+        except OSError as exc:
+            raise self._stopped(_os_failure(exc, self._bytes_left())) from None
+        except KeepError as exc:
+            raise self._stopped(str(exc), exc.exit_code) from None
         finally:
-            for fd in fds.values():
+            self._open_files.close_all()
+
+    def _fetch_range(self, rng: RangeFetch) -> None:
+        """Fetch one range, verify each blob in it and write it everywhere it belongs."""
+        if self._stop.is_set():
+            return
+        try:
+            data = self.repo.remote.get_range("pack", rng.pack_id, rng.start, rng.end)
+        except FILE_FAILURES as exc:
+            self._give_up(rng.blobs, exc)
+            return
+        view = memoryview(data)
+        for fetch in rng.blobs:
+            entry = fetch.location.entry
+            rel = entry.offset - rng.start
+            try:
+                plain = self.repo.open_located(fetch.location, view[rel : rel + entry.length])
+            except (IntegrityError, FormatError) as exc:
+                self._give_up([fetch], exc)
+                continue
+            runs = _data_runs(plain)
+            for t in fetch.targets:
+                if runs and self._files[t.file].failure is None:
+                    self._write(t.file, memoryview(plain), runs, t.offset)
+                self._wrote(t.file, len(plain))
+        with self._lock:
+            self.stats.bytes_fetched += len(data)
+        if self._progress is not None:
+            self._progress(self.stats)
+
+    def _write(self, index: int, plain: memoryview, runs: list[tuple[int, int]], offset: int) -> None:
+        with self._open_files.hold(index) as fd:
+            try:
+                for start, end in runs:
+                    _pwrite_all(fd, plain[start:end], offset + start)
+            except OSError as exc:
+                exc.filename = _display(self._files[index].path)
+                raise
+
+    def _wrote(self, index: int, length: int) -> None:
+        """One blob's part of file `index` is written (or given up on); the
+        thread that does the file's last part finishes it."""
+        with self._lock:
+            f = self._files[index]
+            f.pending -= 1
+            if f.failure is None:
+                self.stats.bytes_written += length
+            last = f.pending == 0
+        if last:
+            self._finish(index, self._open_files.take(index))
+
+    def _give_up(self, fetches: list[BlobFetch], exc: KeepError) -> None:
+        """Nothing unverified is ever written: the files that needed these
+        blobs are removed once their other blobs are through, and whatever
+        the target held under their names before stays."""
+        with self._lock:
+            for fetch in fetches:
+                for t in fetch.targets:
+                    f = self._files[t.file]
+                    if f.failure is None:
+                        f.failure = exc
+        for fetch in fetches:
+            for t in fetch.targets:
+                self._wrote(t.file, 0)
+
+    def _bytes_left(self) -> int:
+        return sum(f.node.size for f in self._files if not f.done)
+
+    def _stopped(self, cause: str, exit_code: ExitCode = ExitCode.FATAL) -> RestoreStoppedError:
+        self._remove_temps()
+        names = [_display(f.path) for f in self._files if f.failure is not None or not f.done]
+        names += [_display(link.path) for link in self._links]
+        return RestoreStoppedError(
+            f"restore stopped: {cause}; {len(names)} file(s) not restored, left as they were",
+            exit_code,
+            names,
+        )
+
+    def _finish(self, index: int, fd: int | None) -> None:
+        """File `index` has all its data (or failed): give it its metadata
+        and rename it into place, or remove it."""
+        f = self._files[index]
+        try:
+            if f.failure is not None:
+                if fd is not None:
+                    os.close(fd)
+                    fd = None
+                self._unlink_temp(f)
+                f.done = True
+                self.warn(f.path, f"not restored: {f.failure}")
+                return
+            if fd is None:
+                fd = self._open_temp(index)
+            try:
+                self._set_meta(fd, f.node)
+            finally:
+                os.close(fd)
+                fd = None
+            dir_fd = self._open_parent(f.parent, f.parent_id)
+            try:
+                os.rename(f.temp, f.node.name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+            finally:
+                os.close(dir_fd)
+            f.done = True
+        finally:
+            if fd is not None:
                 os.close(fd)
 
-    def _remove_failed(self) -> None:
-        """Files whose data failed verification are removed, not left with
-        holes where the data should be."""
-        for index, reason in sorted(self._failed.items()):
-            f = self._files[index]
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(os.path.join(self.target, f.path))
-            self._meta = [(p, n) for p, n in self._meta if p != f.path]
-            self.warn(f.path, f"not restored: {reason}")
+    def _unlink_temp(self, f: _File) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            dir_fd = self._open_parent(f.parent, f.parent_id)
+            try:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(f.temp, dir_fd=dir_fd)
+            finally:
+                os.close(dir_fd)
+
+    def _remove_temps(self) -> None:
+        """Remove every temporary file not renamed into place (best effort:
+        this runs on the way out of a failure)."""
+        for f in self._files:
+            if not f.done:
+                with contextlib.suppress(OSError, RestoreError):
+                    self._unlink_temp(f)
 
     # Phase 3 ---------------------------------------------------------------
+    def _make_links(self) -> None:
+        for link in self._links:
+            first_failed = link.first_file is not None and self._files[link.first_file].failure
+            if first_failed:
+                self.warn(link.path, f"not restored: {first_failed}")
+                self.stats.files -= 1
+                self.stats.files_failed += 1
+                continue
+            try:
+                dir_fd = self._open_parent(link.parent, link.parent_id)
+            except (OSError, RestoreError) as exc:
+                self.warn(link.path, f"cannot restore: {exc}")
+                continue
+            try:
+                first = os.stat(os.path.join(self.target, link.first), follow_symlinks=False)
+                with contextlib.suppress(FileNotFoundError):
+                    if _same_file(os.stat(link.node.name, dir_fd=dir_fd, follow_symlinks=False), first):
+                        continue  # linked already (rename would leave the temporary name behind)
+                temp = self._new_temp_name()
+                os.link(os.path.join(self.target, link.first), temp, dst_dir_fd=dir_fd, follow_symlinks=False)
+                try:
+                    os.rename(temp, link.node.name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+                except OSError:
+                    os.unlink(temp, dir_fd=dir_fd)
+                    raise
+            except OSError as exc:
+                self.warn(link.path, f"cannot restore: {exc.strerror}")
+            finally:
+                os.close(dir_fd)
+
+    def _new_temp_name(self) -> bytes:
+        with self._lock:
+            self._temps += 1
+            return self._temp_prefix + b"%x" % self._temps
+
     def _apply_metadata(self) -> None:
         entries = self._meta + sorted(self._dirs, key=lambda d: -d[0].count(b"/"))
         for path, node in entries:
@@ -323,19 +590,93 @@ class Restorer:
             except OSError as exc:
                 self.warn(path, f"cannot restore metadata: {exc.strerror}")
 
-    def _set_meta(self, full: bytes, node: Node) -> None:
-        link = node.type is NodeType.SYMLINK
+    def _set_meta(self, where: bytes | int, node: Node) -> None:
+        """Ownership (as root), xattrs, mode and times of `where`: a path (not
+        followed if it is a symlink) or an open descriptor."""
+        # A descriptor is never a symlink; a path is not followed. (Python
+        # refuses follow_symlinks together with a descriptor.)
+        follow = isinstance(where, int)
         if self._is_root:
-            os.chown(full, node.uid, node.gid, follow_symlinks=False)
-        if not link:
+            os.chown(where, node.uid, node.gid, follow_symlinks=follow)
+        if node.type is not NodeType.SYMLINK:
             for name, value in node.xattrs:
                 try:
-                    os.setxattr(full, name, value, follow_symlinks=False)
+                    os.setxattr(where, name, value, follow_symlinks=follow)
                 except OSError as exc:
                     if exc.errno not in (errno.EPERM, errno.ENOTSUP):
                         raise
-            os.chmod(full, node.mode)
-        os.utime(full, ns=(node.mtime_ns, node.mtime_ns), follow_symlinks=False)
+            os.chmod(where, node.mode)
+        os.utime(where, ns=(node.mtime_ns, node.mtime_ns), follow_symlinks=follow)
+
+    # Verification ----------------------------------------------------------
+    def verify(self) -> list[PathWarning]:
+        """Read every restored file back, cut and hash it as a backup would,
+        and compare with the snapshot's content ids and size: what did not
+        come out as it went in (whatever the cause: a restore bug, the disk,
+        another process writing meanwhile)."""
+        todo = [(f.path, f.node) for f in self._files if f.done and f.failure is None]
+        todo += self._up_to_date
+        todo += [(link.path, link.node) for link in self._links if self._link_ok(link)]
+        with ThreadPoolExecutor(self.threads, thread_name_prefix="keep-verify") as pool:
+            problems = pool.map(lambda item: compare_file(self.repo.keys, self.target, *item), todo)
+            return [
+                PathWarning(_display(p), problem)
+                for (p, _), problem in zip(todo, problems, strict=True)
+                if problem
+            ]
+
+    def _link_ok(self, link: _Link) -> bool:
+        return link.first_file is None or self._files[link.first_file].failure is None
+
+
+def compare_file(keys: RepositoryKeys, root: bytes, path: bytes, node: Node) -> str:
+    """Why the file at `root`/`path` does not hold `node`'s content, or "" if it does."""
+    try:
+        fd = os.open(os.path.join(root, path), os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return "was not restored"
+    except OSError as exc:
+        return f"cannot be read back: {exc.strerror}"
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            return "was not restored as a regular file"
+        if st.st_size != node.size:
+            return f"restored with {st.st_size} bytes instead of {node.size}"
+        if content_ids(fd, keys) != node.content:
+            return "restored content differs from what was backed up"
+    finally:
+        os.close(fd)
+    return ""
+
+
+def _dir_id(fd: int) -> tuple[int, int]:
+    st = os.fstat(fd)
+    return st.st_dev, st.st_ino
+
+
+def _parents(absolute: bytes) -> Iterator[bytes]:
+    """The directories above an absolute path, nearest first, without "/"."""
+    while (absolute := absolute.rpartition(b"/")[0]) != b"":
+        yield absolute
+
+
+def _same_file(a: os.stat_result, b: os.stat_result) -> bool:
+    return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
+
+
+def _pwrite_all(fd: int, data: memoryview, offset: int) -> None:
+    while data:
+        n = os.pwrite(fd, data, offset)
+        data = data[n:]
+        offset += n
+
+
+def _os_failure(exc: OSError, bytes_left: int) -> str:
+    where = f" writing {exc.filename}" if exc.filename else ""
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return f"the disk is full{where} (about {bytes_left:,} more bytes are needed)"
+    return f"{exc.strerror or exc}{where}"
 
 
 def _data_runs(data: bytes) -> list[tuple[int, int]]:

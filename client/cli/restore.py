@@ -11,16 +11,23 @@ from keep.client.cli.progress import ProgressLine
 from keep.client.cli.session import open_repository
 from keep.client.cli.text import human_bytes
 from keep.client.lease import Lease
-from keep.client.restorer import Restorer, RestoreStats
-from keep.protocol.errors import ExitCode, IntegrityError
+from keep.client.restorer import Restorer, RestoreStats, RestoreStoppedError
+from keep.protocol.errors import ExitCode, IntegrityError, KeepError
+
+NAMES_SHOWN = 20  # files named in a message; the rest are counted (all of them with --json)
 
 
 @cli.command()
 @click.argument("snapshot")
 @click.option("--target", required=True, type=click.Path(file_okay=False, path_type=Path))
 @click.option("--include", "includes", multiple=True, help="Restore only this path (repeatable).")
+@click.option(
+    "--verify",
+    is_flag=True,
+    help="Afterwards read every restored file back and compare it with the snapshot.",
+)
 @click.pass_obj
-def restore(ctx: CliContext, snapshot: str, target: Path, includes: tuple[str, ...]) -> None:
+def restore(ctx: CliContext, snapshot: str, target: Path, includes: tuple[str, ...], verify: bool) -> None:
     """Restore SNAPSHOT (an id prefix or 'latest') into TARGET."""
     line = ProgressLine(ctx.interactive)
 
@@ -32,32 +39,63 @@ def restore(ctx: CliContext, snapshot: str, target: Path, includes: tuple[str, .
         repo.reindex_orphan_packs(save=False)  # packs whose index object was lost are still found
         info = repo.find_snapshot(snapshot)
         restorer = Restorer(repo, os.fsencode(target), tuple(os.fsencode(i) for i in includes))
-        stats = restorer.run(info.snapshot.tree, progress)
+        try:
+            stats = restorer.run(info.snapshot.tree, progress)
+        except RestoreStoppedError as exc:
+            line.done()
+            _name_files("not restored", exc.not_restored)
+            raise
+    if verify:
+        line.show("verifying the restored files")
+        mismatches = restorer.verify()
     line.done()
     warnings = [{"path": w.path, "message": w.message} for w in stats.warnings]
-    ctx.emit(
-        "\n".join(
-            [f"warning: {w['path']}: {w['message']}" for w in warnings]
-            + [
-                f"restored snapshot {info.id[:12]} to {target}: {stats.files} files "
-                f"({stats.files_skipped} already up to date), {stats.dirs} dirs, "
-                f"{human_bytes(stats.bytes_written)} written"
-            ]
-        ),
-        {
-            "snapshot": info.id,
-            "files": stats.files,
-            "files_skipped": stats.files_skipped,
-            "dirs": stats.dirs,
-            "bytes_written": stats.bytes_written,
-            "bytes_fetched": stats.bytes_fetched,
-            "warnings": warnings,
-        },
+    summary = {
+        "snapshot": info.id,
+        "files": stats.files,
+        "files_skipped": stats.files_skipped,
+        "files_failed": stats.files_failed,
+        "dirs": stats.dirs,
+        "bytes_written": stats.bytes_written,
+        "bytes_fetched": stats.bytes_fetched,
+        "warnings": warnings,
+    }
+    lines = [f"warning: {w['path']}: {w['message']}" for w in warnings]
+    if verify:
+        summary["verified"] = stats.files + stats.files_skipped - len(mismatches)
+        summary["mismatches"] = [{"path": m.path, "problem": m.message} for m in mismatches]
+        lines += [f"MISMATCH: {m.path}: {m.message}" for m in mismatches]
+    lines.append(
+        f"restored snapshot {info.id[:12]} to {target}: {stats.files} files "
+        f"({stats.files_skipped} already up to date), {stats.dirs} dirs, "
+        f"{human_bytes(stats.bytes_written)} written"
+        + ("; every file read back and verified" if verify and not mismatches else "")
     )
-    if stats.files_failed:
+    ctx.emit("\n".join(lines), summary)
+    if verify and mismatches:
+        names = _names([m.path for m in mismatches])
+        raise IntegrityError(f"{len(mismatches)} restored file(s) differ from the snapshot ({names})")
+    if stats.files_failed_integrity:
         raise IntegrityError(
             f"{stats.files_failed} file(s) were not restored because their data failed verification "
             "(damaged or tampered objects on the server); every other file was restored"
         )
+    if stats.files_failed:
+        raise KeepError(
+            f"{stats.files_failed} file(s) were not restored (listed above; what the target held "
+            "under those names is unchanged); every other file was restored"
+        )
     if warnings:
         raise SystemExit(int(ExitCode.PARTIAL))
+
+
+def _names(names: list[str]) -> str:
+    shown = ", ".join(names[:NAMES_SHOWN])
+    return shown + (f" and {len(names) - NAMES_SHOWN} more" if len(names) > NAMES_SHOWN else "")
+
+
+def _name_files(what: str, paths: list[str]) -> None:
+    for path in paths[:NAMES_SHOWN]:
+        click.echo(f"{what}: {path}", err=True)
+    if len(paths) > NAMES_SHOWN:
+        click.echo(f"{what}: ... and {len(paths) - NAMES_SHOWN} more", err=True)

@@ -40,6 +40,19 @@ async def relay(request: web.Request) -> web.StreamResponse:
         data = await reply.read()
         out_headers = {k: v for k, v in reply.headers.items() if k.lower() not in HOP}
         path = request.path
+        # Data, not trees: ranged reads of packs larger than the tree packs.
+        data_get = path.startswith("/v1/objects/pack/") and request.method == "GET" and len(data) > 256 << 10
+        if mode.get("pack_404") and data_get:
+            return web.json_response({"code": "not_found", "message": "no such object"}, status=404)
+        if mode.get("cut") and data_get:
+            # Promise the whole reply, send half, then drop the connection.
+            cut = web.StreamResponse(status=reply.status, headers=out_headers)
+            cut.content_length = len(data)
+            await cut.prepare(request)
+            await cut.write(data[: len(data) // 2])
+            assert request.transport is not None
+            request.transport.abort()
+            return cut
         if mode.get("truncate") and path.startswith("/v1/objects/pack/") and request.method == "GET":
             data = data[: len(data) // 2]
         if mode.get("flip") and path.startswith("/v1/objects/pack/") and request.method == "GET" and data:

@@ -1,0 +1,200 @@
+"""Restore at scale: every byte and every piece of metadata of trees large
+enough to exercise the restorer's descriptor cache, its fetch threads and
+ranges spread over many packs.
+
+The regression test forces the race that once wrote one file's bytes into
+another (a descriptor evicted and closed by one fetch thread while another
+was about to write through it, the kernel handing its number to the next
+file opened): a descriptor cache of two, the production fetch threads, and a
+`pwrite` that pauses before writing so that every other thread gets to open
+and evict meanwhile."""
+
+from __future__ import annotations
+
+import os
+import random
+import time
+from pathlib import Path
+
+import pytest
+from keep.client import drill, packer, restore_plan, restorer
+from keep.client.archiver import Archiver, BackupOptions
+from keep.client.device_state import DeviceState
+from keep.client.remote import Remote
+from keep.client.repository import Repository
+from keep.protocol.keys import RepositoryKeys
+from keep.protocol.tree import Node, NodeType
+
+from tests.client.conftest import Device
+from tests.client.tree_builder import describe
+
+
+def restored(target: Path, source: Path) -> Path:
+    return target / str(source).lstrip("/")
+
+
+def make_small_files(root: Path, count: int, per_dir: int, seed: int) -> None:
+    """`count` files of 1-4 KiB in directories of `per_dir`; every third file
+    is exactly 2048 bytes (equal sizes are what made swapped bytes invisible
+    to a size check), each with distinct content, mode and mtime."""
+    rng = random.Random(seed)
+    for n in range(count):
+        d = root / f"d{n // per_dir:04}"
+        if n % per_dir == 0:
+            d.mkdir(parents=True)
+        size = 2048 if n % 3 == 0 else rng.randint(1024, 4096)
+        head = b"file %06d " % n
+        path = d / f"f{n:06}.txt"
+        path.write_bytes(head + rng.randbytes(size - len(head)))
+        os.chmod(path, (0o600, 0o640, 0o644, 0o400)[n % 4])
+        os.utime(path, ns=(1_600_000_000_000_000_000 + n * 1_000_003,) * 2)
+
+
+def test_evicted_descriptors_never_receive_another_files_bytes(
+    device: Device, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    src = tmp_path / "src"
+    make_small_files(src, 3_000, 150, seed=17)
+    device.init()
+    state = DeviceState.load(device.home)
+    keys = RepositoryKeys.from_master(state.master)
+    monkeypatch.setattr(packer, "PACK_BLOBS_MAX", 40)  # ~75 packs: many ranges, all threads busy
+    with Remote(state.server_url, state.device_token) as remote:
+        repo = Repository(remote, keys, device.home / "c2", state.suite)
+        Archiver(repo, BackupOptions(host="test")).run([os.fsencode(src)], None)
+
+    monkeypatch.setattr(restorer, "OPEN_FILES_MAX", 2)
+    monkeypatch.setattr(restore_plan, "RANGE_MAX", 64 * 1024)
+    real_pwrite = os.pwrite
+
+    def slow_pwrite(fd: int, data: bytes | memoryview, offset: int) -> int:
+        time.sleep(0.0005)  # every other thread opens (and once evicted) meanwhile
+        return real_pwrite(fd, data, offset)
+
+    monkeypatch.setattr(os, "pwrite", slow_pwrite)
+    target = tmp_path / "out"
+    with Remote(state.server_url, state.device_token) as remote:
+        repo = Repository(remote, keys, device.home / "c2", state.suite)
+        repo.load_index()
+        (info,) = repo.snapshots()
+        stats = restorer.Restorer(repo, os.fsencode(target)).run(info.snapshot.tree)
+    assert stats.warnings == []
+    assert restorer.FETCH_THREADS >= 4  # production thread count, not patched
+    assert describe(restored(target, src)) == describe(src)
+
+
+def test_twenty_thousand_files_restore_byte_for_byte_and_verify(device: Device, tmp_path: Path) -> None:
+    """The real CLI at production settings: 20,000 small files (a third of
+    them exactly 2048 bytes), medium files, hardlinks, symlinks, xattrs and
+    large files whose chunks land in several packs; `restore --verify` reads
+    every file back, and the test compares every byte and piece of metadata."""
+    src = tmp_path / "src"
+    make_small_files(src / "small", 20_000, 200, seed=5)
+    rng = random.Random(9)
+    medium = src / "medium"
+    medium.mkdir()
+    for n in range(40):
+        (medium / f"m{n:02}.bin").write_bytes(rng.randbytes(rng.randint(100_000, 1_500_000)))
+    big = src / "big"
+    big.mkdir()
+    for n in range(3):  # 3 x 24 MiB of incompressible data: several 16 MiB packs
+        (big / f"big{n}.bin").write_bytes(rng.randbytes(24 << 20))
+    with open(big / "sparse.img", "wb") as f:
+        f.truncate(40 << 20)
+        f.seek(30 << 20)
+        f.write(rng.randbytes(1 << 20))
+    os.link(big / "big0.bin", big / "big0-again.bin")
+    os.link(src / "small/d0000/f000000.txt", src / "small/d0099/hardlink.txt")
+    os.symlink("../big/big1.bin", medium / "link-to-big1")
+    os.setxattr(medium / "m00.bin", "user.keep", b"x" * 300)
+    device.init()
+    device.json("backup", str(src))
+    target = tmp_path / "out"
+    result = device.json("restore", "latest", "--target", str(target), "--verify")
+    assert result["warnings"] == []
+    assert result["mismatches"] == []
+    assert result["verified"] == 20_000 + 40 + 3 + 1 + 2
+    assert describe(restored(target, src)) == describe(src)
+    assert not list(restored(target, src).rglob(".keep-restore-*"))
+
+
+def _corrupt_every(n: int, monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Make every n-th write of the restorer land with one byte flipped (a
+    restore defect that damages a few files among thousands); returns the
+    list that counts the writes."""
+    real = restorer._pwrite_all
+    calls: list[int] = []
+
+    def damaging(fd: int, data: memoryview, offset: int) -> None:
+        calls.append(offset)
+        if len(calls) % n == 0:
+            data = memoryview(bytes([data[0] ^ 0xFF]) + bytes(data[1:]))
+        real(fd, data, offset)
+
+    monkeypatch.setattr(restorer, "_pwrite_all", damaging)
+    return calls
+
+
+def _backed_up_repo(device: Device, src: Path) -> tuple[Remote, Repository]:
+    device.init()
+    device.run("backup", str(src))
+    state = DeviceState.load(device.home)
+    remote = Remote(state.server_url, state.device_token)
+    repo = Repository(remote, RepositoryKeys.from_master(state.master), device.home / "c2", state.suite)
+    repo.load_index()
+    return remote, repo
+
+
+def test_verify_names_exactly_the_files_that_came_out_wrong(
+    device: Device, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    src = tmp_path / "src"
+    make_small_files(src, 1_000, 100, seed=3)
+    remote, repo = _backed_up_repo(device, src)
+    with remote:
+        _corrupt_every(250, monkeypatch)
+        target = tmp_path / "out"
+        (info,) = repo.snapshots()
+        r = restorer.Restorer(repo, os.fsencode(target))
+        r.run(info.snapshot.tree)
+        found = {w.path for w in r.verify()}
+    out = restored(target, src)
+    wrong = {
+        str(p.relative_to(target))
+        for p in out.rglob("*.txt")
+        if p.read_bytes() != (src / p.relative_to(out)).read_bytes()
+    }
+    assert len(wrong) == 4
+    assert found == wrong
+
+
+def test_drill_restores_whole_directories_and_catches_a_few_damaged_files(
+    device: Device, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    src = tmp_path / "src"
+    make_small_files(src, 6_000, 300, seed=4)
+    remote, repo = _backed_up_repo(device, src)
+    with remote:
+        (info,) = repo.snapshots()
+        clean = drill.drill(repo, info, device.home)
+        assert clean.ok
+        assert clean.directories >= 1
+        assert clean.files >= drill.DIR_FILES
+        calls = _corrupt_every(400, monkeypatch)  # 0.25 % of the files written
+        damaged = drill.drill(repo, info, device.home)
+    assert len(calls) >= drill.DIR_FILES
+    assert not damaged.ok
+    assert len(damaged.mismatches) == len(calls) // 400
+    assert {m["problem"] for m in damaged.mismatches} == {"restored content differs from what was backed up"}
+
+
+def test_the_drill_sample_holds_random_files_and_whole_directories() -> None:
+    files = [(b"/d%d/f%d" % (n // 100, n), Node(b"f%d" % n, NodeType.FILE, size=10)) for n in range(10_000)]
+    sample, directories = drill.choose(files, 20, 1 << 30, dir_files=500, rng=random.Random(1))
+    paths = {p for p, _ in sample}
+    assert 5 <= len(directories) <= 6
+    for d in directories:
+        assert {p for p, _ in files if p.startswith(d + b"/")} <= paths
+    assert len(paths) >= 500 + 20 - 100  # sampled files may fall in the chosen directories
+    small, _ = drill.choose(files, 20, 25 * 10, dir_files=500, rng=random.Random(1))
+    assert len(small) <= 25  # the byte budget holds
