@@ -2,10 +2,18 @@
 
 Scenarios: first backup, unchanged re-backup, backup after a small mutation
 (bytes inserted near the start of a large file, small files touched, a new
-file), full restore; then a tree of many small files (first backup and
-unchanged re-backup). Keep talks to a real keep-server and restic to a restic
-REST server (pyrestserver, installed in its own venv) on loopback, so both send
-data over HTTP; Borg writes a local repository (it has no HTTP transport).
+file), full restore; then a tree of many small files (first backup,
+unchanged re-backup, full restore). Keep talks to a real keep-server on
+loopback; restic runs twice, once against its REST backend served by
+`rclone serve restic` on loopback (so it, like keep, sends its data over HTTP)
+and once against a local repository ("restic-local"); Borg writes a local
+repository (it has no HTTP transport).
+
+Every restore, of every tool and corpus, is verified: every file's bytes, its
+type, mode, owner, size and mtime (directories' and symlinks' too, and
+symlink targets) are compared with the source, and nothing extra may be
+there. A restore that does not verify is reported as such and its
+throughput is withdrawn, never printed.
 
 Recorded per step: wall time, client CPU (user+sys), server CPU, client peak
 RSS and repository size.
@@ -29,10 +37,13 @@ a row, each after deleting the previous one: 2.8, 4.9, 7.0 s).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import random
 import signal
+import socket
+import stat
 import statistics
 import subprocess
 import sys
@@ -63,10 +74,16 @@ class Step:
     repo_mib: float
     data_mb: float
     round: int = 1
+    verified: bool | None = None  # restores only: False withdraws the figure
 
     @property
     def mbs(self) -> float:
         return self.data_mb / self.wall if self.wall > 0 else 0.0
+
+    @property
+    def counts(self) -> bool:
+        """Whether the figures may be reported (a restore must have verified)."""
+        return self.verified is not False
 
 
 # Corpus ------------------------------------------------------------------------------
@@ -246,28 +263,27 @@ class Keep(Tool):
 
 
 class Restic(Tool):
+    """restic over its REST backend, served by `rclone serve restic` (a real
+    Go REST server, from Debian) on loopback."""
+
     name = "restic"
-    SERVER = Path(os.environ.get("RESTIC_REST_SERVER", "/tmp/keep-bench-rest/bin/pyrestserver"))
 
     @contextmanager
     def running(self) -> Iterator[None]:
         port = free_port()
+        (self.work / "repo").mkdir(parents=True, exist_ok=True)
         proc = subprocess.Popen(
-            [
-                str(self.SERVER),
-                "serve",
-                "--path",
-                str(self.work / "repo"),
-                "--listen",
-                f"127.0.0.1:{port}",
-                "--no-auth",
-            ],
+            ["rclone", "serve", "restic", "--addr", f"127.0.0.1:{port}", str(self.work / "repo")],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
         self.server_pid = proc.pid
         self.url = f"rest:http://127.0.0.1:{port}/"
-        time.sleep(1.5)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
+                break
+            time.sleep(0.1)
         try:
             yield
         finally:
@@ -293,6 +309,17 @@ class Restic(Tool):
 
     def restore(self, target: Path, source: Path) -> tuple[list[str], Path | None]:
         return ["restic", "restore", "latest", "--target", str(target)], None
+
+
+class ResticLocal(Restic):
+    """restic with a local repository: no HTTP at all."""
+
+    name = "restic-local"
+
+    @contextmanager
+    def running(self) -> Iterator[None]:
+        self.url = str(self.work / "repo")
+        yield
 
 
 class Borg(Tool):
@@ -328,7 +355,12 @@ class Borg(Tool):
         return ["borg", "extract", f"{self.repo_dir()}::s{self.n}"], target
 
 
-TOOLS: dict[str, Callable[[Path], Tool]] = {"keep": Keep, "restic": Restic, "borg": Borg}
+TOOLS: dict[str, Callable[[Path], Tool]] = {
+    "keep": Keep,
+    "restic": Restic,
+    "restic-local": ResticLocal,
+    "borg": Borg,
+}
 
 
 def measure(tool: Tool, step: str, cmd: list[str], data_bytes: int, cwd: Path | None = None) -> Step:
@@ -350,9 +382,72 @@ def measure(tool: Tool, step: str, cmd: list[str], data_bytes: int, cwd: Path | 
     )
 
 
-def same_tree(a: Path, b: Path) -> bool:
-    out = subprocess.run(["diff", "-r", "--no-dereference", str(a), str(b)], capture_output=True, check=False)
-    return out.returncode == 0
+def _entry(path: Path) -> tuple[object, ...]:
+    st = path.lstat()
+    kind = stat.S_IFMT(st.st_mode)
+    meta = (kind, stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid, st.st_mtime_ns)
+    if stat.S_ISLNK(st.st_mode):
+        return (kind, os.readlink(path), st.st_uid, st.st_gid, st.st_mtime_ns)
+    if stat.S_ISREG(st.st_mode):
+        return (*meta, st.st_size)
+    return meta
+
+
+def _same_bytes(a: Path, b: Path) -> bool:
+    with a.open("rb") as fa, b.open("rb") as fb:
+        while True:
+            block = fa.read(MiB)
+            if block != fb.read(MiB):
+                return False
+            if not block:
+                return True
+
+
+def verify_restore(source: Path, restored: Path, limit: int = 10) -> list[str]:
+    """Up to `limit` differences between a source tree and its restored copy:
+    every entry's type, mode, owner, mtime (and size, symlink target), every
+    regular file's bytes, and entries missing or extra. [] when identical."""
+    problems: list[str] = []
+    if not restored.is_dir():
+        return [f"{restored} was not restored"]
+    for dirpath, dirnames, filenames in os.walk(source):
+        here = Path(dirpath)
+        there = restored / here.relative_to(source)
+        names = set(dirnames) | set(filenames)
+        try:
+            extra = set(os.listdir(there)) - names
+        except OSError as exc:
+            problems.append(f"{there}: {exc.strerror}")
+            continue
+        problems += [f"{there / n}: not in the source" for n in sorted(extra)]
+        for name in sorted(names):
+            a, b = here / name, there / name
+            try:
+                ea, eb = _entry(a), _entry(b)
+            except OSError as exc:
+                problems.append(f"{b}: {exc.strerror}")
+                continue
+            if ea != eb:
+                problems.append(f"{b}: metadata {eb} != source {ea}")
+            elif stat.S_ISREG(a.lstat().st_mode) and not _same_bytes(a, b):
+                problems.append(f"{b}: content differs")
+            if len(problems) >= limit:
+                return problems[:limit]
+    return problems[:limit]
+
+
+def restore_step(tool: Tool, step: str, source: Path, data_bytes: int) -> Step:
+    """Measure a full restore of `source`'s latest backup, then verify every
+    byte and piece of metadata; the step is marked unverified if anything
+    differs (its throughput is then withdrawn)."""
+    target = tool.work / step.replace(" ", "-").replace(":", "")
+    cmd, cwd = tool.restore(target, source)
+    result = measure(tool, step, cmd, data_bytes, cwd)
+    problems = verify_restore(source, target / str(source).lstrip("/"))
+    result.verified = not problems
+    for problem in problems:
+        print(f"{tool.name}: {step}: NOT VERIFIED: {problem}", flush=True)
+    return result
 
 
 def run_tool(
@@ -367,19 +462,15 @@ def run_tool(
         steps.append(measure(tool, "unchanged re-backup", tool.backup_cmd(corpus), corpus_bytes))
         mutated = mutate(corpus)
         steps.append(measure(tool, "backup after mutation", tool.backup_cmd(corpus), mutated))
-        target = tool.work / "restore"
-        cmd, cwd = tool.restore(target, corpus)
         size = sum(p.stat().st_size for p in corpus.rglob("*") if p.is_file())
-        steps.append(measure(tool, "full restore", cmd, size, cwd))
-        restored = target / str(corpus).lstrip("/")
-        if not same_tree(corpus, restored):
-            raise RuntimeError(f"{name}: restored tree differs from the source")
+        steps.append(restore_step(tool, "full restore", corpus, size))
         undo_mutation(corpus)
         if small is not None:
             steps.append(measure(tool, "small files: first backup", tool.backup_cmd(small), small_bytes))
             steps.append(
                 measure(tool, "small files: unchanged re-backup", tool.backup_cmd(small), small_bytes)
             )
+            steps.append(restore_step(tool, "small files: restore", small, small_bytes))
     return steps
 
 
@@ -404,6 +495,9 @@ def table(steps: list[Step]) -> str:
         "|---|---|---|---|---|---|---|---|",
     ]
     for s in steps:
+        if not s.counts:
+            lines.append(f"| {s.step} | {s.tool} | withdrawn: the restore did not verify | | | | | |")
+            continue
         lines.append(
             f"| {s.step} | {s.tool} | {s.wall:.2f} | {s.mbs:.0f} | {s.cpu:.2f} | {s.server_cpu:.2f} "
             f"| {s.rss_mib:.0f} | {s.repo_mib:.0f} |"
@@ -416,6 +510,7 @@ def medians(steps: list[Step]) -> list[Step]:
     groups: dict[tuple[str, str], list[Step]] = {}
     for s in steps:
         groups.setdefault((s.tool, s.step), []).append(s)
+    withdrawn = {key for key, group in groups.items() if not all(s.counts for s in group)}
     rows = []
     for (tool, step), group in groups.items():
 
@@ -433,23 +528,25 @@ def medians(steps: list[Step]) -> list[Step]:
                 repo_mib=median("repo_mib"),
                 data_mb=median("data_mb"),
                 round=0,
+                verified=None if (tool, step) not in withdrawn else False,
             )
         )
     return rows
 
 
-def ratios(steps: list[Step]) -> str:
-    """keep/restic per step: each round's throughput ratio, then the median
+def ratios(steps: list[Step], other: str = "restic") -> str:
+    """keep/`other` per step: each round's throughput ratio, then the median
     over rounds of every ratio (ratios are taken within a round, where both
-    tools ran minutes apart on the same machine)."""
-    by = {(s.tool, s.step, s.round): s for s in steps}
+    tools ran minutes apart on the same machine). Unverified restores take
+    no part."""
+    by = {(s.tool, s.step, s.round): s for s in steps if s.counts}
     rounds = sorted({s.round for s in steps})
     out = []
     for step in dict.fromkeys(s.step for s in steps):
         pairs = [
-            (by[("keep", step, r)], by[("restic", step, r)])
+            (by[("keep", step, r)], by[(other, step, r)])
             for r in rounds
-            if ("keep", step, r) in by and ("restic", step, r) in by
+            if ("keep", step, r) in by and (other, step, r) in by
         ]
         if not pairs:
             continue
@@ -457,7 +554,7 @@ def ratios(steps: list[Step]) -> str:
         rss = [k.rss_mib / max(r.rss_mib, 1e-9) for k, r in pairs]
         size = [k.repo_mib / max(r.repo_mib, 1e-9) for k, r in pairs]
         out.append(
-            f"- {step}: keep/restic throughput {statistics.median(throughput):.2f}x "
+            f"- {step}: keep/{other} throughput {statistics.median(throughput):.2f}x "
             f"(rounds: {', '.join(f'{t:.2f}' for t in throughput)}), "
             f"time {statistics.median(k.wall / r.wall for k, r in pairs):.2f}x, "
             f"RSS {statistics.median(rss):.2f}x (max {max(rss):.2f}), "
@@ -484,7 +581,7 @@ def main() -> None:
     )
     parser.add_argument("--scale", type=float, default=1.0)
     parser.add_argument("--small-files", type=int, default=100_000)
-    parser.add_argument("--tools", default="keep,restic,borg")
+    parser.add_argument("--tools", default="keep,restic,restic-local,borg")
     parser.add_argument("--rounds", type=int, default=3, help="repeat everything, rotating the tools' order")
     parser.add_argument("--smoke", action="store_true", help="tiny corpus, one round")
     parser.add_argument("--json", type=Path, help="also write the steps as JSON here")
@@ -520,7 +617,15 @@ def main() -> None:
                 steps += done
                 print(f"round {number}\n" + table(done), flush=True)
         print("\nmedians over rounds\n" + table(medians(steps)))
-        print("\n" + ratios(steps))
+        for other in ("restic", "restic-local", "borg"):
+            if other in tools:
+                print("\n" + ratios(steps, other))
+        unverified = [s for s in steps if not s.counts]
+        if unverified:
+            print(
+                "\nNOT VERIFIED (figures withdrawn): "
+                + ", ".join(f"{s.tool} {s.step} round {s.round}" for s in unverified)
+            )
         if args.json:
             args.json.write_text(json.dumps([s.__dict__ for s in steps], indent=1))
 

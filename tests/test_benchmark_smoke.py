@@ -3,6 +3,7 @@ speed is measured in benchmarks/, never asserted in a unit test)."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -29,6 +30,37 @@ def test_compare_harness_smoke() -> None:
     out = run_module("benchmarks.compare", "--smoke", "--tools", "keep")
     assert "| first backup | keep |" in out
     assert "| full restore | keep |" in out
+    assert "| small files: restore | keep |" in out
+    assert "withdrawn" not in out
+    assert "NOT VERIFIED" not in out
+
+
+def test_the_harness_withdraws_restores_that_differ_in_any_byte_or_metadata(tmp_path: Path) -> None:
+    from benchmarks.compare import Step, table, verify_restore
+
+    src = tmp_path / "src"
+    (src / "d").mkdir(parents=True)
+    (src / "d" / "a").write_bytes(b"x" * 5000)
+    (src / "b").write_bytes(b"same size")
+    os.symlink("d/a", src / "link")
+    copy = tmp_path / "copy"
+    subprocess.run(["cp", "-a", str(src), str(copy)], check=True)
+    assert verify_restore(src, copy) == []
+    damage = [
+        lambda: (copy / "b").write_bytes(b"SAME size"),  # same size, other bytes
+        lambda: os.chmod(copy / "d" / "a", 0o600),
+        lambda: os.utime(copy / "d", ns=(1, 1)),
+        lambda: (copy / "extra").write_bytes(b""),
+        (copy / "link").unlink,
+    ]
+    for hurt in damage:
+        subprocess.run(["rm", "-rf", str(copy)], check=True)
+        subprocess.run(["cp", "-a", str(src), str(copy)], check=True)
+        hurt()
+        assert verify_restore(src, copy) != []
+    row = table([Step("keep", "full restore", 1.0, 1, 0, 1, 1, 100, verified=False)])
+    assert "withdrawn" in row
+    assert "100" not in row.splitlines()[-1]
 
 
 def test_prune_benchmark_smoke() -> None:
