@@ -28,7 +28,7 @@ from keep.protocol.kdf import (
     KdfPolicy,
     derive_password_key,
 )
-from keep.protocol.keys import Kek, MasterKey, RecoveryKey, credential_keys
+from keep.protocol.keys import Kek, MasterKey, RecoveryKey, RepositoryKeys, credential_keys
 from keep.protocol.keyslot import SLOT_SALT_SIZE, KeySlot, SlotKind
 
 
@@ -49,6 +49,7 @@ def preferred_suite() -> Suite:
 class NewAccount:
     state: DeviceState
     recovery_key: RecoveryKey
+    master: MasterKey  # for the recovery kit; never stored on the device
 
 
 def create_account(
@@ -86,7 +87,7 @@ def create_account(
     )
     session = remote.login(account, "password", auth.material)
     state = enroll_device(remote, session, account, master, device_name)
-    return NewAccount(state, recovery)
+    return NewAccount(state, recovery, master)
 
 
 def enroll_device(
@@ -99,7 +100,8 @@ def enroll_device(
         device_id, token = str(reply["id"]), str(reply["token"])
     except (KeyError, TypeError):
         raise KeepError("the server sent a malformed device enrollment") from None
-    return DeviceState(remote.base_url, account, device_id, token, master, preferred_suite(), remote.ca_file)
+    keys = RepositoryKeys.from_master(master)
+    return DeviceState(remote.base_url, account, device_id, token, keys, preferred_suite(), remote.ca_file)
 
 
 def owner_login(

@@ -131,6 +131,12 @@ class Checker:
             end = max((e.offset + e.length for e in pack.entries), default=0)
             if end + FOOTER_SEALED_SIZE > size:
                 self._damage(pack_id, "its pack is shorter than the index says")
+        if repo.unsigned_control:
+            self.result.notes.append(
+                f"{len(repo.unsigned_control)} index object(s) claim to supersede, condemn or forget "
+                "without the owner's signature and were ignored: a device credential may be in the "
+                "wrong hands (revoke it with `keep device revoke`; `keep prune` removes such objects)"
+            )
         orphans = [p for p in repo.pack_sizes if p not in repo.packs and p not in repo.condemned]
         if orphans:
             self.result.notes.append(
@@ -148,7 +154,13 @@ class Checker:
     def _load_snapshots(self) -> list[SnapshotInfo]:
         repo = self.repo
         out = []
-        for info in repo.remote.list_objects("snapshot"):
+        listed = repo.remote.list_objects("snapshot")
+        for snapshot_id in repo.unexplained_missing({info.id for info in listed}):
+            self.result.errors.append(
+                f"snapshot {snapshot_id[:12]}, which this machine wrote or saw, is not listed by the server "
+                "and no owner-signed `keep forget` removed it (hidden, or an older state served: rollback)"
+            )
+        for info in listed:
             try:
                 snapshot = Snapshot.open(repo.keys.data, repo.remote.get_object("snapshot", info.id))
             except (FormatError, IntegrityError, NotFoundError) as exc:

@@ -1,9 +1,13 @@
-"""The device's credential file: server, account, device token and master key.
+"""The device's credential file: server, account, device token and the
+keys to back up and restore.
 
 Stored as JSON in `$KEEP_HOME/device.json`, mode 0600, written atomically
 (temp file, fsync, rename). It lets timers run backups without the password.
 Whoever can read it can read and add backups — never delete them (the device
-token is append-only).
+token is append-only), and never sign an owner record: the file holds the
+data, id and chunker keys and the owner's *public* key, not the master key
+(docs/threat-model.md). Version 1 files held the master key; loading one
+rewrites it as version 2 without it.
 """
 
 from __future__ import annotations
@@ -19,10 +23,10 @@ from typing import Any
 
 from keep.protocol.envelope import Suite
 from keep.protocol.errors import ExitCode, KeepError
-from keep.protocol.keys import MasterKey
+from keep.protocol.keys import ChunkerKey, DataKey, IdKey, MasterKey, OwnerPublicKey, RepositoryKeys
 
 STATE_FILE = "device.json"
-STATE_VERSION = 1
+STATE_VERSION = 2
 
 
 class NotInitializedError(KeepError):
@@ -37,7 +41,7 @@ class DeviceState:
     account: str
     device_id: str
     device_token: str
-    master: MasterKey
+    keys: RepositoryKeys
     suite: Suite
     ca_file: str | None = None
 
@@ -54,7 +58,11 @@ class DeviceState:
                 "account": self.account,
                 "device_id": self.device_id,
                 "device_token": self.device_token,
-                "master_key": base64.b64encode(self.master.material).decode(),
+                "data_key": _b64(self.keys.data.material),
+                "id_key": _b64(self.keys.id.material),
+                "chunker_key": _b64(self.keys.chunker.material),
+                "owner_public_key": _b64(self.keys.owner.material),
+                "fingerprint": self.keys.fingerprint,
                 "suite": int(self.suite),
                 "ca_file": self.ca_file,
             },
@@ -67,12 +75,22 @@ class DeviceState:
         path = home / STATE_FILE
         try:
             raw = json.loads(path.read_text())
-            return cls(
+            if raw.get("version") == 1:  # held the master key: derive, then forget it
+                keys = RepositoryKeys.from_master(MasterKey(base64.b64decode(raw["master_key"])))
+            else:
+                keys = RepositoryKeys(
+                    DataKey(base64.b64decode(raw["data_key"])),
+                    IdKey(base64.b64decode(raw["id_key"])),
+                    ChunkerKey(base64.b64decode(raw["chunker_key"])),
+                    OwnerPublicKey(base64.b64decode(raw["owner_public_key"])),
+                    str(raw["fingerprint"]),
+                )
+            state = cls(
                 server_url=str(raw["server_url"]),
                 account=str(raw["account"]),
                 device_id=str(raw["device_id"]),
                 device_token=str(raw["device_token"]),
-                master=MasterKey(base64.b64decode(raw["master_key"])),
+                keys=keys,
                 suite=Suite(int(raw["suite"])),
                 ca_file=raw.get("ca_file"),
             )
@@ -82,6 +100,14 @@ class DeviceState:
             ) from None
         except (ValueError, KeyError, TypeError, KeepError):
             raise KeepError(f"{path} is damaged; run `keep login` to enroll this device again") from None
+        if raw.get("version") == 1:
+            with contextlib.suppress(OSError):
+                state.save(home)
+        return state
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
 
 
 def read_record(path: Path) -> dict[str, Any] | None:

@@ -11,8 +11,17 @@ CONDEMN_MARGIN), and a snapshot written in between that needs the pack
 resurrects it instead. When nothing else holds a lease, both phases happen in
 one run. The reasoning, step by step, is in docs/engine.md "Prune".
 
+What a pack holds is read from the pack itself (its authenticated TOC,
+cached by pack id), never taken from an index: a pack that holds a live blob
+is kept or repacked, never condemned or deleted, and the index objects prune
+writes list what the packs really hold. Only owner-signed records condemn or
+supersede (`Repository.load_index`), and prune signs its own. So records a
+device credential could have written are never a reason to delete.
+
 A blob that a snapshot references but no pack holds stops the prune before it
-deletes anything (`keep check` says which files are affected).
+deletes anything (`keep check` says which files are affected). Packs whose TOC
+cannot be read (damaged, or not written with this account's keys) are left
+alone and reported by `keep check`.
 """
 
 from __future__ import annotations
@@ -27,7 +36,8 @@ from keep.client.packer import Packer
 from keep.client.prune_plan import REPACK_BELOW, plan
 from keep.client.repository import Repository, SnapshotInfo
 from keep.protocol.compression import BlobDecompressor
-from keep.protocol.errors import IntegrityError
+from keep.protocol.errors import FormatError, IntegrityError, NotFoundError
+from keep.protocol.index import IndexedPack
 from keep.protocol.pack import PackReader, open_blob_payload
 from keep.protocol.tree import NodeType, Tree
 
@@ -92,7 +102,7 @@ class Pruner:
         # run writes every pack it keeps or condemns into its own index parts,
         # and an extra index object naming them could outlive their deletion.
         repo.load_index()
-        repo.reindex_orphan_packs(save=False)
+        contents = self._pack_contents()
         # Leases first, then snapshots: a backup whose lease is not in this
         # list either ended before it (its snapshot is listed below) or began
         # after it (it saw the condemned packs as condemned).
@@ -104,11 +114,9 @@ class Pruner:
         }
         # A pack's stored size (padding included) is what it costs: small
         # padded packs of daily incremental backups get merged by repacking.
-        blob_bytes = {pid: sum(e.length for e in p.entries) for pid, p in repo.packs.items()}
-        stored = {pid: repo.pack_sizes.get(pid) or size for pid, size in blob_bytes.items()}
-        decided = plan(
-            stored, blob_bytes, repo.condemned.keys(), deletable, repo.readable, live, self.repack_below
-        )
+        stored = {pid: repo.pack_sizes[pid] for pid in contents if pid not in repo.condemned}
+        entries = {pid: pack.entries for pid, pack in contents.items()}
+        decided = plan(stored, entries, repo.condemned.keys(), deletable, live, self.repack_below)
         if decided.missing:
             raise IntegrityError(
                 f"{len(decided.missing)} blob(s) that snapshots reference are in no pack; "
@@ -162,6 +170,19 @@ class Pruner:
         return not _all_after(self._other_leases(), arrived)
 
     # Packs -------------------------------------------------------------------
+    def _pack_contents(self) -> dict[str, IndexedPack]:
+        """Every readable pack on the server, as its own TOC states it; the
+        index parts this prune writes are made of these."""
+        repo = self.repo
+        out: dict[str, IndexedPack] = {}
+        for pack_id, size in repo.pack_sizes.items():
+            try:
+                out[pack_id] = repo.pack_contents(pack_id, size)
+            except (FormatError, IntegrityError, NotFoundError):
+                continue  # damaged or foreign: never deleted here; `keep check` names it
+        repo.packs = dict(out)
+        return out
+
     def _delete_packs(self, packs: list[str]) -> None:
         if not packs:
             return
@@ -178,6 +199,7 @@ class Pruner:
         repo = self.repo
         packer = Packer(repo)
         decompressor = BlobDecompressor()
+        copied: set[bytes] = set()
         try:
             for pack_id in packs:
                 data = repo.remote.get_object("pack", pack_id)
@@ -185,12 +207,15 @@ class Pruner:
                 reader = PackReader.open(repo.keys.data, data)
                 view = memoryview(data)
                 for entry in reader.entries:
-                    loc = repo.index.get(entry.blob_id)
-                    if entry.blob_id not in live or loc is None or loc.pack_id != pack_id:
+                    # Every live blob the pack holds is copied, even if an
+                    # index says another pack holds it too: that claim may be
+                    # false, and the copy is verified on the way.
+                    if entry.blob_id not in live or entry.blob_id in copied:
                         continue
                     sealed = view[entry.offset : entry.offset + entry.length]
                     payload, _ = open_blob_payload(reader.cipher, entry, sealed, repo.keys.id, decompressor)
-                    del repo.index[entry.blob_id]  # so the packer does not take it for stored
+                    copied.add(entry.blob_id)
+                    repo.index.pop(entry.blob_id, None)  # so the packer does not take it for stored
                     raw = entry.raw_length
                     packer.add(entry.blob_type, entry.blob_id, entry.codec, payload, raw, check_index=False)
             packer.flush()

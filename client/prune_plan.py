@@ -1,8 +1,12 @@
 """What prune does with each pack (pure: no I/O, no clock).
 
-Given every pack the current indexes name, where each blob can be read, the
-set of blobs that snapshots reference, and which condemned packs may be
-deleted now, `plan` sorts every pack into one of four piles:
+Given every pack and what it holds — read from the pack itself, never from
+an index's claim — the set of blobs that snapshots reference, and which
+condemned packs may be deleted now, `plan` sorts every pack into one of four
+piles. A pack that holds any live blob is never condemned or deleted, even if
+another pack holds the same blob: only repacking (copying and verifying what
+is live) retires it. So no record anyone wrote about where a blob lives can
+make prune delete the only good copy.
 
 - keep: enough of it is live (at least `repack_below` of its stored bytes);
 - repack: some of it is live, but less than `repack_below`: its live blobs are
@@ -23,7 +27,7 @@ caller must not delete anything (the repository is damaged: `keep check`).
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -32,15 +36,10 @@ REPACK_BELOW = 0.5  # repack a pack when less than half of its stored bytes are 
 
 class _Entry(Protocol):
     @property
+    def blob_id(self) -> bytes: ...
+
+    @property
     def length(self) -> int: ...
-
-
-class _Location(Protocol):
-    @property
-    def pack_id(self) -> str: ...
-
-    @property
-    def entry(self) -> _Entry: ...
 
 
 @dataclass
@@ -57,26 +56,28 @@ class PrunePlan:
 
 def plan(
     pack_bytes: Mapping[str, int],
-    blob_bytes: Mapping[str, int],
+    contents: Mapping[str, Sequence[_Entry]],
     condemned: Collection[str],
     deletable: Collection[str],
-    locate: Mapping[bytes, _Location],
     live: Collection[bytes],
     repack_below: float = REPACK_BELOW,
 ) -> PrunePlan:
-    """`pack_bytes`: stored bytes (padding included) per pack named by a
-    current index; `blob_bytes`: the bytes of its blobs, without padding;
-    `condemned`: packs an index condemns (a subset, or missing from the
-    server); `deletable`: the condemned packs whose waiting time is over;
-    `locate`: where each blob is read (live packs first)."""
+    """`pack_bytes`: stored bytes (padding included) per pack that is not
+    condemned; `contents`: the TOC entries of every pack (condemned ones
+    too), as the pack itself states them; `condemned`: packs the owner
+    condemned (a subset, or missing from the server); `deletable`: the
+    condemned packs whose waiting time is over."""
     result = PrunePlan()
     used: dict[str, int] = {}
-    for blob in live:
-        loc = locate.get(blob)
-        if loc is None:
-            result.missing.append(blob)
-        else:
-            used[loc.pack_id] = used.get(loc.pack_id, 0) + loc.entry.length
+    blob_bytes: dict[str, int] = {}
+    held: set[bytes] = set()
+    for pack_id, entries in contents.items():
+        blob_bytes[pack_id] = sum(e.length for e in entries)
+        live_here = sum(e.length for e in entries if e.blob_id in live)
+        held.update(e.blob_id for e in entries)
+        if live_here:
+            used[pack_id] = live_here
+    result.missing = sorted(b for b in live if b not in held)
     result.live_bytes = used
     mostly_padding = []
     for pack_id in sorted(set(pack_bytes) | set(condemned)):

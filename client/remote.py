@@ -146,6 +146,9 @@ class Remote:
         self._upload_slots = threading.BoundedSemaphore(upload_concurrency)
 
     def close(self) -> None:
+        """Close every thread's connection. Only once no thread uses the
+        client any more (the engine joins its threads first): a connection
+        is never closed under a request in flight."""
         self._uploads.shutdown(wait=True)
         with self._lock:
             for conn in self._connections:
@@ -180,6 +183,8 @@ class Remote:
         if conn is not None:
             conn.close()
             self._local.conn = None
+            with self._lock:
+                self._connections.remove(conn)  # a long run with many drops holds no dead ones
 
     # Core request with retries ----------------------------------------------------
     def _request(

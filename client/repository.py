@@ -12,6 +12,7 @@ request that equals one blob's frame (docs/threat-model.md).
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import os
 import threading
@@ -23,6 +24,7 @@ from typing import NamedTuple
 
 from keep.client.device_state import write_private
 from keep.client.remote import ObjectInfo, Remote
+from keep.protocol import msgcodec
 from keep.protocol.blob import BlobType, blob_id
 from keep.protocol.compression import BlobDecompressor
 from keep.protocol.envelope import (
@@ -35,10 +37,10 @@ from keep.protocol.envelope import (
     Suite,
     frame_ad,
 )
-from keep.protocol.errors import FormatError, IntegrityError, NotFoundError
+from keep.protocol.errors import FormatError, IntegrityError, NotFoundError, PermissionDeniedError
 from keep.protocol.index import Index, IndexedPack
-from keep.protocol.keys import RepositoryKeys
-from keep.protocol.limits import KiB
+from keep.protocol.keys import OwnerSigningKey, RepositoryKeys
+from keep.protocol.limits import OBJECT_MAX, KiB
 from keep.protocol.pack import FOOTER, FOOTER_SEALED_SIZE, TocEntry, open_blob, parse_toc
 from keep.protocol.snapshot import Snapshot
 
@@ -61,6 +63,45 @@ class SnapshotInfo:
     arrived: int  # server-recorded arrival time
 
 
+SEEN_FILE = "seen-snapshots"
+
+
+class SeenSnapshots:
+    """Every snapshot id this machine wrote or saw listed, in
+    `$KEEP_HOME/seen-snapshots` (one hex id per line, mode 0600). It is not
+    a cache: an id leaves it only when the owner's signed `keep forget`
+    explains its absence. A machine without the file starts from the
+    snapshots in its cache (what earlier versions remembered). Updates take
+    an exclusive `flock`, so a backup and a listing in two processes do not
+    undo each other's additions."""
+
+    def __init__(self, path: Path, legacy_cache: Path) -> None:
+        self.path = path
+        self._legacy = legacy_cache
+
+    def ids(self) -> set[str]:
+        try:
+            return {line for line in self.path.read_text().split() if len(line) == 64}
+        except FileNotFoundError:
+            if not self._legacy.is_dir():
+                return set()
+            return {p.name for p in self._legacy.iterdir() if len(p.name) == 64}
+
+    def update(self, add: Iterable[str], remove: Iterable[str] = ()) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd = os.open(
+            self.path.with_name(self.path.name + ".lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600
+        )
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            old = self.ids()
+            new = (old | set(add)) - set(remove)
+            if new != old or not self.path.exists():
+                write_private(self.path, "".join(f"{i}\n" for i in sorted(new)).encode(), sync=True)
+        finally:
+            os.close(fd)  # releases the lock
+
+
 def aligned(start: int, end: int, size: int) -> tuple[int, int]:
     """Widen [start, end) to RANGE_ALIGN boundaries within [0, size)."""
     return start - start % RANGE_ALIGN, min(size, -(-end // RANGE_ALIGN) * RANGE_ALIGN)
@@ -79,7 +120,10 @@ class Repository:
         self.condemned: dict[str, int] = {}  # condemned pack -> arrival of the index condemning it
         self.pack_sizes: dict[str, int] = {}
         self.listed_index_ids: list[str] = []  # every index object listed, superseded ones too
-        self.forgotten: set[str] = set()  # snapshots `keep forget` removed (named by current indexes)
+        self.forgotten: set[str] = set()  # snapshots `keep forget` removed (owner-signed indexes)
+        self.unsigned_control: list[str] = []  # index objects claiming owner authority without it
+        self.owner_key: OwnerSigningKey | None = None  # set once the owner has logged in
+        self._seen = SeenSnapshots(cache_dir.parent / SEEN_FILE, cache_dir / "snapshot")
         self._tree_cache = cache_dir / "trees"
         self._local = threading.local()
         self._index_lock = threading.Lock()
@@ -118,19 +162,27 @@ class Repository:
             except (FormatError, IntegrityError):
                 (self.cache_dir / "index" / info.id).unlink(missing_ok=True)
                 raise
-        superseded = {s.hex() for _, idx in indexes.values() for s in idx.supersedes}
+        # Only the owner may take anything away: the supersede, condemn and
+        # forget lists of an object count only if the owner signed it.
+        owner = {
+            k for k, (_, idx) in indexes.items() if idx.has_control and idx.owner_signed(self.keys.owner)
+        }
+        self.unsigned_control = sorted(
+            k for k, (_, idx) in indexes.items() if idx.has_control and k not in owner
+        )
+        superseded = {s.hex() for k in owner for s in indexes[k][1].supersedes}
         current = {k: v for k, v in indexes.items() if k not in superseded}
         self.index.clear()
         self.condemned_index.clear()
         self.packs.clear()
         self.condemned = {}
-        for info, idx in current.values():
-            for pack_id in idx.condemned:
+        for key, (info, idx) in current.items():
+            for pack_id in idx.condemned if key in owner else ():
                 self.condemned[pack_id.hex()] = max(info.created, self.condemned.get(pack_id.hex(), 0))
         for _, idx in current.values():
             for pack in idx.packs:
                 self.add_pack(pack)
-        self.forgotten = {f.hex() for _, idx in current.values() for f in idx.forgotten}
+        self.forgotten = {f.hex() for key, (_, idx) in current.items() if key in owner for f in idx.forgotten}
         self.listed_index_ids = list(indexes)
         self.pack_sizes = {o.id: o.size for o in self.remote.list_objects("pack")}
         self._index_ready = True
@@ -185,6 +237,10 @@ class Repository:
             tuple(map(bytes.fromhex, condemned)),
             tuple(map(bytes.fromhex, sorted(forgotten))),
         )
+        if index.has_control:
+            if self.owner_key is None:
+                raise PermissionDeniedError("only the owner may forget or prune: give the password")
+            index = index.signed(self.owner_key)
         data = index.seal(self.keys.data, self.suite, self.salt())
         object_id = self.remote.put_object("index", data)
         write_private(self.cache_dir / "index" / object_id, data)
@@ -208,6 +264,19 @@ class Repository:
         if recovered and save:
             self.save_index(recovered)
         return len(recovered)
+
+    def pack_contents(self, pack_id: str, size: int) -> IndexedPack:
+        """A pack's TOC as the pack itself states it (authenticated), through
+        a local cache: pack ids are hashes of their bytes, so a TOC read once
+        stays true. What prune decides by — never an index's claim."""
+        path = self.cache_dir / "toc" / pack_id[:2] / pack_id
+        try:
+            return IndexedPack.from_list(msgcodec.unpack(path.read_bytes(), OBJECT_MAX))
+        except (OSError, FormatError, ValueError):
+            pass
+        pack = self.read_pack_toc(pack_id, size)
+        write_private(path, msgcodec.pack(pack.to_list()))
+        return pack
 
     def read_pack_toc(self, pack_id: str, size: int) -> IndexedPack:
         if size < HEADER.size + FOOTER_SEALED_SIZE:
@@ -268,37 +337,47 @@ class Repository:
 
     # Snapshots -----------------------------------------------------------------
     def save_snapshot(self, snapshot: Snapshot) -> str:
-        return self.remote.put_object("snapshot", snapshot.seal(self.keys.data, self.suite, self.salt()))
+        data = snapshot.seal(self.keys.data, self.suite, self.salt())
+        object_id = self.remote.put_object("snapshot", data)
+        # Remembered as soon as the server has it: it can never hide it.
+        self._seen.update([object_id])
+        write_private(self.cache_dir / "snapshot" / object_id, data)
+        return object_id
 
     def snapshots(self) -> list[SnapshotInfo]:
         """All snapshots, oldest first. Refuses (IntegrityError) if a snapshot
-        this machine saw before is gone and no `keep forget` removed it."""
+        this machine wrote or saw before is gone and no owner-signed `keep
+        forget` removed it."""
         listed = self.remote.list_objects("snapshot")
-        self._check_no_rollback({info.id for info in listed})
+        gone = self._check_no_rollback({info.id for info in listed})
         out = [
             SnapshotInfo(info.id, Snapshot.open(self.keys.data, data), info.created)
             for info, data in self._cached_objects("snapshot", listed)
         ]
+        self._seen.update((info.id for info in listed), remove=gone)
         out.sort(key=lambda s: (s.snapshot.time_ns, s.id))
         return out
 
-    def _check_no_rollback(self, listed: set[str]) -> None:
-        seen_dir = self.cache_dir / "snapshot"
-        seen = (
-            {p.name for p in seen_dir.iterdir() if not p.name.startswith(".")} if seen_dir.is_dir() else set()
-        )
-        missing = seen - listed
+    def unexplained_missing(self, listed: set[str]) -> list[str]:
+        """Snapshots this machine wrote or saw that are not `listed`, and that
+        no owner-signed forget list names."""
+        missing = self._seen.ids() - listed
         if not missing:
-            return
+            return []
         if not self._index_ready:
             self.load_index()  # the forgotten list lives in the index
-        unexplained = sorted(missing - self.forgotten)
+        return sorted(missing - self.forgotten)
+
+    def _check_no_rollback(self, listed: set[str]) -> set[str]:
+        """The remembered snapshots no longer listed, all forgotten by the owner."""
+        unexplained = self.unexplained_missing(listed)
         if unexplained:
             raise IntegrityError(
-                f"the server no longer lists {len(unexplained)} snapshot(s) this machine saw "
-                f"({', '.join(s[:12] for s in unexplained[:3])}), and no `keep forget` removed them: "
-                "it may be serving an older state of the repository (rollback)"
+                f"the server does not list {len(unexplained)} snapshot(s) this machine wrote or saw "
+                f"({', '.join(s[:12] for s in unexplained[:3])}), and no owner-signed `keep forget` "
+                "removed them: it is hiding them or serving an older state of the repository (rollback)"
             )
+        return self._seen.ids() - listed
 
     def find_snapshot(self, ref: str, candidates: Iterable[SnapshotInfo] | None = None) -> SnapshotInfo:
         snaps = list(candidates if candidates is not None else self.snapshots())

@@ -10,22 +10,32 @@ second phase deletes them once every backup that could have relied on them
 has ended (docs/engine.md "Prune"). `forgotten` names snapshots that `keep
 forget` removed: a snapshot a client saw before and no longer finds listed
 must be named there, or the server is serving an older state (rollback).
+
+Those three lists remove or hide things, so they carry authority only with
+the owner's signature (Ed25519, key derived from the master key, which
+devices do not hold): `signature` signs the whole record but itself. Readers
+ignore the lists of an unsigned or wrongly signed index object — a device
+credential can add pack listings, never take anything away. Version 2
+objects (before signatures) are read the same way: their lists are ignored.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Self
 
 from keep.protocol import msgcodec
 from keep.protocol.envelope import SALT_SIZE, ObjectKind, Suite
 from keep.protocol.errors import FormatError
-from keep.protocol.keys import DataKey
+from keep.protocol.keys import DataKey, OwnerPublicKey, OwnerSigningKey
 from keep.protocol.pack import TocEntry
 from keep.protocol.sealed_record import open_record, seal_record
 
-INDEX_VERSION = 2
+INDEX_VERSION = 3
 OBJECT_ID_SIZE = 32  # SHA-256 of an object's bytes
+SIGNATURE_SIZE = 64  # Ed25519
+SIGNED_CONTEXT = b"keep/v1/index/owner-signed\0"
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,8 +69,14 @@ class Index:
     supersedes: tuple[bytes, ...] = ()
     condemned: tuple[bytes, ...] = ()
     forgotten: tuple[bytes, ...] = ()
+    signature: bytes = b""
 
-    def to_record(self) -> list[object]:
+    @property
+    def has_control(self) -> bool:
+        """Whether the object claims to supersede, condemn or forget anything."""
+        return bool(self.supersedes or self.condemned or self.forgotten)
+
+    def _unsigned(self) -> list[object]:
         return [
             INDEX_VERSION,
             [p.to_list() for p in self.packs],
@@ -69,11 +85,34 @@ class Index:
             list(self.forgotten),
         ]
 
+    def to_record(self) -> list[object]:
+        return [*self._unsigned(), self.signature]
+
+    def signed(self, owner: OwnerSigningKey) -> Index:
+        return dataclasses.replace(
+            self, signature=owner.sign(SIGNED_CONTEXT + msgcodec.pack(self._unsigned()))
+        )
+
+    def owner_signed(self, owner: OwnerPublicKey) -> bool:
+        """Whether the owner signed exactly this record."""
+        return len(self.signature) == SIGNATURE_SIZE and owner.verify(
+            self.signature, SIGNED_CONTEXT + msgcodec.pack(self._unsigned())
+        )
+
     @classmethod
     def from_record(cls, record: object) -> Self:
-        version, packs, supersedes, condemned, forgotten = msgcodec.as_list(record, "index", 5)
-        if version != INDEX_VERSION:
-            raise FormatError(f"unsupported index version {version}")
+        fields = msgcodec.as_list(record, "index")
+        if not fields or fields[0] not in (2, INDEX_VERSION):
+            raise FormatError(f"unsupported index version {fields[0] if fields else None}")
+        if len(fields) != (5 if fields[0] == 2 else 6):
+            raise FormatError("index record has the wrong number of fields")
+        _, packs, supersedes, condemned, forgotten = fields[:5]
+        # Version 2 objects had no owner signature; unsigned ones carry b"".
+        signature = (
+            msgcodec.as_bytes(fields[5], "index signature", max_size=SIGNATURE_SIZE)
+            if fields[0] == 3
+            else b""
+        )
         return cls(
             tuple(IndexedPack.from_list(p) for p in msgcodec.as_list(packs, "index packs")),
             tuple(
@@ -88,6 +127,7 @@ class Index:
                 msgcodec.as_bytes(f, "forgotten snapshot id", OBJECT_ID_SIZE)
                 for f in msgcodec.as_list(forgotten, "forgotten snapshots")
             ),
+            signature,
         )
 
     def seal(self, data_key: DataKey, suite: Suite, salt: bytes) -> bytes:

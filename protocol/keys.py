@@ -1,8 +1,9 @@
 """Typed keys and every HKDF label of the format (docs/format.md §2 "Keys").
 
 Owns: the key types (`MasterKey`, `DataKey`, `IdKey`, `ChunkerKey`,
-`PasswordKey`, `Kek`, `AuthKey`, `RecoveryKey`, `ObjectKey`), the labels they are
-derived with, and the derivations themselves. Each key is its own class so a
+`PasswordKey`, `Kek`, `AuthKey`, `RecoveryKey`, `ObjectKey`, `OwnerSigningKey`,
+`OwnerPublicKey`), the labels they are derived with, and the derivations
+themselves. Each key is its own class so a
 key cannot be passed where another is expected, and `repr()` never shows bytes.
 
 Does not own: Argon2id (see `kdf.py`) or random number generation — callers pass
@@ -12,10 +13,13 @@ random bytes in, so this module stays deterministic and testable.
 from __future__ import annotations
 
 import hashlib
+import hmac
 from dataclasses import dataclass, field
 from typing import ClassVar, Self
 
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from keep.protocol.errors import FormatError
 
@@ -30,6 +34,7 @@ LABEL_RECOVERY_AUTH = b"keep/v1/recovery/auth"
 LABEL_OBJECT = b"keep/v1/object/"  # followed by the object kind byte
 LABEL_KEYSLOT = b"keep/v1/keyslot"
 LABEL_FINGERPRINT = b"keep/v1/fingerprint"
+LABEL_OWNER_SIGN = b"keep/v1/owner-sign"
 
 MASTER_KEY_SIZE = 64
 SYMMETRIC_KEY_SIZE = 32
@@ -87,6 +92,31 @@ class AuthKey(_Key):
         return hashlib.sha256(self.material).digest()
 
 
+class OwnerPublicKey(_Key):
+    """Verifies the owner's signature on records that remove, condemn,
+    supersede or forget anything. Devices hold this, never the signing key:
+    a stolen device credential cannot sign."""
+
+    def verify(self, signature: bytes, message: bytes) -> bool:
+        try:
+            Ed25519PublicKey.from_public_bytes(self.material).verify(signature, message)
+        except InvalidSignature:
+            return False
+        return True
+
+
+class OwnerSigningKey(_Key):
+    """Ed25519 seed derived from the master key: only a holder of the
+    password or the recovery key (who can unwrap the master key) has it."""
+
+    def sign(self, message: bytes) -> bytes:
+        return Ed25519PrivateKey.from_private_bytes(self.material).sign(message)
+
+    def public(self) -> OwnerPublicKey:
+        raw = Ed25519PrivateKey.from_private_bytes(self.material).public_key().public_bytes_raw()
+        return OwnerPublicKey(raw)
+
+
 class RecoveryKey(_Key):
     """256 random bits shown once as the recovery kit."""
 
@@ -112,6 +142,9 @@ class MasterKey(_Key):
     def chunker_key(self) -> ChunkerKey:
         return ChunkerKey(hkdf(self.material, LABEL_CHUNKER))
 
+    def owner_key(self) -> OwnerSigningKey:
+        return OwnerSigningKey(hkdf(self.material, LABEL_OWNER_SIGN))
+
     def fingerprint(self) -> str:
         """A short public fingerprint shown on the recovery kit to match keys."""
         digest = hkdf(self.material, LABEL_FINGERPRINT, length=8)
@@ -130,12 +163,26 @@ def object_key(data_key: DataKey, salt: bytes, kind: int) -> ObjectKey:
 
 @dataclass(frozen=True, slots=True)
 class RepositoryKeys:
-    """The keys a client needs for day-to-day work, derived once per process."""
+    """What an enrolled device holds: the keys to back up and restore, and
+    the owner's public key to check owner records with — not the master key,
+    so not the owner's signing key."""
 
     data: DataKey
     id: IdKey
     chunker: ChunkerKey
+    owner: OwnerPublicKey
+    fingerprint: str
 
     @classmethod
     def from_master(cls, master: MasterKey) -> Self:
-        return cls(master.data_key(), master.id_key(), master.chunker_key())
+        return cls(
+            master.data_key(),
+            master.id_key(),
+            master.chunker_key(),
+            master.owner_key().public(),
+            master.fingerprint(),
+        )
+
+    def opened_by(self, master: MasterKey) -> bool:
+        """Whether `master` (unwrapped with a credential) is this account's."""
+        return hmac.compare_digest(master.owner_key().public().material, self.owner.material)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -191,16 +192,26 @@ async def download(request: web.Request) -> web.StreamResponse:
         }
     )
     response.content_length = size
+    # The repository and its connection live on one thread of their own: if
+    # the handler is cancelled while a read runs there, closing the
+    # connection queues behind that read instead of closing its socket under
+    # it (whose descriptor number the kernel could hand to the next socket).
+    own = ThreadPoolExecutor(1, thread_name_prefix="keep-admin-download")
+    loop = asyncio.get_running_loop()
     opened = data.repository(paths)
-    repo = await _run(opened.__enter__)
     try:
-        await _run(repo.load_index)
-        await response.prepare(request)
-        for blob in blobs:  # decrypted and verified here, on the device, one blob at a time
-            await response.write(await _run(repo.read_blob, blob))
-        await response.write_eof()
+        repo = await loop.run_in_executor(own, opened.__enter__)
+        try:
+            await loop.run_in_executor(own, repo.load_index)
+            await response.prepare(request)
+            for blob in blobs:  # decrypted and verified here, on the device, one blob at a time
+                await response.write(await loop.run_in_executor(own, repo.read_blob, blob))
+            await response.write_eof()
+        finally:
+            closing = loop.run_in_executor(own, opened.__exit__, None, None, None)
+            await asyncio.shield(closing)
     finally:
-        await _run(opened.__exit__, None, None, None)
+        own.shutdown(wait=False)  # queued work (the close) still runs
     return response
 
 

@@ -23,7 +23,6 @@ from keep.client.history import last_backup
 from keep.client.remote import Remote
 from keep.client.repository import Repository
 from keep.protocol.errors import IntegrityError, KeepError, NotFoundError
-from keep.protocol.keys import RepositoryKeys
 from keep.protocol.tree import Node, NodeType, Tree
 
 
@@ -41,7 +40,7 @@ def _when(ts: float | None) -> str:
 def repository(paths: Paths) -> Iterator[Repository]:
     state = DeviceState.load(paths.home)
     with Remote(state.server_url, state.device_token, ca_file=state.ca_file) as remote:
-        yield Repository(remote, RepositoryKeys.from_master(state.master), paths.home / "cache", state.suite)
+        yield Repository(remote, state.keys, paths.home / "cache", state.suite)
 
 
 def next_backup() -> str:
@@ -253,7 +252,7 @@ def revoke(paths: Paths, device_id: str, password: str) -> str:
     state = DeviceState.load(paths.home)
     with Remote(state.server_url, state.device_token, ca_file=state.ca_file) as remote:
         session, master = owner_login(remote, state.account, password.encode())
-        if master != state.master:
+        if not state.keys.opened_by(master):
             raise IntegrityError("that password opens a different key than this device's")
         remote.request_json("DELETE", f"/v1/devices/{device_id}", token=session)
     return f"Device {device_id} revoked."

@@ -49,7 +49,7 @@ def revoke(ctx: CliContext, device_id: str, password_file: Path | None) -> None:
     state = DeviceState.load(ctx.home)
     with connect(ctx, state.server_url, state.device_token, state.ca_file) as remote:
         session, master = owner_login(remote, state.account, read_password(password_file))
-        if master != state.master:
+        if not state.keys.opened_by(master):
             raise IntegrityError("the password opens a different key than this device's")
         remote.request_json("DELETE", f"/v1/devices/{device_id}", token=session)
     ctx.emit(f"Device {device_id} revoked.", {"revoked": device_id})

@@ -38,7 +38,7 @@ def init(
     with connect(ctx, server_url) as remote:
         created = create_account(remote, account, password, device_name)
     created.state.save(ctx.home)
-    kit = recovery_kit(server_url, account, created.recovery_key, created.state.master, datetime.date.today())
+    kit = recovery_kit(server_url, account, created.recovery_key, created.master, datetime.date.today())
     if kit_file is not None:
         write_private_file(kit_file, kit)
     ctx.emit(
@@ -48,7 +48,7 @@ def init(
             "account": account,
             "device_id": created.state.device_id,
             "server": server_url,
-            "fingerprint": created.state.master.fingerprint(),
+            "fingerprint": created.state.keys.fingerprint,
             "recovery_kit_file": str(kit_file) if kit_file else None,
             "recovery_kit": kit if kit_file is None else None,
         },

@@ -21,15 +21,18 @@ from keep.client.device_state import DeviceState
 from keep.client.recovery_kit import recovery_kit
 from keep.client.remote import Remote
 from keep.protocol.errors import IntegrityError
+from keep.protocol.keys import MasterKey
 
 
-def _owner(ctx: CliContext, remote: Remote, state: DeviceState, password_file: Path | None) -> str:
-    """Owner session from the current password, after checking that it opens
-    this device's key (not merely some account of that name)."""
+def _owner(
+    ctx: CliContext, remote: Remote, state: DeviceState, password_file: Path | None
+) -> tuple[str, MasterKey]:
+    """Owner session and master key from the current password, after checking
+    that it opens this device's key (not merely some account of that name)."""
     session, master = owner_login(remote, state.account, read_password(password_file))
-    if master != state.master:
+    if not state.keys.opened_by(master):
         raise IntegrityError("the password opens a different key than this device's; nothing was changed")
-    return session
+    return session, master
 
 
 @cli.group()
@@ -47,16 +50,16 @@ def passwd(ctx: CliContext, password_file: Path | None, new_password_file: Path 
     if new_password_file is None and not os.isatty(0):
         raise UsageError("give --new-password-file or run on a terminal")
     with connect(ctx, state.server_url, state.device_token, state.ca_file) as remote:
-        session = _owner(ctx, remote, state, password_file)
+        session, master = _owner(ctx, remote, state, password_file)
         new_password = (
             read_password(new_password_file, confirm=True)
             if new_password_file
             else click.prompt("New password", hide_input=True, confirmation_prompt=True, err=True).encode()
         )
-        body = new_password_credential(state.account, state.master, new_password)
+        body = new_password_credential(state.account, master, new_password)
         remote.request_json("PUT", "/v1/keyslots/password", body, token=session)
-        _, master = owner_login(remote, state.account, new_password)
-        if master != state.master:
+        _, again = owner_login(remote, state.account, new_password)
+        if again != master:
             raise IntegrityError("the server did not store the new password slot correctly")
     ctx.emit("Password changed. The old password no longer works; devices are unaffected.", {"changed": True})
 
@@ -70,8 +73,8 @@ def verify(ctx: CliContext, password_file: Path | None) -> None:
     with connect(ctx, state.server_url, state.device_token, state.ca_file) as remote:
         _owner(ctx, remote, state, password_file)
     ctx.emit(
-        f"The password unlocks account {state.account!r} (key {state.master.fingerprint()}).",
-        {"ok": True, "fingerprint": state.master.fingerprint()},
+        f"The password unlocks account {state.account!r} (key {state.keys.fingerprint}).",
+        {"ok": True, "fingerprint": state.keys.fingerprint},
     )
 
 
@@ -83,13 +86,13 @@ def recovery_kit_cmd(ctx: CliContext, password_file: Path | None, output: Path |
     """Make a new recovery kit; the previous recovery key stops working."""
     state = DeviceState.load(ctx.home)
     with connect(ctx, state.server_url, state.device_token, state.ca_file) as remote:
-        session = _owner(ctx, remote, state, password_file)
-        rkey, body = new_recovery_credential(state.account, state.master)
+        session, master = _owner(ctx, remote, state, password_file)
+        rkey, body = new_recovery_credential(state.account, master)
         remote.request_json("PUT", "/v1/keyslots/recovery", body, token=session)
-        _, master = recovery_login(remote, state.account, rkey)
-        if master != state.master:
+        _, again = recovery_login(remote, state.account, rkey)
+        if again != master:
             raise IntegrityError("the server did not store the new recovery slot correctly")
-    kit = recovery_kit(state.server_url, state.account, rkey, state.master, datetime.date.today())
+    kit = recovery_kit(state.server_url, state.account, rkey, master, datetime.date.today())
     if output is not None:
         write_private_file(output, kit)
     ctx.emit(

@@ -147,7 +147,7 @@ def forget(
             "dry_run": dry_run,
         }
         if not dry_run:
-            become_owner(state, repo.remote, password_file, recovery_kit)
+            become_owner(state, repo, password_file, recovery_kit)
             if remove:
                 with Lease(repo.remote, "exclusive"):
                     # Named first, deleted second: other machines that saw
@@ -176,7 +176,7 @@ def prune(
     """Delete data no snapshot references; repack mostly-unused packs."""
     with open_repository(ctx) as (state, repo):
         if not dry_run:
-            become_owner(state, repo.remote, password_file, recovery_kit)
+            become_owner(state, repo, password_file, recovery_kit)
         result = _prune(repo, repack_below, dry_run)
     ctx.emit(_prune_text(result), _prune_json(result))
 

@@ -17,7 +17,6 @@ from keep.client.recovery_kit import recovery_key_from_kit
 from keep.client.remote import Remote
 from keep.client.repository import Repository
 from keep.protocol.errors import ExitCode, IntegrityError, KeepError
-from keep.protocol.keys import RepositoryKeys
 from keep.protocol.recovery import decode_recovery_key
 
 
@@ -77,16 +76,19 @@ def connect(ctx: CliContext, server_url: str, token: str | None = None, ca_file:
 def open_repository(ctx: CliContext) -> Iterator[tuple[DeviceState, Repository]]:
     state = DeviceState.load(ctx.home)
     with connect(ctx, state.server_url, state.device_token, state.ca_file) as remote:
-        repo = Repository(remote, RepositoryKeys.from_master(state.master), ctx.home / "cache", state.suite)
+        repo = Repository(remote, state.keys, ctx.home / "cache", state.suite)
         yield state, repo
 
 
 def become_owner(
-    state: DeviceState, remote: Remote, password_file: Path | None, recovery_kit: Path | None
+    state: DeviceState, repo: Repository, password_file: Path | None, recovery_kit: Path | None
 ) -> None:
-    """Switch `remote` to an owner session (password or recovery kit), for
-    commands that delete. Without any way to ask for the password, the device
-    credential stays, and the server answers that it is append-only."""
+    """Switch the repository to the owner (password or recovery kit), for
+    commands that delete: an owner session on the server, and the owner's
+    signing key for the records that say what was removed. Without any way
+    to ask for the password, the device credential stays, and the server
+    answers that it is append-only."""
+    remote = repo.remote
     if recovery_kit is not None:
         key = decode_recovery_key(recovery_key_from_kit(recovery_kit.read_text()))
         session, master = recovery_login(remote, state.account, key)
@@ -94,9 +96,10 @@ def become_owner(
         session, master = owner_login(remote, state.account, read_password(password_file))
     else:
         return
-    if master != state.master:
+    if not state.keys.opened_by(master):
         raise IntegrityError("that credential opens a different key than this device's")
     remote.token = session
+    repo.owner_key = master.owner_key()
 
 
 def owner_options(fn: Callable[..., None]) -> Callable[..., None]:

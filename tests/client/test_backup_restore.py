@@ -24,7 +24,6 @@ from keep.protocol.blob import blob_id
 from keep.protocol.chunker import Chunker
 from keep.protocol.envelope import TAG_SIZE
 from keep.protocol.index import Index
-from keep.protocol.keys import RepositoryKeys
 from keep.protocol.limits import CHUNK_MAX, CHUNK_MIN, MiB
 from keep.protocol.tree import Tree
 
@@ -323,7 +322,7 @@ def test_files_cut_across_read_buffers_give_the_chunks_of_the_whole_file(
     snapshot = device.json("backup", str(src))["snapshot"]
 
     state = DeviceState.load(device.home)
-    keys = RepositoryKeys.from_master(state.master)
+    keys = state.keys
     chunker = Chunker(keys.chunker)
     with Remote(state.server_url, state.device_token) as remote:
         repo = Repository(remote, keys, device.home / "c2", state.suite)
@@ -359,7 +358,7 @@ def test_a_failure_behind_the_pipeline_fails_the_backup_not_a_file(device: Devic
     device.init()
     state = DeviceState.load(device.home)
     with Remote(state.server_url, state.device_token) as remote:
-        repo = Repository(remote, RepositoryKeys.from_master(state.master), device.home / "c2", state.suite)
+        repo = Repository(remote, state.keys, device.home / "c2", state.suite)
         archiver = Archiver(repo, BackupOptions(host="test"))
         real_add = archiver.packer.add
         calls = 0
@@ -398,7 +397,7 @@ def test_the_compression_level_comes_from_the_flag_or_keep_toml(device: Device, 
     assert device.run("backup", "--compression", "0", str(src), check=False).returncode == 2
 
     state = DeviceState.load(device.home)
-    keys = RepositoryKeys.from_master(state.master)
+    keys = state.keys
     with Remote(state.server_url, state.device_token) as remote:
         repo = Repository(remote, keys, device.home / "c2", state.suite)
         repo.ensure_index()
@@ -435,7 +434,7 @@ def test_unchanged_directories_keep_their_tree_ids_and_changes_reach_the_root(
     device.init()
     device.json("backup", str(src))
     state = DeviceState.load(device.home)
-    keys = RepositoryKeys.from_master(state.master)
+    keys = state.keys
 
     def backup_tree_ids() -> dict[str, bytes]:
         snapshot = device.json("backup", str(src))["snapshot"]
@@ -476,7 +475,7 @@ def test_many_small_files_are_indexed_in_bounded_index_objects(
         (src / f"f{n:03}").write_bytes(b"small file %d\n" % n)
     device.init()
     state = DeviceState.load(device.home)
-    keys = RepositoryKeys.from_master(state.master)
+    keys = state.keys
     with Remote(state.server_url, state.device_token) as remote:
         repo = Repository(remote, keys, device.home / "c2", state.suite)
         Archiver(repo, BackupOptions(host="test")).run([os.fsencode(src)], None)

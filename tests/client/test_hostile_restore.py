@@ -16,7 +16,6 @@ from keep.client.repository import Repository
 from keep.protocol import msgcodec
 from keep.protocol.blob import BlobType, blob_id
 from keep.protocol.compression import Codec
-from keep.protocol.keys import RepositoryKeys
 from keep.protocol.snapshot import Snapshot
 from keep.protocol.tree import Node, NodeType
 
@@ -28,9 +27,7 @@ def plant(device: Device, trees: list[list[list[object]]]) -> None:
     bypassing the encoder's checks."""
     state = DeviceState.load(device.home)
     with Remote(state.server_url, state.device_token) as remote:
-        repo = Repository(
-            remote, RepositoryKeys.from_master(state.master), device.home / "cache2", state.suite
-        )
+        repo = Repository(remote, state.keys, device.home / "cache2", state.suite)
         repo.load_index()
         packer = Packer(repo)
         ids = []

@@ -13,7 +13,7 @@ import pytest
 from aiohttp import web
 from keep.client.device_state import DeviceState
 from keep.protocol.envelope import Suite
-from keep.protocol.keys import MasterKey
+from keep.protocol.keys import MasterKey, RepositoryKeys
 
 from benchmarks.server_process import app_in_thread
 from tests.client.conftest import Device
@@ -112,7 +112,14 @@ def test_swapped_object_is_an_integrity_error(
     body = app[STATE]["snapshot_body"]
     assert hashlib.sha256(body).hexdigest() != "ab" * 32
     home = tmp_path / "home"
-    DeviceState(url, "victim", "dev", "kd_token", MasterKey(os.urandom(64)), Suite.AES_256_GCM).save(home)
+    DeviceState(
+        url,
+        "victim",
+        "dev",
+        "kd_token",
+        RepositoryKeys.from_master(MasterKey(os.urandom(64))),
+        Suite.AES_256_GCM,
+    ).save(home)
     dev = Device(url, home, "victim", tmp_path / "pw")
     result = dev.run("snapshots", check=False, timeout=60)
     assert result.returncode == 15, result.stderr

@@ -232,10 +232,9 @@ def test_server_never_sees_secrets_names_or_content(tmp_path: Path) -> None:
     kits = [(tmp_path / "kit.txt").read_text(), (tmp_path / "kit2.txt").read_text()]
     recovery = [decode_recovery_key(recovery_key_from_kit(k)) for k in kits]
     keys = [
-        state.master.material,
-        state.master.data_key().material,
-        state.master.id_key().material,
-        state.master.chunker_key().material,
+        state.keys.data.material,
+        state.keys.id.material,
+        state.keys.chunker.material,
         *(r.material for r in recovery),
     ]
     needles = [

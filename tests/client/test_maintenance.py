@@ -23,7 +23,6 @@ from keep.client.device_state import DeviceState
 from keep.client.remote import Remote
 from keep.client.repository import Repository
 from keep.protocol.blob import BlobType
-from keep.protocol.keys import RepositoryKeys
 
 from tests.client.conftest import KEEP, Device
 from tests.client.test_faults import random_tree, restored
@@ -166,7 +165,7 @@ def test_planted_snapshot_holds_its_group_back(device: Device, tmp_path: Path) -
     real = [device.json("backup", str(src))["snapshot"] for _ in range(2)]
     state = DeviceState.load(device.home)
     with Remote(state.server_url, state.device_token) as remote:
-        repo = Repository(remote, RepositoryKeys.from_master(state.master), device.home / "c2", state.suite)
+        repo = Repository(remote, state.keys, device.home / "c2", state.suite)
         (info,) = [s for s in repo.snapshots() if s.id == real[-1]]
         future = info.snapshot.time_ns + 400 * 86400 * NS  # a credential planting "newer" history
         repo.save_snapshot(dataclasses.replace(info.snapshot, time_ns=future))
@@ -191,7 +190,7 @@ def test_check_names_files_hit_by_a_deleted_or_corrupted_pack_or_lost_index(
     assert device.json("check", "--read-data")["ok"]
     state = DeviceState.load(device.home)
     with Remote(state.server_url, state.device_token) as remote:
-        repo = Repository(remote, RepositoryKeys.from_master(state.master), device.home / "c2", state.suite)
+        repo = Repository(remote, state.keys, device.home / "c2", state.suite)
         repo.load_index()
         packs = {loc.pack_id for loc in repo.index.values()}
         data_pack = {p for p in packs if any(e.blob_type is BlobType.DATA for e in repo.packs[p].entries)}

@@ -10,22 +10,13 @@ from keep.client.prune_plan import plan
 
 @dataclass(frozen=True)
 class Entry:
+    blob_id: bytes
     length: int
 
 
-@dataclass(frozen=True)
-class Loc:
-    pack_id: str
-    entry: Entry
-
-
-# Packs A..E hold blobs a1.. of 100 bytes each; blobs "c*" live in condemned pack C.
-LOCATE = {
-    **{f"a{i}".encode(): Loc("A", Entry(100)) for i in range(4)},
-    **{f"b{i}".encode(): Loc("B", Entry(100)) for i in range(4)},
-    **{f"c{i}".encode(): Loc("C", Entry(100)) for i in range(4)},
-    **{f"d{i}".encode(): Loc("D", Entry(100)) for i in range(4)},
-}
+# Packs A..D hold blobs a0.. of 100 bytes each, as their own TOCs say;
+# blobs "c*" are in condemned pack C.
+CONTENTS = {p: [Entry(f"{p.lower()}{i}".encode(), 100) for i in range(4)] for p in "ABCD"}
 PACK_BYTES = {"A": 400, "B": 400, "D": 400}
 
 
@@ -62,7 +53,7 @@ def test_plan(
     live: set[bytes], condemned: tuple[str, ...], deletable: tuple[str, ...], expected: dict
 ) -> None:
     pack_bytes = {**PACK_BYTES, **({"C": 400} if condemned else {})}
-    got = plan(pack_bytes, pack_bytes, condemned, deletable, LOCATE, live)
+    got = plan(pack_bytes, CONTENTS, condemned, deletable, live)
     assert got.keep == expected.get("keep", [])
     assert got.repack == expected.get("repack", [])
     assert got.condemn == expected.get("condemn", [])
@@ -73,7 +64,7 @@ def test_plan(
 
 
 def test_a_live_blob_in_no_pack_is_reported() -> None:
-    got = plan(PACK_BYTES, PACK_BYTES, (), (), LOCATE, {b"a0", b"zz"})
+    got = plan(PACK_BYTES, CONTENTS, (), (), {b"a0", b"zz"})
     assert got.missing == [b"zz"]
 
 
@@ -81,7 +72,19 @@ def test_small_padded_packs_are_merged_only_in_company() -> None:
     """A and B hold 400 live blob bytes in 1000 stored bytes (padding)."""
     live = {b"a0", b"a1", b"a2", b"a3", b"b0", b"b1", b"b2", b"b3", b"d0", b"d1", b"d2", b"d3"}
     stored = {"A": 1000, "B": 1000, "D": 400}
-    got = plan(stored, PACK_BYTES, (), (), LOCATE, live)
+    got = plan(stored, CONTENTS, (), (), live)
     assert (got.repack, got.keep) == (["A", "B"], ["D"])
-    got = plan({**stored, "B": 400}, PACK_BYTES, (), (), LOCATE, live)
+    got = plan({**stored, "B": 400}, CONTENTS, (), (), live)
     assert (got.repack, got.keep) == ([], ["A", "B", "D"])  # one padded pack alone stays
+
+
+def test_a_pack_holding_a_live_blob_is_never_condemned_whoever_else_holds_it() -> None:
+    """E holds a copy of live a0 (and dead blobs): whatever any index says
+    about where a0 lives, E is repacked (its live blob copied and verified
+    first), never condemned or deleted as unused."""
+    contents = {**CONTENTS, "E": [Entry(b"a0", 100), *(Entry(b"e%d" % i, 100) for i in range(1, 4))]}
+    live = {b"a0", b"a1", b"a2", b"a3"}
+    got = plan({**PACK_BYTES, "E": 400}, contents, ("E",), ("E",), live)
+    assert got.repack == ["E"]
+    assert "E" not in got.condemn + got.delete
+    assert got.resurrected == ["E"]

@@ -22,7 +22,6 @@ from keep.client.archiver import Archiver, BackupOptions
 from keep.client.device_state import DeviceState
 from keep.client.remote import Remote
 from keep.client.repository import Repository
-from keep.protocol.keys import RepositoryKeys
 from keep.protocol.tree import Node, NodeType
 
 from tests.client.conftest import Device
@@ -57,7 +56,7 @@ def test_evicted_descriptors_never_receive_another_files_bytes(
     make_small_files(src, 3_000, 150, seed=17)
     device.init()
     state = DeviceState.load(device.home)
-    keys = RepositoryKeys.from_master(state.master)
+    keys = state.keys
     monkeypatch.setattr(packer, "PACK_BLOBS_MAX", 40)  # ~75 packs: many ranges, all threads busy
     with Remote(state.server_url, state.device_token) as remote:
         repo = Repository(remote, keys, device.home / "c2", state.suite)
@@ -140,7 +139,7 @@ def _backed_up_repo(device: Device, src: Path) -> tuple[Remote, Repository]:
     device.run("backup", str(src))
     state = DeviceState.load(device.home)
     remote = Remote(state.server_url, state.device_token)
-    repo = Repository(remote, RepositoryKeys.from_master(state.master), device.home / "c2", state.suite)
+    repo = Repository(remote, state.keys, device.home / "c2", state.suite)
     repo.load_index()
     return remote, repo
 

@@ -3,6 +3,7 @@ and the stored bytes must decode to the stated plaintext."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any
@@ -11,8 +12,9 @@ import pytest
 from keep.protocol import msgcodec
 from keep.protocol.compression import BlobDecompressor
 from keep.protocol.envelope import ObjectKind, open_single
+from keep.protocol.errors import FormatError
 from keep.protocol.index import Index
-from keep.protocol.keys import Kek, MasterKey, RecoveryKey
+from keep.protocol.keys import Kek, MasterKey, OwnerPublicKey, RecoveryKey
 from keep.protocol.keyslot import KeySlot
 from keep.protocol.pack import PackReader
 from keep.protocol.recovery import decode_recovery_key
@@ -69,3 +71,24 @@ def test_record_vectors_decode() -> None:
     assert msgcodec.pack(index.to_record()).hex() == v["index"]["msgpack"]
     body = open_single(data_key, ObjectKind.INDEX, bytes.fromhex(v["index"]["sealed"]))
     assert body.hex() == v["index"]["zstd_body"]
+
+
+def test_index_owner_signature_known_answer_and_tampering() -> None:
+    """The stored index record verifies under the stored owner public key;
+    any change to what it condemns or forgets, another owner's key, a
+    device-written copy without the signature, or a version 2 record with
+    the same lists do not."""
+    owner = OwnerPublicKey(bytes.fromhex(load("keys")["owner_public_key"]))
+    record = msgcodec.unpack(bytes.fromhex(load("records")["index"]["msgpack"]), 1 << 20)
+    index = Index.from_record(record)
+    assert index.has_control
+    assert index.owner_signed(owner)
+    other = MasterKey(bytes(64)).owner_key().public()
+    assert not index.owner_signed(other)
+    flipped = bytes([index.condemned[0][0] ^ 1]) + index.condemned[0][1:]
+    assert not dataclasses.replace(index, condemned=(flipped,)).owner_signed(owner)
+    assert not dataclasses.replace(index, forgotten=()).owner_signed(owner)
+    assert not dataclasses.replace(index, signature=b"").owner_signed(owner)
+    assert not Index.from_record([2, *record[1:5]]).owner_signed(owner)
+    with pytest.raises(FormatError):
+        Index.from_record([*record[:5], b"x" * 65])

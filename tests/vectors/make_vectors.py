@@ -70,6 +70,8 @@ def keys_vectors() -> dict[str, Any]:
         "id_key": h(MASTER.id_key().material),
         "chunker_key": h(MASTER.chunker_key().material),
         "fingerprint": MASTER.fingerprint(),
+        "owner_signing_seed": h(MASTER.owner_key().material),
+        "owner_public_key": h(MASTER.owner_key().public().material),
         "password": "correct horse",
         "kdf_salt": h(stream(b"salt", 32)),
         "kdf_params": VECTOR_KDF.to_json(),
@@ -155,7 +157,7 @@ def record_vectors() -> dict[str, Any]:
         supersedes=(),
         condemned=(bytes(range(32)),),
         forgotten=(bytes(range(32, 64)),),
-    )
+    ).signed(MASTER.owner_key())  # Ed25519 signatures are deterministic
     out: dict[str, Any] = {"tree_msgpack": h(tree.to_bytes())}
     for name, kind, record in (
         ("snapshot", ObjectKind.SNAPSHOT, snapshot.to_record()),

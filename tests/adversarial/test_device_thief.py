@@ -1,0 +1,118 @@
+"""A thief holding only `device.json` (the device's token and keys) attacks
+with append-only operations; the owner's routine commands must not lose
+history because of what the thief wrote."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+from pathlib import Path
+
+import pytest
+from keep.client.device_state import DeviceState
+from keep.client.packer import Packer
+from keep.client.remote import Remote
+from keep.client.repository import Repository
+from keep.protocol.blob import BlobType, blob_id
+from keep.protocol.compression import Codec
+from keep.protocol.errors import PermissionDeniedError
+from keep.protocol.index import Index, IndexedPack
+from keep.protocol.keys import MasterKey, RepositoryKeys
+
+from tests.client.conftest import Device
+from tests.client.test_faults import random_tree
+from tests.client.tree_builder import describe
+
+
+def restored(target: Path, source: Path) -> Path:
+    return target / str(source).lstrip("/")
+
+
+def thief_repository(device: Device, remote: Remote, where: Path) -> Repository:
+    """What a thief can open with a copy of device.json and nothing else."""
+    state = DeviceState.load(device.home)
+    repo = Repository(remote, state.keys, where, state.suite)
+    repo.load_index()
+    return repo
+
+
+def test_a_planted_index_cannot_make_the_owners_prune_delete_history(device: Device, tmp_path: Path) -> None:
+    src = random_tree(tmp_path / "src", 6, 3 << 20)
+    device.init()
+    device.run("backup", str(src))
+    state = DeviceState.load(device.home)
+    with Remote(state.server_url, state.device_token) as remote:
+        thief = thief_repository(device, remote, tmp_path / "thief-cache")
+        real_packs = sorted(thief.pack_sizes)
+        live = list(thief.index)
+        old_indexes = list(thief.listed_index_ids)
+        # A small pack of the thief's own...
+        packer = Packer(thief)
+        junk = b"the thief's own blob"
+        packer.add(BlobType.DATA, blob_id(thief.keys.id, junk), Codec.RAW, junk, len(junk))
+        packer.flush()
+        (small,) = set(thief.pack_sizes) - set(real_packs)
+        entry = thief.packs[small].entries[0]
+        # ...and an index claiming every blob lives there, superseding every
+        # index and condemning every real pack.
+        lie = Index(
+            (
+                IndexedPack(
+                    bytes.fromhex(small),
+                    thief.suite,
+                    thief.packs[small].salt,
+                    tuple(entry._replace(blob_id=b, frame=i) for i, b in enumerate(live)),
+                ),
+            ),
+            supersedes=tuple(map(bytes.fromhex, old_indexes)),
+            condemned=tuple(map(bytes.fromhex, real_packs)),
+        )
+        remote.put_object("index", lie.seal(thief.keys.data, thief.suite, os.urandom(32)))
+    # The owner's routine: check, prune (twice, past any wait), restore.
+    check = device.run("check", check=False)
+    assert "without the owner's signature and were ignored" in check.stdout
+    for _ in range(2):
+        device.run("prune", "--password-file", str(device.password_file))
+    device.run("check", "--read-data")
+    target = tmp_path / "restore"
+    device.run("restore", "latest", "--target", str(target), "--verify")
+    assert describe(restored(target, src)) == describe(src)
+
+
+def test_a_device_cannot_sign_a_forget(device: Device, tmp_path: Path) -> None:
+    """A thief's forget list (sealed with the data key, but unsigned) does not
+    excuse a snapshot that disappears: the server and the thief together
+    still cannot hide one."""
+    src = random_tree(tmp_path / "src", 2, 1 << 16)
+    device.init()
+    snap = device.json("backup", str(src))["snapshot"]
+    state = DeviceState.load(device.home)
+    with Remote(state.server_url, state.device_token) as remote:
+        thief = thief_repository(device, remote, tmp_path / "thief-cache")
+        lie = Index((), forgotten=(bytes.fromhex(snap),))
+        remote.put_object("index", lie.seal(thief.keys.data, thief.suite, os.urandom(32)))
+        # ...and a device credential cannot sign one through the engine either
+        with pytest.raises(PermissionDeniedError):
+            thief.save_index([], forgotten=[snap])
+    assert [s["id"] for s in device.json("snapshots")] == [snap]
+
+
+def test_device_json_holds_no_master_key_and_version_1_files_are_migrated(device: Device) -> None:
+    device.init()
+    raw = json.loads((device.home / "device.json").read_text())
+    assert raw["version"] == 2
+    assert "master_key" not in raw
+    # A version 1 file (which held the master key) is rewritten without it.
+    master = MasterKey(os.urandom(64))
+    keys = RepositoryKeys.from_master(master)
+    old = {k: v for k, v in raw.items() if k not in ("data_key", "id_key", "chunker_key", "owner_public_key")}
+    old.update(version=1, master_key=base64.b64encode(master.material).decode())
+    old.pop("fingerprint")
+    (device.home / "device.json").write_text(json.dumps(old))
+    state = DeviceState.load(device.home)
+    assert state.keys == keys
+    migrated = json.loads((device.home / "device.json").read_text())
+    assert migrated["version"] == 2
+    assert "master_key" not in migrated
+    assert base64.b64encode(master.material).decode() not in (device.home / "device.json").read_text()
