@@ -18,6 +18,7 @@ from pathlib import Path
 
 from keep.client.device_state import DeviceState
 from keep.client.remote import Remote
+from keep.protocol.device_name import seal_device_name
 from keep.protocol.envelope import Suite
 from keep.protocol.errors import FormatError, IntegrityError, KeepError
 from keep.protocol.kdf import (
@@ -57,6 +58,7 @@ def create_account(
     account: str,
     password: bytes,
     device_name: str | None = None,
+    invite: str | None = None,
     params: KdfParams = DEFAULT_PARAMS,
     policy: KdfPolicy = DEFAULT_POLICY,
 ) -> NewAccount:
@@ -82,6 +84,7 @@ def create_account(
             "auth_verifier": b64(auth.verifier()),
             "keyslots": slots,
             "recovery_verifier": b64(recovery.auth().verifier()),
+            **({"invite": invite} if invite else {}),
         },
         retry=False,
     )
@@ -93,14 +96,13 @@ def create_account(
 def enroll_device(
     remote: Remote, session: str, account: str, master: MasterKey, device_name: str | None
 ) -> DeviceState:
-    reply = remote.request_json(
-        "POST", "/v1/devices", {"name": device_name or socket.gethostname() or "device"}, token=session
-    )
+    keys = RepositoryKeys.from_master(master)
+    name = seal_device_name(keys.data, device_name or socket.gethostname() or "device", os.urandom(12))
+    reply = remote.request_json("POST", "/v1/devices", {"name": name}, token=session)
     try:
         device_id, token = str(reply["id"]), str(reply["token"])
     except (KeyError, TypeError):
         raise KeepError("the server sent a malformed device enrollment") from None
-    keys = RepositoryKeys.from_master(master)
     return DeviceState(remote.base_url, account, device_id, token, keys, preferred_suite(), remote.ca_file)
 
 

@@ -34,11 +34,11 @@ from keep.protocol.errors import (
     PermissionDeniedError,
     QuotaExceededError,
     ServerUnreachableError,
-    UnknownAccountError,
 )
 from keep.protocol.limits import OBJECT_MAX, MiB
 
 JSON_MAX = 16 * MiB
+LIST_OBJECTS_MAX = 2_000_000  # of one kind: 32 TB of packs, far beyond a home server
 RETRIES = 4
 BACKOFF_FIRST = 0.5  # seconds, doubled per retry
 READ_TIMEOUT = 120.0  # seconds without progress on a connection
@@ -363,18 +363,30 @@ class Remote:
         self.request_json("DELETE", object_path(kind, object_id), ok=(204, 404))
 
     def list_objects(self, kind: str) -> list[ObjectInfo]:
+        """Every object of a kind, page by page. A server that sends pages
+        that do not move forward, pages larger than asked, or more objects
+        than LIST_OBJECTS_MAX is refused: memory stays bounded."""
         out: list[ObjectInfo] = []
         after = ""
         while True:
             query = f"?limit={LIST_LIMIT_MAX}" + (f"&after={after}" if after else "")
             page = self.request_json("GET", f"/v1/objects/{kind}{query}")
             try:
-                out += [ObjectInfo(str(o["id"]), int(o["size"]), int(o["created"])) for o in page["objects"]]
-                after = page["next"]
+                objects = page["objects"]
+                if len(objects) > LIST_LIMIT_MAX:
+                    raise ProtocolViolationError("the server sent a longer list page than asked for")
+                out += [ObjectInfo(str(o["id"]), int(o["size"]), int(o["created"])) for o in objects]
+                following = str(page["next"] or "")
             except (KeyError, TypeError, ValueError):
                 raise ProtocolViolationError("the server sent a malformed object list") from None
-            if not after:
+            if not following:
                 return out
+            if following <= after or not objects or len(out) > LIST_OBJECTS_MAX:
+                raise ProtocolViolationError(
+                    f"the server's {kind} list does not end (over {len(out):,} objects, or a page that "
+                    "does not move forward); refusing it"
+                )
+            after = following
 
     # Accounts -----------------------------------------------------------------------
     def kdf_info(self, account: str) -> dict[str, Any]:
@@ -390,11 +402,9 @@ class Remote:
         parsed = _json_or_none(raw, ctype)
         if status == 201 and isinstance(parsed, dict) and isinstance(parsed.get("token"), str):
             return str(parsed["token"])
-        if status == 404:
-            raise UnknownAccountError(f"the server has no account named {account!r}")
-        if status == 401:
+        if status in (401, 404):  # one answer: the server does not say which (older ones did)
             what = "password" if method == "password" else "recovery key"
-            raise AuthError(f"wrong {what} for account {account!r}")
+            raise AuthError(f"wrong {what}, or no such account ({account!r})")
         raise _reply_error(status, raw, ctype)
 
 

@@ -42,6 +42,7 @@ from keep.protocol.index import Index, IndexedPack
 from keep.protocol.keys import OwnerSigningKey, RepositoryKeys
 from keep.protocol.limits import OBJECT_MAX, KiB
 from keep.protocol.pack import FOOTER, FOOTER_SEALED_SIZE, TocEntry, open_blob, parse_toc
+from keep.protocol.padding import padme
 from keep.protocol.snapshot import Snapshot
 
 RANGE_ALIGN = 64 * KiB
@@ -103,8 +104,13 @@ class SeenSnapshots:
 
 
 def aligned(start: int, end: int, size: int) -> tuple[int, int]:
-    """Widen [start, end) to RANGE_ALIGN boundaries within [0, size)."""
-    return start - start % RANGE_ALIGN, min(size, -(-end // RANGE_ALIGN) * RANGE_ALIGN)
+    """Widen [start, end) to RANGE_ALIGN boundaries and then to a PADMÉ
+    length (as packs are padded), within [0, size): a ranged read says no
+    more about the blobs in it than a pack's size says about its content."""
+    start, end = start - start % RANGE_ALIGN, min(size, -(-end // RANGE_ALIGN) * RANGE_ALIGN)
+    want = -(-padme(end - start) // RANGE_ALIGN) * RANGE_ALIGN
+    grown = min(size, start + want)
+    return max(0, grown - want), grown
 
 
 class Repository:

@@ -12,9 +12,11 @@ Compressor objects are not thread-safe; each worker thread keeps its own
 from __future__ import annotations
 
 import enum
+import struct
 
 import zstandard
 from keep.protocol.errors import FormatError
+from keep.protocol.padding import padme
 
 DEFAULT_LEVEL = 3  # trees, indexes, snapshots: small, and listed and restored often
 # File data: level 1 by default (docs/format.md §5). On text it is 1.35-1.5x
@@ -87,6 +89,18 @@ class BlobDecompressor:
 def compress_metadata(data: bytes) -> bytes:
     """Compress the msgpack body of an index, snapshot or lock object."""
     return zstandard.ZstdCompressor(level=DEFAULT_LEVEL).compress(data)
+
+
+SKIPPABLE_MAGIC = 0x184D2A50  # a zstd skippable frame: decoders pass over its content
+
+
+def pad_metadata(body: bytes, floor: int) -> bytes:
+    """`body` (one zstd frame) followed by a skippable frame of zeros, so the
+    whole is a PADMÉ length of at least `floor`: the sealed object's size
+    then says about as little about its content as a pack's does (what an
+    index's size gave away: the exact number of blobs each backup added)."""
+    target = max(floor, padme(len(body) + 8))
+    return body + struct.pack("<II", SKIPPABLE_MAGIC, target - len(body) - 8) + bytes(target - len(body) - 8)
 
 
 def decompress_metadata(data: bytes, limit: int) -> bytes:

@@ -35,6 +35,7 @@ from keep.protocol.sealed_record import open_record, seal_record
 INDEX_VERSION = 3
 OBJECT_ID_SIZE = 32  # SHA-256 of an object's bytes
 SIGNATURE_SIZE = 64  # Ed25519
+INDEX_MIN_PADDED = 16 * 1024  # bodies are padded to PADMÉ lengths, at least this (~200 blobs)
 SIGNED_CONTEXT = b"keep/v1/index/owner-signed\0"
 
 
@@ -131,7 +132,7 @@ class Index:
         )
 
     def seal(self, data_key: DataKey, suite: Suite, salt: bytes) -> bytes:
-        return seal_record(data_key, ObjectKind.INDEX, suite, salt, self.to_record())
+        return seal_record(data_key, ObjectKind.INDEX, suite, salt, self.to_record(), pad_to=INDEX_MIN_PADDED)
 
     @classmethod
     def open(cls, data_key: DataKey, data: bytes | memoryview) -> Self:

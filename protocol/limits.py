@@ -10,7 +10,7 @@ KiB = 1024
 MiB = 1024 * KiB
 GiB = 1024 * MiB
 
-# Chunker (DESIGN.md "Objects": about 256 KiB / 1 MiB / 8 MiB).
+# Chunker (docs/format.md §6.1: about 256 KiB / 1 MiB / 8 MiB).
 CHUNK_MIN = 256 * KiB
 CHUNK_AVG = 1 * MiB
 CHUNK_MAX = 8 * MiB

@@ -21,6 +21,7 @@ from keep.server.api_error import ApiError
 from keep.server.backends import metadata_store, object_store
 from keep.server.metrics import Metrics
 from keep.server.openapi import openapi_document
+from keep.server.quiet import hide_server_header
 from keep.server.settings import Settings
 from keep.server.state import SERVICES, SETTINGS, Services
 from keep.server.storage.objects import StorageFullError
@@ -98,6 +99,7 @@ def create_app(
     """The keep-server application. `clock` (epoch seconds) and `random` are
     injectable so tests can pin time and randomness."""
     app = web.Application(middlewares=[error_middleware], client_max_size=settings.json_max)
+    hide_server_header(app)
     app[SETTINGS] = settings
 
     async def storage(app: web.Application) -> AsyncIterator[None]:

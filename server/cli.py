@@ -10,16 +10,19 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import ssl
 import sys
 from pathlib import Path
 
 import click
 from aiohttp import web
-from keep.protocol.api import split_host_port
+from keep.protocol.api import ACCOUNT_NAME_RE, split_host_port
 from keep.protocol.errors import ExitCode
-from keep.server.app import create_app
+from keep.server.app import SECRET_SIZE, create_app
 from keep.server.backends import BackendURLError, check_urls, describe, metadata_store, object_store
+from keep.server.http_accounts import invitation
+from keep.server.quiet import quiet_logs
 from keep.server.scrub import AccountScrub, scrub
 from keep.server.settings import Settings
 from keep.server.systemd import check_data_dir, notify_when_listening
@@ -42,7 +45,13 @@ def main() -> None:
 @main.command()
 @click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), required=True)
 @click.option("--listen", default="127.0.0.1:8420", show_default=True)
-@click.option("--registration", type=click.Choice(["open", "closed"]), default="open", show_default=True)
+@click.option(
+    "--registration",
+    type=click.Choice(["open", "invite", "closed"]),
+    default="open",
+    show_default=True,
+    help="Who may create accounts: anyone, holders of an invitation (keep-server invite NAME), nobody.",
+)
 @click.option("--tls-cert", type=click.Path(dir_okay=False, exists=True, path_type=Path))
 @click.option("--tls-key", type=click.Path(dir_okay=False, exists=True, path_type=Path))
 @click.option("--metadata", "metadata_url", help="sqlite:///PATH (default: DATA_DIR/keep.db)")
@@ -62,6 +71,7 @@ def serve(
 ) -> None:
     """Serve the v1 API."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    quiet_logs(log_client_addresses)
     host, port = _listen(listen)
     if (tls_cert is None) != (tls_key is None):
         raise click.UsageError("--tls-cert and --tls-key go together")
@@ -72,7 +82,7 @@ def serve(
         data_dir=data_dir.resolve(),
         host=host,
         port=port,
-        registration_open=registration == "open",
+        registration=registration,
         metadata_url=metadata_url,
         objects_url=objects_url,
         tls_cert=tls_cert,
@@ -109,6 +119,29 @@ def serve(
         access_log=logging.getLogger("keep.server.access") if log_client_addresses else None,
         handler_cancellation=True,
     )
+
+
+@main.command("invite")
+@click.argument("name")
+@click.option("--data-dir", type=click.Path(file_okay=False, exists=True, path_type=Path), required=True)
+@click.option("--metadata", "metadata_url", help="sqlite:///PATH (default: DATA_DIR/keep.db)")
+def invite_command(name: str, data_dir: Path, metadata_url: str | None) -> None:
+    """Print the invitation that lets account NAME register on a server run
+    with --registration invite (`keep init --invite CODE`). It opens that one
+    name only."""
+    if not ACCOUNT_NAME_RE.fullmatch(name):
+        raise click.UsageError("account names are 1-64 characters: a-z, 0-9, '.', '_', '-'")
+    settings = Settings(data_dir=data_dir.resolve(), metadata_url=metadata_url)
+    click.echo(invitation(asyncio.run(_secret(settings)), name))
+
+
+async def _secret(settings: Settings) -> bytes:
+    metadata = metadata_store(settings.resolved_metadata_url)
+    await metadata.open()
+    try:
+        return await metadata.server_secret(os.urandom(SECRET_SIZE))
+    finally:
+        await metadata.close()
 
 
 @main.command("scrub")

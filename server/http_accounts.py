@@ -1,14 +1,19 @@
 """Handlers for accounts, sessions, key slots and devices (docs/server.md).
 
-Handlers parse, call the metadata store, serialise. The KDF endpoint answers
-unknown names with a deterministic fake salt and the default parameters, in the
-same shape, so it does not reveal which accounts exist.
+Handlers parse, call the metadata store, serialise. Which account names
+exist is not revealed: the KDF endpoint answers unknown names with a fake salt
+(which changes now and then, as a real one does when its owner changes the
+password) and the default parameters, in byte-for-byte the same form; a login
+fails with the same answer for a wrong credential and an unknown name; and
+registration attempts on taken names are throttled like failed logins (or
+need an invitation: `--registration invite`).
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 from typing import Any
 
 from aiohttp import web
@@ -27,6 +32,8 @@ from keep.server.throttle import throttle_key, wait_seconds
 AUTH_METHOD_DERIVED_KEY = 1  # auth = HKDF(Argon2id(password)); a PAKE would be 2
 VERIFIER_SIZE = 32
 AUTH_KEY_SIZE = 32
+FAKE_SALT_DAYS_MIN = 30
+FAKE_SALT_DAYS_SPAN = 701  # periods of 30-730 days
 routes = web.RouteTableDef()
 
 
@@ -59,18 +66,49 @@ async def kdf_parameters(request: web.Request) -> web.Response:
     name = request.match_info["name"]
     account = await svc.metadata.account_by_name(name) if ACCOUNT_NAME_RE.fullmatch(name) else None
     if account is None:
-        salt = hmac.new(svc.secret, b"fake-salt/" + name.encode(), hashlib.sha256).digest()
-        return web.json_response({"kdf": DEFAULT_PARAMS.to_json(), "salt": b64(salt[:SALT_SIZE])})
-    return web.json_response({"kdf": account.kdf, "salt": b64(account.salt)})
+        params, salt = DEFAULT_PARAMS, fake_salt(svc.secret, name, svc.clock())
+    else:
+        params, salt = KdfParams.from_json(account.kdf), account.salt
+    # One serialisation for both: same key order, same spacing, same length.
+    body = json.dumps({"kdf": params.to_json(), "salt": b64(salt)}, sort_keys=True)
+    return web.Response(body=body.encode(), content_type="application/json")
+
+
+def fake_salt(secret: bytes, name: str, now: int) -> bytes:
+    """The salt shown for a name that has no account. Each name gets its own
+    period (30-730 days) and phase, and a new salt every period, so watching
+    a name's salt change tells nothing: real salts change when the password
+    does, fake ones on their own schedule."""
+    seed = hmac.new(secret, b"fake-salt-period/" + name.encode(), hashlib.sha256).digest()
+    period = (FAKE_SALT_DAYS_MIN + int.from_bytes(seed[:4], "big") % FAKE_SALT_DAYS_SPAN) * 86_400
+    epoch = (now + int.from_bytes(seed[4:8], "big") % period) // period
+    message = b"fake-salt/%s/%d" % (name.encode(), epoch)
+    return hmac.new(secret, message, hashlib.sha256).digest()[:SALT_SIZE]
+
+
+def invitation(secret: bytes, name: str) -> str:
+    """The invitation that lets `name` register under `--registration invite`
+    (`keep-server invite NAME`): bound to the name, so it opens one account."""
+    return b64(hmac.new(secret, b"invite/" + name.encode(), hashlib.sha256).digest()[:18])
 
 
 @routes.post("/v1/accounts")
 async def create_account(request: web.Request) -> web.Response:
     svc = services(request)
-    if not svc.settings.registration_open:
+    if svc.settings.registration == "closed":
         raise ApiError(ErrorCode.REGISTRATION_CLOSED, "this server does not accept new accounts")
     body = await read_json(request)
     name = _account_name(field(body, "name", str))
+    if svc.settings.registration == "invite":
+        offered = body.get("invite")
+        if not isinstance(offered, str) or not hmac.compare_digest(offered, invitation(svc.secret, name)):
+            raise ApiError(
+                ErrorCode.REGISTRATION_CLOSED, "this server accepts new accounts by invitation only"
+            )
+    # Trying names that are taken is how registration would reveal them: it
+    # is slowed down like failed logins from the same address.
+    address = throttle_key(svc.secret, "address", _client_address(request))
+    await _wait_for_throttle(svc, [(address, svc.settings.login_free_per_address)])
     slots_in = field(body, "keyslots", dict)
     slots = {SlotKind.PASSWORD.value: _slot(slots_in.get("password"), SlotKind.PASSWORD)}
     recovery_verifier = None
@@ -91,6 +129,7 @@ async def create_account(request: web.Request) -> web.Response:
     try:
         await svc.metadata.create_account(account, slots)
     except AccountExistsError:
+        await svc.metadata.record_failure(address, svc.clock())
         raise ApiError(ErrorCode.ACCOUNT_EXISTS, "an account with this name exists") from None
     return web.json_response({"id": account.id, "name": name}, status=201)
 
@@ -116,16 +155,7 @@ async def _check_credential(
         (throttle_key(svc.secret, "address", address), settings.login_free_per_address),
     ]
     now = svc.clock()
-    for key, free in scopes:
-        state = await svc.metadata.throttle(key)
-        if state is not None:
-            wait = wait_seconds(state.failures, state.last, now, free, settings.login_max_delay)
-            if wait > 0:
-                raise ApiError(
-                    ErrorCode.RATE_LIMITED,
-                    "too many failed logins; wait before trying again",
-                    {"Retry-After": str(wait)},
-                )
+    await _wait_for_throttle(svc, scopes)
     account = await svc.metadata.account_by_name(name)
     digest = hashlib.sha256(auth).digest()
     if account is not None:
@@ -137,9 +167,22 @@ async def _check_credential(
     for key, _ in scopes:
         await svc.metadata.record_failure(key, now)
     svc.metrics.login_failures.inc()
-    if account is None:
-        raise ApiError(ErrorCode.NOT_FOUND, "no account with this name on this server")
-    raise ApiError(ErrorCode.UNAUTHORIZED, f"the {method} is not correct")
+    # One answer whether the name exists or not.
+    raise ApiError(ErrorCode.UNAUTHORIZED, "wrong credential, or no such account")
+
+
+async def _wait_for_throttle(svc: Services, scopes: list[tuple[bytes, int]]) -> None:
+    now = svc.clock()
+    for key, free in scopes:
+        state = await svc.metadata.throttle(key)
+        if state is not None:
+            wait = wait_seconds(state.failures, state.last, now, free, svc.settings.login_max_delay)
+            if wait > 0:
+                raise ApiError(
+                    ErrorCode.RATE_LIMITED,
+                    "too many failed attempts; wait before trying again",
+                    {"Retry-After": str(wait)},
+                )
 
 
 def _method(body: dict[str, Any]) -> str:

@@ -13,7 +13,7 @@ class Settings:
     data_dir: Path
     host: str = "127.0.0.1"
     port: int = 8420
-    registration_open: bool = True
+    registration: str = "open"  # open | invite (keep-server invite NAME) | closed
     metadata_url: str | None = None  # default: sqlite:///<data_dir>/keep.db
     objects_url: str | None = None  # default: file:///<data_dir>/objects
     tls_cert: Path | None = None

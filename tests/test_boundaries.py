@@ -1,4 +1,4 @@
-"""Architecture rules from DESIGN.md/STYLE.md, enforced on the source."""
+"""The project's architecture rules (which package may import which), enforced on the source."""
 
 from __future__ import annotations
 

@@ -22,6 +22,7 @@ from keep.client.device_state import DeviceState
 from keep.client.history import last_backup
 from keep.client.remote import Remote
 from keep.client.repository import Repository
+from keep.protocol.device_name import open_device_name
 from keep.protocol.errors import IntegrityError, KeepError, NotFoundError
 from keep.protocol.tree import Node, NodeType, Tree
 
@@ -238,7 +239,7 @@ def devices(paths: Paths) -> list[dict[str, Any]]:
     return [
         {
             "id": d.get("id"),
-            "name": d.get("name"),
+            "name": open_device_name(state.keys.data, str(d.get("name", ""))),
             "enrolled": _when(d.get("created")),
             "last_seen": _when(d.get("last_seen")),
             "revoked": _when(d["revoked"]) if d.get("revoked") else None,

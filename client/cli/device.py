@@ -10,6 +10,7 @@ from keep.client.account import owner_login
 from keep.client.cli.main import CliContext, cli
 from keep.client.cli.session import connect, read_password
 from keep.client.device_state import DeviceState
+from keep.protocol.device_name import open_device_name
 from keep.protocol.errors import IntegrityError
 
 
@@ -29,7 +30,14 @@ def list_devices(ctx: CliContext) -> None:
     state = DeviceState.load(ctx.home)
     with connect(ctx, state.server_url, state.device_token, state.ca_file) as remote:
         reply = remote.request_json("GET", "/v1/devices")
-    rows = [{**d, "this_device": d.get("id") == state.device_id} for d in reply.get("devices", [])]
+    rows = [
+        {
+            **d,
+            "name": open_device_name(state.keys.data, str(d.get("name", ""))),
+            "this_device": d.get("id") == state.device_id,
+        }
+        for d in reply.get("devices", [])
+    ]
     human = "\n".join(
         f"{d['id']}  {str(d['name'])[:24]:<24} enrolled {_when(d['created'])}"
         + f"  last seen {_when(d['last_seen'])}"

@@ -16,7 +16,10 @@ from keep.client.recovery_kit import recovery_kit
 @click.option("--server", "server_url", help="Server URL (default: [server] url in keep.toml).")
 @click.option("--account", help="Account name (default: [server] account in keep.toml).")
 @click.option("--password-file", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--device-name", help="Name of this device (default: host name).")
+@click.option("--device-name", help="Name of this device (default: host name; sent sealed).")
+@click.option(
+    "--invite", help="Invitation from the server's operator (servers run with --registration invite)."
+)
 @click.option(
     "--recovery-kit",
     "kit_file",
@@ -30,13 +33,14 @@ def init(
     account: str | None,
     password_file: Path | None,
     device_name: str | None,
+    invite: str | None,
     kit_file: Path | None,
 ) -> None:
     """Create a new account and set up this device."""
     server_url, account = new_device_target(ctx, server_url, account)
     password = read_password(password_file, confirm=True)
     with connect(ctx, server_url) as remote:
-        created = create_account(remote, account, password, device_name)
+        created = create_account(remote, account, password, device_name, invite)
     created.state.save(ctx.home)
     kit = recovery_kit(server_url, account, created.recovery_key, created.master, datetime.date.today())
     if kit_file is not None:

@@ -35,6 +35,7 @@ from typing import Any
 from aiohttp import web
 from keep.server.checkin.dns import Pusher, Zone
 from keep.server.checkin.registry import NameTakenError, Record, Registry, registry_from_url
+from keep.server.quiet import hide_server_header
 
 log = logging.getLogger("keep.checkin")
 NAME_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
@@ -268,6 +269,7 @@ def create_app(
     settings: CheckinSettings, pusher: Pusher | None = None, access_log: bool = False
 ) -> web.Application:
     app = web.Application(middlewares=[errors], client_max_size=64 * 1024)
+    hide_server_header(app)
     registry = registry_from_url(settings.registry_url or f"sqlite:///{settings.data_dir / 'checkin.db'}")
     app[CHECKIN] = Checkin(settings, registry, Zone(settings.zone, registry), pusher)
     app.add_routes(routes)

@@ -20,6 +20,7 @@ from keep.protocol.api import split_host_port
 from keep.server.checkin import updates
 from keep.server.checkin.app import CHECKIN, CheckinSettings, create_app
 from keep.server.checkin.dns import Pusher, TsigKey, start_responder
+from keep.server.quiet import quiet_logs
 from keep.server.systemd import check_data_dir, notify_when_listening
 
 log = logging.getLogger("keep.checkin")
@@ -66,6 +67,7 @@ def serve(
 ) -> None:
     """Serve the registry API, dyndns2, DNS and the update repository."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    quiet_logs(log_client_addresses)
     if (dns_update is None) != (tsig_key is None):
         raise click.UsageError("--dns-update and --tsig-key go together")
     pusher = None

@@ -136,11 +136,13 @@ class MetadataStore(abc.ABC):
         verifier: bytes,
         slot: dict[str, Any],
     ) -> None:
-        """Swap password verifier, KDF salt/params and password slot atomically."""
+        """Swap password verifier, KDF salt/params and password slot, and end
+        every owner session of the account, atomically."""
 
     @abc.abstractmethod
     async def replace_recovery(self, account_id: str, verifier: bytes, slot: dict[str, Any]) -> None:
-        """Swap recovery verifier and recovery slot atomically."""
+        """Swap recovery verifier and recovery slot, and end every owner
+        session of the account, atomically."""
 
     # Sessions
     @abc.abstractmethod

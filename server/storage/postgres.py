@@ -204,11 +204,13 @@ class PostgresMetadataStore(MetadataStore):
                 account_id,
             )
             await self._put_slot(db, account_id, "password", slot)
+            await db.execute("DELETE FROM sessions WHERE account_id = $1", account_id)
 
     async def replace_recovery(self, account_id: str, verifier: bytes, slot: dict[str, Any]) -> None:
         async with self.pool.acquire() as db, db.transaction():
             await db.execute("UPDATE accounts SET recovery_verifier = $1 WHERE id = $2", verifier, account_id)
             await self._put_slot(db, account_id, "recovery", slot)
+            await db.execute("DELETE FROM sessions WHERE account_id = $1", account_id)
 
     @staticmethod
     async def _put_slot(db: asyncpg.Connection, account_id: str, kind: str, slot: dict[str, Any]) -> None:

@@ -235,6 +235,7 @@ class SqliteMetadataStore(MetadataStore):
                 "INSERT OR REPLACE INTO keyslots (account_id, kind, slot) VALUES (?, 'password', ?)",
                 (account_id, json.dumps(slot, sort_keys=True)),
             )
+            db.execute("DELETE FROM sessions WHERE account_id = ?", (account_id,))
 
         await self._run(op)
 
@@ -245,6 +246,7 @@ class SqliteMetadataStore(MetadataStore):
                 "INSERT OR REPLACE INTO keyslots (account_id, kind, slot) VALUES (?, 'recovery', ?)",
                 (account_id, json.dumps(slot, sort_keys=True)),
             )
+            db.execute("DELETE FROM sessions WHERE account_id = ?", (account_id,))
 
         await self._run(op)
 

@@ -11,11 +11,13 @@ from typing import Any
 import pytest
 from keep.protocol import msgcodec
 from keep.protocol.compression import BlobDecompressor
+from keep.protocol.device_name import open_device_name, seal_device_name
 from keep.protocol.envelope import ObjectKind, open_single
 from keep.protocol.errors import FormatError
 from keep.protocol.index import Index
 from keep.protocol.keys import Kek, MasterKey, OwnerPublicKey, RecoveryKey
 from keep.protocol.keyslot import KeySlot
+from keep.protocol.limits import DEVICE_NAME_MAX
 from keep.protocol.pack import PackReader
 from keep.protocol.recovery import decode_recovery_key
 from keep.protocol.snapshot import Snapshot
@@ -92,3 +94,17 @@ def test_index_owner_signature_known_answer_and_tampering() -> None:
     assert not Index.from_record([2, *record[1:5]]).owner_signed(owner)
     with pytest.raises(FormatError):
         Index.from_record([*record[:5], b"x" * 65])
+
+
+def test_device_names_are_sealed_and_tampering_shows() -> None:
+    key = MasterKey(bytes(range(64))).data_key()
+    sealed = seal_device_name(key, "living-room-server", bytes(12))
+    assert sealed == seal_device_name(key, "living-room-server", bytes(12))  # deterministic given the nonce
+    assert sealed.startswith("k1.")
+    assert "living" not in sealed
+    assert len(seal_device_name(key, "x" * 200, bytes(12))) <= DEVICE_NAME_MAX
+    assert open_device_name(key, sealed) == "living-room-server"
+    flipped = sealed[:-2] + ("A" if sealed[-2] != "A" else "B") + sealed[-1]
+    assert open_device_name(key, flipped) == "(unreadable name)"
+    assert open_device_name(MasterKey(bytes(64)).data_key(), sealed) == "(unreadable name)"
+    assert open_device_name(key, "old clear name") == "old clear name"

@@ -30,6 +30,9 @@ HOP = {"content-length", "transfer-encoding", "connection", "content-encoding"}
 async def relay(request: web.Request) -> web.StreamResponse:
     mode: dict[str, Any] = request.app[MODE]
     body = await request.read()
+    if "record_ranges" in mode and "Range" in request.headers:
+        first, last = request.headers["Range"].removeprefix("bytes=").split("-")
+        mode["record_ranges"].append((int(first), int(last)))
     headers = {k: v for k, v in request.headers.items() if k.lower() not in ("host", *HOP)}
     async with (
         aiohttp.ClientSession(auto_decompress=False) as session,
