@@ -80,6 +80,11 @@ class SeenSnapshots:
         self.path = path
         self._legacy = legacy_cache
 
+    @property
+    def started(self) -> bool:
+        """Whether the record exists (else it is read from the old cache)."""
+        return self.path.exists()
+
     def ids(self) -> set[str]:
         try:
             return {line for line in self.path.read_text().split() if len(line) == 64}
@@ -128,6 +133,7 @@ class Repository:
         self.listed_index_ids: list[str] = []  # every index object listed, superseded ones too
         self.forgotten: set[str] = set()  # snapshots `keep forget` removed (owner-signed indexes)
         self.unsigned_control: list[str] = []  # index objects claiming owner authority without it
+        self.legacy_forgotten: set[str] = set()  # named by version 2 index objects (unsigned)
         self.owner_key: OwnerSigningKey | None = None  # set once the owner has logged in
         self._seen = SeenSnapshots(cache_dir.parent / SEEN_FILE, cache_dir / "snapshot")
         self._tree_cache = cache_dir / "trees"
@@ -189,6 +195,12 @@ class Repository:
             for pack in idx.packs:
                 self.add_pack(pack)
         self.forgotten = {f.hex() for key, (_, idx) in current.items() if key in owner for f in idx.forgotten}
+        # What version 2 objects (before owner signatures) said was forgotten:
+        # trusted only once, when a machine first starts its seen-snapshots
+        # record from its old cache (SeenSnapshots), as the old code did.
+        self.legacy_forgotten = {
+            f.hex() for _, idx in current.values() if idx.version == 2 for f in idx.forgotten
+        }
         self.listed_index_ids = list(indexes)
         self.pack_sizes = {o.id: o.size for o in self.remote.list_objects("pack")}
         self._index_ready = True
@@ -372,6 +384,8 @@ class Repository:
             return []
         if not self._index_ready:
             self.load_index()  # the forgotten list lives in the index
+        if not self._seen.started:
+            missing -= self.legacy_forgotten  # the migration from the old cache (format.md §8)
         return sorted(missing - self.forgotten)
 
     def _check_no_rollback(self, listed: set[str]) -> set[str]:

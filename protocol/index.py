@@ -71,6 +71,7 @@ class Index:
     condemned: tuple[bytes, ...] = ()
     forgotten: tuple[bytes, ...] = ()
     signature: bytes = b""
+    version: int = INDEX_VERSION  # 2: written before owner signatures existed
 
     @property
     def has_control(self) -> bool:
@@ -129,6 +130,7 @@ class Index:
                 for f in msgcodec.as_list(forgotten, "forgotten snapshots")
             ),
             signature,
+            fields[0],
         )
 
     def seal(self, data_key: DataKey, suite: Suite, salt: bytes) -> bytes:
