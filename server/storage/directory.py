@@ -189,6 +189,10 @@ class DirectoryObjectStore(ObjectStore):
                 remaining -= len(data)
                 yield data
         finally:
+            # If the handler was cancelled, a read may still be running on
+            # another pool thread: BufferedReader.close takes the same lock
+            # as read, so the descriptor is closed only after that read ends
+            # (never under it, where its number could be handed out again).
             await loop.run_in_executor(self._pool, f.close)
 
     async def delete(self, account_id: str, kind: str, object_id: str) -> None:
