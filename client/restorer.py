@@ -35,6 +35,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import Any
 
 from keep.client.path_warning import PathWarning
 from keep.client.repository import Repository
@@ -91,6 +92,7 @@ class _File:
     temp: bytes  # the temporary name in that directory, while not renamed into place
     file_id: tuple[int, int]  # (st_dev, st_ino) of the temporary file, checked on reopening
     pending: int = 0  # blob writes still to come
+    single: bool = False  # exactly one blob write: its writer owns it outright (no shared descriptor)
     failure: KeepError | None = None
     done: bool = False  # renamed into place, or removed
 
@@ -195,6 +197,8 @@ class Restorer:
         self._open_files = _OpenFiles(self._open_temp, OPEN_FILES_MAX)
         self._stop = threading.Event()
         self._progress: Callable[[RestoreStats], None] | None = None
+        self._local = threading.local()
+        self._thread_dirs: list[list[Any]] = []  # [directory id, fd] of each fetch thread
 
     def warn(self, path: bytes, message: str) -> None:
         with self._lock:
@@ -350,7 +354,7 @@ class Restorer:
             os.unlink(temp, dir_fd=dir_fd)
             raise
         index = len(self._files)
-        f = _File(path, node, rel, dir_id, temp, (st.st_dev, st.st_ino), pending=len(offsets))
+        f = _File(path, node, rel, dir_id, temp, (st.st_dev, st.st_ino), len(offsets), len(offsets) == 1)
         self._files.append(f)
         self._content.append(offsets)
         if node.links > 1:
@@ -381,13 +385,17 @@ class Restorer:
             os.close(fd)
 
     # Phase 2 ---------------------------------------------------------------
-    def _open_temp(self, index: int) -> int:
+    def _open_temp(self, index: int, dir_fd: int | None = None) -> int:
+        """Open file `index`'s temporary file for writing, in its directory
+        (`dir_fd` if the caller holds it open already), checking it is still
+        the file phase 1 created."""
         f = self._files[index]
-        dir_fd = self._open_parent(f.parent, f.parent_id)
+        parent = self._open_parent(f.parent, f.parent_id) if dir_fd is None else dir_fd
         try:
-            fd = os.open(f.temp, os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
+            fd = os.open(f.temp, os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=parent)
         finally:
-            os.close(dir_fd)
+            if dir_fd is None:
+                os.close(parent)
         if _dir_id(fd) != f.file_id:
             os.close(fd)
             raise RestoreError(f"{_display(f.path)} was replaced during the restore")
@@ -421,6 +429,7 @@ class Restorer:
             raise self._stopped(str(exc), exc.exit_code) from None
         finally:
             self._open_files.close_all()
+            self._close_thread_dirs()
 
     def _fetch_range(self, rng: RangeFetch) -> None:
         """Fetch one range, verify each blob in it and write it everywhere it belongs."""
@@ -432,6 +441,7 @@ class Restorer:
             self._give_up(rng.blobs, exc)
             return
         view = memoryview(data)
+        whole = 0  # bytes of files written start to finish here (counted once, below)
         for fetch in rng.blobs:
             entry = fetch.location.entry
             rel = entry.offset - rng.start
@@ -442,22 +452,71 @@ class Restorer:
                 continue
             runs = _data_runs(plain)
             for t in fetch.targets:
+                if self._files[t.file].single:
+                    self._write_whole(t.file, memoryview(plain), runs)
+                    whole += len(plain)
+                    continue
                 if runs and self._files[t.file].failure is None:
                     self._write(t.file, memoryview(plain), runs, t.offset)
                 self._wrote(t.file, len(plain))
         with self._lock:
             self.stats.bytes_fetched += len(data)
+            self.stats.bytes_written += whole
         if self._progress is not None:
             self._progress(self.stats)
 
+    def _write_whole(self, index: int, plain: memoryview, runs: list[tuple[int, int]]) -> None:
+        """A file made of one blob: the one thread that writes it owns it
+        outright — its descriptor and its directory's are opened, used and
+        closed here, shared with nobody, and no lock is taken."""
+        f = self._files[index]
+        dir_fd = self._thread_dir(f)
+        fd = self._open_temp(index, dir_fd)
+        try:
+            self._pwrite_runs(f, fd, plain, runs, 0)
+            self._set_meta(fd, f.node)
+        finally:
+            os.close(fd)
+        os.rename(f.temp, f.node.name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+        f.pending = 0
+        f.done = True
+
+    def _thread_dir(self, f: _File) -> int:
+        """This fetch thread's descriptor of `f`'s directory. Each thread
+        keeps one directory open, its own (a range's files mostly share a
+        directory), and closes it only when it moves on to another one;
+        `_close_thread_dirs` closes the last ones after the threads ended."""
+        mine: list[Any] | None = getattr(self._local, "dir", None)
+        if mine is None:
+            mine = self._local.dir = [None, -1]
+            with self._lock:
+                self._thread_dirs.append(mine)
+        if mine[0] != f.parent_id:
+            fd = self._open_parent(f.parent, f.parent_id)
+            if mine[1] >= 0:
+                os.close(mine[1])
+            mine[0], mine[1] = f.parent_id, fd
+        return int(mine[1])
+
+    def _close_thread_dirs(self) -> None:
+        for mine in self._thread_dirs:
+            if mine[1] >= 0:
+                os.close(mine[1])
+                mine[0], mine[1] = None, -1
+        self._thread_dirs.clear()
+
     def _write(self, index: int, plain: memoryview, runs: list[tuple[int, int]], offset: int) -> None:
         with self._open_files.hold(index) as fd:
-            try:
-                for start, end in runs:
-                    _pwrite_all(fd, plain[start:end], offset + start)
-            except OSError as exc:
-                exc.filename = _display(self._files[index].path)
-                raise
+            self._pwrite_runs(self._files[index], fd, plain, runs, offset)
+
+    @staticmethod
+    def _pwrite_runs(f: _File, fd: int, plain: memoryview, runs: list[tuple[int, int]], offset: int) -> None:
+        try:
+            for start, end in runs:
+                _pwrite_all(fd, plain[start:end], offset + start)
+        except OSError as exc:
+            exc.filename = _display(f.path)
+            raise
 
     def _wrote(self, index: int, length: int) -> None:
         """One blob's part of file `index` is written (or given up on); the

@@ -52,8 +52,14 @@ def make_small_files(root: Path, count: int, per_dir: int, seed: int) -> None:
 def test_evicted_descriptors_never_receive_another_files_bytes(
     device: Device, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """3,000 one-blob files and 60 files of several blobs each (written in
+    parts by different threads through the shared descriptor cache)."""
     src = tmp_path / "src"
-    make_small_files(src, 3_000, 150, seed=17)
+    make_small_files(src / "small", 3_000, 150, seed=17)
+    rng = random.Random(23)
+    for n in range(60):
+        (src / "multi").mkdir(exist_ok=True)
+        (src / "multi" / f"m{n:02}.bin").write_bytes(rng.randbytes(rng.randint(1_200_000, 3_000_000)))
     device.init()
     state = DeviceState.load(device.home)
     keys = state.keys
@@ -63,7 +69,7 @@ def test_evicted_descriptors_never_receive_another_files_bytes(
         Archiver(repo, BackupOptions(host="test")).run([os.fsencode(src)], None)
 
     monkeypatch.setattr(restorer, "OPEN_FILES_MAX", 2)
-    monkeypatch.setattr(restore_plan, "RANGE_MAX", 64 * 1024)
+    monkeypatch.setattr(restore_plan, "RANGE_MAX", 64 * 1024)  # about one blob per range
     real_pwrite = os.pwrite
 
     def slow_pwrite(fd: int, data: bytes | memoryview, offset: int) -> int:
@@ -76,8 +82,10 @@ def test_evicted_descriptors_never_receive_another_files_bytes(
         repo = Repository(remote, keys, device.home / "c2", state.suite)
         repo.load_index()
         (info,) = repo.snapshots()
-        stats = restorer.Restorer(repo, os.fsencode(target)).run(info.snapshot.tree)
+        r = restorer.Restorer(repo, os.fsencode(target))
+        stats = r.run(info.snapshot.tree)
     assert stats.warnings == []
+    assert sum(not f.single for f in r._files) >= 50  # the shared cache was really used
     assert restorer.FETCH_THREADS >= 4  # production thread count, not patched
     assert describe(restored(target, src)) == describe(src)
 
