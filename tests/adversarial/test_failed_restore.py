@@ -7,15 +7,15 @@ files not restored and why."""
 from __future__ import annotations
 
 import os
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.client.conftest import IN_CI, Device
+from tests.client.conftest import Device
 from tests.client.test_faults import random_tree
+from tests.client.tmpfs import tmpfs
 from tests.reliability.test_hostile_proxy import set_up
 
 OLD = b"the copy the owner already had\n"
@@ -76,17 +76,8 @@ def test_a_pack_the_server_withholds_leaves_the_old_files_alone(
 @pytest.fixture
 def small_target(tmp_path: Path) -> Iterator[Path]:
     """A 6 MiB tmpfs as the restore target."""
-    mount = tmp_path / "small"
-    mount.mkdir()
-    if os.geteuid() != 0:
-        if IN_CI:
-            pytest.fail("the disk-full test needs root to mount a tmpfs (CI runs as root)")
-        pytest.skip("needs root to mount a tmpfs")
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=6m", "tmpfs", str(mount)], check=True)
-    try:
+    with tmpfs(tmp_path / "small", "6m") as mount:
         yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=False)
 
 
 def test_a_full_disk_leaves_the_old_files_alone_and_says_what_is_needed(

@@ -17,7 +17,8 @@ from keep.client.device_state import DeviceState
 from keep.client.remote import Remote
 
 from benchmarks.server_process import free_port, keep_server
-from tests.client.conftest import IN_CI, KEEP, Device
+from tests.client.conftest import KEEP, Device
+from tests.client.tmpfs import tmpfs
 from tests.client.tree_builder import describe
 
 MiB = 1024 * 1024
@@ -37,17 +38,8 @@ def random_tree(root: Path, files: int, size: int) -> Path:
 @pytest.fixture
 def small_disk(tmp_path: Path) -> Iterator[Path]:
     """A 48 MiB tmpfs for the server's data dir."""
-    mount = tmp_path / "disk"
-    mount.mkdir()
-    if os.geteuid() != 0:
-        if IN_CI:
-            pytest.fail("the disk-full test needs root to mount a tmpfs (CI runs as root)")
-        pytest.skip("needs root to mount a tmpfs")
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=48m", "tmpfs", str(mount)], check=True)
-    try:
+    with tmpfs(tmp_path / "disk", "48m") as mount:
         yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=False)
 
 
 def test_server_disk_full_is_a_clear_error_and_recoverable(small_disk: Path, tmp_path: Path) -> None:
