@@ -1,11 +1,12 @@
 """`python -m demo` (what `make demo` runs): start a keep-server on 127.0.0.1
 with directory storage and SQLite in a temp dir, create an account, back up a
 generated tree of mixed files, change a file, back up again, list snapshots,
-restore into an empty dir, verify byte for byte, print the figures, stop."""
+restore into an empty dir (keep reads every file back: --verify), compare
+every byte and every entry's type, mode, owner, size and mtime with the
+source, print the figures, stop."""
 
 from __future__ import annotations
 
-import filecmp
 import json
 import os
 import random
@@ -16,6 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from benchmarks.compare import verify_restore
 from benchmarks.server_process import keep_server
 
 KEEP = str(Path(sys.executable).with_name("keep"))
@@ -55,14 +57,6 @@ def keep(env: dict[str, str], *args: str) -> Any:
     if out.returncode not in (0,):
         sys.exit(f"keep {' '.join(args)} failed ({out.returncode}): {out.stderr.strip()}")
     return json.loads(out.stdout)
-
-
-def same_tree(a: Path, b: Path) -> bool:
-    cmp = filecmp.dircmp(a, b)
-    if cmp.left_only or cmp.right_only or cmp.funny_files:
-        return False
-    _, mismatch, errors = filecmp.cmpfiles(a, b, cmp.common_files, shallow=False)
-    return not mismatch and not errors and all(same_tree(a / d, b / d) for d in cmp.common_dirs)
 
 
 def main() -> None:
@@ -110,15 +104,20 @@ def main() -> None:
             print(f"snapshots: {', '.join(str(s['id'])[:12] for s in snaps)}")
             target = base / "restore"
             t0 = time.monotonic()
-            restored = keep(env, "restore", "latest", "--target", str(target))
+            restored = keep(env, "restore", "latest", "--target", str(target), "--verify")
             t1 = time.monotonic()
             assert isinstance(restored, dict)
             written = int(str(restored["bytes_written"])) / 1e6
-            print(f"restore: {restored['files']} files, {written:.1f} MB in {t1 - t0:.2f} s")
-        ok = same_tree(source, target / str(source).lstrip("/"))
-        print("verify: restored tree is identical byte for byte" if ok else "verify: MISMATCH")
-        if not ok:
+            print(
+                f"restore: {restored['files']} files, {written:.1f} MB in {t1 - t0:.2f} s, "
+                f"{restored['verified']} read back and verified by keep"
+            )
+        problems = verify_restore(source, target / str(source).lstrip("/"))
+        for problem in problems:
+            print(f"verify: MISMATCH: {problem}")
+        if problems:
             sys.exit(1)
+        print("verify: the restored tree equals the source, every byte and every piece of metadata")
 
 
 if __name__ == "__main__":
