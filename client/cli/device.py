@@ -6,12 +6,10 @@ import datetime
 from pathlib import Path
 
 import click
-from keep.client.account import owner_login
 from keep.client.cli.main import CliContext, cli
-from keep.client.cli.session import connect, read_password
+from keep.client.cli.session import connect, owner_login_for
 from keep.client.device_state import DeviceState
 from keep.protocol.device_name import open_device_name
-from keep.protocol.errors import IntegrityError
 
 
 def _when(ts: int | None) -> str:
@@ -51,13 +49,17 @@ def list_devices(ctx: CliContext) -> None:
 @device.command()
 @click.argument("device_id")
 @click.option("--password-file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "--recovery-kit",
+    "kit",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Prove ownership with the recovery kit instead of the password.",
+)
 @click.pass_obj
-def revoke(ctx: CliContext, device_id: str, password_file: Path | None) -> None:
-    """Revoke DEVICE_ID (owner password required); its next request fails."""
+def revoke(ctx: CliContext, device_id: str, password_file: Path | None, kit: Path | None) -> None:
+    """Revoke DEVICE_ID (owner password or recovery kit required); its next request fails."""
     state = DeviceState.load(ctx.home)
     with connect(ctx, state.server_url, state.device_token, state.ca_file) as remote:
-        session, master = owner_login(remote, state.account, read_password(password_file))
-        if not state.keys.opened_by(master):
-            raise IntegrityError("the password opens a different key than this device's")
+        session, _ = owner_login_for(state, remote, password_file, kit)
         remote.request_json("DELETE", f"/v1/devices/{device_id}", token=session)
     ctx.emit(f"Device {device_id} revoked.", {"revoked": device_id})

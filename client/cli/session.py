@@ -3,6 +3,7 @@ and reading passwords from a file, $KEEP_PASSWORD_FILE or a prompt."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from collections.abc import Callable, Iterator
@@ -17,7 +18,10 @@ from keep.client.recovery_kit import recovery_key_from_kit
 from keep.client.remote import Remote
 from keep.client.repository import Repository
 from keep.protocol.errors import ExitCode, IntegrityError, KeepError
+from keep.protocol.keys import MasterKey
 from keep.protocol.recovery import decode_recovery_key
+
+MIN_PASSWORD_SCORE = 3  # zxcvbn: 3 "safely unguessable: moderate protection from offline slow-hash attacks"
 
 
 class UsageError(KeepError):
@@ -62,6 +66,86 @@ def write_private_file(path: Path, text: str) -> None:
         f.write(text)
 
 
+@contextmanager
+def reserved_output(path: Path | None) -> Iterator[Callable[[str], None]]:
+    """Claim `path` (created empty, mode 0600, never over an existing file or
+    through a link) *before* anything changes on the server, and yield the
+    function that fills it. If the command fails before filling it, the empty
+    file is removed; if filling it fails (a full disk), the text is printed
+    instead, so what the server now expects is never lost."""
+    if path is None:
+        yield lambda text: None
+        return
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    except OSError as exc:
+        raise UsageError(f"cannot write {path}: {exc.strerror}; nothing was changed") from None
+    filled = False
+
+    def fill(text: str) -> None:
+        nonlocal filled
+        try:
+            data = text.encode()
+            while data:
+                data = data[os.write(fd, data) :]
+            os.fsync(fd)
+        except OSError as exc:
+            click.echo(text)
+            raise KeepError(
+                f"could not write {path} ({exc.strerror}); it is printed above instead: copy it now"
+            ) from None
+        filled = True
+
+    try:
+        yield fill
+    except BaseException:
+        if not filled:
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+        raise
+    finally:
+        os.close(fd)
+
+
+def check_password_strength(password: bytes, allow_weak: bool) -> None:
+    """Refuse a password an attacker would guess (zxcvbn's estimate below 3
+    of 4), saying why, unless the owner insists."""
+    if allow_weak:
+        return
+    from zxcvbn import zxcvbn  # a few MB of dictionaries: loaded only here
+
+    verdict = zxcvbn(password.decode(errors="replace")[:100])
+    if verdict["score"] >= MIN_PASSWORD_SCORE:
+        return
+    feedback = verdict["feedback"]
+    why = " ".join(filter(None, [feedback.get("warning", ""), *feedback.get("suggestions", [])]))
+    raise UsageError(
+        f"that password is too easy to guess ({why or 'too short or too common'}); "
+        "it protects every backup if the server is ever breached. Choose a longer one "
+        "(a few uncommon words), or give --weak-password-ok"
+    )
+
+
+def owner_login_for(
+    state: DeviceState, remote: Remote, password_file: Path | None, recovery_kit: Path | None
+) -> tuple[str, MasterKey]:
+    """(owner session, master key) from the recovery kit if given, else the
+    password; refuses a credential that opens another account's key."""
+    if recovery_kit is not None:
+        try:
+            text = recovery_kit.read_text()
+        except OSError as exc:
+            raise UsageError(f"cannot read recovery kit {recovery_kit}: {exc.strerror}") from None
+        session, master = recovery_login(
+            remote, state.account, decode_recovery_key(recovery_key_from_kit(text))
+        )
+    else:
+        session, master = owner_login(remote, state.account, read_password(password_file))
+    if not state.keys.opened_by(master):
+        raise IntegrityError("that credential opens a different key than this device's; nothing was changed")
+    return session, master
+
+
 def connect(ctx: CliContext, server_url: str, token: str | None = None, ca_file: str | None = None) -> Remote:
     """The one place a command opens a connection to the server."""
     return Remote(
@@ -85,19 +169,15 @@ def become_owner(
 ) -> None:
     """Switch the repository to the owner (password or recovery kit), for
     commands that delete: an owner session on the server, and the owner's
-    signing key for the records that say what was removed. Without any way
-    to ask for the password, the device credential stays, and the server
-    answers that it is append-only."""
+    signing key for the records that say what was removed."""
     remote = repo.remote
-    if recovery_kit is not None:
-        key = decode_recovery_key(recovery_key_from_kit(recovery_kit.read_text()))
-        session, master = recovery_login(remote, state.account, key)
-    elif password_file or os.environ.get("KEEP_PASSWORD_FILE") or sys.stdin.isatty():
-        session, master = owner_login(remote, state.account, read_password(password_file))
-    else:
-        return
-    if not state.keys.opened_by(master):
-        raise IntegrityError("that credential opens a different key than this device's")
+    if recovery_kit is None and not (
+        password_file or os.environ.get("KEEP_PASSWORD_FILE") or sys.stdin.isatty()
+    ):
+        raise UsageError(
+            "this command needs the owner: give --password-file, KEEP_PASSWORD_FILE or --recovery-kit"
+        )
+    session, master = owner_login_for(state, remote, password_file, recovery_kit)
     remote.token = session
     repo.owner_key = master.owner_key()
 

@@ -114,13 +114,14 @@ def test_twenty_thousand_files_restore_byte_for_byte_and_verify(device: Device, 
     os.link(src / "small/d0000/f000000.txt", src / "small/d0099/hardlink.txt")
     os.symlink("../big/big1.bin", medium / "link-to-big1")
     os.setxattr(medium / "m00.bin", "user.keep", b"x" * 300)
+    (medium / "empty").write_bytes(b"")  # stored as one empty blob: verify must agree
     device.init()
     device.json("backup", str(src))
     target = tmp_path / "out"
     result = device.json("restore", "latest", "--target", str(target), "--verify")
     assert result["warnings"] == []
     assert result["mismatches"] == []
-    assert result["verified"] == 20_000 + 40 + 3 + 1 + 2
+    assert result["verified"] == 20_000 + 40 + 1 + 3 + 1 + 2
     assert describe(restored(target, src)) == describe(src)
     assert not list(restored(target, src).rglob(".keep-restore-*"))
 

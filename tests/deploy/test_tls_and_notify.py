@@ -123,7 +123,7 @@ def nginx_in_front(tmp_path: Path, ca: tuple[Path, Path, Path]) -> Iterator[str]
 
 def round_trip(url: str, ca_file: Path, tmp_path: Path) -> None:
     dev = Device(url, tmp_path / "home", "tls", tmp_path / "pw", env={"KEEP_CA_FILE": str(ca_file)})
-    dev.password_file.write_text("over tls\n")
+    dev.password_file.write_text("over tls, with a longer passphrase\n")
     dev.init()
     src = random_tree(tmp_path / "src", 3, 20 * 1024 * 1024)  # packs of ~16 MiB through the proxy
     snapshot = dev.json("backup", str(src))["snapshot"]
