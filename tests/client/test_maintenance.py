@@ -18,11 +18,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import pytest
 from keep.client.account import owner_login
 from keep.client.device_state import DeviceState
 from keep.client.remote import Remote
 from keep.client.repository import Repository
 from keep.protocol.blob import BlobType
+from keep.protocol.errors import PermissionDeniedError
 
 from tests.client.conftest import KEEP, Device
 from tests.client.test_faults import random_tree, restored
@@ -118,9 +120,16 @@ def test_device_credential_cannot_forget_or_prune(device: Device, tmp_path: Path
     (src / "f0.bin").write_bytes(b"changed")
     device.json("backup", str(src))
     for args in (("forget", "--keep-last", "1"), ("prune",)):
-        result = device.run(*args, check=False)  # no password available: the device credential
-        assert result.returncode == 13, result.stderr
-        assert "append-only" in result.stderr
+        result = device.run(*args, check=False)  # no password available: only the device credential
+        assert result.returncode == 2, result.stderr  # says how to give the owner's credential
+        assert "--password-file" in result.stderr
+    assert len(device.json("snapshots")) == 2
+    # Asked directly, the server refuses the device credential's deletes.
+    state = DeviceState.load(device.home)
+    with Remote(state.server_url, state.device_token) as remote:
+        snapshot = remote.list_objects("snapshot")[0].id
+        with pytest.raises(PermissionDeniedError, match="append-only"):
+            remote.delete_object("snapshot", snapshot)
     assert len(device.json("snapshots")) == 2
 
 
