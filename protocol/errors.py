@@ -27,6 +27,7 @@ class ExitCode(enum.IntEnum):
     LOCKED = 14
     INTEGRITY = 15
     QUOTA = 16
+    INTERRUPTED = 130  # Ctrl-C (128 + SIGINT, as shells report it)
 
 
 class ErrorCode(enum.StrEnum):

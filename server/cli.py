@@ -72,6 +72,7 @@ def serve(
     """Serve the v1 API."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     quiet_logs(log_client_addresses)
+    os.umask(0o077)  # the database, objects and state: for the service's user only
     host, port = _listen(listen)
     if (tls_cert is None) != (tls_key is None):
         raise click.UsageError("--tls-cert and --tls-key go together")

@@ -84,9 +84,9 @@ class KeepGroup(click.Group):
         except KeepError as exc:
             click.echo(f"keep: {exc}", err=True)
             ctx.exit(int(exc.exit_code))
-        except KeyboardInterrupt:
+        except (KeyboardInterrupt, click.exceptions.Abort):  # Ctrl-C anywhere, Ctrl-C/D at a prompt
             click.echo("keep: interrupted; nothing already stored is lost", err=True)
-            ctx.exit(int(ExitCode.FATAL))
+            ctx.exit(int(ExitCode.INTERRUPTED))
         except OSError as exc:
             click.echo(f"keep: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), err=True)
             ctx.exit(int(ExitCode.FATAL))
@@ -100,7 +100,10 @@ class KeepGroup(click.Group):
 
 
 @click.group(cls=KeepGroup)
-@click.option("--json", "json_output", is_flag=True, help="Machine-readable output.")
+@click.version_option(package_name="keep-backup", prog_name="keep")
+@click.option(
+    "--json", "json_output", is_flag=True, help="Machine-readable output (before or after the command)."
+)
 @click.option(
     "--insecure-http", is_flag=True, help="Allow plain http to a server that is not on this machine."
 )
@@ -120,4 +123,15 @@ def main() -> None:
     # Trees are walked recursively, one Python frame per directory level;
     # Python 3.11 frames do not use the C stack, so deep trees are safe.
     sys.setrecursionlimit(max(sys.getrecursionlimit(), RECURSION_LIMIT))
-    cli(prog_name="keep")
+    cli(args=global_flags_first(sys.argv[1:]), prog_name="keep")
+
+
+def global_flags_first(args: list[str]) -> list[str]:
+    """`keep snapshots --json` as well as `keep --json snapshots`: the global
+    `--json` is moved to the front (never one after a `--`)."""
+    end = args.index("--") if "--" in args else len(args)
+    if "--json" in args[1:end]:
+        args = list(args)
+        args.remove("--json")
+        args.insert(0, "--json")
+    return args

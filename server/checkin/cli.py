@@ -11,6 +11,7 @@ keep-checkin release refresh --repo DIR --keys DIR        (daily: re-sign the ti
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -68,6 +69,7 @@ def serve(
     """Serve the registry API, dyndns2, DNS and the update repository."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     quiet_logs(log_client_addresses)
+    os.umask(0o077)  # the database, objects and state: for the service's user only
     if (dns_update is None) != (tsig_key is None):
         raise click.UsageError("--dns-update and --tsig-key go together")
     pusher = None

@@ -4,9 +4,15 @@ written, and weak passwords are refused with a reason."""
 
 from __future__ import annotations
 
+import contextlib
+import json
+import os
+import pty
+import subprocess
 from pathlib import Path
 
-from tests.client.conftest import Device
+from benchmarks.server_process import keep_server
+from tests.client.conftest import KEEP, Device
 from tests.client.tree_builder import describe, make_rich_tree
 
 
@@ -118,3 +124,42 @@ def make_tree(tmp_path: Path) -> Path:
     src.mkdir()
     (src / "a.txt").write_text("a\n")
     return src
+
+
+def test_ctrl_d_at_the_password_prompt_is_an_interruption(device: Device) -> None:
+    """On a real terminal (a pseudo-terminal here): EOF at the prompt says
+    "interrupted" and exits 130, not "internal error"."""
+    device.init()
+    primary, secondary = pty.openpty()
+    env = {**os.environ, "KEEP_HOME": str(device.home), "KEEP_CONFIG": str(device.home / "none.toml")}
+    proc = subprocess.Popen(
+        [KEEP, "key", "verify"], stdin=secondary, stdout=secondary, stderr=secondary, env=env
+    )
+    os.close(secondary)
+    seen = b""
+    while b"Password" not in seen:
+        seen += os.read(primary, 1024)
+    os.write(primary, b"\x04")
+    assert proc.wait(timeout=60) == 130
+    with contextlib.suppress(OSError):
+        while chunk := os.read(primary, 1024):
+            seen += chunk
+    os.close(primary)
+    assert b"interrupted" in seen
+    assert b"internal error" not in seen
+
+
+def test_json_after_the_command_and_version(device: Device) -> None:
+    device.init()
+    assert device.json("snapshots") == json.loads(device.run("snapshots", "--json").stdout)
+    assert device.run("--version").stdout.startswith("keep, version ")
+
+
+def test_keep_server_keeps_its_files_private(tmp_path: Path) -> None:
+    with keep_server(tmp_path / "data") as (url, _):
+        device = Device(url, tmp_path / "h", "private", tmp_path / "pw")
+        device.password_file.write_text("correct horse battery staple\n")
+        device.init()
+        device.run("backup", str(make_tree(tmp_path)))
+    for path in (tmp_path / "data").rglob("*"):
+        assert path.stat().st_mode & 0o077 == 0, path
