@@ -251,13 +251,22 @@ class Archiver:
             for b in paths:
                 if a != b and (b + b"/").startswith(a.rstrip(b"/") + b"/"):
                     raise SourceError(f"{b.decode(errors='replace')} is inside {a.decode(errors='replace')}")
-            if not os.path.lexists(a):
-                raise SourceError(f"backup source {a.decode(errors='replace')} does not exist")
+        # A missing source is a warning (exit 3), as in restic: the others are
+        # still backed up. The snapshot keeps naming every configured source,
+        # so the next backup finds this one as its parent.
+        present = [a for a in paths if os.path.lexists(a)]
+        for a in paths:
+            if a not in present:
+                self._warn(a, "backup source does not exist; the other sources were backed up")
+        if not present:
+            raise SourceError(
+                f"no backup source exists ({', '.join(a.decode(errors='replace') for a in paths)})"
+            )
         parent_root = Tree.from_bytes(self.repo.read_tree_bytes(parent[1].tree)) if parent else None
         root = _PendingDir(b"", b"/", None)
         try:
             self._save_tree(
-                self._root_nodes(paths, parent_root), parent[1].tree if parent else None, root, parent_root
+                self._root_nodes(present, parent_root), parent[1].tree if parent else None, root, parent_root
             )
             self.pipeline.drain()
             if root.subtree is None:

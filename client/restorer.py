@@ -80,6 +80,7 @@ class RestoreStats:
     bytes_fetched: int = 0
     files_failed: int = 0  # not restored: their data failed verification or could not be fetched
     files_failed_integrity: int = 0  # of those, data that failed verification (exit 15)
+    matched: int = 0  # entries selected (all of them without includes)
     warnings: list[PathWarning] = field(default_factory=list)
 
 
@@ -249,6 +250,7 @@ class Restorer:
             restore, descend = self._wanted(path)
             if not (restore or descend):
                 continue
+            self.stats.matched += restore
             try:
                 if node.type is NodeType.DIR:
                     self._make_dir(dir_fd, path, node, restore)

@@ -12,6 +12,7 @@ from keep.client.cli.session import open_repository
 from keep.client.cli.text import display_path, human_bytes
 from keep.client.drill import last as last_drill
 from keep.client.restorer import walk
+from keep.protocol.errors import NotFoundError
 from keep.protocol.tree import NodeType
 
 
@@ -63,6 +64,8 @@ def ls(ctx: CliContext, snapshot: str, path: str | None) -> None:
             for p, n in walk(repo, info.snapshot.tree)
             if not prefix or p == prefix or p.startswith(prefix + b"/")
         ]
+    if prefix and not entries:
+        raise NotFoundError(f"nothing in snapshot {info.id[:12]} is at or under {path}")
     rows = [
         {
             "path": os.fsdecode(p),

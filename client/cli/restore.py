@@ -12,7 +12,7 @@ from keep.client.cli.session import open_repository
 from keep.client.cli.text import human_bytes
 from keep.client.lease import Lease
 from keep.client.restorer import Restorer, RestoreStats, RestoreStoppedError
-from keep.protocol.errors import ExitCode, IntegrityError, KeepError
+from keep.protocol.errors import ExitCode, IntegrityError, KeepError, NotFoundError
 
 NAMES_SHOWN = 20  # files named in a message; the rest are counted (all of them with --json)
 
@@ -45,6 +45,8 @@ def restore(ctx: CliContext, snapshot: str, target: Path, includes: tuple[str, .
             line.done()
             _name_files("not restored", exc.not_restored)
             raise
+    if includes and not stats.matched:
+        raise NotFoundError(f"nothing in snapshot {info.id[:12]} matches {', '.join(includes)}")
     if verify:
         line.show("verifying the restored files")
         mismatches = restorer.verify()
