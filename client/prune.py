@@ -56,6 +56,7 @@ class PruneResult:
     packs_deleted: int = 0
     packs_waiting: int = 0  # condemned, kept until running backups end
     packs_resurrected: int = 0
+    blobs_unreadable: int = 0  # live blobs whose copy in a repacked pack failed verification (not copied)
     bytes_freed: int = 0
     bytes_downloaded: int = 0
     bytes_uploaded: int = 0
@@ -213,7 +214,17 @@ class Pruner:
                     if entry.blob_id not in live or entry.blob_id in copied:
                         continue
                     sealed = view[entry.offset : entry.offset + entry.length]
-                    payload, _ = open_blob_payload(reader.cipher, entry, sealed, repo.keys.id, decompressor)
+                    try:
+                        payload, _ = open_blob_payload(
+                            reader.cipher, entry, sealed, repo.keys.id, decompressor
+                        )
+                    except (IntegrityError, FormatError):
+                        # This copy is worthless (damaged, or a planted claim):
+                        # nothing of value is lost with the pack. Good copies
+                        # elsewhere are kept by their own packs' TOCs; if none
+                        # exists, `keep check` names the files.
+                        self.result.blobs_unreadable += 1
+                        continue
                     copied.add(entry.blob_id)
                     repo.index.pop(entry.blob_id, None)  # so the packer does not take it for stored
                     raw = entry.raw_length

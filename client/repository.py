@@ -134,6 +134,7 @@ class Repository:
         self.forgotten: set[str] = set()  # snapshots `keep forget` removed (owner-signed indexes)
         self.unsigned_control: list[str] = []  # index objects claiming owner authority without it
         self.legacy_forgotten: set[str] = set()  # named by version 2 index objects (unsigned)
+        self.other_copies: dict[bytes, list[Location]] = {}  # blobs some index lists in several packs
         self.owner_key: OwnerSigningKey | None = None  # set once the owner has logged in
         self._seen = SeenSnapshots(cache_dir.parent / SEEN_FILE, cache_dir / "snapshot")
         self._tree_cache = cache_dir / "trees"
@@ -186,6 +187,7 @@ class Repository:
         current = {k: v for k, v in indexes.items() if k not in superseded}
         self.index.clear()
         self.condemned_index.clear()
+        self.other_copies.clear()
         self.packs.clear()
         self.condemned = {}
         for key, (info, idx) in current.items():
@@ -233,7 +235,13 @@ class Repository:
                     condemned.setdefault(entry.blob_id, Location(pack_id, pack.suite, pack.salt, entry))
             return
         for entry in pack.entries:
-            live.setdefault(entry.blob_id, Location(pack_id, pack.suite, pack.salt, entry))
+            new = Location(pack_id, pack.suite, pack.salt, entry)
+            first = live.setdefault(entry.blob_id, new)
+            if first is not new and first.pack_id != pack_id:
+                # Another copy (a re-upload, or a claim planted with a device
+                # credential): kept so that a copy failing verification is
+                # not the end of the blob.
+                self.other_copies.setdefault(entry.blob_id, []).append(new)
         if condemned:  # a blob also in a live pack is live
             for entry in pack.entries:
                 condemned.pop(entry.blob_id, None)
@@ -241,6 +249,19 @@ class Repository:
     def locate(self, blob_id: bytes) -> Location | None:
         """Where a blob can be read: a live pack, else a condemned one."""
         return self.index.get(blob_id) or self.condemned_index.get(blob_id)
+
+    def other_locations(self, blob_id: bytes, but: str) -> list[Location]:
+        """Every other place an index says the blob is, not in pack `but`."""
+        places = [*self.other_copies.get(blob_id, ()), self.locate(blob_id)]
+        return [loc for loc in places if loc is not None and loc.pack_id != but]
+
+    def read_located(self, loc: Location) -> bytes:
+        """One blob from one place: a ranged read, authenticated and re-hashed."""
+        size = self.pack_sizes.get(loc.pack_id, loc.entry.offset + loc.entry.length)
+        start, end = aligned(loc.entry.offset, loc.entry.offset + loc.entry.length, size)
+        data = self.remote.get_range("pack", loc.pack_id, start, end)
+        rel = loc.entry.offset - start
+        return self.open_located(loc, memoryview(data)[rel : rel + loc.entry.length])
 
     def save_index(
         self,
@@ -326,11 +347,15 @@ class Repository:
         loc = self.locate(blob_id)
         if loc is None:
             raise NotFoundError(f"blob {blob_id.hex()[:12]} is not in the index")
-        size = self.pack_sizes.get(loc.pack_id, loc.entry.offset + loc.entry.length)
-        start, end = aligned(loc.entry.offset, loc.entry.offset + loc.entry.length, size)
-        data = self.remote.get_range("pack", loc.pack_id, start, end)
-        rel = loc.entry.offset - start
-        return self.open_located(loc, memoryview(data)[rel : rel + loc.entry.length])
+        try:
+            return self.read_located(loc)
+        except (IntegrityError, FormatError, NotFoundError):
+            for other in self.other_locations(blob_id, loc.pack_id):
+                try:
+                    return self.read_located(other)
+                except (IntegrityError, FormatError, NotFoundError):
+                    continue
+            raise
 
     def read_tree_bytes(self, tree_id: bytes) -> bytes:
         """A tree blob's plaintext, through the local tree cache."""
@@ -343,12 +368,21 @@ class Repository:
             if blob_id(self.keys.id, data) == tree_id:
                 return data
         self.ensure_index()  # a tree cache miss needs the index to find the tree
-        loc = self.locate(tree_id)
-        if loc is None or loc.entry.blob_type is not BlobType.TREE:
+        first = self.locate(tree_id)
+        places = [loc for loc in (first, *self.other_locations(tree_id, "")) if loc is not None]
+        places = [loc for loc in dict.fromkeys(places) if loc.entry.blob_type is BlobType.TREE]
+        if not places:
             raise NotFoundError(f"tree {tree_id.hex()[:12]} is not in the index")
-        data = self.read_blob(tree_id)
-        write_private(path, data)
-        return data
+        for loc in places:  # a copy that fails verification is not the end of the tree
+            try:
+                data = self.read_located(loc)
+            except (IntegrityError, FormatError, NotFoundError):
+                if loc is places[-1]:
+                    raise
+                continue
+            write_private(path, data)
+            return data
+        raise NotFoundError(f"tree {tree_id.hex()[:12]} is not in the index")  # not reached
 
     def cache_tree(self, tree_id: bytes, data: bytes) -> None:
         write_private(self._tree_cache / tree_id.hex()[:2] / tree_id.hex(), data)

@@ -200,6 +200,7 @@ class Restorer:
         self._progress: Callable[[RestoreStats], None] | None = None
         self._local = threading.local()
         self._thread_dirs: list[list[Any]] = []  # [directory id, fd] of each fetch thread
+        self._careful: list[int] = []  # files restored blob by blob (`_restore_carefully`)
 
     def warn(self, path: bytes, message: str) -> None:
         with self._lock:
@@ -230,6 +231,7 @@ class Restorer:
             finally:
                 os.close(root_fd)
             self._fetch_and_write(progress)
+            self._restore_carefully()
         except BaseException:
             self._remove_temps()
             raise
@@ -347,6 +349,12 @@ class Restorer:
                 return
             offsets.append((bid, offset))
             offset += loc.entry.raw_length
+        # Where each blob goes comes from the index's lengths. If they do not
+        # add up to the file's size, or a blob is listed in several packs
+        # (one copy may be a planted claim with another length), the file is
+        # restored blob by blob after the others, each verified before its
+        # length places the next (`_restore_carefully`).
+        careful = offset != node.size or any(bid in self.repo.other_copies for bid in node.content)
         temp, fd = self._new_temp(dir_fd)
         try:
             os.ftruncate(fd, node.size)
@@ -356,13 +364,17 @@ class Restorer:
             os.unlink(temp, dir_fd=dir_fd)
             raise
         index = len(self._files)
-        f = _File(path, node, rel, dir_id, temp, (st.st_dev, st.st_ino), len(offsets), len(offsets) == 1)
+        pending = 0 if careful else len(offsets)
+        f = _File(path, node, rel, dir_id, temp, (st.st_dev, st.st_ino), pending, pending == 1)
         self._files.append(f)
-        self._content.append(offsets)
+        self._content.append([] if careful else offsets)
         if node.links > 1:
             self._first_names[key] = (path, index)
         self.stats.files += 1
-        if not offsets:  # empty, or all holes: complete already
+        if careful:
+            self._careful.append(index)
+            os.close(fd)
+        elif not offsets:  # empty, or all holes: complete already
             self._finish(index, fd)
         else:
             os.close(fd)
@@ -545,6 +557,28 @@ class Restorer:
         for fetch in fetches:
             for t in fetch.targets:
                 self._wrote(t.file, 0)
+
+    def _restore_carefully(self) -> None:
+        """Files whose layout the index cannot be trusted for: each blob is
+        read and verified (every copy an index names is tried) before its
+        real length places the next one."""
+        for index in self._careful:
+            f = self._files[index]
+            fd = self._open_temp(index)
+            try:
+                offset = 0
+                for bid in f.node.content:
+                    plain = self.repo.read_blob(bid)
+                    self._pwrite_runs(f, fd, memoryview(plain), _data_runs(plain), offset)
+                    offset += len(plain)
+                if offset != f.node.size:
+                    raise IntegrityError(f"its blobs hold {offset} bytes, not {f.node.size}")
+                self.stats.bytes_written += offset
+            except FILE_FAILURES as exc:
+                f.failure = exc
+            finally:
+                os.close(fd)
+            self._finish(index, None)
 
     def _bytes_left(self) -> int:
         return sum(f.node.size for f in self._files if not f.done)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -116,3 +117,41 @@ def test_device_json_holds_no_master_key_and_version_1_files_are_migrated(device
     assert migrated["version"] == 2
     assert "master_key" not in migrated
     assert base64.b64encode(master.material).decode() not in (device.home / "device.json").read_text()
+
+
+def test_a_planted_bad_copy_of_a_blob_neither_breaks_restores_nor_stops_prune(
+    device: Device, tmp_path: Path
+) -> None:
+    """The thief uploads a pack claiming every real blob id (trees and data)
+    with garbage behind each, and lists it in an index that readers meet
+    first. Restores fall back to the good copies; the owner's prune drops the
+    bad ones instead of stopping."""
+    src = random_tree(tmp_path / "src", 4, 1 << 20)
+    device.init()
+    device.run("backup", str(src))
+    state = DeviceState.load(device.home)
+    with Remote(state.server_url, state.device_token) as remote:
+        thief = thief_repository(device, remote, tmp_path / "thief-cache")
+        real_indexes = set(thief.listed_index_ids)
+        real_packs = set(thief.packs)
+        packer = Packer(thief)
+        for blob, loc in list(thief.index.items()):
+            junk = os.urandom(64)
+            del thief.index[blob]  # so the packer takes the claim
+            packer.add(loc.entry.blob_type, blob, Codec.RAW, junk, len(junk), check_index=False)
+        filler = os.urandom(3 << 20)  # dead weight, so that prune repacks the planted pack
+        packer.add(BlobType.DATA, blob_id(thief.keys.id, filler), Codec.RAW, filler, len(filler))
+        packer.flush()
+        planted = Index(tuple(p for pid, p in thief.packs.items() if pid not in real_packs))
+        # Listed again until an index naming the planted packs sorts first.
+        while min(o.id for o in remote.list_objects("index")) in real_indexes:
+            remote.put_object("index", planted.seal(thief.keys.data, thief.suite, os.urandom(32)))
+    shutil.rmtree(device.home / "cache")  # trees come from the packs again, planted claims first
+    target = tmp_path / "restore"
+    device.run("restore", "latest", "--target", str(target), "--verify")
+    assert describe(restored(target, src)) == describe(src)
+    result = device.json("prune", "--password-file", str(device.password_file))
+    assert result["blobs_unreadable"] > 0
+    device.run("check", "--read-data")
+    device.run("restore", "latest", "--target", str(tmp_path / "again"), "--verify")
+    assert describe(restored(tmp_path / "again", src)) == describe(src)
