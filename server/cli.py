@@ -71,8 +71,6 @@ def serve(
 ) -> None:
     """Serve the v1 API."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    quiet_logs(log_client_addresses)
-    os.umask(0o077)  # the database, objects and state: for the service's user only
     host, port = _listen(listen)
     if (tls_cert is None) != (tls_key is None):
         raise click.UsageError("--tls-cert and --tls-key go together")
@@ -111,6 +109,9 @@ def serve(
     )
     app = create_app(settings)
     notify_when_listening(app, host, port)
+    # Only once every argument is checked: these are process-wide.
+    quiet_logs(log_client_addresses)
+    os.umask(0o077)  # the database, objects and state: for the service's user only
     web.run_app(
         app,
         host=host,

@@ -67,7 +67,7 @@ async def _ready_then_watchdog(host: str, port: int) -> None:
 def check_data_dir(path: Path) -> str | None:
     """Why `path` cannot be a data directory, or None if it can."""
     try:
-        path.mkdir(parents=True, exist_ok=True)
+        path.mkdir(parents=True, exist_ok=True, mode=0o700)
     except OSError as exc:
         return f"cannot create the data directory {path}: {exc.strerror}"
     if not path.is_dir():

@@ -48,7 +48,7 @@ def test_the_harness_withdraws_restores_that_differ_in_any_byte_or_metadata(tmp_
     assert verify_restore(src, copy) == []
     damage = [
         lambda: (copy / "b").write_bytes(b"SAME size"),  # same size, other bytes
-        lambda: os.chmod(copy / "d" / "a", 0o600),
+        lambda: os.chmod(copy / "d" / "a", (copy / "d" / "a").stat().st_mode ^ 0o040),
         lambda: os.utime(copy / "d", ns=(1, 1)),
         lambda: (copy / "extra").write_bytes(b""),
         (copy / "link").unlink,

@@ -68,8 +68,6 @@ def serve(
 ) -> None:
     """Serve the registry API, dyndns2, DNS and the update repository."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    quiet_logs(log_client_addresses)
-    os.umask(0o077)  # the database, objects and state: for the service's user only
     if (dns_update is None) != (tsig_key is None):
         raise click.UsageError("--dns-update and --tsig-key go together")
     pusher = None
@@ -109,6 +107,9 @@ def serve(
         dns_listen if not pusher else f"pushed to {dns_update}",
         "served" if updates_dir else "off",
     )
+    # Only once every argument is checked: these are process-wide.
+    quiet_logs(log_client_addresses)
+    os.umask(0o077)  # the database, objects and state: for the service's user only
     web.run_app(
         app,
         host=host,

@@ -161,5 +161,5 @@ def test_keep_server_keeps_its_files_private(tmp_path: Path) -> None:
         device.password_file.write_text("correct horse battery staple\n")
         device.init()
         device.run("backup", str(make_tree(tmp_path)))
-    for path in (tmp_path / "data").rglob("*"):
+    for path in [tmp_path / "data", *(tmp_path / "data").rglob("*")]:
         assert path.stat().st_mode & 0o077 == 0, path
