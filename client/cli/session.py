@@ -59,13 +59,6 @@ def new_device_target(ctx: CliContext, server_url: str | None, account: str | No
     return server_url, account
 
 
-def write_private_file(path: Path, text: str) -> None:
-    """Create `path` with mode 0600; never overwrite or follow a link."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-
-
 @contextmanager
 def reserved_output(path: Path | None) -> Iterator[Callable[[str], None]]:
     """Claim `path` (created empty, mode 0600, never over an existing file or
