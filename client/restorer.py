@@ -227,7 +227,7 @@ class Restorer:
             raise RestoreError(f"cannot open restore target: {exc.strerror}") from None
         try:
             try:
-                self._restore_dir(root_fd, b"", _dir_id(root_fd), root_tree)
+                self._restore_dir(root_fd, b"", _fs_id(root_fd), root_tree)
             finally:
                 os.close(root_fd)
             self._fetch_and_write(progress)
@@ -235,14 +235,14 @@ class Restorer:
         except BaseException:
             self._remove_temps()
             raise
-        self._make_links()
-        self._apply_metadata()
         failed = [f for f in self._files if f.failure is not None]
         self.stats.files -= len(failed)
-        self.stats.files_failed = len(failed)
+        self.stats.files_failed += len(failed)  # on top of blobs missing from the index
         self.stats.files_failed_integrity = sum(
             isinstance(f.failure, (IntegrityError, FormatError)) for f in failed
         )
+        self._make_links()  # names of a failed file count as failed too
+        self._apply_metadata()
         return self.stats
 
     def _restore_dir(self, dir_fd: int, rel: bytes, dir_id: tuple[int, int], tree_id: bytes) -> None:
@@ -275,7 +275,7 @@ class Restorer:
         child_fd = os.open(node.name, DIR_FLAGS, dir_fd=dir_fd)
         try:
             if node.subtree is not None:
-                self._restore_dir(child_fd, path, _dir_id(child_fd), node.subtree)
+                self._restore_dir(child_fd, path, _fs_id(child_fd), node.subtree)
         finally:
             os.close(child_fd)
         if restore:
@@ -309,9 +309,7 @@ class Restorer:
     def _new_temp(self, dir_fd: int) -> tuple[bytes, int]:
         """A new temporary file in the directory: (its name, an open descriptor)."""
         while True:
-            with self._lock:
-                self._temps += 1
-                name = self._temp_prefix + b"%x" % self._temps
+            name = self._new_temp_name()
             try:
                 return name, os.open(
                     name,
@@ -410,14 +408,14 @@ class Restorer:
         finally:
             if dir_fd is None:
                 os.close(parent)
-        if _dir_id(fd) != f.file_id:
+        if _fs_id(fd) != f.file_id:
             os.close(fd)
             raise RestoreError(f"{_display(f.path)} was replaced during the restore")
         return fd
 
     def _open_parent(self, parent: bytes, parent_id: tuple[int, int]) -> int:
         dir_fd = os.open(os.path.join(self.target, parent) if parent else self.target, DIR_FLAGS)
-        if _dir_id(dir_fd) != parent_id:
+        if _fs_id(dir_fd) != parent_id:
             os.close(dir_fd)
             raise RestoreError(f"{_display(parent) or 'the target'} was replaced during the restore")
         return dir_fd
@@ -488,11 +486,20 @@ class Restorer:
         fd = self._open_temp(index, dir_fd)
         try:
             self._pwrite_runs(f, fd, plain, runs, 0)
+        except BaseException:
+            os.close(fd)
+            raise
+        f.pending = 0
+        self._into_place(f, fd, dir_fd)
+
+    def _into_place(self, f: _File, fd: int, dir_fd: int) -> None:
+        """Give a complete file its metadata through its descriptor (closed
+        here), then rename it over its final name in its directory."""
+        try:
             self._set_meta(fd, f.node)
         finally:
             os.close(fd)
         os.rename(f.temp, f.node.name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
-        f.pending = 0
         f.done = True
 
     def _thread_dir(self, f: _File) -> int:
@@ -584,7 +591,7 @@ class Restorer:
         return sum(f.node.size for f in self._files if not f.done)
 
     def _stopped(self, cause: str, exit_code: ExitCode = ExitCode.FATAL) -> RestoreStoppedError:
-        self._remove_temps()
+        """The error for a stop; `run` removes the temporary files on its way out."""
         names = [_display(f.path) for f in self._files if f.failure is not None or not f.done]
         names += [_display(link.path) for link in self._links]
         return RestoreStoppedError(
@@ -597,31 +604,23 @@ class Restorer:
         """File `index` has all its data (or failed): give it its metadata
         and rename it into place, or remove it."""
         f = self._files[index]
-        try:
-            if f.failure is not None:
-                if fd is not None:
-                    os.close(fd)
-                    fd = None
-                self._unlink_temp(f)
-                f.done = True
-                self.warn(f.path, f"not restored: {f.failure}")
-                return
-            if fd is None:
-                fd = self._open_temp(index)
-            try:
-                self._set_meta(fd, f.node)
-            finally:
-                os.close(fd)
-                fd = None
-            dir_fd = self._open_parent(f.parent, f.parent_id)
-            try:
-                os.rename(f.temp, f.node.name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
-            finally:
-                os.close(dir_fd)
-            f.done = True
-        finally:
+        if f.failure is not None:
             if fd is not None:
                 os.close(fd)
+            self._unlink_temp(f)
+            f.done = True
+            self.warn(f.path, f"not restored: {f.failure}")
+            return
+        try:
+            dir_fd = self._open_parent(f.parent, f.parent_id)
+        except BaseException:
+            if fd is not None:
+                os.close(fd)
+            raise
+        try:
+            self._into_place(f, self._open_temp(index, dir_fd) if fd is None else fd, dir_fd)
+        finally:
+            os.close(dir_fd)
 
     def _unlink_temp(self, f: _File) -> None:
         with contextlib.suppress(FileNotFoundError):
@@ -745,7 +744,7 @@ def compare_file(keys: RepositoryKeys, root: bytes, path: bytes, node: Node) -> 
     return ""
 
 
-def _dir_id(fd: int) -> tuple[int, int]:
+def _fs_id(fd: int) -> tuple[int, int]:
     st = os.fstat(fd)
     return st.st_dev, st.st_ino
 
