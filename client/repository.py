@@ -250,10 +250,10 @@ class Repository:
         """Where a blob can be read: a live pack, else a condemned one."""
         return self.index.get(blob_id) or self.condemned_index.get(blob_id)
 
-    def other_locations(self, blob_id: bytes, but: str) -> list[Location]:
-        """Every other place an index says the blob is, not in pack `but`."""
-        places = [*self.other_copies.get(blob_id, ()), self.locate(blob_id)]
-        return [loc for loc in places if loc is not None and loc.pack_id != but]
+    def locations(self, blob_id: bytes) -> list[Location]:
+        """Every place an index says the blob is, the one `locate` gives first."""
+        first = self.locate(blob_id)
+        return [] if first is None else [first, *self.other_copies.get(blob_id, ())]
 
     def read_located(self, loc: Location) -> bytes:
         """One blob from one place: a ranged read, authenticated and re-hashed."""
@@ -344,15 +344,21 @@ class Repository:
 
     def read_blob(self, blob_id: bytes) -> bytes:
         self.ensure_index()
-        loc = self.locate(blob_id)
-        if loc is None:
+        places = self.locations(blob_id)
+        if not places:
             raise NotFoundError(f"blob {blob_id.hex()[:12]} is not in the index")
+        return self._read_any(places)
+
+    def _read_any(self, places: list[Location]) -> bytes:
+        """The blob from the first place whose copy verifies: a copy that fails
+        (damage, or a claim planted with a device credential) is not the end
+        of the blob. The first place's error if none does."""
         try:
-            return self.read_located(loc)
+            return self.read_located(places[0])
         except (IntegrityError, FormatError, NotFoundError):
-            for other in self.other_locations(blob_id, loc.pack_id):
+            for loc in places[1:]:
                 try:
-                    return self.read_located(other)
+                    return self.read_located(loc)
                 except (IntegrityError, FormatError, NotFoundError):
                     continue
             raise
@@ -368,21 +374,12 @@ class Repository:
             if blob_id(self.keys.id, data) == tree_id:
                 return data
         self.ensure_index()  # a tree cache miss needs the index to find the tree
-        first = self.locate(tree_id)
-        places = [loc for loc in (first, *self.other_locations(tree_id, "")) if loc is not None]
-        places = [loc for loc in dict.fromkeys(places) if loc.entry.blob_type is BlobType.TREE]
+        places = [loc for loc in self.locations(tree_id) if loc.entry.blob_type is BlobType.TREE]
         if not places:
             raise NotFoundError(f"tree {tree_id.hex()[:12]} is not in the index")
-        for loc in places:  # a copy that fails verification is not the end of the tree
-            try:
-                data = self.read_located(loc)
-            except (IntegrityError, FormatError, NotFoundError):
-                if loc is places[-1]:
-                    raise
-                continue
-            write_private(path, data)
-            return data
-        raise NotFoundError(f"tree {tree_id.hex()[:12]} is not in the index")  # not reached
+        data = self._read_any(places)
+        write_private(path, data)
+        return data
 
     def cache_tree(self, tree_id: bytes, data: bytes) -> None:
         write_private(self._tree_cache / tree_id.hex()[:2] / tree_id.hex(), data)
@@ -413,7 +410,9 @@ class Repository:
     def unexplained_missing(self, listed: set[str]) -> list[str]:
         """Snapshots this machine wrote or saw that are not `listed`, and that
         no owner-signed forget list names."""
-        missing = self._seen.ids() - listed
+        return self._unexplained(self._seen.ids() - listed)
+
+    def _unexplained(self, missing: set[str]) -> list[str]:
         if not missing:
             return []
         if not self._index_ready:
@@ -424,14 +423,15 @@ class Repository:
 
     def _check_no_rollback(self, listed: set[str]) -> set[str]:
         """The remembered snapshots no longer listed, all forgotten by the owner."""
-        unexplained = self.unexplained_missing(listed)
+        missing = self._seen.ids() - listed
+        unexplained = self._unexplained(missing)
         if unexplained:
             raise IntegrityError(
                 f"the server does not list {len(unexplained)} snapshot(s) this machine wrote or saw "
                 f"({', '.join(s[:12] for s in unexplained[:3])}), and no owner-signed `keep forget` "
                 "removed them: it is hiding them or serving an older state of the repository (rollback)"
             )
-        return self._seen.ids() - listed
+        return missing
 
     def find_snapshot(self, ref: str, candidates: Iterable[SnapshotInfo] | None = None) -> SnapshotInfo:
         snaps = list(candidates if candidates is not None else self.snapshots())
