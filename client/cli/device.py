@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 from keep.client.cli.main import CliContext, cli
-from keep.client.cli.session import connect, owner_login_for
+from keep.client.cli.session import connect, owner_login_for, owner_options
 from keep.client.device_state import DeviceState
 from keep.protocol.device_name import open_device_name
 
@@ -48,18 +48,12 @@ def list_devices(ctx: CliContext) -> None:
 
 @device.command()
 @click.argument("device_id")
-@click.option("--password-file", type=click.Path(dir_okay=False, path_type=Path))
-@click.option(
-    "--recovery-kit",
-    "kit",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="Prove ownership with the recovery kit instead of the password.",
-)
+@owner_options
 @click.pass_obj
-def revoke(ctx: CliContext, device_id: str, password_file: Path | None, kit: Path | None) -> None:
+def revoke(ctx: CliContext, device_id: str, password_file: Path | None, recovery_kit: Path | None) -> None:
     """Revoke DEVICE_ID (owner password or recovery kit required); its next request fails."""
     state = DeviceState.load(ctx.home)
     with connect(ctx, state.server_url, state.device_token, state.ca_file) as remote:
-        session, _ = owner_login_for(state, remote, password_file, kit)
+        session, _ = owner_login_for(state, remote, password_file, recovery_kit)
         remote.request_json("DELETE", f"/v1/devices/{device_id}", token=session)
     ctx.emit(f"Device {device_id} revoked.", {"revoked": device_id})

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import datetime
 import os
-from collections.abc import Callable
 from pathlib import Path
 
 import click
@@ -22,32 +21,13 @@ from keep.client.cli.session import (
     check_password_strength,
     connect,
     owner_login_for,
+    owner_options,
     read_password,
     reserved_output,
 )
 from keep.client.device_state import DeviceState
-from keep.client.recovery_kit import recovery_kit
-from keep.client.remote import Remote
+from keep.client.recovery_kit import recovery_kit as make_kit
 from keep.protocol.errors import IntegrityError
-from keep.protocol.keys import MasterKey
-
-
-def _owner(
-    ctx: CliContext, remote: Remote, state: DeviceState, password_file: Path | None, kit: Path | None
-) -> tuple[str, MasterKey]:
-    """Owner session and master key from the current password or the
-    recovery kit, after checking that it opens this device's key (not merely
-    some account of that name)."""
-    return owner_login_for(state, remote, password_file, kit)
-
-
-def _kit_option(fn: Callable[..., None]) -> Callable[..., None]:
-    return click.option(
-        "--recovery-kit",
-        "kit",
-        type=click.Path(exists=True, dir_okay=False, path_type=Path),
-        help="Prove ownership with the recovery kit instead of the password (a forgotten password).",
-    )(fn)
 
 
 @cli.group()
@@ -56,15 +36,14 @@ def key() -> None:
 
 
 @key.command()
-@click.option("--password-file", type=click.Path(dir_okay=False, path_type=Path), help="Current password.")
-@_kit_option
+@owner_options
 @click.option("--new-password-file", type=click.Path(dir_okay=False, path_type=Path), help="New password.")
 @click.option("--weak-password-ok", is_flag=True, help="Accept a new password that is easy to guess.")
 @click.pass_obj
 def passwd(
     ctx: CliContext,
     password_file: Path | None,
-    kit: Path | None,
+    recovery_kit: Path | None,
     new_password_file: Path | None,
     weak_password_ok: bool,
 ) -> None:
@@ -74,7 +53,7 @@ def passwd(
     if new_password_file is None and not os.isatty(0):
         raise UsageError("give --new-password-file or run on a terminal")
     with connect(ctx, state.server_url, state.device_token, state.ca_file) as remote:
-        session, master = _owner(ctx, remote, state, password_file, kit)
+        session, master = owner_login_for(state, remote, password_file, recovery_kit)
         new_password = (
             read_password(new_password_file, confirm=True)
             if new_password_file
@@ -90,15 +69,14 @@ def passwd(
 
 
 @key.command()
-@click.option("--password-file", type=click.Path(dir_okay=False, path_type=Path))
-@_kit_option
+@owner_options
 @click.pass_obj
-def verify(ctx: CliContext, password_file: Path | None, kit: Path | None) -> None:
+def verify(ctx: CliContext, password_file: Path | None, recovery_kit: Path | None) -> None:
     """Check that the password (or the recovery kit) still unlocks the
     account (changes nothing)."""
     state = DeviceState.load(ctx.home)
     with connect(ctx, state.server_url, state.device_token, state.ca_file) as remote:
-        _owner(ctx, remote, state, password_file, kit)
+        owner_login_for(state, remote, password_file, recovery_kit)
     ctx.emit(
         f"The password unlocks account {state.account!r} (key {state.keys.fingerprint}).",
         {"ok": True, "fingerprint": state.keys.fingerprint},
@@ -106,12 +84,11 @@ def verify(ctx: CliContext, password_file: Path | None, kit: Path | None) -> Non
 
 
 @key.command("recovery-kit")
-@click.option("--password-file", type=click.Path(dir_okay=False, path_type=Path))
-@_kit_option
+@owner_options
 @click.option("--output", type=click.Path(dir_okay=False, path_type=Path), help="Write the kit here (0600).")
 @click.pass_obj
 def recovery_kit_cmd(
-    ctx: CliContext, password_file: Path | None, kit: Path | None, output: Path | None
+    ctx: CliContext, password_file: Path | None, recovery_kit: Path | None, output: Path | None
 ) -> None:
     """Make a new recovery kit; the previous recovery key stops working. The
     output file is claimed before anything changes on the server."""
@@ -120,18 +97,16 @@ def recovery_kit_cmd(
         reserved_output(output) as write_kit,
         connect(ctx, state.server_url, state.device_token, state.ca_file) as remote,
     ):
-        session, master = _owner(ctx, remote, state, password_file, kit)
+        session, master = owner_login_for(state, remote, password_file, recovery_kit)
         rkey, body = new_recovery_credential(state.account, master)
-        new_kit = recovery_kit(state.server_url, state.account, rkey, master, datetime.date.today())
+        new_kit = make_kit(state.server_url, state.account, rkey, master, datetime.date.today())
         remote.request_json("PUT", "/v1/keyslots/recovery", body, token=session)
         write_kit(new_kit)
         _, again = recovery_login(remote, state.account, rkey)
         if again != master:
             raise IntegrityError("the server did not store the new recovery slot correctly")
-    kit_text = new_kit
+    done = f"New recovery kit written to {output}; the previous one no longer works."
     ctx.emit(
-        kit_text
-        if output is None
-        else f"New recovery kit written to {output}; the previous one no longer works.",
-        {"recovery_kit_file": str(output) if output else None, "recovery_kit": None if output else kit_text},
+        new_kit if output is None else done,
+        {"recovery_kit_file": str(output) if output else None, "recovery_kit": None if output else new_kit},
     )
