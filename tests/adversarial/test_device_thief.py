@@ -8,6 +8,8 @@ import base64
 import json
 import os
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -30,21 +32,25 @@ def restored(target: Path, source: Path) -> Path:
     return target / str(source).lstrip("/")
 
 
-def thief_repository(device: Device, remote: Remote, where: Path) -> Repository:
-    """What a thief can open with a copy of device.json and nothing else."""
+@contextmanager
+def stolen_after_backup(
+    device: Device, tmp_path: Path, files: int, size: int
+) -> Iterator[tuple[Path, str, Remote, Repository]]:
+    """The owner backs up a tree of `files` random files; then a thief
+    connects with a copy of device.json and nothing else: (source, snapshot
+    id, the thief's connection, the repository as the thief opens it)."""
+    src = random_tree(tmp_path / "src", files, size)
+    device.init()
+    snapshot = device.json("backup", str(src))["snapshot"]
     state = DeviceState.load(device.home)
-    repo = Repository(remote, state.keys, where, state.suite)
-    repo.load_index()
-    return repo
+    with Remote(state.server_url, state.device_token) as remote:
+        thief = Repository(remote, state.keys, tmp_path / "thief-cache", state.suite)
+        thief.load_index()
+        yield src, snapshot, remote, thief
 
 
 def test_a_planted_index_cannot_make_the_owners_prune_delete_history(device: Device, tmp_path: Path) -> None:
-    src = random_tree(tmp_path / "src", 6, 3 << 20)
-    device.init()
-    device.run("backup", str(src))
-    state = DeviceState.load(device.home)
-    with Remote(state.server_url, state.device_token) as remote:
-        thief = thief_repository(device, remote, tmp_path / "thief-cache")
+    with stolen_after_backup(device, tmp_path, 6, 3 << 20) as (src, _, remote, thief):
         real_packs = sorted(thief.pack_sizes)
         live = list(thief.index)
         old_indexes = list(thief.listed_index_ids)
@@ -85,12 +91,7 @@ def test_a_device_cannot_sign_a_forget(device: Device, tmp_path: Path) -> None:
     """A thief's forget list (sealed with the data key, but unsigned) does not
     excuse a snapshot that disappears: the server and the thief together
     still cannot hide one."""
-    src = random_tree(tmp_path / "src", 2, 1 << 16)
-    device.init()
-    snap = device.json("backup", str(src))["snapshot"]
-    state = DeviceState.load(device.home)
-    with Remote(state.server_url, state.device_token) as remote:
-        thief = thief_repository(device, remote, tmp_path / "thief-cache")
+    with stolen_after_backup(device, tmp_path, 2, 1 << 16) as (_src, snap, remote, thief):
         lie = Index((), forgotten=(bytes.fromhex(snap),))
         remote.put_object("index", lie.seal(thief.keys.data, thief.suite, os.urandom(32)))
         # ...and a device credential cannot sign one through the engine either
@@ -126,12 +127,7 @@ def test_a_planted_bad_copy_of_a_blob_neither_breaks_restores_nor_stops_prune(
     with garbage behind each, and lists it in an index that readers meet
     first. Restores fall back to the good copies; the owner's prune drops the
     bad ones instead of stopping."""
-    src = random_tree(tmp_path / "src", 4, 1 << 20)
-    device.init()
-    device.run("backup", str(src))
-    state = DeviceState.load(device.home)
-    with Remote(state.server_url, state.device_token) as remote:
-        thief = thief_repository(device, remote, tmp_path / "thief-cache")
+    with stolen_after_backup(device, tmp_path, 4, 1 << 20) as (src, _, remote, thief):
         real_indexes = set(thief.listed_index_ids)
         real_packs = set(thief.packs)
         packer = Packer(thief)
