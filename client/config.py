@@ -2,38 +2,17 @@
 
 State (`$KEEP_HOME`): `/var/lib/keep` as root, else `$XDG_DATA_HOME/keep`
 (`~/.local/share/keep`). Config (`$KEEP_CONFIG`): `/etc/keep/keep.toml` as root,
-else `$XDG_CONFIG_HOME/keep/keep.toml`. A missing config file means defaults.
-
-    [server]
-    url = "https://backup.example.net"
-    account = "alice"
-    ca_file = "/etc/keep/ca.pem"     # optional
-
-    [backup]
-    sources = ["/srv", "/etc"]
-    excludes = ["*.tmp", "/srv/cache"]
-    exclude_caches = true
-    one_file_system = false
-    compression = 1                  # zstd level of file data, 1 (fastest) to 19
-    schedule = "daily"               # systemd OnCalendar= for `keep schedule install`
-
-    [retention]                      # defaults for `keep forget`
-    keep_daily = 7
-    keep_weekly = 5
-    keep_monthly = 12
-    keep_within = "2d"
-    keep_tag = ["important"]
-
-    [phonehome]
-    ddns = true
-    updates = true
+else `$XDG_CONFIG_HOME/keep/keep.toml`. A missing config file means defaults;
+docs/cli.md shows every setting, and a test holds that list and this module's
+dataclasses to each other.
 """
 
 from __future__ import annotations
 
+import difflib
 import os
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +21,8 @@ from keep.protocol.errors import ExitCode, KeepError
 
 
 class ConfigError(KeepError):
-    """Raised when keep.toml cannot be read or has wrong types."""
+    """Raised when keep.toml cannot be read, or names a setting that does not
+    exist or gives one a value of the wrong type."""
 
     exit_code = ExitCode.USAGE
 
@@ -65,32 +45,124 @@ def config_path() -> Path:
     return Path(base) / "keep" / "keep.toml"
 
 
+# Each table of keep.toml is one frozen dataclass; its fields are the table's
+# keys and their annotations the only types accepted. `load_config` checks
+# every key against them, so a misspelt or mistyped setting is an error
+# instead of a silent default.
+
+
 @dataclass(frozen=True, slots=True)
-class Config:
-    server_url: str | None = None
+class ServerSettings:
+    url: str | None = None
     account: str | None = None
     ca_file: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class BackupSettings:
     sources: tuple[str, ...] = ()
     excludes: tuple[str, ...] = ()
     exclude_caches: bool = False
     one_file_system: bool = False
     compression: int = DATA_LEVEL
     schedule: str = "daily"
-    retention: dict[str, Any] = field(default_factory=dict)
-    phonehome: dict[str, Any] = field(default_factory=dict)
 
 
-RETENTION_COUNTS = ("keep_last", "keep_hourly", "keep_daily", "keep_weekly", "keep_monthly", "keep_yearly")
+@dataclass(frozen=True, slots=True)
+class RetentionSettings:
+    keep_last: int = 0
+    keep_hourly: int = 0
+    keep_daily: int = 0
+    keep_weekly: int = 0
+    keep_monthly: int = 0
+    keep_yearly: int = 0
+    keep_within: str | None = None
+    keep_tag: tuple[str, ...] = ()
 
 
-def _typed(table: dict[str, Any], key: str, kind: type, where: str) -> Any:
-    value = table.get(key)
-    if value is not None and not isinstance(value, kind):
-        raise ConfigError(f"{where}: '{key}' must be a {kind.__name__}")
+@dataclass(frozen=True, slots=True)
+class PhonehomeSettings:
+    url: str | None = None
+    name: str | None = None
+    ddns: bool = True
+    updates: bool = True
+    update_root: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    server: ServerSettings = ServerSettings()
+    backup: BackupSettings = BackupSettings()
+    retention: RetentionSettings = RetentionSettings()
+    phonehome: PhonehomeSettings = PhonehomeSettings()
+
+    # The settings read most often, by their old flat names.
+    @property
+    def server_url(self) -> str | None:
+        return self.server.url
+
+    @property
+    def account(self) -> str | None:
+        return self.server.account
+
+    @property
+    def ca_file(self) -> str | None:
+        return self.server.ca_file
+
+
+TABLES: dict[str, type] = {
+    "server": ServerSettings,
+    "backup": BackupSettings,
+    "retention": RetentionSettings,
+    "phonehome": PhonehomeSettings,
+}
+
+_KINDS = {"str": (str, "a string"), "bool": (bool, "true or false"), "int": (int, "a whole number")}
+
+
+def _near(name: str, choices: list[str]) -> str:
+    close = difflib.get_close_matches(name, choices, n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _value(where: str, key: str, annotation: str, value: Any) -> Any:
+    """`value` checked against a field's annotation (as a string: `str | None`,
+    `tuple[str, ...]`, `bool`, `int`); TOML's own types make this exact."""
+    if annotation.startswith("tuple[str"):
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ConfigError(f'{where}: {key} must be a list of strings, like ["a", "b"]')
+        return tuple(value)
+    kind, described = _KINDS[annotation.split(" ", maxsplit=1)[0]]
+    # bool is a subclass of int in Python, never in TOML: `compression = true` is wrong.
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise ConfigError(f"{where}: {key} must be {described}, not {value!r}")
     return value
 
 
+def _table(where: str, name: str, raw: Any) -> Any:
+    cls = TABLES[name]
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where}: [{name}] must be a table")
+    known = {f.name: str(f.type) for f in fields(cls)}
+    values = {}
+    for key, value in raw.items():
+        if key not in known:
+            raise ConfigError(f"{where}: unknown setting {key!r} in [{name}]{_near(key, list(known))}")
+        values[key] = _value(where, f"[{name}] {key}", known[key], value)
+    return cls(**values)
+
+
+def _check(where: str, config: Config) -> None:
+    level = config.backup.compression
+    if not LEVEL_MIN <= level <= LEVEL_MAX:
+        raise ConfigError(f"{where}: [backup] compression is a zstd level from {LEVEL_MIN} to {LEVEL_MAX}")
+    for f in fields(RetentionSettings):
+        if f.name != "keep_within" and isinstance(n := getattr(config.retention, f.name), int) and n < 0:
+            raise ConfigError(f"{where}: [retention] {f.name} must not be negative")
+
+
 def load_config(path: Path | None = None) -> Config:
+    """keep.toml, every key checked; a missing file means the defaults."""
     path = path or config_path()
     try:
         raw = tomllib.loads(path.read_text())
@@ -99,37 +171,34 @@ def load_config(path: Path | None = None) -> Config:
     except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"cannot read {path}: {exc}") from None
     where = str(path)
-    server = raw.get("server", {})
-    backup = raw.get("backup", {})
-    sources = _typed(backup, "sources", list, where) or []
-    excludes = _typed(backup, "excludes", list, where) or []
-    if not all(isinstance(s, str) for s in [*sources, *excludes]):
-        raise ConfigError(f"{where}: sources and excludes are lists of strings")
-    compression = _typed(backup, "compression", int, where)
-    if compression is not None and (
-        isinstance(compression, bool) or not LEVEL_MIN <= compression <= LEVEL_MAX
-    ):
-        raise ConfigError(f"{where}: 'compression' is a zstd level from {LEVEL_MIN} to {LEVEL_MAX}")
-    retention = raw.get("retention", {})
-    unknown = set(retention) - {*RETENTION_COUNTS, "keep_within", "keep_tag"}
-    if unknown:
-        raise ConfigError(f"{where}: unknown [retention] setting {sorted(unknown)[0]!r}")
-    for key in RETENTION_COUNTS:
-        if (_typed(retention, key, int, where) or 0) < 0:
-            raise ConfigError(f"{where}: '{key}' must not be negative")
-    _typed(retention, "keep_within", str, where)
-    if not all(isinstance(t, str) for t in _typed(retention, "keep_tag", list, where) or []):
-        raise ConfigError(f"{where}: keep_tag is a list of strings")
-    return Config(
-        server_url=_typed(server, "url", str, where),
-        account=_typed(server, "account", str, where),
-        ca_file=_typed(server, "ca_file", str, where),
-        sources=tuple(sources),
-        excludes=tuple(excludes),
-        exclude_caches=bool(_typed(backup, "exclude_caches", bool, where)),
-        one_file_system=bool(_typed(backup, "one_file_system", bool, where)),
-        compression=DATA_LEVEL if compression is None else compression,
-        schedule=_typed(backup, "schedule", str, where) or "daily",
-        retention=dict(retention),
-        phonehome=dict(raw.get("phonehome", {})),
-    )
+    for name in raw:
+        if name not in TABLES:
+            raise ConfigError(f"{where}: unknown table [{name}]{_near(name, list(TABLES))}")
+    config = Config(**{name: _table(where, name, table) for name, table in raw.items()})
+    _check(where, config)
+    return config
+
+
+def update_config(path: Path, table: str, values: dict[str, Any]) -> None:
+    """Set `[table] key = value` for each of `values` in keep.toml, keeping
+    everything else (comments included) as the owner wrote it. The result is
+    checked like any keep.toml before it replaces the file, so no writer can
+    leave a configuration the next run refuses."""
+    import tomlkit
+
+    doc = tomlkit.parse(path.read_text()) if path.exists() else tomlkit.document()
+    section = doc.get(table)
+    if section is None:
+        section = tomlkit.table()
+        doc[table] = section
+    for key, value in values.items():
+        section[key] = list(value) if isinstance(value, tuple) else value
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(tomlkit.dumps(doc))
+    try:
+        load_config(tmp)
+    except ConfigError:
+        tmp.unlink()
+        raise
+    tmp.replace(path)

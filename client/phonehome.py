@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from keep.client.config import PhonehomeSettings, update_config
 from keep.client.device_state import read_record, write_private
 from keep.protocol.errors import ExitCode, KeepError
 
@@ -47,23 +48,11 @@ SWITCHES = {"ddns": "DNS pointer updates", "updates": "Update checks"}
 
 
 def set_switches(config_file: Path, keys: list[str], value: bool) -> None:
-    """Set `[phonehome] KEY = value` in keep.toml, keeping everything else
-    (comments included) as the owner wrote it."""
-    import tomlkit
-
-    doc = tomlkit.parse(config_file.read_text()) if config_file.exists() else tomlkit.document()
-    table = doc.get("phonehome")
-    if table is None:
-        table = tomlkit.table()
-        doc["phonehome"] = table
+    """Set `[phonehome] KEY = value` in keep.toml for each switch in `keys`."""
     for key in keys:
         if key not in SWITCHES:
             raise ValueError(f"unknown switch {key!r}")
-        table[key] = value
-    config_file.parent.mkdir(parents=True, exist_ok=True)
-    tmp = config_file.with_name(f".{config_file.name}.tmp")
-    tmp.write_text(tomlkit.dumps(doc))
-    tmp.replace(config_file)
+    update_config(config_file, "phonehome", dict.fromkeys(keys, value))
 
 
 class UpdateVerificationError(KeepError):
@@ -82,14 +71,13 @@ class Settings:
     ca_file: str | None = None
 
     @classmethod
-    def from_config(cls, table: dict[str, Any], ca_file: str | None = None) -> Settings:
-        root = table.get("update_root")
+    def from_config(cls, table: PhonehomeSettings, ca_file: str | None = None) -> Settings:
         return cls(
-            url=str(table["url"]).rstrip("/") if table.get("url") else None,
-            ddns=bool(table.get("ddns", True)),
-            updates=bool(table.get("updates", True)),
-            name=str(table["name"]).lower() if table.get("name") else None,
-            update_root=Path(root) if root else DEFAULT_ROOT,
+            url=table.url.rstrip("/") if table.url else None,
+            ddns=table.ddns,
+            updates=table.updates,
+            name=table.name.lower() if table.name else None,
+            update_root=Path(table.update_root) if table.update_root else DEFAULT_ROOT,
             ca_file=ca_file,
         )
 

@@ -35,6 +35,7 @@ from keep.client.lease import Lease
 from keep.client.packer import Packer
 from keep.client.prune_plan import REPACK_BELOW, plan
 from keep.client.repository import Repository, SnapshotInfo
+from keep.protocol.api import LOCK_TTL_MAX
 from keep.protocol.compression import BlobDecompressor
 from keep.protocol.errors import FormatError, IntegrityError, NotFoundError
 from keep.protocol.index import IndexedPack
@@ -57,6 +58,7 @@ class PruneResult:
     packs_waiting: int = 0  # condemned, kept until running backups end
     packs_resurrected: int = 0
     blobs_unreadable: int = 0  # live blobs whose copy in a repacked pack failed verification (not copied)
+    locks_deleted: int = 0  # LOCK objects no live lease names any more
     bytes_freed: int = 0
     bytes_downloaded: int = 0
     bytes_uploaded: int = 0
@@ -108,6 +110,8 @@ class Pruner:
         # list either ended before it (its snapshot is listed below) or began
         # after it (it saw the condemned packs as condemned).
         leases = self._other_leases()
+        if not self.dry_run:
+            self._delete_old_locks()
         snapshots = repo.snapshots()
         live = live_blobs(repo, snapshots)
         deletable = {
@@ -165,6 +169,18 @@ class Pruner:
     def _other_leases(self) -> list[dict[str, object]]:
         reply = self.repo.remote.request_json("GET", "/v1/locks")
         return [lk for lk in reply.get("locks", []) if lk.get("id") != self.lease.lease_id]
+
+    def _delete_old_locks(self) -> None:
+        """LOCK objects (who held a lease) that no live lease names. Devices
+        cannot delete, so each backup leaves one; one younger than the longest
+        lease may belong to a lease being taken right now, and stays."""
+        leases = self.repo.remote.request_json("GET", "/v1/locks").get("locks", [])  # this prune's too
+        named = {str(lk.get("holder")) for lk in leases}
+        before = self.lease.created - LOCK_TTL_MAX
+        for obj in self.repo.remote.list_objects("lock"):
+            if obj.id not in named and obj.created < before:
+                self.repo.remote.delete_object("lock", obj.id)
+                self.result.locks_deleted += 1
 
     def _other_leases_before(self, index_id: str) -> bool:
         arrived = next(o.created for o in self.repo.remote.list_objects("index") if o.id == index_id)

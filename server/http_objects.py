@@ -189,6 +189,7 @@ def _lease_json(lease: Lease) -> dict[str, Any]:
         "id": lease.id,
         "mode": lease.mode,
         "holder": lease.holder,
+        "principal": lease.principal,
         "created": lease.created,
         "expires": lease.expires,
     }

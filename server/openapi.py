@@ -127,6 +127,7 @@ SCHEMAS: dict[str, Any] = {
             "id": {"type": "string"},
             "mode": {"enum": list(LOCK_MODES)},
             "holder": {"type": "string"},
+            "principal": {"type": "string"},
             "created": INT,
             "expires": INT,
         }

@@ -19,7 +19,7 @@ from keep.client.account import owner_login
 from keep.client.cli.text import human_bytes
 from keep.client.config import load_config
 from keep.client.device_state import DeviceState
-from keep.client.history import last_backup
+from keep.client.history import last_backup, record_last_backup
 from keep.client.remote import Remote
 from keep.client.repository import Repository
 from keep.protocol.device_name import open_device_name
@@ -80,6 +80,12 @@ def status(paths: Paths) -> dict[str, Any]:
 def start_backup(paths: Paths) -> str:
     """Start a backup in the background: through systemd when it runs the
     timer (the unit has the right privileges), else as a child process."""
+    if not load_config(paths.config).backup.sources:
+        record_last_backup(
+            paths.home,
+            {"time": time.time(), "result": "failed", "error": "nothing to back up: no sources are set"},
+        )
+        return "Backup not started: nothing to back up (no sources are set in keep.toml)."
     if Path("/run/systemd/system").is_dir() and shutil.which("systemctl"):
         result = subprocess.run(
             ["systemctl", "start", "--no-block", "keep-backup.service"],

@@ -8,6 +8,7 @@ from typing import Any
 import click
 from keep.client import phonehome
 from keep.client.cli.main import CliContext, cli
+from keep.client.cli.text import rfc3339
 from keep.client.config import load_config
 
 SWITCHES = phonehome.SWITCHES
@@ -65,7 +66,7 @@ def status(ctx: CliContext) -> None:
         last = s.get("last_attempt")
         rows[key] = {
             "enabled": on,
-            "last_attempt": last,
+            "last_attempt": rfc3339(last),
             "result": s.get("result"),
             "next_run": "with the next agent timer run" if on else "never (off)",
             "sends": sent[key] if on else "nothing (off)",

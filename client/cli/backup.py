@@ -46,10 +46,14 @@ def backup(
     host: str | None,
 ) -> None:
     """Back up PATHS. Exits 3 when some files could not be read."""
-    config = ctx.config
+    config = ctx.config.backup
     sources = [os.fsencode(p) for p in paths] or [os.fsencode(s) for s in config.sources]
     if not sources:
-        raise UsageError("nothing to back up: give paths or set [backup] sources in keep.toml")
+        # A failure like any other: the timer's OnFailure, the admin page and
+        # `keep stats` all show it, instead of a device that quietly backs up nothing.
+        error = UsageError(f"nothing to back up: give paths or set [backup] sources in {ctx.config_file}")
+        record_last_backup(ctx.home, {"time": time.time(), "result": "failed", "error": str(error)})
+        raise error
     patterns = list(config.excludes) + list(excludes)
     for f in exclude_file:
         patterns += [ln.strip() for ln in f.read_text().splitlines() if ln.strip() and not ln.startswith("#")]
@@ -69,7 +73,7 @@ def backup(
 
     started = time.time()
     try:
-        with open_repository(ctx) as (_, repo), Lease(repo.remote) as lease:
+        with open_repository(ctx) as (_, repo), Lease(repo) as lease:
             parent = None
             candidates = [
                 s

@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
-import datetime
 from pathlib import Path
+from typing import Any
 
 import click
 from keep.client.cli.main import CliContext, cli
 from keep.client.cli.session import connect, owner_login_for, owner_options
+from keep.client.cli.text import local_time, rfc3339
 from keep.client.device_state import DeviceState
 from keep.protocol.device_name import open_device_name
 
 
 def _when(ts: int | None) -> str:
-    return "-" if ts is None else datetime.datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M")
+    return "-" if ts is None else local_time(ts * 10**9)[:-3]
+
+
+def _times(d: dict[str, Any]) -> dict[str, Any]:
+    return {**d, **{k: rfc3339(d.get(k)) for k in ("created", "last_seen", "revoked")}}
 
 
 @cli.group()
@@ -43,7 +48,7 @@ def list_devices(ctx: CliContext) -> None:
         + ("  (this device)" if d["this_device"] else "")
         for d in rows
     )
-    ctx.emit(human, rows)
+    ctx.emit(human, [_times(d) for d in rows])
 
 
 @device.command()

@@ -2,22 +2,18 @@
 
 from __future__ import annotations
 
-import datetime
 import os
 import stat
 
 import click
 from keep.client.cli.main import CliContext, cli
 from keep.client.cli.session import open_repository
-from keep.client.cli.text import display_path, human_bytes
+from keep.client.cli.text import display_path, human_bytes, local_time, rfc3339
 from keep.client.drill import last as last_drill
+from keep.client.history import last_backup
 from keep.client.restorer import walk
 from keep.protocol.errors import NotFoundError
 from keep.protocol.tree import NodeType
-
-
-def _time(ns: int) -> str:
-    return datetime.datetime.fromtimestamp(ns / 1e9).strftime("%Y-%m-%d %H:%M:%S")
 
 
 @cli.command()
@@ -29,7 +25,7 @@ def snapshots(ctx: CliContext) -> None:
     rows: list[dict[str, object]] = [
         {
             "id": s.id,
-            "time": _time(s.snapshot.time_ns),
+            "time": rfc3339(ns=s.snapshot.time_ns),
             "host": s.snapshot.host,
             "paths": [os.fsdecode(p) for p in s.snapshot.paths],
             "tags": list(s.snapshot.tags),
@@ -39,7 +35,7 @@ def snapshots(ctx: CliContext) -> None:
     ]
     human = (
         "\n".join(
-            f"{s.id[:12]}  {_time(s.snapshot.time_ns)}  {s.snapshot.host:<16} "
+            f"{s.id[:12]}  {local_time(s.snapshot.time_ns)}  {s.snapshot.host:<16} "
             + ", ".join(display_path(p) for p in s.snapshot.paths)
             + (f"  [{', '.join(s.snapshot.tags)}]" if s.snapshot.tags else "")
             for s in snaps
@@ -72,13 +68,14 @@ def ls(ctx: CliContext, snapshot: str, path: str | None) -> None:
             "type": n.type.name.lower(),
             "mode": oct(n.mode),
             "size": n.size,
-            "mtime": _time(n.mtime_ns),
+            "mtime": rfc3339(ns=n.mtime_ns),
         }
         for p, n in entries
     ]
     kinds = {NodeType.DIR: stat.S_IFDIR, NodeType.SYMLINK: stat.S_IFLNK, NodeType.FILE: stat.S_IFREG}
     human = "\n".join(
-        f"{stat.filemode(kinds.get(n.type, 0) | n.mode)} {n.size:>12} {_time(n.mtime_ns)} {display_path(p)}"
+        f"{stat.filemode(kinds.get(n.type, 0) | n.mode)} {n.size:>12} {local_time(n.mtime_ns)} "
+        + display_path(p)
         for p, n in entries
     )
     ctx.emit(human, rows)
@@ -87,12 +84,13 @@ def ls(ctx: CliContext, snapshot: str, path: str | None) -> None:
 @cli.command()
 @click.pass_obj
 def stats(ctx: CliContext) -> None:
-    """Repository usage and the latest snapshot."""
+    """Repository usage, the latest snapshot, this device's last backup and drill."""
     with open_repository(ctx) as (state, repo):
         usage = repo.remote.request_json("GET", "/v1/usage")
         snaps = repo.snapshots()
     latest = snaps[-1] if snaps else None
     drilled = last_drill(ctx.home)
+    last = last_backup(ctx.home)
     data = {
         "account": state.account,
         "server": state.server_url,
@@ -104,22 +102,31 @@ def stats(ctx: CliContext) -> None:
         if latest is None
         else {
             "id": latest.id,
-            "time": _time(latest.snapshot.time_ns),
+            "time": rfc3339(ns=latest.snapshot.time_ns),
             "summary": latest.snapshot.summary,
         },
-        "last_verified_restore": drilled,
+        "last_verified_restore": drilled and {**drilled, "time": rfc3339(drilled["time"])},
+        "last_backup": last and {**last, "time": rfc3339(last["time"])},
     }
     human = (
         f"account {state.account} on {state.server_url}\n"
         f"{len(snaps)} snapshots, {human_bytes(int(usage.get('bytes') or 0))} stored"
         f" in {usage.get('objects')} objects"
-        + (f"\nlatest: {latest.id[:12]} at {_time(latest.snapshot.time_ns)}" if latest else "")
+        + (f"\nlatest: {latest.id[:12]} at {local_time(latest.snapshot.time_ns)}" if latest else "")
         + "\nlast verified restore: "
         + (
             "never (run `keep drill`)"
             if drilled is None
-            else f"{_time(int(drilled['time'] * 1e9))}, snapshot {str(drilled['snapshot'])[:12]}, "
+            else f"{local_time(int(drilled['time'] * 1e9))}, snapshot {str(drilled['snapshot'])[:12]}, "
             f"{drilled['files']} files: " + ("all matched" if drilled.get("ok") else "MISMATCHES")
+        )
+        + "\nlast backup: "
+        + (
+            "never"
+            if last is None
+            else f"{local_time(int(last['time'] * 1e9))}: "
+            + {"ok": "succeeded", "partial": "finished with warnings"}.get(last["result"], "FAILED")
+            + (f" ({last['error']})" if last.get("error") else "")
         )
     )
     ctx.emit(human, data)

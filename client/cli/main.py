@@ -38,6 +38,7 @@ COMMANDS = {
     "schedule": "schedule",
     "snapshots": "listing",
     "stats": "listing",
+    "unlock": "maintenance",
 }
 
 

@@ -9,15 +9,15 @@ prune lease, which runs beside backups (docs/engine.md "Prune").
 
 from __future__ import annotations
 
-import datetime
+import time
 from pathlib import Path
 from typing import Any
 
 import click
 from keep.client.cli.main import CliContext, cli
 from keep.client.cli.session import become_owner, open_repository, owner_options
-from keep.client.cli.text import display_path, human_bytes
-from keep.client.lease import Lease
+from keep.client.cli.text import display_path, human_bytes, local_time, rfc3339
+from keep.client.lease import HeldLock, Lease, held_locks
 from keep.client.prune import Pruner, PruneResult
 from keep.client.prune_plan import REPACK_BELOW
 from keep.client.repository import Repository, SnapshotInfo
@@ -39,10 +39,6 @@ repack_option = click.option(
     show_default=True,
     help="Repack packs whose live fraction is below this.",
 )
-
-
-def _when(ns: int) -> str:
-    return datetime.datetime.fromtimestamp(ns / 1e9).strftime("%Y-%m-%d %H:%M:%S")
 
 
 def _facts(snapshots: list[SnapshotInfo]) -> list[SnapshotFacts]:
@@ -95,14 +91,14 @@ def forget(
     default to [retention] in keep.toml."""
     r = ctx.config.retention
     policy = Policy(
-        last=keep_last or r.get("keep_last", 0),
-        hourly=keep_hourly or r.get("keep_hourly", 0),
-        daily=keep_daily or r.get("keep_daily", 0),
-        weekly=keep_weekly or r.get("keep_weekly", 0),
-        monthly=keep_monthly or r.get("keep_monthly", 0),
-        yearly=keep_yearly or r.get("keep_yearly", 0),
-        within_seconds=parse_duration(w) if (w := keep_within or r.get("keep_within")) else 0,
-        tags=keep_tags or tuple(r.get("keep_tag", ())),
+        last=keep_last or r.keep_last,
+        hourly=keep_hourly or r.keep_hourly,
+        daily=keep_daily or r.keep_daily,
+        weekly=keep_weekly or r.keep_weekly,
+        monthly=keep_monthly or r.keep_monthly,
+        yearly=keep_yearly or r.keep_yearly,
+        within_seconds=parse_duration(w) if (w := keep_within or r.keep_within) else 0,
+        tags=keep_tags or r.keep_tag,
     )
     with open_repository(ctx) as (state, repo):
         snapshots = repo.snapshots()
@@ -118,8 +114,8 @@ def forget(
         held_back = {group_key(s) for s in decision.suspicious} if not allow_suspicious else set()
         remove = [s for s in decision.remove if group_key(s) not in held_back]
         lines = [
-            f"warning: snapshot {s.id[:12]} says {_when(s.time_ns)} but reached the server at "
-            f"{_when(s.arrived * 10**9)} (more than {CLOCK_SKEW_MAX // 3600} h apart); "
+            f"warning: snapshot {s.id[:12]} says {local_time(s.time_ns)} but reached the server at "
+            f"{local_time(s.arrived * 10**9)} (more than {CLOCK_SKEW_MAX // 3600} h apart); "
             + (
                 "acting anyway (--allow-suspicious)"
                 if allow_suspicious
@@ -128,12 +124,12 @@ def forget(
             for s in decision.suspicious
         ]
         lines += [
-            f"keep    {s.id[:12]}  {_when(s.time_ns)}  {s.host}  "
+            f"keep    {s.id[:12]}  {local_time(s.time_ns)}  {s.host}  "
             f"{', '.join(display_path(p) for p in s.paths)}  ({', '.join(why)})"
             for s, why in decision.keep
         ]
         lines += [
-            f"{'would forget' if dry_run else 'forget'}  {s.id[:12]}  {_when(s.time_ns)}  {s.host}  "
+            f"{'would forget' if dry_run else 'forget'}  {s.id[:12]}  {local_time(s.time_ns)}  {s.host}  "
             f"{', '.join(display_path(p) for p in s.paths)}"
             for s in remove
         ]
@@ -141,7 +137,8 @@ def forget(
             "keep": [{"id": s.id, "reasons": why} for s, why in decision.keep],
             "forget": [s.id for s in remove],
             "suspicious": [
-                {"id": s.id, "time_ns": s.time_ns, "arrived": s.arrived} for s in decision.suspicious
+                {"id": s.id, "time": rfc3339(ns=s.time_ns), "arrived": rfc3339(s.arrived)}
+                for s in decision.suspicious
             ],
             "held_back_groups": len(held_back),
             "dry_run": dry_run,
@@ -149,7 +146,7 @@ def forget(
         if not dry_run:
             become_owner(state, repo, password_file, recovery_kit)
             if remove:
-                with Lease(repo.remote, "exclusive"):
+                with Lease(repo, "exclusive"):
                     # Named first, deleted second: other machines that saw
                     # these snapshots must not take their absence for a rollback.
                     repo.save_index([], forgotten=[s.id for s in remove])
@@ -183,9 +180,9 @@ def prune(
 
 def _prune(repo: Repository, repack_below: float, dry_run: bool) -> PruneResult:
     if dry_run:  # reads only: a shared lease, which a device may hold
-        with Lease(repo.remote) as lease:
+        with Lease(repo, purpose="prune --dry-run") as lease:
             return Pruner(repo, lease, repack_below, dry_run=True).run()
-    with Lease(repo.remote, "prune") as lease:
+    with Lease(repo, "prune") as lease:
         return Pruner(repo, lease, repack_below).run()
 
 
@@ -207,3 +204,46 @@ def _prune_text(r: PruneResult) -> str:
 
 def _prune_json(r: PruneResult) -> dict[str, Any]:
     return dict(vars(r))
+
+
+@cli.command()
+@click.option("--force", is_flag=True, help="Also remove leases whose holder may still be running.")
+@owner_options
+@click.pass_obj
+def unlock(ctx: CliContext, force: bool, password_file: Path | None, recovery_kit: Path | None) -> None:
+    """Remove repository leases whose holder is gone (a killed backup): its
+    process no longer runs on this host, or it stopped renewing. This
+    device's own leases need no password; other devices' need the owner."""
+    with open_repository(ctx) as (state, repo):
+        held = held_locks(repo)
+        now = time.time()
+        remove = [h for h in held if force or h.stale(now)]
+        if any(h.principal != state.device_id for h in remove):
+            become_owner(state, repo, password_file, recovery_kit)
+        for h in remove:
+            repo.remote.request_json("DELETE", f"/v1/locks/{h.id}", ok=(204, 404))
+    kept = [h for h in held if h not in remove]
+    lines = [f"removed: {h.describe()} ({h.stale(now) or 'forced'})" for h in remove]
+    lines += [
+        f"kept: {h.describe()} (renewed {int(h.silent_for(now))} s ago; --force removes it)" for h in kept
+    ]
+    ctx.emit(
+        "\n".join(lines) or "no leases are held",
+        {
+            "removed": [lock_json(h, now) for h in remove],
+            "kept": [lock_json(h, now) for h in kept],
+        },
+    )
+
+
+def lock_json(lock: HeldLock, now: float) -> dict[str, Any]:
+    r = lock.record
+    return {
+        "id": lock.id,
+        "mode": lock.mode,
+        "principal": lock.principal,
+        "created": rfc3339(lock.created),
+        "expires": rfc3339(lock.expires),
+        "holder": None if r is None else {"host": r.host, "user": r.user, "pid": r.pid, "purpose": r.purpose},
+        "stale": lock.stale(now),
+    }

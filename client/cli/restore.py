@@ -34,7 +34,7 @@ def restore(ctx: CliContext, snapshot: str, target: Path, includes: tuple[str, .
     def progress(stats: RestoreStats) -> None:
         line.show(f"{human_bytes(stats.bytes_written)} restored, {line.rate(stats.bytes_written)}")
 
-    with open_repository(ctx) as (_, repo), Lease(repo.remote):
+    with open_repository(ctx) as (_, repo), Lease(repo, purpose="restore"):
         repo.load_index()
         repo.reindex_orphan_packs(save=False)  # packs whose index object was lost are still found
         info = repo.find_snapshot(snapshot)

@@ -60,7 +60,7 @@ def schedule() -> None:
 @click.pass_obj
 def install(ctx: CliContext, root: Path) -> None:
     """Write and enable the device units (needs root for /)."""
-    if any(c in ctx.config.schedule for c in "\n\r"):
+    if any(c in ctx.config.backup.schedule for c in "\n\r"):
         raise UsageError("[backup] schedule must be one OnCalendar= expression")
     unit_dir = root / "etc" / "systemd" / "system"
     sysusers = root / "etc" / "sysusers.d" / "keep.conf"
@@ -69,7 +69,7 @@ def install(ctx: CliContext, root: Path) -> None:
         sysusers.parent.mkdir(parents=True, exist_ok=True)
         keep_bin = _keep_executable()
         for name in DEVICE_UNITS:
-            (unit_dir / name).write_text(render(name, keep_bin, ctx.config.schedule))
+            (unit_dir / name).write_text(render(name, keep_bin, ctx.config.backup.schedule))
         sysusers.write_text((UNITS / "keep.sysusers.conf").read_text())
     except PermissionError as exc:
         raise UsageError(f"cannot write {exc.filename}: run as root (or give --root)") from None
@@ -81,8 +81,8 @@ def install(ctx: CliContext, root: Path) -> None:
     ran = _run_or_describe(root, steps)
     ctx.emit(
         f"installed {len(DEVICE_UNITS)} units in {unit_dir} "
-        f"(backups: {ctx.config.schedule}, ExecStart {keep_bin})\n{ran}",
-        {"unit_dir": str(unit_dir), "units": list(DEVICE_UNITS), "schedule": ctx.config.schedule},
+        f"(backups: {ctx.config.backup.schedule}, ExecStart {keep_bin})\n{ran}",
+        {"unit_dir": str(unit_dir), "units": list(DEVICE_UNITS), "schedule": ctx.config.backup.schedule},
     )
 
 

@@ -9,7 +9,7 @@ from keep.client.checker import Checker, CheckResult, parse_subset
 from keep.client.cli.main import CliContext, cli
 from keep.client.cli.progress import ProgressLine
 from keep.client.cli.session import open_repository
-from keep.client.cli.text import human_bytes
+from keep.client.cli.text import human_bytes, rfc3339
 from keep.client.drill import SAMPLE_FILES, drill
 from keep.client.lease import Lease
 from keep.protocol.errors import IntegrityError
@@ -27,7 +27,7 @@ def check(ctx: CliContext, read_data: bool, read_data_subset: str | None) -> Non
     def progress(r: CheckResult) -> None:
         line.show(f"{r.trees} trees, {r.packs_read} packs read ({human_bytes(r.bytes_read)})")
 
-    with open_repository(ctx) as (_, repo), Lease(repo.remote):
+    with open_repository(ctx) as (_, repo), Lease(repo, purpose="check"):
         result = Checker(repo, select, progress).run()
     line.done()
     lines = [f"error: {e}" for e in result.errors]
@@ -66,7 +66,7 @@ def check(ctx: CliContext, read_data: bool, read_data_subset: str | None) -> Non
 def drill_command(ctx: CliContext, snapshot: str, count: int) -> None:
     """Restore a random sample of SNAPSHOT's files and compare them with what
     was backed up; the result is kept and shown by `keep stats`."""
-    with open_repository(ctx) as (_, repo), Lease(repo.remote):
+    with open_repository(ctx) as (_, repo), Lease(repo, purpose="drill"):
         repo.load_index()
         info = repo.find_snapshot(snapshot)
         result = drill(repo, info, ctx.home, count)
@@ -78,6 +78,6 @@ def drill_command(ctx: CliContext, snapshot: str, count: int) -> None:
         + ("all match" if result.ok else f"{len(result.mismatches)} MISMATCH(ES)")
         + f" ({result.seconds:.1f} s)"
     )
-    ctx.emit("\n".join(lines), {**vars(result), "ok": result.ok})
+    ctx.emit("\n".join(lines), {**vars(result), "time": rfc3339(result.time), "ok": result.ok})
     if not result.ok:
         raise IntegrityError("the restore drill found files that do not match their backup")

@@ -4,11 +4,15 @@ directory standing for one device."""
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import os
+import pty
+import select
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -85,6 +89,56 @@ class Device:
                 str(self.home.parent / "kit.txt"),
             )
         )
+
+
+class Terminal:
+    """`keep` on a pseudo-terminal, as an owner at a shell sees it: prompts are
+    waited for and answered, and everything it printed is kept in `seen`."""
+
+    def __init__(self, device: Device, *args: str) -> None:
+        primary, secondary = pty.openpty()
+        env = {**os.environ, "KEEP_HOME": str(device.home), "KEEP_CONFIG": str(device.home / "none.toml")}
+        self.proc = subprocess.Popen(
+            [KEEP, *args], stdin=secondary, stdout=secondary, stderr=secondary, env=env
+        )
+        os.close(secondary)
+        self.fd = primary
+        self.seen = b""
+        self.cursor = 0
+
+    def _read(self, timeout: float) -> bool:
+        ready, _, _ = select.select([self.fd], [], [], timeout)
+        if not ready:
+            return True
+        try:
+            chunk = os.read(self.fd, 4096)
+        except OSError:  # the process closed the terminal
+            return False
+        self.seen += chunk
+        return bool(chunk)
+
+    def expect(self, text: bytes, timeout: float = 60) -> None:
+        """Wait until `text` appears after the previous match, like pexpect."""
+        deadline = time.monotonic() + timeout
+        while (at := self.seen.find(text, self.cursor)) < 0:
+            if time.monotonic() > deadline or not self._read(0.2):
+                raise AssertionError(f"{text!r} not shown; the terminal shows {self.seen!r}")
+        self.cursor = at + len(text)
+
+    def send(self, text: bytes) -> None:
+        os.write(self.fd, text)
+
+    def finish(self, timeout: float = 120) -> int:
+        """Wait for the exit code, collecting the rest of the output."""
+        deadline = time.monotonic() + timeout
+        while self.proc.poll() is None and time.monotonic() < deadline:
+            self._read(0.2)
+        code = self.proc.wait(timeout=max(deadline - time.monotonic(), 1))
+        with contextlib.suppress(OSError):
+            while self._read(0.1):
+                pass
+        os.close(self.fd)
+        return code
 
 
 @pytest.fixture

@@ -4,15 +4,11 @@ written, and weak passwords are refused with a reason."""
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import pty
-import subprocess
 from pathlib import Path
 
 from benchmarks.server_process import keep_server
-from tests.client.conftest import KEEP, Device
+from tests.client.conftest import Device, Terminal
 from tests.client.tree_builder import describe, make_rich_tree
 
 
@@ -130,23 +126,12 @@ def test_ctrl_d_at_the_password_prompt_is_an_interruption(device: Device) -> Non
     """On a real terminal (a pseudo-terminal here): EOF at the prompt says
     "interrupted" and exits 130, not "internal error"."""
     device.init()
-    primary, secondary = pty.openpty()
-    env = {**os.environ, "KEEP_HOME": str(device.home), "KEEP_CONFIG": str(device.home / "none.toml")}
-    proc = subprocess.Popen(
-        [KEEP, "key", "verify"], stdin=secondary, stdout=secondary, stderr=secondary, env=env
-    )
-    os.close(secondary)
-    seen = b""
-    while b"Password" not in seen:
-        seen += os.read(primary, 1024)
-    os.write(primary, b"\x04")
-    assert proc.wait(timeout=60) == 130
-    with contextlib.suppress(OSError):
-        while chunk := os.read(primary, 1024):
-            seen += chunk
-    os.close(primary)
-    assert b"interrupted" in seen
-    assert b"internal error" not in seen
+    terminal = Terminal(device, "key", "verify")
+    terminal.expect(b"Password")
+    terminal.send(b"\x04")
+    assert terminal.finish() == 130
+    assert b"interrupted" in terminal.seen
+    assert b"internal error" not in terminal.seen
 
 
 def test_json_after_the_command_and_version(device: Device) -> None:
