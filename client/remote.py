@@ -14,6 +14,7 @@ import hashlib
 import http.client
 import ipaddress
 import json
+import socket
 import ssl
 import threading
 import time
@@ -74,9 +75,10 @@ class ObjectInfo:
     created: int
 
 
-def _error(status: int, body: dict[str, Any] | None) -> KeepError:
-    code = (body or {}).get("code", "")
-    message = str((body or {}).get("message", f"HTTP {status}"))[:300]
+def _error(status: int, body: dict[str, Any], url: str) -> KeepError:
+    """keep-server's own error reply as the one error the client raises."""
+    code = body.get("code", "")
+    message = str(body.get("message", f"HTTP {status}"))[:300]
     if code == ErrorCode.APPEND_ONLY:
         return PermissionDeniedError(
             "this device's credential is append-only; run the command with the owner password"
@@ -101,7 +103,7 @@ def _error(status: int, body: dict[str, Any] | None) -> KeepError:
         return NotFoundError(message)
     if status == 403:
         return PermissionDeniedError(message)
-    return KeepError(f"server error {status}: {message}")
+    return KeepError(f"the keep-server at {url} answered HTTP {status}: {message}")
 
 
 class Remote:
@@ -142,6 +144,7 @@ class Remote:
         self._local = threading.local()
         self._connections: list[http.client.HTTPConnection] = []
         self._lock = threading.Lock()
+        self._answered = False  # has the server ever replied (so a failure now is a cut)
         self._uploads = ThreadPoolExecutor(upload_concurrency, thread_name_prefix="keep-upload")
         self._upload_slots = threading.BoundedSemaphore(upload_concurrency)
 
@@ -232,18 +235,51 @@ class Remote:
                     continue  # the server closed an idle keep-alive connection: not a failure
                 attempt += 1
                 if attempt >= attempts:
-                    raise ServerUnreachableError(
-                        f"cannot reach the server at {self.base_url} ({type(exc).__name__})"
-                    ) from None
+                    raise self._unreachable(exc) from None
                 time.sleep(delay)
                 delay *= 2
                 continue
+            self._answered = True
             attempt += 1
             if status >= 500 and attempt < attempts:
                 time.sleep(delay)
                 delay *= 2
                 continue
             return status, raw, ctype
+
+    def _unreachable(self, exc: BaseException) -> ServerUnreachableError:
+        """What went wrong reaching the server, and what to check, in one line."""
+        url = self.base_url
+        if self._answered:  # it did answer before: the server went away, or the network
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
+            what = (
+                f"cannot reach the server at {url} any more ({reason}) — "
+                "is the server still up and the network working?"
+            )
+        elif isinstance(exc, socket.gaierror):
+            what = f"cannot resolve the host name {self._host!r} — is the server address right?"
+        elif isinstance(exc, ConnectionRefusedError):
+            what = (
+                f"no keep-server answers at {url} (connection refused) — "
+                "is the URL right and the server running?"
+            )
+        elif isinstance(exc, TimeoutError):
+            what = f"the server at {url} did not answer in time — is it up, and is the network working?"
+        elif isinstance(exc, ssl.SSLError):
+            what = (
+                f"TLS with {url} failed ({exc.reason or exc}) — is that port an https server? "
+                "(a plain-http server needs an http:// URL)"
+            )
+        elif isinstance(exc, http.client.HTTPException):
+            what = (
+                f"the server at {url} closed the connection or answered something that is not HTTP — "
+                "is the URL right (https vs http, port)?"
+            )
+        elif isinstance(exc, OSError) and exc.strerror:
+            what = f"cannot reach the server at {url}: {exc.strerror}"
+        else:
+            what = f"cannot reach the server at {url} ({type(exc).__name__})"
+        return ServerUnreachableError(what)
 
     def _exchange(
         self, method: str, path: str, body: bytes | BinaryIO | None, headers: dict[str, str], limit: int
@@ -292,7 +328,9 @@ class Remote:
     ) -> Any:
         status, raw, ctype = self._request(method, path, json_body=body, token=token, retry=retry)
         if status not in ok:
-            raise _reply_error(status, raw, ctype)
+            raise _reply_error(status, raw, ctype, self.base_url)
+        if raw and ctype != "application/json":  # a web page where the API should be
+            raise _foreign_reply(status, self.base_url)
         return _json_or_none(raw, ctype)
 
     # Objects ---------------------------------------------------------------------
@@ -327,7 +365,7 @@ class Remote:
                 if not isinstance(body, bytes):
                     body.close()
             if status not in (200, 201):
-                raise _reply_error(status, raw, ctype)
+                raise _reply_error(status, raw, ctype, self.base_url)
             return object_id
 
         try:
@@ -356,7 +394,7 @@ class Remote:
         if status not in ((206,) if rng else (200,)):
             if status == 404:
                 raise NotFoundError(f"the server has no {kind} {object_id[:12]}")
-            raise _reply_error(status, raw, ctype)
+            raise _reply_error(status, raw, ctype, self.base_url)
         return raw
 
     def delete_object(self, kind: str, object_id: str) -> None:
@@ -405,7 +443,7 @@ class Remote:
         if status in (401, 404):  # one answer: the server does not say which (older ones did)
             what = "password" if method == "password" else "recovery key"
             raise AuthError(f"wrong {what}, or no such account ({account!r})")
-        raise _reply_error(status, raw, ctype)
+        raise _reply_error(status, raw, ctype, self.base_url)
 
 
 def _json_or_none(raw: bytes, ctype: str) -> Any:
@@ -413,10 +451,36 @@ def _json_or_none(raw: bytes, ctype: str) -> Any:
     return _parse_json(raw) if ctype == "application/json" and raw else None
 
 
-def _reply_error(status: int, raw: bytes, ctype: str) -> KeepError:
+def _reply_error(status: int, raw: bytes, ctype: str, url: str) -> KeepError:
     """The error for a reply that is not the expected one."""
-    parsed = _json_or_none(raw, ctype)
-    return _error(status, parsed if isinstance(parsed, dict) else None)
+    try:
+        parsed = _json_or_none(raw, ctype)
+    except ProtocolViolationError:
+        parsed = None
+    if not isinstance(parsed, dict) or not isinstance(parsed.get("code"), str):
+        return _foreign_reply(status, url)
+    return _error(status, parsed, url)
+
+
+def _foreign_reply(status: int, url: str) -> KeepError:
+    """A reply without keep-server's error body: something else answers at
+    `url` (a web server, a proxy, a captive portal). Say what to check."""
+    if 300 <= status < 400:
+        return KeepError(
+            f"{url} redirects elsewhere (HTTP {status}); give keep the final address — it does not "
+            "follow redirects, so a credential never goes where you did not send it"
+        )
+    if status == 404:
+        return NotFoundError(
+            f"no keep-server answers at {url}: it said 404 (not found) to the API — is the URL right "
+            "(https or http, host, port, no extra path)?"
+        )
+    if status in (401, 403, 407):
+        return PermissionDeniedError(
+            f"{url} refused the request (HTTP {status}) without saying why, as a proxy or web server "
+            "would — is the URL that of the keep-server itself?"
+        )
+    return KeepError(f"{url} answered HTTP {status}, not as a keep-server does — is the URL right?")
 
 
 def _parse_json(raw: bytes) -> Any:

@@ -212,7 +212,7 @@ def test_error_exit_codes_and_one_line_messages(device: Device, tmp_path: Path) 
         check=False,
     )
     assert result.returncode == 12
-    assert "cannot reach the server" in result.stderr
+    assert "no keep-server answers at http://127.0.0.1:9 (connection refused)" in result.stderr
     assert "Traceback" not in result.stderr
     result = other.run("snapshots", check=False)
     assert result.returncode == 2
