@@ -22,6 +22,7 @@ from keep.protocol.errors import ExitCode
 from keep.server.app import SECRET_SIZE, create_app
 from keep.server.backends import BackendURLError, check_urls, describe, metadata_store, object_store
 from keep.server.http_accounts import invitation
+from keep.server.listening import listening_socket
 from keep.server.quiet import quiet_logs
 from keep.server.scrub import AccountScrub, scrub
 from keep.server.settings import Settings
@@ -98,6 +99,7 @@ def serve(
         ssl_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         ssl_context.load_cert_chain(tls_cert, tls_key)
     scheme = "https" if ssl_context else "http"
+    sock = listening_socket("keep-server", host, port)
     log.info(
         "keep-server listening on %s://%s:%d, metadata %s, objects %s, registration %s",
         scheme,
@@ -114,8 +116,7 @@ def serve(
     os.umask(0o077)  # the database, objects and state: for the service's user only
     web.run_app(
         app,
-        host=host,
-        port=port,
+        sock=sock,
         ssl_context=ssl_context,
         print=None,
         access_log=logging.getLogger("keep.server.access") if log_client_addresses else None,

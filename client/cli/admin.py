@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import socket
 import ssl
 from pathlib import Path
 
@@ -84,5 +85,10 @@ def serve(
         allowed |= {h.rsplit(":", 1)[0] for h in allowed}
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     app = create_app(ctx.home, ctx.config_file, allowed, secure=context is not None)
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:  # bound before the URL is printed: a busy port is one line, exit 2
+        sock = socket.create_server((host, port), family=family, backlog=128)
+    except OSError as exc:
+        raise UsageError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
     click.echo(f"Keep admin page on {'https' if context else 'http'}://{host}:{port}/", err=True)
-    web.run_app(app, host=host, port=port, ssl_context=context, print=None, access_log=None)
+    web.run_app(app, sock=sock, ssl_context=context, print=None, access_log=None)

@@ -21,6 +21,7 @@ from keep.protocol.api import split_host_port
 from keep.server.checkin import updates
 from keep.server.checkin.app import CHECKIN, CheckinSettings, create_app
 from keep.server.checkin.dns import Pusher, TsigKey, start_responder
+from keep.server.listening import listening_socket
 from keep.server.quiet import quiet_logs
 from keep.server.systemd import check_data_dir, notify_when_listening
 
@@ -98,6 +99,7 @@ def serve(
 
         app.cleanup_ctx.append(dns_server)
     host, port = _host_port(listen)
+    sock = listening_socket("keep-checkin", host, port)
     notify_when_listening(app, host, port)
     log.info(
         "keep-checkin on http://%s:%d, zone %s, DNS %s, updates %s",
@@ -112,8 +114,7 @@ def serve(
     os.umask(0o077)  # the database, objects and state: for the service's user only
     web.run_app(
         app,
-        host=host,
-        port=port,
+        sock=sock,
         print=None,
         access_log=logging.getLogger("keep.checkin.access") if log_client_addresses else None,
     )
