@@ -20,7 +20,7 @@ from keep.client.recovery_kit import recovery_key_from_kit
 from keep.protocol.recovery import decode_recovery_key
 
 from benchmarks.server_process import keep_server
-from tests.client.conftest import KEEP, Device
+from tests.client.conftest import KEEP, Device, Terminal
 from tests.client.tree_builder import describe, make_rich_tree
 
 
@@ -255,3 +255,46 @@ def test_server_never_sees_secrets_names_or_content(tmp_path: Path) -> None:
         data = path.read_bytes()
         for needle in needles:
             assert needle not in data, f"{path.name} contains a secret or a plaintext name"
+
+
+def test_revoke_by_name_or_prefix_and_asks_before_revoking_this_device(
+    device: Device, tmp_path: Path
+) -> None:
+    device.init()
+    pw = ("--password-file", str(device.password_file))
+    others = {}
+    for home, name in [(n, n) for n in ("kitchen-pi", "attic-nas", "attic-nuc")] + [
+        ("g1", "garage"),
+        ("g2", "garage"),
+    ]:
+        other = Device(device.server, tmp_path / home, device.account, device.password_file)
+        login(other, device, *pw, "--device-name", name)
+        others[home] = other
+    listed = {d["name"]: d["id"] for d in device.json("device", "list")}
+
+    device.run("device", "revoke", "kitchen-pi", *pw)  # by name
+    assert others["kitchen-pi"].run("snapshots", check=False).returncode == 13
+    device.run("device", "revoke", listed["attic-nas"][:10], *pw)  # by a unique prefix
+    assert others["attic-nas"].run("snapshots", check=False).returncode == 13
+    result = device.run("device", "revoke", "attic", *pw, check=False)
+    assert result.returncode == 1  # not a name, not a prefix of an id
+    assert "no device has the id or name 'attic'" in result.stderr
+    result = device.run("device", "revoke", "garage", *pw, check=False)  # two devices have that name
+    assert result.returncode == 2
+    assert "'garage' matches 2 devices" in result.stderr
+    assert others["g1"].run("snapshots", check=False).returncode == 0
+
+    me = next(d for d in device.json("device", "list") if d["this_device"])
+    result = device.run("device", "revoke", me["id"][:8], *pw, check=False)  # no terminal: refused
+    assert result.returncode == 2
+    assert "is this device" in result.stderr
+    assert "--yes" in result.stderr
+    terminal = Terminal(device, "device", "revoke", me["id"], *pw)
+    terminal.expect(b"is the device you are on")
+    terminal.send(b"n\n")
+    assert terminal.finish() == 1
+    assert b"not revoked" in terminal.seen
+    assert device.run("snapshots", check=False).returncode == 0
+    assert others["attic-nuc"].run("snapshots", check=False).returncode == 0
+    device.run("device", "revoke", me["id"], "--yes", *pw)
+    assert device.run("snapshots", check=False).returncode == 13
