@@ -71,10 +71,19 @@ class RestoreStoppedError(KeepError):
         self.not_restored = not_restored
 
 
+# What to do with an entry the target already holds (restic's names):
+# always replace it; replace it only if its content differs; only if the
+# snapshot's copy is newer (by mtime); or never. A replaced file is swapped
+# whole for the restored one (temporary name, then rename).
+OVERWRITE = ("always", "if-changed", "if-newer", "never")
+
+
 @dataclass
 class RestoreStats:
     files: int = 0
-    files_skipped: int = 0
+    files_skipped: int = 0  # regular files that already held exactly the snapshot's content
+    files_kept: int = 0  # entries left as they were by --overwrite if-newer / never
+    files_overwritten: int = 0  # existing entries replaced
     dirs: int = 0
     bytes_written: int = 0
     bytes_fetched: int = 0
@@ -177,7 +186,11 @@ class Restorer:
         includes: tuple[bytes, ...] = (),
         *,
         threads: int | None = None,
+        overwrite: str = "always",
     ) -> None:
+        if overwrite not in OVERWRITE:
+            raise ValueError(f"overwrite must be one of {OVERWRITE}")
+        self.overwrite = overwrite
         self.repo = repo
         self.target = os.path.abspath(target)
         self.includes = {b"/" + i.strip(b"/") for i in includes}
@@ -282,8 +295,23 @@ class Restorer:
             self.stats.dirs += 1
             self._dirs.append((path, node))
 
+    def _keeps(self, dir_fd: int, node: Node) -> bool | None:
+        """Whether --overwrite leaves what the target holds under `node`'s
+        name (None: it holds nothing)."""
+        try:
+            st = os.stat(node.name, dir_fd=dir_fd, follow_symlinks=False)
+        except FileNotFoundError:
+            return None
+        return self.overwrite == "never" or (self.overwrite == "if-newer" and st.st_mtime_ns >= node.mtime_ns)
+
     def _make_entry(self, dir_fd: int, path: bytes, node: Node) -> None:
         name = node.name
+        keeps = self._keeps(dir_fd, node)
+        if keeps:
+            self.stats.files_kept += 1
+            return
+        if keeps is not None:
+            self.stats.files_overwritten += 1
         self._remove_existing(dir_fd, name)
         if node.type is NodeType.SYMLINK:
             os.symlink(node.target, name, dir_fd=dir_fd)
@@ -322,21 +350,13 @@ class Restorer:
 
     def _make_file(self, dir_fd: int, rel: bytes, dir_id: tuple[int, int], path: bytes, node: Node) -> None:
         key = (node.device_id, node.inode)
+        if self._leave_existing(dir_fd, path, node):
+            return
         if node.links > 1 and key in self._first_names:
             first, first_file = self._first_names[key]
             self._links.append(_Link(path, node, rel, dir_id, first, first_file))
             self.stats.files += 1
             return
-        existing = self._existing(dir_fd, node)
-        if existing == "same":
-            self.stats.files_skipped += 1
-            self._up_to_date.append((path, node))
-            self._meta.append((path, node))
-            if node.links > 1:
-                self._first_names[key] = (path, None)
-            return
-        if existing == "dir":
-            raise OSError(errno.EISDIR, "a directory is in the way")
         offsets: list[tuple[bytes, int]] = []
         offset = 0
         for bid in node.content:
@@ -377,9 +397,46 @@ class Restorer:
         else:
             os.close(fd)
 
+    def _leave_existing(self, dir_fd: int, path: bytes, node: Node) -> bool:
+        """Whether what the target holds under this file's name stays: kept by
+        --overwrite, or already the snapshot's file (then only its metadata is
+        set). Counts what will be replaced."""
+        keeps = self._keeps(dir_fd, node)
+        if keeps:  # left as it is; not a first name other names may link to
+            self.stats.files_kept += 1
+            return True
+        if keeps is None:
+            return False
+        key = (node.device_id, node.inode)
+        if node.links > 1 and key in self._first_names:  # a further name of a hardlinked file
+            first, first_file = self._first_names[key]
+            existing = "same" if first_file is None and self._linked(dir_fd, node.name, first) else "other"
+        else:
+            existing = self._existing(dir_fd, node)
+        if existing == "same":
+            self.stats.files_skipped += 1
+            self._up_to_date.append((path, node))
+            self._meta.append((path, node))
+            if node.links > 1:
+                self._first_names[key] = (path, None)
+            return True
+        if existing == "dir":
+            raise OSError(errno.EISDIR, "a directory is in the way")
+        self.stats.files_overwritten += 1
+        return False
+
+    def _linked(self, dir_fd: int, name: bytes, first: bytes) -> bool:
+        """Whether `name` is already a hardlink of the up-to-date `first`."""
+        try:
+            here = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+            return _same_file(here, os.stat(os.path.join(self.target, first), follow_symlinks=False))
+        except OSError:
+            return False
+
     def _existing(self, dir_fd: int, node: Node) -> str:
-        """ "same" (a regular file with this size, mtime and content), "dir",
-        "other" (anything that is replaced) or "none"."""
+        """ "same" (a regular file with this size, mtime and content — with
+        --overwrite if-changed, any mtime), "dir", "other" (anything that is
+        replaced) or "none"."""
         try:
             fd = os.open(node.name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=dir_fd)
         except FileNotFoundError:
@@ -390,7 +447,8 @@ class Restorer:
             st = os.fstat(fd)
             if stat.S_ISDIR(st.st_mode):
                 return "dir"
-            if not stat.S_ISREG(st.st_mode) or st.st_size != node.size or st.st_mtime_ns != node.mtime_ns:
+            same_time = st.st_mtime_ns == node.mtime_ns or self.overwrite == "if-changed"
+            if not stat.S_ISREG(st.st_mode) or st.st_size != node.size or not same_time:
                 return "other"
             return "same" if content_ids(fd, self.repo.keys) == node.content else "other"
         finally:

@@ -11,7 +11,7 @@ from keep.client.cli.progress import ProgressLine
 from keep.client.cli.session import open_repository
 from keep.client.cli.text import human_bytes
 from keep.client.lease import Lease
-from keep.client.restorer import Restorer, RestoreStats, RestoreStoppedError
+from keep.client.restorer import OVERWRITE, Restorer, RestoreStats, RestoreStoppedError
 from keep.protocol.errors import ExitCode, IntegrityError, KeepError, NotFoundError
 
 NAMES_SHOWN = 20  # files named in a message; the rest are counted (all of them with --json)
@@ -26,8 +26,18 @@ NAMES_SHOWN = 20  # files named in a message; the rest are counted (all of them 
     is_flag=True,
     help="Afterwards read every restored file back and compare it with the snapshot.",
 )
+@click.option(
+    "--overwrite",
+    type=click.Choice(OVERWRITE),
+    default="always",
+    show_default=True,
+    help="What to do with files TARGET already holds: always replace them, only if their content "
+    "differs, only if the snapshot's copy is newer, or never.",
+)
 @click.pass_obj
-def restore(ctx: CliContext, snapshot: str, target: Path, includes: tuple[str, ...], verify: bool) -> None:
+def restore(
+    ctx: CliContext, snapshot: str, target: Path, includes: tuple[str, ...], verify: bool, overwrite: str
+) -> None:
     """Restore SNAPSHOT (an id prefix or 'latest') into TARGET."""
     line = ProgressLine(ctx.interactive)
 
@@ -38,7 +48,9 @@ def restore(ctx: CliContext, snapshot: str, target: Path, includes: tuple[str, .
         repo.load_index()
         repo.reindex_orphan_packs(save=False)  # packs whose index object was lost are still found
         info = repo.find_snapshot(snapshot)
-        restorer = Restorer(repo, os.fsencode(target), tuple(os.fsencode(i) for i in includes))
+        restorer = Restorer(
+            repo, os.fsencode(target), tuple(os.fsencode(i) for i in includes), overwrite=overwrite
+        )
         try:
             stats = restorer.run(info.snapshot.tree, progress)
         except RestoreStoppedError as exc:
@@ -56,6 +68,8 @@ def restore(ctx: CliContext, snapshot: str, target: Path, includes: tuple[str, .
         "snapshot": info.id,
         "files": stats.files,
         "files_skipped": stats.files_skipped,
+        "files_kept": stats.files_kept,
+        "files_overwritten": stats.files_overwritten,
         "files_failed": stats.files_failed,
         "dirs": stats.dirs,
         "bytes_written": stats.bytes_written,
@@ -69,7 +83,13 @@ def restore(ctx: CliContext, snapshot: str, target: Path, includes: tuple[str, .
         lines += [f"MISMATCH: {m.path}: {m.message}" for m in mismatches]
     lines.append(
         f"restored snapshot {info.id[:12]} to {target}: {stats.files} files "
-        f"({stats.files_skipped} already up to date), {stats.dirs} dirs, "
+        f"({stats.files_skipped} already up to date, {stats.files_overwritten} replaced existing ones"
+        + (
+            f"; {stats.files_kept} existing left as they were (--overwrite {overwrite})"
+            if stats.files_kept
+            else ""
+        )
+        + f"), {stats.dirs} dirs, "
         f"{human_bytes(stats.bytes_written)} written"
         + ("; every file read back and verified" if verify and not mismatches else "")
     )

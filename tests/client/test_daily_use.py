@@ -4,6 +4,7 @@ error, not an empty success."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from tests.client.conftest import Device
@@ -40,3 +41,64 @@ def test_paths_that_match_nothing_are_an_error(device: Device, tmp_path: Path) -
         result = device.run(*command, check=False)
         assert result.returncode == 1, (command, result.stderr)
         assert "nothing in snapshot" in result.stderr
+
+
+def test_overwrite_policies_leave_or_replace_what_the_target_holds(device: Device, tmp_path: Path) -> None:
+    """restic's --overwrite names: always (default), if-changed, if-newer,
+    never; the summary counts what was replaced and what was left."""
+    src = tmp_path / "src"
+    src.mkdir()
+    for name in ("edited", "older", "same", "deleted"):
+        (src / name).write_text(f"{name} as backed up\n")
+    os.symlink("same", src / "link")
+    os.link(src / "same", src / "same-too")
+    past = 1_600_000_000 * 10**9
+    for p in src.iterdir():
+        os.utime(p, ns=(past, past), follow_symlinks=False)
+    device.init()
+    device.run("backup", str(src))
+    target = tmp_path / "out"
+    device.run("restore", "latest", "--target", str(target))
+    out = target / str(src).lstrip("/")
+
+    def edit_locally() -> None:
+        (out / "edited").write_text("edited by the owner after the backup\n")  # mtime now: newer
+        (out / "older").write_text("an older local version\n")
+        os.utime(out / "older", ns=(past - 10**12, past - 10**12))  # older than the snapshot's
+        (out / "deleted").unlink(missing_ok=True)
+
+    def restore(policy: str) -> dict[str, int]:
+        summary = device.json("restore", "latest", "--target", str(target), "--overwrite", policy, "--verify")
+        assert summary["mismatches"] == []
+        counts = {k: summary[k] for k in ("files", "files_kept", "files_overwritten", "files_skipped")}
+        return counts
+
+    edit_locally()
+    # never: every existing entry stays (edited, older, same, same-too, link); only the missing one is made
+    assert restore("never") == {"files": 1, "files_kept": 5, "files_overwritten": 0, "files_skipped": 0}
+    assert (out / "edited").read_text().startswith("edited by the owner")
+    assert (out / "older").read_text() == "an older local version\n"
+    assert (out / "deleted").read_text() == "deleted as backed up\n"
+
+    edit_locally()
+    # if-newer: the owner's newer edit stays; the older local file is replaced
+    counts = restore("if-newer")
+    assert (out / "edited").read_text().startswith("edited by the owner")
+    assert (out / "older").read_text() == "older as backed up\n"
+    assert counts["files_kept"] == 4  # edited, and same/same-too/link (not older than the snapshot's)
+    assert counts["files_overwritten"] == 1
+
+    edit_locally()
+    os.utime(out / "same", ns=(past + 10**9, past + 10**9))  # touched, content unchanged
+    # if-changed: content decides; an unchanged file is not rewritten, whatever its mtime
+    counts = restore("if-changed")
+    assert counts["files_skipped"] == 2  # same and same-too (one inode): not rewritten
+    assert counts["files_overwritten"] == 3  # edited, older, and the symlink (remade)
+    assert describe(out) == describe(src)
+
+    edit_locally()
+    counts = restore("always")
+    assert counts == {"files": 3, "files_kept": 0, "files_overwritten": 3, "files_skipped": 2}
+    assert describe(out) == describe(src)
+    result = device.run("restore", "latest", "--target", str(target), "--overwrite", "sometimes", check=False)
+    assert result.returncode == 2
