@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import click
+from keep.client import snapshot_filter
 from keep.client.archiver import Archiver, BackupOptions, BackupStats
 from keep.client.cli.main import CliContext, cli
 from keep.client.cli.progress import ProgressLine
@@ -75,12 +76,8 @@ def backup(
     try:
         with open_repository(ctx) as (_, repo), Lease(repo) as lease:
             parent = None
-            candidates = [
-                s
-                for s in repo.snapshots()
-                if s.snapshot.host == options.host
-                and set(s.snapshot.paths) == {os.path.abspath(p) for p in sources}
-            ]
+            own = snapshot_filter.device_default(options.host, [os.fsdecode(p) for p in sources])
+            candidates = own.select(repo.snapshots())  # same host, same set of paths
             if candidates:
                 parent = (candidates[-1].id, candidates[-1].snapshot)
             result = Archiver(repo, options, progress, before_snapshot=lease.confirm).run(sources, parent)

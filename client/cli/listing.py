@@ -6,8 +6,9 @@ import os
 import stat
 
 import click
+from keep.client import snapshot_filter
 from keep.client.cli.main import CliContext, cli
-from keep.client.cli.session import open_repository
+from keep.client.cli.session import open_repository, pick_snapshot, snapshot_filter_options
 from keep.client.cli.text import display_path, human_bytes, local_time, rfc3339
 from keep.client.drill import last as last_drill
 from keep.client.history import last_backup
@@ -17,11 +18,14 @@ from keep.protocol.tree import NodeType
 
 
 @cli.command()
+@snapshot_filter_options
 @click.pass_obj
-def snapshots(ctx: CliContext) -> None:
-    """List snapshots, oldest first."""
+def snapshots(
+    ctx: CliContext, host_filter: tuple[str, ...], path_filter: tuple[str, ...], tag_filter: tuple[str, ...]
+) -> None:
+    """List snapshots (of every host, or those matching --host/--path/--tag), oldest first."""
     with open_repository(ctx) as (_, repo):
-        snaps = repo.snapshots()
+        snaps = snapshot_filter.given(host_filter, path_filter, tag_filter).select(repo.snapshots())
     rows: list[dict[str, object]] = [
         {
             "id": s.id,
@@ -48,13 +52,22 @@ def snapshots(ctx: CliContext) -> None:
 @cli.command()
 @click.argument("snapshot")
 @click.argument("path", required=False)
+@snapshot_filter_options
 @click.pass_obj
-def ls(ctx: CliContext, snapshot: str, path: str | None) -> None:
-    """List the files of SNAPSHOT (an id prefix or 'latest'), under PATH."""
+def ls(
+    ctx: CliContext,
+    snapshot: str,
+    path: str | None,
+    host_filter: tuple[str, ...],
+    path_filter: tuple[str, ...],
+    tag_filter: tuple[str, ...],
+) -> None:
+    """List the files of SNAPSHOT (an id prefix, or 'latest': this device's
+    newest, or the newest matching --host/--path/--tag), under PATH."""
     prefix = os.fsencode(path.rstrip("/")) if path else b""
     with open_repository(ctx) as (_, repo):
         repo.load_index()
-        info = repo.find_snapshot(snapshot)
+        info = pick_snapshot(ctx, repo, snapshot, host_filter, path_filter, tag_filter)
         entries = [
             (p, n)
             for p, n in walk(repo, info.snapshot.tree)

@@ -14,8 +14,15 @@ from pathlib import Path
 from typing import Any
 
 import click
+from keep.client import snapshot_filter
 from keep.client.cli.main import CliContext, cli
-from keep.client.cli.session import become_owner, open_repository, owner_options
+from keep.client.cli.session import (
+    become_owner,
+    open_repository,
+    owner_options,
+    pick_snapshot,
+    snapshot_filter_options,
+)
 from keep.client.cli.text import display_path, human_bytes, local_time, rfc3339
 from keep.client.lease import HeldLock, Lease, held_locks
 from keep.client.prune import Pruner, PruneResult
@@ -67,6 +74,7 @@ def _facts(snapshots: list[SnapshotInfo]) -> list[SnapshotFacts]:
 )
 @repack_option
 @owner_options
+@snapshot_filter_options
 @click.pass_obj
 def forget(
     ctx: CliContext,
@@ -85,10 +93,14 @@ def forget(
     repack_below: float,
     password_file: Path | None,
     recovery_kit: Path | None,
+    host_filter: tuple[str, ...],
+    path_filter: tuple[str, ...],
+    tag_filter: tuple[str, ...],
 ) -> None:
     """Forget the SNAPSHOT_IDS given, or else the snapshots that a retention
-    policy does not keep (restic rules, per host and paths). Policy options
-    default to [retention] in keep.toml."""
+    policy does not keep (restic rules, per host and paths), among those
+    matching --host/--path/--tag if given. Policy options default to
+    [retention] in keep.toml."""
     r = ctx.config.retention
     policy = Policy(
         last=keep_last or r.keep_last,
@@ -101,10 +113,12 @@ def forget(
         tags=keep_tags or r.keep_tag,
     )
     with open_repository(ctx) as (state, repo):
-        snapshots = repo.snapshots()
+        snapshots = snapshot_filter.given(host_filter, path_filter, tag_filter).select(repo.snapshots())
         facts = _facts(snapshots)
         if snapshot_ids:
-            named = {repo.find_snapshot(ref, snapshots).id for ref in snapshot_ids}
+            named = {
+                pick_snapshot(ctx, repo, ref, host_filter, path_filter, tag_filter).id for ref in snapshot_ids
+            }
             decision = Decision(
                 keep=[(s, ["not named"]) for s in facts if s.id not in named],
                 remove=[s for s in facts if s.id in named],

@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 from keep.client.cli.main import CliContext, cli
 from keep.client.cli.progress import ProgressLine
-from keep.client.cli.session import open_repository
+from keep.client.cli.session import open_repository, pick_snapshot, snapshot_filter_options
 from keep.client.cli.text import human_bytes
 from keep.client.lease import Lease
 from keep.client.restorer import OVERWRITE, Restorer, RestoreStats, RestoreStoppedError
@@ -34,11 +34,21 @@ NAMES_SHOWN = 20  # files named in a message; the rest are counted (all of them 
     help="What to do with files TARGET already holds: always replace them, only if their content "
     "differs, only if the snapshot's copy is newer, or never.",
 )
+@snapshot_filter_options
 @click.pass_obj
 def restore(
-    ctx: CliContext, snapshot: str, target: Path, includes: tuple[str, ...], verify: bool, overwrite: str
+    ctx: CliContext,
+    snapshot: str,
+    target: Path,
+    includes: tuple[str, ...],
+    verify: bool,
+    overwrite: str,
+    host_filter: tuple[str, ...],
+    path_filter: tuple[str, ...],
+    tag_filter: tuple[str, ...],
 ) -> None:
-    """Restore SNAPSHOT (an id prefix or 'latest') into TARGET."""
+    """Restore SNAPSHOT (an id prefix, or 'latest': this device's newest, or
+    the newest matching --host/--path/--tag) into TARGET."""
     line = ProgressLine(ctx.interactive)
 
     def progress(stats: RestoreStats) -> None:
@@ -47,7 +57,7 @@ def restore(
     with open_repository(ctx) as (_, repo), Lease(repo, purpose="restore"):
         repo.load_index()
         repo.reindex_orphan_packs(save=False)  # packs whose index object was lost are still found
-        info = repo.find_snapshot(snapshot)
+        info = pick_snapshot(ctx, repo, snapshot, host_filter, path_filter, tag_filter)
         restorer = Restorer(
             repo, os.fsencode(target), tuple(os.fsencode(i) for i in includes), overwrite=overwrite
         )

@@ -5,18 +5,20 @@ from __future__ import annotations
 
 import contextlib
 import os
+import socket
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import click
+from keep.client import snapshot_filter
 from keep.client.account import owner_login, recovery_login
 from keep.client.cli.main import CliContext
 from keep.client.device_state import STATE_FILE, DeviceState
 from keep.client.recovery_kit import recovery_key_from_kit
 from keep.client.remote import Remote
-from keep.client.repository import Repository
+from keep.client.repository import Repository, SnapshotInfo
 from keep.protocol.errors import ExitCode, IntegrityError, KeepError
 from keep.protocol.keys import MasterKey
 from keep.protocol.recovery import decode_recovery_key
@@ -187,3 +189,35 @@ def owner_options(fn: Callable[..., None]) -> Callable[..., None]:
         type=click.Path(dir_okay=False, path_type=Path),
         help="Read the owner password from this file (or $KEEP_PASSWORD_FILE).",
     )(fn)
+
+
+def snapshot_filter_options(fn: Callable[..., None]) -> Callable[..., None]:
+    """--host / --path / --tag: which snapshots the command considers (and
+    what `latest` means); without them `latest` is this device's own."""
+    for name, help_text in (
+        ("--tag", "Only snapshots with this tag (repeatable: all of them)."),
+        ("--path", "Only snapshots of this path (repeatable: all of them)."),
+        ("--host", "Only snapshots from this host (repeatable: any of them)."),
+    ):
+        fn = click.option(
+            name, name.strip("-") + "_filter", multiple=True, metavar=name.strip("-").upper(), help=help_text
+        )(fn)
+    return fn
+
+
+def pick_snapshot(
+    ctx: CliContext,
+    repo: Repository,
+    ref: str,
+    hosts: tuple[str, ...] = (),
+    paths: tuple[str, ...] = (),
+    tags: tuple[str, ...] = (),
+) -> SnapshotInfo:
+    """The snapshot `ref` names (`latest`: the newest matching the filters,
+    or this device's own); a fallback is said on stderr."""
+    chosen = snapshot_filter.given(hosts, paths, tags)
+    default = snapshot_filter.device_default(socket.gethostname(), ctx.config.backup.sources)
+    info, note = snapshot_filter.resolve(ref, repo.snapshots(), chosen, default)
+    if note:
+        click.echo(note, err=True)
+    return info

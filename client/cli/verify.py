@@ -8,7 +8,7 @@ import click
 from keep.client.checker import Checker, CheckResult, parse_subset
 from keep.client.cli.main import CliContext, cli
 from keep.client.cli.progress import ProgressLine
-from keep.client.cli.session import open_repository
+from keep.client.cli.session import open_repository, pick_snapshot, snapshot_filter_options
 from keep.client.cli.text import human_bytes, rfc3339
 from keep.client.drill import SAMPLE_FILES, drill
 from keep.client.lease import Lease
@@ -62,13 +62,21 @@ def check(ctx: CliContext, read_data: bool, read_data_subset: str | None) -> Non
 @cli.command("drill")
 @click.argument("snapshot", default="latest")
 @click.option("--files", "count", type=click.IntRange(1), default=SAMPLE_FILES, show_default=True)
+@snapshot_filter_options
 @click.pass_obj
-def drill_command(ctx: CliContext, snapshot: str, count: int) -> None:
+def drill_command(
+    ctx: CliContext,
+    snapshot: str,
+    count: int,
+    host_filter: tuple[str, ...],
+    path_filter: tuple[str, ...],
+    tag_filter: tuple[str, ...],
+) -> None:
     """Restore a random sample of SNAPSHOT's files and compare them with what
     was backed up; the result is kept and shown by `keep stats`."""
     with open_repository(ctx) as (_, repo), Lease(repo, purpose="drill"):
         repo.load_index()
-        info = repo.find_snapshot(snapshot)
+        info = pick_snapshot(ctx, repo, snapshot, host_filter, path_filter, tag_filter)
         result = drill(repo, info, ctx.home, count)
     when = datetime.datetime.fromtimestamp(result.time).strftime("%Y-%m-%d %H:%M")
     lines = [f"mismatch: {m['path']}: {m['problem']}" for m in result.mismatches]

@@ -75,20 +75,22 @@ class Device:
     def json(self, *args: str) -> Any:
         return json.loads(self.run("--json", *args).stdout)
 
-    def init(self) -> dict[str, Any]:
-        return dict(
-            self.json(
-                "init",
-                "--server",
-                self.server,
-                "--account",
-                self.account,
-                "--password-file",
-                str(self.password_file),
-                "--recovery-kit",
-                str(self.home.parent / "kit.txt"),
-            )
+    def init_args(self) -> tuple[str, ...]:
+        """`keep init` for this device, non-interactive (kit next to its home)."""
+        return (
+            "init",
+            "--server",
+            self.server,
+            "--account",
+            self.account,
+            "--password-file",
+            str(self.password_file),
+            "--recovery-kit",
+            str(self.home.parent / "kit.txt"),
         )
+
+    def init(self) -> dict[str, Any]:
+        return dict(self.json(*self.init_args()))
 
 
 class Terminal:

@@ -4,6 +4,7 @@ error, not an empty success."""
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -70,8 +71,7 @@ def test_overwrite_policies_leave_or_replace_what_the_target_holds(device: Devic
     def restore(policy: str) -> dict[str, int]:
         summary = device.json("restore", "latest", "--target", str(target), "--overwrite", policy, "--verify")
         assert summary["mismatches"] == []
-        counts = {k: summary[k] for k in ("files", "files_kept", "files_overwritten", "files_skipped")}
-        return counts
+        return {k: summary[k] for k in ("files", "files_kept", "files_overwritten", "files_skipped")}
 
     edit_locally()
     # never: every existing entry stays (edited, older, same, same-too, link); only the missing one is made
@@ -102,3 +102,56 @@ def test_overwrite_policies_leave_or_replace_what_the_target_holds(device: Devic
     assert describe(out) == describe(src)
     result = device.run("restore", "latest", "--target", str(target), "--overwrite", "sometimes", check=False)
     assert result.returncode == 2
+
+
+def test_latest_is_this_devices_own_and_filters_choose_others(device: Device, tmp_path: Path) -> None:
+    """A one-off backup of another folder, or another host's backup, never
+    becomes what `restore latest` restores; --host/--path/--tag choose."""
+    sources, docs = tmp_path / "srv", tmp_path / "docs"
+    for folder in (sources, docs):
+        folder.mkdir()
+        (folder / "f.txt").write_text(f"{folder.name}\n")
+    device.run(*device.init_args(), "--source", str(sources))
+    device.run("backup")  # the timer's backup of [backup] sources
+    own = device.json("snapshots")[-1]["id"]
+    device.run("backup", str(docs), "--tag", "one-off")  # newer, but not the device's own set
+    device.run("backup", str(sources), "--host", "laptop")  # newer still, another host
+
+    target = tmp_path / "out"
+    summary = device.json("restore", "latest", "--target", str(target))
+    assert summary["snapshot"] == own
+    assert not (target / str(docs).lstrip("/")).exists()
+    assert {e["path"] for e in device.json("ls", "latest")} >= {str(sources / "f.txt")}
+    assert device.json("ls", "latest", "--path", str(docs))[-1]["path"] == str(docs / "f.txt")
+    assert device.json("ls", "latest", "--tag", "one-off")[-1]["path"] == str(docs / "f.txt")
+    laptop = device.json("snapshots", "--host", "laptop")
+    assert [s["host"] for s in laptop] == ["laptop"]
+    assert (
+        device.json("restore", "latest", "--host", "laptop", "--target", str(tmp_path / "l"))["snapshot"]
+        == laptop[0]["id"]
+    )
+    assert len(device.json("snapshots")) == 3  # the listing shows every host
+    result = device.run("ls", "latest", "--host", "nas", check=False)
+    assert result.returncode == 1
+    assert "no snapshot matches host nas" in result.stderr
+
+    # forget with a filter touches only the snapshots it selects
+    device.run("backup", str(sources), "--host", "laptop")
+    pw = ("--password-file", str(device.password_file))
+    device.run("forget", "--host", "laptop", "--keep-last", "1", *pw)
+    assert [s["host"] for s in device.json("snapshots")].count("laptop") == 1
+    assert len(device.json("snapshots")) == 3
+
+
+def test_latest_on_a_new_machine_falls_back_to_the_newest_and_says_so(device: Device, tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "f.txt").write_text("from the lost device\n")
+    device.init()
+    device.run("backup", str(src), "--host", "lost-device")
+    newest = device.json("snapshots")[-1]["id"]
+    result = device.run("--json", "restore", "latest", "--target", str(tmp_path / "out"))
+    assert json.loads(result.stdout)["snapshot"] == newest
+    assert "no snapshot of this device" in result.stderr
+    assert "from host lost-device" in result.stderr
+    assert describe(tmp_path / "out" / str(src).lstrip("/")) == describe(src)

@@ -24,20 +24,6 @@ def make_source(tmp_path: Path, name: str = "docs") -> Path:
     return src
 
 
-def init_args(device: Device) -> tuple[str, ...]:
-    return (
-        "init",
-        "--server",
-        device.server,
-        "--account",
-        device.account,
-        "--password-file",
-        str(device.password_file),
-        "--recovery-kit",
-        str(device.home.parent / "kit.txt"),
-    )
-
-
 def config_of(device: Device) -> dict[str, object]:
     return tomllib.loads((device.home / "none.toml").read_text())
 
@@ -46,7 +32,7 @@ def test_init_with_sources_writes_keep_toml_and_the_timer_backs_them_up(
     device: Device, tmp_path: Path
 ) -> None:
     docs, photos = make_source(tmp_path, "docs"), make_source(tmp_path, "photos")
-    result = device.run(*init_args(device), "--source", str(docs), "--source", str(photos))
+    result = device.run(*device.init_args(), "--source", str(docs), "--source", str(photos))
     assert f"Backing up {docs}, {photos}" in result.stdout
     assert config_of(device) == {
         "server": {"url": device.server, "account": device.account},
@@ -60,11 +46,11 @@ def test_init_with_sources_writes_keep_toml_and_the_timer_backs_them_up(
 
 
 def test_init_refuses_a_missing_source_before_making_the_account(device: Device, tmp_path: Path) -> None:
-    result = device.run(*init_args(device), "--source", str(tmp_path / "nope"), check=False)
+    result = device.run(*device.init_args(), "--source", str(tmp_path / "nope"), check=False)
     assert result.returncode == 2
     assert "does not exist; nothing was changed" in result.stderr
     assert not (device.home / "device.json").exists()
-    device.run(*init_args(device), "--source", str(make_source(tmp_path)))  # the name is still free
+    device.run(*device.init_args(), "--source", str(make_source(tmp_path)))  # the name is still free
 
 
 def test_init_on_a_terminal_asks_what_to_back_up(device: Device, tmp_path: Path) -> None:
@@ -83,7 +69,7 @@ def test_init_on_a_terminal_asks_what_to_back_up(device: Device, tmp_path: Path)
 
 
 def test_nothing_to_back_up_is_a_failure_everywhere(device: Device, tmp_path: Path) -> None:
-    result = device.run(*init_args(device))
+    result = device.run(*device.init_args())
     assert "nothing to back up yet" in result.stderr
     result = device.run("backup", check=False)  # the timer's run
     assert result.returncode == 2  # non-zero: systemd's OnFailure= fires
@@ -103,7 +89,7 @@ def test_nothing_to_back_up_is_a_failure_everywhere(device: Device, tmp_path: Pa
 def test_times_in_json_are_rfc3339(device: Device, tmp_path: Path) -> None:
     src = make_source(tmp_path)
     os.utime(src / "a.txt", ns=(1_700_000_000_123_456_789, 1_700_000_000_123_456_789))
-    device.run(*init_args(device), "--source", str(src))
+    device.run(*device.init_args(), "--source", str(src))
     before = datetime.datetime.now().astimezone()
     device.run("backup")
     (snapshot,) = device.json("snapshots")
