@@ -13,6 +13,7 @@ Paths are bytes throughout so that names that are not UTF-8 survive.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fnmatch
 import grp
@@ -57,7 +58,18 @@ class BackupStats:
     dirs: int = 0
     bytes_total: int = 0  # size of all files in the snapshot
     bytes_read: int = 0  # bytes actually read from disk
+    bytes_done: int = 0  # read so far, plus the size of unchanged files (progress)
+    current: bytes = b""  # the file being read (progress)
     started: float = field(default_factory=time.monotonic)
+
+
+@dataclass
+class ScanTotals:
+    """What a backup will visit, counted beside it for progress totals."""
+
+    files: int = 0
+    bytes: int = 0
+    done: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -315,6 +327,35 @@ class Archiver:
             seconds,
         )
 
+    def scan(self, sources: list[bytes], totals: ScanTotals) -> None:
+        """Count the files and bytes `run` will visit (same excludes, caches
+        and file-system rules) into `totals`, for progress; meant to run on
+        its own thread beside `run`, as restic's scanner does."""
+        for top in sorted({os.path.abspath(s) for s in sources}):
+            with contextlib.suppress(OSError):
+                st = os.lstat(top)
+                self._scan(top, st, st.st_dev, totals)
+        totals.done = True
+
+    def _scan(self, path: bytes, st: os.stat_result, dev: int, totals: ScanTotals) -> None:
+        if stat.S_ISREG(st.st_mode):
+            totals.files += 1
+            totals.bytes += st.st_size
+            return
+        if not stat.S_ISDIR(st.st_mode) or (self.options.one_file_system and st.st_dev != dev):
+            return
+        try:
+            with os.scandir(path) as it:
+                entries = list(it)
+        except OSError:
+            return
+        cache_dir = self.options.exclude_caches and _is_cache_dir(path)
+        for entry in entries:
+            if self._excluded(entry.path, entry.name) or (cache_dir and entry.name != CACHEDIR_TAG):
+                continue
+            with contextlib.suppress(OSError):
+                self._scan(entry.path, entry.stat(follow_symlinks=False), dev, totals)
+
     # Tree building -------------------------------------------------------------
     def _root_nodes(self, paths: list[bytes], parent_root: Tree | None) -> list[_Pending]:
         """The root tree: the sources' full paths as nested directories."""
@@ -466,6 +507,7 @@ class Archiver:
             # indexed, and it cannot be forgotten while this backup holds its
             # shared lease, so prune keeps its blobs (docs/engine.md "Prune").
             self.stats.files_unchanged += 1
+            self.stats.bytes_done += st.st_size
             self._tick()
             return prev
         try:
@@ -492,6 +534,7 @@ class Archiver:
         except PermissionError:
             fd = os.open(path, flags & ~getattr(os, "O_NOATIME", 0))  # O_NOATIME needs ownership
         pending = _PendingFile(name, path, st)
+        self.stats.current = path
         try:
             fst = os.fstat(fd)
             if not stat.S_ISREG(fst.st_mode) or fst.st_ino != st.st_ino:
@@ -531,6 +574,7 @@ class Archiver:
                 buffer = filled
                 eof = got < want
                 total += got
+                self.stats.bytes_done += got
                 # A final buffer below the minimum chunk size is one chunk.
                 lengths = [len(view)] if eof and len(view) < CHUNK_MIN else self.chunker.cut(view, final=eof)
                 offset = 0

@@ -45,6 +45,8 @@ class CheckResult:
     packs: int = 0
     packs_read: int = 0
     bytes_read: int = 0
+    packs_to_read: int = 0  # chosen by --read-data / --read-data-subset (progress)
+    bytes_to_read: int = 0
     errors: list[str] = field(default_factory=list)  # object-level problems
     affected: list[Affected] = field(default_factory=list)
     affected_count: int = 0
@@ -210,6 +212,8 @@ class Checker:
     def _read_packs(self, packs: list[str]) -> None:
         repo = self.repo
         decompressor = BlobDecompressor()
+        self.result.packs_to_read = len(packs)
+        self.result.bytes_to_read = sum(repo.pack_sizes.get(p, 0) for p in packs)
         for pack_id in packs:
             if pack_id not in repo.pack_sizes:
                 continue  # reported as missing already

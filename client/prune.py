@@ -59,6 +59,8 @@ class PruneResult:
     packs_resurrected: int = 0
     blobs_unreadable: int = 0  # live blobs whose copy in a repacked pack failed verification (not copied)
     locks_deleted: int = 0  # LOCK objects no live lease names any more
+    phase: str = ""  # what the prune is doing now (progress)
+    bytes_to_repack: int = 0  # stored size of the packs being repacked (progress)
     bytes_freed: int = 0
     bytes_downloaded: int = 0
     bytes_uploaded: int = 0
@@ -104,6 +106,8 @@ class Pruner:
         # Orphan packs (from crashed backups) are indexed in memory only: this
         # run writes every pack it keeps or condemns into its own index parts,
         # and an extra index object naming them could outlive their deletion.
+        r = self.result
+        r.phase = "reading the index and pack contents"
         repo.load_index()
         contents = self._pack_contents()
         # Leases first, then snapshots: a backup whose lease is not in this
@@ -113,6 +117,7 @@ class Pruner:
         if not self.dry_run:
             self._delete_old_locks()
         snapshots = repo.snapshots()
+        r.phase = "finding what the snapshots use"
         live = live_blobs(repo, snapshots)
         deletable = {
             pack for pack, condemned_at in repo.condemned.items() if _all_after(leases, condemned_at)
@@ -127,7 +132,6 @@ class Pruner:
                 f"{len(decided.missing)} blob(s) that snapshots reference are in no pack; "
                 "nothing was deleted — run `keep check` to see which files are affected"
             )
-        r = self.result
         r.snapshots, r.blobs_live = len(snapshots), len(live)
         r.packs_kept, r.packs_repacked = len(decided.keep), len(decided.repack)
         r.packs_condemned = len(decided.condemn) + len(decided.repack)
@@ -138,8 +142,11 @@ class Pruner:
             r.bytes_freed = sum(repo.pack_sizes.get(p, 0) for p in decided.delete)
             r.seconds = self.clock() - started
             return r
+        r.phase = "deleting and repacking packs"
+        r.bytes_to_repack = sum(repo.pack_sizes.get(p, 0) for p in decided.repack)
         self._delete_packs(decided.delete)  # condemned in every current index: nobody dedups against them
         self._repack(decided.repack, live)
+        r.phase = "writing the index"
         newly = decided.condemn + decided.repack
         waiting = decided.still_condemned + newly
         # Every listed index object, superseded leftovers included: if only the

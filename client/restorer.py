@@ -90,6 +90,10 @@ class RestoreStats:
     files_failed: int = 0  # not restored: their data failed verification or could not be fetched
     files_failed_integrity: int = 0  # of those, data that failed verification (exit 15)
     matched: int = 0  # entries selected (all of them without includes)
+    files_planned: int = 0  # files to write, known once the trees are walked (progress)
+    bytes_planned: int = 0  # their size
+    files_written: int = 0  # of those, complete and in place (progress)
+    current: bytes = b""  # the file last put in place (progress)
     warnings: list[PathWarning] = field(default_factory=list)
 
 
@@ -243,6 +247,8 @@ class Restorer:
                 self._restore_dir(root_fd, b"", _fs_id(root_fd), root_tree)
             finally:
                 os.close(root_fd)
+            self.stats.files_planned = len(self._files)
+            self.stats.bytes_planned = sum(f.node.size for f in self._files)
             self._fetch_and_write(progress)
             self._restore_carefully()
         except BaseException:
@@ -559,6 +565,8 @@ class Restorer:
             os.close(fd)
         os.rename(f.temp, f.node.name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
         f.done = True
+        self.stats.files_written += 1  # several threads: a display figure, not a result
+        self.stats.current = f.path
 
     def _thread_dir(self, f: _File) -> int:
         """This fetch thread's descriptor of `f`'s directory. Each thread

@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import os
 import socket
+import threading
 import time
 from pathlib import Path
 
 import click
 from keep.client import snapshot_filter
-from keep.client.archiver import Archiver, BackupOptions, BackupStats
+from keep.client.archiver import Archiver, BackupOptions, ScanTotals
 from keep.client.cli.main import CliContext, cli
-from keep.client.cli.progress import ProgressLine
+from keep.client.cli.progress import Progress, Reading
 from keep.client.cli.session import UsageError, open_repository
-from keep.client.cli.text import human_bytes
+from keep.client.cli.text import display_path, human_bytes
 from keep.client.history import record_last_backup
 from keep.client.lease import Lease
 from keep.protocol.compression import LEVEL_MAX, LEVEL_MIN
@@ -66,12 +67,6 @@ def backup(
         host=host or socket.gethostname(),
         compression=config.compression if compression is None else compression,
     )
-    line = ProgressLine(ctx.interactive)
-
-    def progress(stats: BackupStats) -> None:
-        files = stats.files_new + stats.files_changed + stats.files_unchanged
-        line.show(f"{files} files, {human_bytes(stats.bytes_read)} read, {line.rate(stats.bytes_read)}")
-
     started = time.time()
     try:
         with open_repository(ctx) as (_, repo), Lease(repo) as lease:
@@ -80,11 +75,12 @@ def backup(
             candidates = own.select(repo.snapshots())  # same host, same set of paths
             if candidates:
                 parent = (candidates[-1].id, candidates[-1].snapshot)
-            result = Archiver(repo, options, progress, before_snapshot=lease.confirm).run(sources, parent)
+            archiver = Archiver(repo, options, before_snapshot=lease.confirm)
+            with _progress(ctx, archiver, sources):
+                result = archiver.run(sources, parent)
     except KeepError as exc:
         record_last_backup(ctx.home, {"time": started, "result": "failed", "error": str(exc)})
         raise
-    line.done()
     s = result.stats
     summary = {
         "snapshot": result.snapshot_id,
@@ -121,3 +117,24 @@ def backup(
     ctx.emit(human, summary)
     if result.warnings:
         raise SystemExit(int(ExitCode.PARTIAL))
+
+
+def _progress(ctx: CliContext, archiver: Archiver, sources: list[bytes]) -> Progress:
+    """Files and bytes done of the total (counted by a scan beside the
+    backup, as restic does), rate, ETA and the file being read."""
+    totals = ScanTotals()
+    if ctx.interactive:
+        threading.Thread(target=archiver.scan, args=(sources, totals), name="keep-scan", daemon=True).start()
+
+    def read() -> Reading:
+        s = archiver.stats
+        known = totals.done
+        return Reading(
+            bytes_done=s.bytes_done,
+            bytes_total=max(totals.bytes, s.bytes_done) if known else None,
+            files_done=s.files_new + s.files_changed + s.files_unchanged,
+            files_total=totals.files if known else None,
+            current=display_path(s.current),
+        )
+
+    return Progress(ctx.interactive, "backup", read)

@@ -16,6 +16,7 @@ from typing import Any
 import click
 from keep.client import snapshot_filter
 from keep.client.cli.main import CliContext, cli
+from keep.client.cli.progress import Progress, Reading
 from keep.client.cli.session import (
     become_owner,
     open_repository,
@@ -168,7 +169,7 @@ def forget(
                         repo.remote.delete_object("snapshot", s.id)
             lines.append(f"{len(remove)} snapshot(s) forgotten, {len(decision.keep)} kept")
             if then_prune:
-                result = _prune(repo, repack_below, dry_run=False)
+                result = _prune(ctx, repo, repack_below, dry_run=False)
                 lines.append(_prune_text(result))
                 report["prune"] = _prune_json(result)
     ctx.emit("\n".join(lines), report)
@@ -188,16 +189,21 @@ def prune(
     with open_repository(ctx) as (state, repo):
         if not dry_run:
             become_owner(state, repo, password_file, recovery_kit)
-        result = _prune(repo, repack_below, dry_run)
+        result = _prune(ctx, repo, repack_below, dry_run)
     ctx.emit(_prune_text(result), _prune_json(result))
 
 
-def _prune(repo: Repository, repack_below: float, dry_run: bool) -> PruneResult:
-    if dry_run:  # reads only: a shared lease, which a device may hold
-        with Lease(repo, purpose="prune --dry-run") as lease:
-            return Pruner(repo, lease, repack_below, dry_run=True).run()
-    with Lease(repo, "prune") as lease:
-        return Pruner(repo, lease, repack_below).run()
+def _prune(ctx: CliContext, repo: Repository, repack_below: float, dry_run: bool) -> PruneResult:
+    # --dry-run reads only: a shared lease, which a device may hold
+    with Lease(repo, "shared" if dry_run else "prune", "prune --dry-run" if dry_run else "prune") as lease:
+        pruner = Pruner(repo, lease, repack_below, dry_run=dry_run)
+        r = pruner.result
+
+        def read() -> Reading:
+            return Reading(r.bytes_downloaded, r.bytes_to_repack or None, current=r.phase)
+
+        with Progress(ctx.interactive, "prune", read):
+            return pruner.run()
 
 
 def _prune_text(r: PruneResult) -> str:

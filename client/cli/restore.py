@@ -7,11 +7,11 @@ from pathlib import Path
 
 import click
 from keep.client.cli.main import CliContext, cli
-from keep.client.cli.progress import ProgressLine
+from keep.client.cli.progress import Progress, Reading
 from keep.client.cli.session import open_repository, pick_snapshot, snapshot_filter_options
-from keep.client.cli.text import human_bytes
+from keep.client.cli.text import display_path, human_bytes
 from keep.client.lease import Lease
-from keep.client.restorer import OVERWRITE, Restorer, RestoreStats, RestoreStoppedError
+from keep.client.restorer import OVERWRITE, Restorer, RestoreStoppedError
 from keep.protocol.errors import ExitCode, IntegrityError, KeepError, NotFoundError
 
 NAMES_SHOWN = 20  # files named in a message; the rest are counted (all of them with --json)
@@ -49,11 +49,6 @@ def restore(
 ) -> None:
     """Restore SNAPSHOT (an id prefix, or 'latest': this device's newest, or
     the newest matching --host/--path/--tag) into TARGET."""
-    line = ProgressLine(ctx.interactive)
-
-    def progress(stats: RestoreStats) -> None:
-        line.show(f"{human_bytes(stats.bytes_written)} restored, {line.rate(stats.bytes_written)}")
-
     with open_repository(ctx) as (_, repo), Lease(repo, purpose="restore"):
         repo.load_index()
         repo.reindex_orphan_packs(save=False)  # packs whose index object was lost are still found
@@ -61,18 +56,31 @@ def restore(
         restorer = Restorer(
             repo, os.fsencode(target), tuple(os.fsencode(i) for i in includes), overwrite=overwrite
         )
+        s = restorer.stats
+
+        def read() -> Reading:
+            planned = s.files_planned or None  # known once the trees are walked
+            return Reading(
+                s.bytes_written,
+                s.bytes_planned if planned else None,
+                s.files_written,
+                planned,
+                display_path(s.current),
+            )
+
         try:
-            stats = restorer.run(info.snapshot.tree, progress)
+            with Progress(ctx.interactive, "restore", read):
+                stats = restorer.run(info.snapshot.tree)
         except RestoreStoppedError as exc:
-            line.done()
             _name_files("not restored", exc.not_restored)
             raise
     if includes and not stats.matched:
         raise NotFoundError(f"nothing in snapshot {info.id[:12]} matches {', '.join(includes)}")
     if verify:
-        line.show("verifying the restored files")
-        mismatches = restorer.verify()
-    line.done()
+        with Progress(
+            ctx.interactive, "verify", lambda: Reading(0, None, current="reading restored files back")
+        ):
+            mismatches = restorer.verify()
     warnings = [{"path": w.path, "message": w.message} for w in stats.warnings]
     summary = {
         "snapshot": info.id,

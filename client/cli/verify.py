@@ -5,9 +5,9 @@ from __future__ import annotations
 import datetime
 
 import click
-from keep.client.checker import Checker, CheckResult, parse_subset
+from keep.client.checker import Checker, parse_subset
 from keep.client.cli.main import CliContext, cli
-from keep.client.cli.progress import ProgressLine
+from keep.client.cli.progress import Progress, Reading
 from keep.client.cli.session import open_repository, pick_snapshot, snapshot_filter_options
 from keep.client.cli.text import human_bytes, rfc3339
 from keep.client.drill import SAMPLE_FILES, drill
@@ -22,14 +22,17 @@ from keep.protocol.errors import IntegrityError
 def check(ctx: CliContext, read_data: bool, read_data_subset: str | None) -> None:
     """Check that every snapshot can be restored; name what cannot."""
     select = parse_subset(read_data_subset) if read_data_subset else (list if read_data else None)
-    line = ProgressLine(ctx.interactive)
-
-    def progress(r: CheckResult) -> None:
-        line.show(f"{r.trees} trees, {r.packs_read} packs read ({human_bytes(r.bytes_read)})")
-
     with open_repository(ctx) as (_, repo), Lease(repo, purpose="check"):
-        result = Checker(repo, select, progress).run()
-    line.done()
+        checker = Checker(repo, select)
+        r = checker.result
+
+        def read() -> Reading:
+            if not r.packs_to_read:
+                return Reading(0, None, current=f"{r.trees:,} trees checked")
+            return Reading(r.bytes_read, r.bytes_to_read, r.packs_read, r.packs_to_read, "reading packs")
+
+        with Progress(ctx.interactive, "check", read):
+            result = checker.run()
     lines = [f"error: {e}" for e in result.errors]
     lines += [f"affected: snapshot {a.snapshot[:12]}: {a.path}: {a.problem}" for a in result.affected]
     if result.affected_count > len(result.affected):

@@ -97,9 +97,14 @@ class Terminal:
     """`keep` on a pseudo-terminal, as an owner at a shell sees it: prompts are
     waited for and answered, and everything it printed is kept in `seen`."""
 
-    def __init__(self, device: Device, *args: str) -> None:
+    def __init__(self, device: Device, *args: str, columns: int = 160) -> None:
         primary, secondary = pty.openpty()
-        env = {**os.environ, "KEEP_HOME": str(device.home), "KEEP_CONFIG": str(device.home / "none.toml")}
+        env = {
+            **os.environ,
+            "KEEP_HOME": str(device.home),
+            "KEEP_CONFIG": str(device.home / "none.toml"),
+            "COLUMNS": str(columns),
+        }
         self.proc = subprocess.Popen(
             [KEEP, *args], stdin=secondary, stdout=secondary, stderr=secondary, env=env
         )
