@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import shutil
 from collections.abc import Iterator
 
 import pytest
@@ -33,6 +34,17 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
 
 
 _names = itertools.count()
+
+
+def require_tool(name: str) -> str:
+    """The path of a program scripts/test-services.sh installs (dig, faketime,
+    ddclient, ...); without it the test skips, which CI counts as a failure."""
+    path = shutil.which(name) or next(
+        (p for p in (f"/usr/sbin/{name}", f"/usr/bin/{name}") if os.access(p, os.X_OK)), None
+    )
+    if path is None:
+        pytest.skip(f"{name} missing (scripts/test-services.sh installs it)")
+    return path
 
 
 @pytest.fixture(scope="session")

@@ -5,13 +5,14 @@ keep-checkin serve --data-dir DIR [--listen 127.0.0.1:8421] [--dns-listen 127.0.
                    [--updates DIR] [--min-update-interval 60] [--log-client-addresses]
 keep-checkin release init --repo DIR --keys DIR
 keep-checkin release publish --repo DIR --keys DIR --version V --artifact F [--artifact F ...]
-keep-checkin release refresh --repo DIR --keys DIR        (daily: re-sign the timestamp)
+keep-checkin release refresh --repo DIR --keys DIR        (daily: keep every role valid)
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -155,9 +156,14 @@ def release_publish(repo: Path, keys: Path, version: str, artifacts: tuple[Path,
 @repo_option
 @keys_option
 def release_refresh(repo: Path, keys: Path) -> None:
-    """Re-sign the timestamp (run daily: it expires after a day)."""
-    updates.refresh(repo, keys)
-    click.echo("timestamp re-signed")
+    """Keep the metadata valid (run daily, from keep-checkin-refresh.timer):
+    re-sign the timestamp, and each other role before it expires."""
+    try:
+        renewed = updates.refresh(repo, keys)
+    except updates.OfflineKeyNeededError as exc:
+        click.echo(f"keep-checkin: {exc}", err=True)
+        sys.exit(1)
+    click.echo("re-signed: " + ", ".join(renewed))
 
 
 if __name__ == "__main__":

@@ -9,9 +9,10 @@ service never reads: one Ed25519 key per role, PKCS#8 PEM, mode 0600.
 - `init` creates the keys and version 1 of every role;
 - `release` adds artifacts and a new `latest.json`, and re-signs targets,
   snapshot and timestamp;
-- `refresh` re-signs only the timestamp; run it daily, because the timestamp
-  expires after TIMESTAMP_DAYS (a device that sees an expired timestamp
-  reports a possible freeze attack instead of "up to date").
+- `refresh` (daily, from a timer) re-signs the timestamp, and every other
+  role before it expires (RENEW_LEFT_DAYS): a device that sees any expired
+  role reports a possible freeze attack instead of "up to date", so letting
+  snapshot or targets lapse would cut every device off from updates.
 """
 
 from __future__ import annotations
@@ -36,6 +37,10 @@ from tuf.api.serialization.json import JSONSerializer
 
 ROLES = ("root", "targets", "snapshot", "timestamp")
 EXPIRY_DAYS = {"root": 365, "targets": 90, "snapshot": 7, "timestamp": 1}
+# `refresh` re-signs a role once less than this is left of it: daily runs
+# (a systemd timer) then keep every role valid with days to spare, and a
+# missed day or two is harmless. The timestamp is re-signed on every run.
+RENEW_LEFT_DAYS = {"root": 60, "targets": 30, "snapshot": 3, "timestamp": 1}
 LATEST = "latest.json"
 
 
@@ -108,22 +113,77 @@ def _publish(repo: Path, keys: Path, targets: Targets, now: datetime.datetime) -
     md_targets = Metadata(targets)
     md_targets.sign(_signer(keys, "targets"))
     _write(repo, md_targets)
-    snapshot_path = repo / "metadata" / "snapshot.json"
-    snapshot = (
-        Metadata[Snapshot].from_file(str(snapshot_path)).signed if snapshot_path.exists() else Snapshot()
-    )
-    snapshot.meta["targets.json"] = MetaFile(version=targets.version)
-    snapshot.version += 1 if snapshot_path.exists() else 0
-    snapshot.expires = _expiry("snapshot", now)
-    md_snapshot = Metadata(snapshot)
-    md_snapshot.sign(_signer(keys, "snapshot"))
-    _write(repo, md_snapshot)
-    refresh(repo, keys, now)
+    _sign_snapshot(repo, keys, targets.version, now)
+    _sign_timestamp(repo, keys, now)
 
 
-def refresh(repo: Path, keys: Path, now: datetime.datetime | None = None) -> None:
-    """Re-sign the timestamp (daily), pointing at the current snapshot."""
+def refresh(repo: Path, keys: Path, now: datetime.datetime | None = None) -> list[str]:
+    """Keep every role valid (run daily): re-sign the timestamp, and each other
+    role once less than RENEW_LEFT_DAYS of it is left — root as a new version
+    with the same keys, which devices chain to. Returns the roles re-signed.
+    A role that is due while its key is not in `keys` (kept offline) raises
+    OfflineKeyNeededError naming it and its expiry, days before it expires."""
     now = now or datetime.datetime.now(datetime.UTC)
+    renewed = []
+    root = _latest_root(repo)
+    if _due("root", root.signed.expires, now):
+        root.signed.version += 1
+        root.signed.expires = _expiry("root", now)
+        root.signatures.clear()
+        root.sign(_signer(_key_at_hand(keys, "root", root.signed.expires), "root"))
+        _write(repo, root)
+        renewed.append("root")
+    targets = Metadata[Targets].from_file(str(repo / "metadata" / "targets.json"))
+    snapshot = Metadata[Snapshot].from_file(str(repo / "metadata" / "snapshot.json"))
+    if _due("targets", targets.signed.expires, now):
+        targets.signed.version += 1
+        targets.signed.expires = _expiry("targets", now)
+        targets.signatures.clear()
+        targets.sign(_signer(_key_at_hand(keys, "targets", targets.signed.expires), "targets"))
+        _write(repo, targets)
+        renewed.append("targets")
+    if renewed[-1:] == ["targets"] or _due("snapshot", snapshot.signed.expires, now):
+        _sign_snapshot(repo, keys, targets.signed.version, now)
+        renewed.append("snapshot")
+    _sign_timestamp(repo, keys, now)
+    return [*renewed, "timestamp"]
+
+
+class OfflineKeyNeededError(Exception):
+    """A role is due to be re-signed and its key is not in the keys directory."""
+
+
+def _key_at_hand(keys: Path, role: str, expires: datetime.datetime) -> Path:
+    if not (keys / f"{role}.pem").exists():
+        raise OfflineKeyNeededError(
+            f"the {role} metadata expires on {expires:%Y-%m-%d}: run `keep-checkin release refresh` "
+            f"once with its key ({role}.pem) in {keys}"
+        )
+    return keys
+
+
+def _due(role: str, expires: datetime.datetime, now: datetime.datetime) -> bool:
+    return expires - now < datetime.timedelta(days=RENEW_LEFT_DAYS[role])
+
+
+def _latest_root(repo: Path) -> Metadata[Root]:
+    versions = [int(p.name.split(".", 1)[0]) for p in (repo / "metadata").glob("*.root.json")]
+    return Metadata[Root].from_file(str(repo / "metadata" / f"{max(versions)}.root.json"))
+
+
+def _sign_snapshot(repo: Path, keys: Path, targets_version: int, now: datetime.datetime) -> None:
+    path = repo / "metadata" / "snapshot.json"
+    snapshot = Metadata[Snapshot].from_file(str(path)).signed if path.exists() else Snapshot()
+    snapshot.meta["targets.json"] = MetaFile(version=targets_version)
+    snapshot.version += 1 if path.exists() else 0
+    snapshot.expires = _expiry("snapshot", now)
+    md = Metadata(snapshot)
+    md.sign(_signer(keys, "snapshot"))
+    _write(repo, md)
+
+
+def _sign_timestamp(repo: Path, keys: Path, now: datetime.datetime) -> None:
+    """A new timestamp pointing at the current snapshot."""
     snapshot = Metadata[Snapshot].from_file(str(repo / "metadata" / "snapshot.json")).signed
     path = repo / "metadata" / "timestamp.json"
     timestamp = Metadata[Timestamp].from_file(str(path)).signed if path.exists() else Timestamp()

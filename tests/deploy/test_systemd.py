@@ -65,7 +65,7 @@ def test_shipped_units_verify_cleanly(tmp_path: Path) -> None:
         if path.suffix in (".service", ".timer"):
             shutil.copy2(path, unit_dir / path.name)
     names = unit_names(unit_dir)
-    assert len(names) == 8  # 6 services (one a template) and 2 timers
+    assert len(names) == 10  # 7 services (one a template) and 3 timers
     assert verify(root, names) == ""
     # The check can fail: an unknown key is reported.
     (unit_dir / "keep-backup.timer").write_text((UNITS / "keep-backup.timer").read_text() + "Bogus=1\n")
