@@ -49,6 +49,7 @@ class CheckinSettings:
     registry_url: str | None = None  # default: sqlite:///DATA_DIR/checkin.db
     zone: str = "dyn.example.test"
     min_interval: int = 60  # seconds between two updates of one name
+    allow_private: bool = False  # also private, loopback and documentation addresses (LAN-only zones)
     updates_dir: Path | None = None  # TUF repository (metadata/, targets/)
     clock: Callable[[], int] = lambda: int(time.time())
 
@@ -104,23 +105,35 @@ def _source(request: web.Request) -> str:
     return str(request.remote or "")
 
 
-def _parse(value: Any, family: int, source: str) -> str | None:
+def _parse(value: Any, family: int, source: str, allow_private: bool) -> str | None:
     """An address field: "auto" (the source, if of this family), "" (delete), an address."""
     if value == "":
         return None
     if value == "auto":
         value = source
-    try:
-        address = ipaddress.ip_address(str(value))
-    except ValueError:
-        raise CheckinError(400, "bad_request", f"not an IP address: {str(value)[:64]!r}") from None
+    address = _address(str(value), allow_private)
     if address.version != family:
         if value == source:
             raise CheckinError(400, "bad_request", f"the request does not come from an IPv{family} address")
         raise CheckinError(400, "bad_request", f"not an IPv{family} address")
-    if not address.is_global and not address.is_private and not address.is_loopback:
-        raise CheckinError(400, "bad_request", "not a usable unicast address")
     return str(address)
+
+
+def _address(text: str, allow_private: bool) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+    """A unicast address others can reach: global, or with `allow_private` also
+    private, loopback and documentation ranges (a LAN-only zone). Never the
+    unspecified, broadcast, multicast, link-local or reserved ones."""
+    try:
+        address = ipaddress.ip_address(text.strip())
+    except ValueError:
+        raise CheckinError(400, "bad_request", f"not an IP address: {text[:64]!r}") from None
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        raise CheckinError(400, "bad_request", "an IPv4-mapped IPv6 address: send the IPv4 address")
+    never = address.is_unspecified or address.is_multicast or address.is_link_local or address.is_reserved
+    if never or not (address.is_global or (allow_private and (address.is_private or address.is_loopback))):
+        kind = "global unicast" if not allow_private else "unicast"
+        raise CheckinError(400, "bad_address", f"{address} is not a usable {kind} address")
+    return address
 
 
 KEEP_AS_IS = "keep"  # an address argument of _apply that leaves the record as it is
@@ -199,8 +212,9 @@ async def update(request: web.Request) -> web.Response:
     if not isinstance(body, dict):
         raise CheckinError(400, "bad_request", "body must be an object")
     source = _source(request)
-    ipv4 = _parse(body["ipv4"], 4, source) if "ipv4" in body else KEEP_AS_IS
-    ipv6 = _parse(body["ipv6"], 6, source) if "ipv6" in body else KEEP_AS_IS
+    private = request.app[CHECKIN].settings.allow_private
+    ipv4 = _parse(body["ipv4"], 4, source, private) if "ipv4" in body else KEEP_AS_IS
+    ipv6 = _parse(body["ipv6"], 6, source, private) if "ipv6" in body else KEEP_AS_IS
     record, changed = await _apply(request, record, ipv4, ipv6)
     return web.json_response({"ipv4": record.ipv4, "ipv6": record.ipv6, "changed": changed})
 
@@ -223,23 +237,13 @@ async def dyndns2(request: web.Request) -> web.Response:
     suffix = "." + checkin.settings.zone
     if not host.endswith(suffix) or not NAME_RE.fullmatch(host[: -len(suffix)]):
         return reply("notfqdn")
-    name = host[: -len(suffix)]
-    if not await checkin.registry.exists(name):
-        return reply("nohost")
-    record = await checkin.registry.authenticate(name, token)
+    # The credential first, and one answer for a wrong token and an unknown
+    # name: which names exist is not told to whoever asks.
+    record = await checkin.registry.authenticate(host[: -len(suffix)], token)
     if record is None:
         return reply("badauth")
-    source = _source(request)
-    query = request.query
     try:
-        ipv4 = _parse(query["myip"], 4, source) if "myip" in query else KEEP_AS_IS
-        ipv6 = _parse(query["myipv6"], 6, source) if "myipv6" in query else KEEP_AS_IS
-        if "myip" not in query and "myipv6" not in query:  # classic clients: the source address
-            family = 6 if ":" in source else 4
-            if family == 4:
-                ipv4 = _parse("auto", 4, source)
-            else:
-                ipv6 = _parse("auto", 6, source)
+        ipv4, ipv6 = _dyndns2_addresses(request.query, _source(request), checkin.settings.allow_private)
         record, changed = await _apply(request, record, ipv4, ipv6)
     except CheckinError as exc:
         if exc.code == "abuse":
@@ -251,6 +255,27 @@ async def dyndns2(request: web.Request) -> web.Response:
         return reply("911")
     shown = " ".join(a for a in (record.ipv4, record.ipv6) if a)
     return reply(f"{'good' if changed else 'nochg'} {shown}".strip())
+
+
+def _dyndns2_addresses(query: Any, source: str, allow_private: bool) -> tuple[str | None, str | None]:
+    """(IPv4, IPv6) of a dyndns2 update, KEEP_AS_IS for a family it does not
+    name. `myip` holds an address of either family or an "IPv4,IPv6" pair; an
+    empty `myip`, or none at all, means the request's source address, as
+    dyndns2 services do (deleting a record is for the JSON API). `myipv6`
+    (some clients) sets the AAAA record; empty deletes it."""
+    given = [v for v in query.get("myip", "").split(",") if v.strip()] if "myip" in query else []
+    if not given and "myipv6" not in query:
+        given = [source]
+    addresses = [_address(v, allow_private) for v in given]
+    ipv4s = [str(a) for a in addresses if a.version == 4]
+    ipv6s = [str(a) for a in addresses if a.version == 6]
+    if len(ipv4s) > 1 or len(ipv6s) > 1:
+        raise CheckinError(400, "bad_request", "at most one address of each family")
+    ipv4 = ipv4s[0] if ipv4s else KEEP_AS_IS
+    ipv6 = ipv6s[0] if ipv6s else KEEP_AS_IS
+    if "myipv6" in query:
+        ipv6 = _parse(query["myipv6"], 6, source, allow_private)
+    return ipv4, ipv6
 
 
 def _basic_password(request: web.Request) -> str | None:

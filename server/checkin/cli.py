@@ -55,6 +55,11 @@ def main() -> None:
 @click.option(
     "--registry", "registry_url", help="sqlite:///PATH (default DATA_DIR/checkin.db) or postgresql://…"
 )
+@click.option(
+    "--allow-private-addresses",
+    is_flag=True,
+    help="Also publish private, loopback and documentation addresses (a LAN-only zone).",
+)
 @click.option("--log-client-addresses", is_flag=True, help="Write an access log with client IPs.")
 def serve(
     data_dir: Path,
@@ -66,6 +71,7 @@ def serve(
     updates_dir: Path | None,
     min_update_interval: int,
     registry_url: str | None,
+    allow_private_addresses: bool,
     log_client_addresses: bool,
 ) -> None:
     """Serve the registry API, dyndns2, DNS and the update repository."""
@@ -88,6 +94,7 @@ def serve(
         zone=zone,
         min_interval=min_update_interval,
         updates_dir=updates_dir,
+        allow_private=allow_private_addresses,
     )
     app = create_app(settings, pusher)
     if dns_listen != "off":

@@ -45,6 +45,9 @@ class Record:
     last_request: int
 
 
+_NO_TOKEN = bytes(32)
+
+
 def token_hash(token: str) -> bytes:
     return hashlib.sha256(token.encode()).digest()
 
@@ -66,9 +69,9 @@ class Registry(abc.ABC):
     async def authenticate(self, name: str, token: str) -> Record | None:
         """The record if `token` is the name's token, else None."""
         found = await self._token_and_record(name)
-        if found is None or not hmac.compare_digest(found[0], token_hash(token)):
-            return None
-        return found[1]
+        # An unknown name costs the same hash and comparison as a wrong token.
+        matches = hmac.compare_digest(found[0] if found else _NO_TOKEN, token_hash(token))
+        return found[1] if found and matches else None
 
     async def exists(self, name: str) -> bool:
         return await self._token_and_record(name) is not None

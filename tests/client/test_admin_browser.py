@@ -34,7 +34,10 @@ def admin_page(device: Device, tmp_path: Path) -> Iterator[tuple[str, Device, By
     device.init()
     src = random_tree(tmp_path / "photos", 2, 300_000)
     device.json("backup", str(src))
-    with checkin_server(tmp_path / "checkin", "--min-update-interval", "0") as (checkin_url, _):
+    with checkin_server(tmp_path / "checkin", "--min-update-interval", "0", "--allow-private-addresses") as (
+        checkin_url,
+        _,
+    ):
         with byte_proxy(int(checkin_url.rsplit(":", 1)[1])) as proxy:
             config = tmp_path / "keep.toml"
             config.write_text(

@@ -54,6 +54,7 @@ def service(tmp_path: Path) -> Iterator[Service]:
         f"127.0.0.1:{dns_port}",
         "--min-update-interval",
         "0",
+        "--allow-private-addresses",  # the device's address here is 127.0.0.1
     ) as (url, _):
         port = int(url.rsplit(":", 1)[1])
         with byte_proxy(port) as proxy:

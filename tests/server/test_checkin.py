@@ -43,10 +43,19 @@ def clock() -> Clock:
 
 
 async def make_client(
-    tmp_path: Path, clock: Clock, pusher: Pusher | None = None, registry_url: str | None = None
+    tmp_path: Path,
+    clock: Clock,
+    pusher: Pusher | None = None,
+    registry_url: str | None = None,
+    allow_private: bool = True,  # the tests' clients are on 127.0.0.1 and use documentation addresses
 ) -> TestClient[Any, Any]:
     settings = CheckinSettings(
-        data_dir=tmp_path, registry_url=registry_url, zone=ZONE, min_interval=60, clock=clock
+        data_dir=tmp_path,
+        registry_url=registry_url,
+        zone=ZONE,
+        min_interval=60,
+        clock=clock,
+        allow_private=allow_private,
     )
     client = TestClient(TestServer(create_app(settings, pusher)))
     await client.start_server()
@@ -110,7 +119,7 @@ async def test_dyndns2_replies(client: TestClient[Any, Any], clock: Clock) -> No
     host = f"router.{ZONE}"
     assert await nic(client, {}, hostname=host) == (401, "badauth")
     assert await nic(client, basic("kc_wrong"), hostname=host) == (200, "badauth")
-    assert await nic(client, basic(token), hostname=f"nobody.{ZONE}") == (200, "nohost")
+    assert await nic(client, basic(token), hostname=f"nobody.{ZONE}") == (200, "badauth")  # not "nohost"
     assert await nic(client, basic(token), hostname="router.elsewhere.example") == (200, "notfqdn")
     assert await nic(client, basic(token)) == (200, "notfqdn")
     assert await nic(client, basic(token), hostname=host, myip="198.51.100.4") == (200, "good 198.51.100.4")
@@ -123,9 +132,20 @@ async def test_dyndns2_replies(client: TestClient[Any, Any], clock: Clock) -> No
     status, text = await nic(client, basic(token), hostname=host, myipv6="2001:db8::1")  # AAAA alone
     assert (status, text) == (200, "good 198.51.100.4 2001:db8::1")
     clock.now += 61
-    assert await nic(client, basic(token), hostname=host, myip="") == (200, "good 2001:db8::1")  # A deleted
+    assert await nic(client, basic(token), hostname=host, myip="") == (
+        200,
+        "good 127.0.0.1 2001:db8::1",
+    )  # source
     clock.now += 61
-    assert await nic(client, basic(token), hostname=host) == (200, "good 127.0.0.1 2001:db8::1")  # source
+    assert await nic(client, basic(token), hostname=host, myip="2001:db8::5") == (
+        200,
+        "good 127.0.0.1 2001:db8::5",
+    )
+    clock.now += 61
+    both = "198.51.100.7,2001:db8::6"
+    assert await nic(client, basic(token), hostname=host, myip=both) == (200, "good 198.51.100.7 2001:db8::6")
+    clock.now += 61
+    assert await nic(client, basic(token), hostname=host) == (200, "good 127.0.0.1 2001:db8::6")  # source
     clock.now += 61
     assert await nic(client, basic(token), hostname=host, myip="not-an-ip") == (200, "dnserr")
 
@@ -272,3 +292,59 @@ def test_release_tool_cli(tmp_path: Path) -> None:
     }
     assert all(oct(p.stat().st_mode & 0o777) == "0o600" for p in keys.glob("*.pem"))
     assert not list(repo.rglob("*.pem"))  # private keys never inside the served repository
+
+
+UNUSABLE = [
+    "0.0.0.0",  # noqa: S104 (an address to refuse, not one to bind)
+    "255.255.255.255",
+    "224.0.0.1",
+    "240.0.0.1",
+    "169.254.1.1",
+    "127.0.0.1",
+    "::",
+    "ff02::1",
+    "fe80::1",
+    "::1",
+    "::ffff:192.0.2.1",
+]
+PRIVATE = ["10.0.0.5", "192.168.1.20", "198.51.100.4", "fd00::5", "2001:db8::5"]
+
+
+@pytest.mark.parametrize("allow_private", [False, True])
+async def test_only_usable_addresses_are_published(tmp_path: Path, clock: Clock, allow_private: bool) -> None:
+    client = await make_client(tmp_path, clock, allow_private=allow_private)
+    try:
+        token = await claim(client, "router")
+        host = f"router.{ZONE}"
+        bearer = {"Authorization": f"Bearer {token}"}
+        refused = UNUSABLE[:] if allow_private else UNUSABLE + PRIVATE
+        if allow_private:
+            refused.remove("127.0.0.1")
+            refused.remove("::1")
+        for address in refused:
+            clock.now += 61
+            assert await nic(client, basic(token), hostname=host, myip=address) == (200, "dnserr"), address
+            family = "ipv6" if ":" in address else "ipv4"
+            r = await client.put("/v1/names/router/address", json={family: address}, headers=bearer)
+            assert r.status == 400, address
+            assert (await r.json())["code"] in ("bad_address", "bad_request")
+            assert "usable" in (await r.json())["message"] or "IPv4-mapped" in (await r.json())["message"]
+        for address in ["93.184.216.34", "2a00:1450:4001::5"] + (PRIVATE if allow_private else []):
+            clock.now += 61
+            status, text = await nic(client, basic(token), hostname=host, myip=address)
+            assert (status, text.split()[0]) == (200, "good"), address
+        record = await client.app[CHECKIN].registry.lookup("router")
+        assert record is not None
+        assert not any(a in (record.ipv4, record.ipv6) for a in UNUSABLE)
+    finally:
+        await client.close()
+
+
+async def test_unknown_names_and_wrong_tokens_are_one_answer(client: TestClient[Any, Any]) -> None:
+    token = await claim(client, "router")
+    replies = {
+        await nic(client, basic(token), hostname=f"nobody.{ZONE}"),
+        await nic(client, basic("kc_wrong"), hostname=f"router.{ZONE}"),
+        await nic(client, basic("kc_wrong"), hostname=f"nobody.{ZONE}"),
+    }
+    assert replies == {(200, "badauth")}
