@@ -50,6 +50,8 @@ class CheckinSettings:
     zone: str = "dyn.example.test"
     min_interval: int = 60  # seconds between two updates of one name
     allow_private: bool = False  # also private, loopback and documentation addresses (LAN-only zones)
+    ns: str | None = None  # the zone's name server (default ns1.ZONE)
+    ns_addresses: tuple[str, ...] = ()  # its A/AAAA, served when it is inside the zone
     updates_dir: Path | None = None  # TUF repository (metadata/, targets/)
     clock: Callable[[], int] = lambda: int(time.time())
 
@@ -271,8 +273,8 @@ def _dyndns2_addresses(query: Any, source: str, allow_private: bool) -> tuple[st
     ipv6s = [str(a) for a in addresses if a.version == 6]
     if len(ipv4s) > 1 or len(ipv6s) > 1:
         raise CheckinError(400, "bad_request", "at most one address of each family")
-    ipv4 = ipv4s[0] if ipv4s else KEEP_AS_IS
-    ipv6 = ipv6s[0] if ipv6s else KEEP_AS_IS
+    ipv4: str | None = ipv4s[0] if ipv4s else KEEP_AS_IS
+    ipv6: str | None = ipv6s[0] if ipv6s else KEEP_AS_IS
     if "myipv6" in query:
         ipv6 = _parse(query["myipv6"], 6, source, allow_private)
     return ipv4, ipv6
@@ -296,7 +298,9 @@ def create_app(
     app = web.Application(middlewares=[errors], client_max_size=64 * 1024)
     hide_server_header(app)
     registry = registry_from_url(settings.registry_url or f"sqlite:///{settings.data_dir / 'checkin.db'}")
-    app[CHECKIN] = Checkin(settings, registry, Zone(settings.zone, registry), pusher)
+    app[CHECKIN] = Checkin(
+        settings, registry, Zone(settings.zone, registry, settings.ns, settings.ns_addresses), pusher
+    )
     app.add_routes(routes)
     if settings.updates_dir is not None:
         app.router.add_static("/updates/metadata", settings.updates_dir / "metadata", follow_symlinks=False)

@@ -10,6 +10,7 @@ keep-checkin release refresh --repo DIR --keys DIR        (daily: keep every rol
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import os
 import sys
@@ -55,6 +56,13 @@ def main() -> None:
 @click.option(
     "--registry", "registry_url", help="sqlite:///PATH (default DATA_DIR/checkin.db) or postgresql://…"
 )
+@click.option("--ns", help="The zone's name server (default ns1.ZONE, answered by this service).")
+@click.option(
+    "--ns-address",
+    "ns_addresses",
+    multiple=True,
+    help="An address of ns1.ZONE (repeatable, IPv4 and IPv6): served as its A/AAAA and as glue.",
+)
 @click.option(
     "--allow-private-addresses",
     is_flag=True,
@@ -71,6 +79,8 @@ def serve(
     updates_dir: Path | None,
     min_update_interval: int,
     registry_url: str | None,
+    ns: str | None,
+    ns_addresses: tuple[str, ...],
     allow_private_addresses: bool,
     log_client_addresses: bool,
 ) -> None:
@@ -95,7 +105,11 @@ def serve(
         min_interval=min_update_interval,
         updates_dir=updates_dir,
         allow_private=allow_private_addresses,
+        ns=ns,
+        ns_addresses=_ns_addresses(ns_addresses),
     )
+    if ns is None and not ns_addresses and dns_listen != "off" and not pusher:
+        log.warning("ns1.%s has no address: give --ns-address (or name another server with --ns)", zone)
     app = create_app(settings, pusher)
     if dns_listen != "off":
         dns_host, dns_port = _host_port(dns_listen)
@@ -126,6 +140,13 @@ def serve(
         print=None,
         access_log=logging.getLogger("keep.checkin.access") if log_client_addresses else None,
     )
+
+
+def _ns_addresses(values: tuple[str, ...]) -> tuple[str, ...]:
+    try:
+        return tuple(str(ipaddress.ip_address(v)) for v in values)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--ns-address") from None
 
 
 @main.group()
