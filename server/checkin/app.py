@@ -9,19 +9,23 @@
   the record, "auto" takes the request's source address.
 - `GET /nic/update?hostname=&myip=&myipv6=` with HTTP Basic auth (any user,
   the token as password): the dyndns2 protocol of routers, ddclient and
-  inadyn, with its plain-text replies (good, nochg, badauth, nohost,
-  notfqdn, abuse, 911).
+  inadyn, with its plain-text replies (good, nochg, badauth, notfqdn,
+  dnserr, 911).
 - `/updates/metadata/*`, `/updates/targets/*`: the TUF repository, static.
 
-Updates of one name closer together than `min_interval` are refused
-(dyndns2 "abuse", HTTP 429 with Retry-After). No address is logged unless the
-operator asks for an access log.
+Updates of one name closer together than `min_interval` are refused with
+HTTP 429 and Retry-After on the JSON API; over dyndns2 (whose clients give up
+or go silent on a 429) they are queued and published when the interval ends
+(`publish_due`). No address is logged unless the operator asks for an access
+log.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
+import contextlib
 import ipaddress
 import logging
 import re
@@ -142,28 +146,62 @@ KEEP_AS_IS = "keep"  # an address argument of _apply that leaves the record as i
 
 
 async def _apply(
-    request: web.Request, record: Record, ipv4: str | None, ipv6: str | None
+    request: web.Request, record: Record, ipv4: str | None, ipv6: str | None, defer: bool = False
 ) -> tuple[Record, bool]:
     """Set the addresses (KEEP_AS_IS leaves one unchanged, None deletes it);
-    enforce the rate limit; push to the DNS server first if there is one."""
+    enforce the rate limit; push to the DNS server first if there is one.
+    Within the rate limit's interval an update is refused (429), or with
+    `defer` (dyndns2) queued and published when the interval ends."""
     checkin = request.app[CHECKIN]
     now = checkin.settings.clock()
     wait = record.last_request + checkin.settings.min_interval - now
-    if record.last_request and wait > 0:
+    too_early = bool(record.last_request) and wait > 0
+    if too_early and not defer:
         raise CheckinError(429, "abuse", "too many updates", {"Retry-After": str(wait)})
-    new4 = record.ipv4 if ipv4 == KEEP_AS_IS else ipv4
-    new6 = record.ipv6 if ipv6 == KEEP_AS_IS else ipv6
+    queued = await checkin.registry.pending(record.name) if too_early else None
+    base4, base6 = queued if queued is not None else (record.ipv4, record.ipv6)
+    new4 = base4 if ipv4 == KEEP_AS_IS else ipv4
+    new6 = base6 if ipv6 == KEEP_AS_IS else ipv6
+    if too_early:
+        if (new4, new6) == (record.ipv4, record.ipv6):
+            await checkin.registry.cancel_pending(record.name)  # back to what is published
+            return record, queued is not None
+        await checkin.registry.defer(record.name, new4, new6, now + wait)
+        return Record(record.name, new4, new6, record.updated, record.last_request), True
+    await checkin.registry.cancel_pending(record.name)  # this update supersedes a queued one
     if (new4, new6) == (record.ipv4, record.ipv6):
         await checkin.registry.touch(record.name, now)
         return Record(record.name, new4, new6, record.updated, now), False
+    await _publish(checkin, record.name, new4, new6, now)
+    return Record(record.name, new4, new6, now, now), True
+
+
+async def _publish(checkin: Checkin, name: str, ipv4: str | None, ipv6: str | None, now: int) -> None:
     if checkin.pusher is not None:
         try:
-            await checkin.pusher.push(record.name, new4, new6)
+            await checkin.pusher.push(name, ipv4, ipv6)
         except Exception as exc:  # noqa: BLE001 — any failure of the DNS server is reported alike
             log.error("DNS update failed: %s", type(exc).__name__)
             raise CheckinError(502, "dns_error", "the DNS server did not take the update") from None
-    await checkin.registry.set_addresses(record.name, new4, new6, now)
-    return Record(record.name, new4, new6, now, now), True
+    await checkin.registry.set_addresses(name, ipv4, ipv6, now)
+
+
+async def publish_due(checkin: Checkin) -> int:
+    """Publish the deferred dyndns2 updates whose time has come; how many."""
+    now = checkin.settings.clock()
+    done = 0
+    for name, ipv4, ipv6 in await checkin.registry.take_due(now):
+        if await checkin.registry.lookup(name) is None:
+            continue  # released meanwhile
+        try:
+            await _publish(checkin, name, ipv4, ipv6, now)
+            done += 1
+        except CheckinError:
+            await checkin.registry.defer(name, ipv4, ipv6, now + checkin.settings.min_interval)  # retry
+    return done
+
+
+DUE_EVERY = 1.0  # seconds between looks at the deferred updates
 
 
 routes = web.RouteTableDef()
@@ -246,10 +284,8 @@ async def dyndns2(request: web.Request) -> web.Response:
         return reply("badauth")
     try:
         ipv4, ipv6 = _dyndns2_addresses(request.query, _source(request), checkin.settings.allow_private)
-        record, changed = await _apply(request, record, ipv4, ipv6)
+        record, changed = await _apply(request, record, ipv4, ipv6, defer=True)
     except CheckinError as exc:
-        if exc.code == "abuse":
-            return reply("abuse", 429, exc.headers)
         # dnserr: the address given was unusable or the DNS server refused it.
         return reply("dnserr" if exc.status < 500 or exc.code == "dns_error" else "911")
     except Exception as exc:  # noqa: BLE001 — dyndns2 clients understand "911" for trouble
@@ -292,6 +328,15 @@ def _basic_password(request: web.Request) -> str | None:
     return password if sep and password else None
 
 
+async def _publish_due_forever(checkin: Checkin) -> None:
+    while True:
+        await asyncio.sleep(DUE_EVERY)
+        try:
+            await publish_due(checkin)
+        except Exception as exc:  # noqa: BLE001 — logged by type; the next round retries
+            log.error("publishing deferred updates failed: %s", type(exc).__name__)
+
+
 def create_app(
     settings: CheckinSettings, pusher: Pusher | None = None, access_log: bool = False
 ) -> web.Application:
@@ -308,7 +353,11 @@ def create_app(
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         await registry.open()
+        task = asyncio.get_running_loop().create_task(_publish_due_forever(app[CHECKIN]))
         yield
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
         await registry.close()
 
     app.cleanup_ctx.append(lifecycle)

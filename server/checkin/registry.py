@@ -4,8 +4,10 @@ default, one thread) and `postgresql://…` (asyncpg, for several replicas).
 
 Per name it keeps only what the DNS needs and what authenticates updates: the
 SHA-256 of the device's token, the current IPv4 and IPv6 address, and the
-times of the last change and the last request (rate limiting). No history,
-no client addresses beyond the published ones. A zone serial counts changes
+times of the last change and the last request (rate limiting); and, for a
+dyndns2 update that came too early, the addresses to publish when the rate
+limit allows (`pending`: one row per name at most, so a flood cannot grow
+it). No history, no client addresses beyond the published ones. A zone serial counts changes
 for the SOA record.
 """
 
@@ -26,6 +28,9 @@ TABLES = """
 CREATE TABLE IF NOT EXISTS names (
     name TEXT PRIMARY KEY, token_hash {blob} NOT NULL, ipv4 TEXT, ipv6 TEXT,
     created BIGINT NOT NULL, updated BIGINT NOT NULL, last_request BIGINT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS pending (
+    name TEXT PRIMARY KEY, ipv4 TEXT, ipv6 TEXT, due BIGINT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS zone (id INTEGER PRIMARY KEY, serial BIGINT NOT NULL);
 INSERT INTO zone (id, serial) VALUES (1, 1) ON CONFLICT DO NOTHING;
@@ -89,6 +94,21 @@ class Registry(abc.ABC):
 
     @abc.abstractmethod
     async def release(self, name: str) -> None: ...
+
+    @abc.abstractmethod
+    async def defer(self, name: str, ipv4: str | None, ipv6: str | None, due: int) -> None:
+        """Publish these addresses at `due` (replacing an earlier deferred update)."""
+
+    @abc.abstractmethod
+    async def pending(self, name: str) -> tuple[str | None, str | None] | None:
+        """The addresses deferred for `name`, if any."""
+
+    @abc.abstractmethod
+    async def take_due(self, now: int) -> list[tuple[str, str | None, str | None]]:
+        """Deferred updates whose time has come, removed from the queue."""
+
+    @abc.abstractmethod
+    async def cancel_pending(self, name: str) -> None: ...
 
     @abc.abstractmethod
     async def serial(self) -> int:
@@ -158,9 +178,33 @@ class SqliteRegistry(Registry):
     async def release(self, name: str) -> None:
         def op(db: sqlite3.Connection) -> None:
             db.execute("DELETE FROM names WHERE name = ?", (name,))
+            db.execute("DELETE FROM pending WHERE name = ?", (name,))
             db.execute("UPDATE zone SET serial = serial + 1 WHERE id = 1")
 
         await self._run(op)
+
+    async def defer(self, name: str, ipv4: str | None, ipv6: str | None, due: int) -> None:
+        sql = (
+            "INSERT INTO pending (name, ipv4, ipv6, due) VALUES (?,?,?,?) ON CONFLICT (name) "
+            "DO UPDATE SET ipv4 = excluded.ipv4, ipv6 = excluded.ipv6, due = excluded.due"
+        )
+        await self._run(lambda db: db.execute(sql, (name, ipv4, ipv6, due)))
+
+    async def pending(self, name: str) -> tuple[str | None, str | None] | None:
+        sql = "SELECT ipv4, ipv6 FROM pending WHERE name = ?"
+        row = await self._run(lambda db: db.execute(sql, (name,)).fetchone())
+        return None if row is None else (row[0], row[1])
+
+    async def take_due(self, now: int) -> list[tuple[str, str | None, str | None]]:
+        def op(db: sqlite3.Connection) -> list[tuple[str, str | None, str | None]]:
+            rows = db.execute("SELECT name, ipv4, ipv6 FROM pending WHERE due <= ?", (now,)).fetchall()
+            db.executemany("DELETE FROM pending WHERE name = ?", [(r[0],) for r in rows])
+            return [(r[0], r[1], r[2]) for r in rows]
+
+        return await self._run(op)
+
+    async def cancel_pending(self, name: str) -> None:
+        await self._run(lambda db: db.execute("DELETE FROM pending WHERE name = ?", (name,)))
 
     async def serial(self) -> int:
         return int(
@@ -227,7 +271,30 @@ class PostgresRegistry(Registry):
     async def release(self, name: str) -> None:
         async with self.pool.acquire() as db, db.transaction():
             await db.execute("DELETE FROM names WHERE name = $1", name)
+            await db.execute("DELETE FROM pending WHERE name = $1", name)
             await db.execute("UPDATE zone SET serial = serial + 1 WHERE id = 1")
+
+    async def defer(self, name: str, ipv4: str | None, ipv6: str | None, due: int) -> None:
+        await self.pool.execute(
+            "INSERT INTO pending (name, ipv4, ipv6, due) VALUES ($1,$2,$3,$4) ON CONFLICT (name) "
+            "DO UPDATE SET ipv4 = excluded.ipv4, ipv6 = excluded.ipv6, due = excluded.due",
+            name,
+            ipv4,
+            ipv6,
+            due,
+        )
+
+    async def pending(self, name: str) -> tuple[str | None, str | None] | None:
+        row = await self.pool.fetchrow("SELECT ipv4, ipv6 FROM pending WHERE name = $1", name)
+        return None if row is None else (row[0], row[1])
+
+    async def take_due(self, now: int) -> list[tuple[str, str | None, str | None]]:
+        # One replica takes each row: DELETE … RETURNING under row locks.
+        rows = await self.pool.fetch("DELETE FROM pending WHERE due <= $1 RETURNING name, ipv4, ipv6", now)
+        return [(r[0], r[1], r[2]) for r in rows]
+
+    async def cancel_pending(self, name: str) -> None:
+        await self.pool.execute("DELETE FROM pending WHERE name = $1", name)
 
     async def serial(self) -> int:
         return int(await self.pool.fetchval("SELECT serial FROM zone WHERE id = 1"))

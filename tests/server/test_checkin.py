@@ -20,7 +20,7 @@ import dns.rcode
 import dns.rdatatype
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
-from keep.server.checkin.app import CHECKIN, CheckinSettings, create_app
+from keep.server.checkin.app import CHECKIN, CheckinSettings, create_app, publish_due
 from keep.server.checkin.dns import Pusher, TsigKey, start_responder
 
 from benchmarks.server_process import free_port
@@ -125,9 +125,27 @@ async def test_dyndns2_replies(client: TestClient[Any, Any], clock: Clock) -> No
     assert await nic(client, basic(token), hostname=host, myip="198.51.100.4") == (200, "good 198.51.100.4")
     clock.now += 61
     assert await nic(client, basic(token), hostname=host, myip="198.51.100.4") == (200, "nochg 198.51.100.4")
-    r = await client.get("/nic/update", params={"hostname": host}, headers=basic(token))  # too soon
-    assert (r.status, (await r.text()).strip()) == (429, "abuse")
-    assert int(r.headers["Retry-After"]) == 60
+    # Too soon: accepted, answered "good", published when the interval ends —
+    # a standard client neither gives up (inadyn exits on 429) nor stays silent.
+    checkin = client.app[CHECKIN]
+    assert await nic(client, basic(token), hostname=host, myip="198.51.100.5") == (200, "good 198.51.100.5")
+    assert await nic(client, basic(token), hostname=host, myip="198.51.100.6") == (200, "good 198.51.100.6")
+    assert (await checkin.registry.lookup("router")).ipv4 == "198.51.100.4"
+    assert await publish_due(checkin) == 0  # not yet
+    clock.now += 60
+    assert await publish_due(checkin) == 1
+    assert (await checkin.registry.lookup("router")).ipv4 == "198.51.100.6"
+    # Too soon and back to what is published: the queued change is dropped.
+    assert await nic(client, basic(token), hostname=host, myip="198.51.100.7") == (200, "good 198.51.100.7")
+    assert await nic(client, basic(token), hostname=host, myip="198.51.100.6") == (200, "good 198.51.100.6")
+    clock.now += 60
+    assert await publish_due(checkin) == 0
+    # The JSON API (the device agent, which honours Retry-After) is still told to wait.
+    bearer = {"Authorization": f"Bearer {token}"}
+    r = await client.put("/v1/names/router/address", json={"ipv4": "198.51.100.4"}, headers=bearer)
+    assert r.status == 200
+    r = await client.put("/v1/names/router/address", json={"ipv4": "198.51.100.9"}, headers=bearer)
+    assert (r.status, int(r.headers["Retry-After"])) == (429, 60)
     clock.now += 61
     status, text = await nic(client, basic(token), hostname=host, myipv6="2001:db8::1")  # AAAA alone
     assert (status, text) == (200, "good 198.51.100.4 2001:db8::1")
