@@ -31,12 +31,14 @@ class ByteProxy:
         self.down = 0  # server -> client
         self.up = 0  # client -> server
         self.connections = 0
+        self.sent = bytearray()  # everything the clients sent (for tests that read requests)
         self._loop = asyncio.new_event_loop()
         self._ready = threading.Event()
         self._thread = threading.Thread(target=self._run, name="byte-proxy", daemon=True)
 
     def reset(self) -> None:
         self.down = self.up = self.connections = 0
+        self.sent.clear()
 
     def _run(self) -> None:
         asyncio.set_event_loop(self._loop)
@@ -80,6 +82,7 @@ class ByteProxy:
                         return
                 if upward:
                     self.up += len(data)
+                    self.sent += data
                 else:
                     self.down += len(data)
                 writer.write(data)

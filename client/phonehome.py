@@ -26,6 +26,7 @@ import ssl
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,6 +41,9 @@ KEEPALIVE = 7 * 86400  # refresh an unchanged record weekly
 BACKOFF_START, BACKOFF_MAX = 300, 86400
 TIMEOUT = 20
 DEFAULT_ROOT = Path("/etc/keep/update-root.json")
+USER_AGENT = "keep"  # every check-in request: fixed, no version (the status page shows it)
+FETCH_TIMEOUT = 30  # seconds without progress on an update download
+FETCH_CHUNK = 64 * 1024
 UPDATE_EVERY = 86400  # one update check a day …
 UPDATE_JITTER = 7200  # … at a random time up to 2 h later, so devices do not arrive together
 
@@ -101,7 +105,7 @@ class _Http:
     def call(
         self, method: str, path: str, body: Any = None, token: str | None = None
     ) -> tuple[int, Any, dict[str, str]]:
-        headers = {"User-Agent": "keep", "Accept": "application/json"}
+        headers = {"User-Agent": USER_AGENT, "Accept": "application/json"}
         data = None
         if body is not None:
             data = json.dumps(body).encode()
@@ -239,7 +243,7 @@ def updates_checkin(
     except OSError:
         return _result(s, now, f"no trusted update root at {settings.update_root}", attempt=False)
     try:
-        version = _latest_version(settings.url, root, home)
+        version = _latest_version(settings.url, root, home, settings.ca_file)
     except UpdateVerificationError as exc:
         raise _verification(s, now, str(exc)) from None
     except (OSError, ValueError, KeyError) as exc:
@@ -253,7 +257,7 @@ def updates_checkin(
     return _result(s, now, f"up to date ({current})")
 
 
-def _latest_version(url: str, root: bytes, home: Path) -> str | None:
+def _latest_version(url: str, root: bytes, home: Path, ca_file: str | None = None) -> str | None:
     """The newest released version, from verified metadata; None if nothing
     is released. Verification failures raise UpdateVerificationError, an
     unreachable service OSError."""
@@ -271,6 +275,7 @@ def _latest_version(url: str, root: bytes, home: Path) -> str | None:
             str(targets_dir),
             f"{url}/updates/targets/",
             bootstrap=root,
+            fetcher=_fetcher(ca_file),
         )
         updater.refresh()
         info = updater.get_targetinfo("latest.json")
@@ -282,6 +287,41 @@ def _latest_version(url: str, root: bytes, home: Path) -> str | None:
     except tuf_errors.RepositoryError as exc:  # every verification failure is one of these
         what = next(text for kind, text in _refusals(tuf_errors) if isinstance(exc, kind))
         raise UpdateVerificationError(f"update metadata {what}: {exc}") from None
+
+
+def _fetcher(ca_file: str | None) -> Any:
+    """python-tuf's downloads through the standard library, with the fixed
+    User-Agent the status page shows (python-tuf's own adds its version) and
+    the configured CA file ([server] ca_file / --ca-file)."""
+    from tuf.api import exceptions as tuf_errors
+    from tuf.ngclient import FetcherInterface
+
+    context = ssl.create_default_context(cafile=ca_file)
+
+    class Fetcher(FetcherInterface):
+        def _fetch(self, url: str) -> Iterator[bytes]:
+            if not url.startswith(("https://", "http://")):
+                raise tuf_errors.DownloadError(f"not an http(s) URL: {url[:80]!r}")
+            request = urllib.request.Request(url, headers={"User-Agent": USER_AGENT})  # noqa: S310 (checked)
+            try:
+                reply = urllib.request.urlopen(request, timeout=FETCH_TIMEOUT, context=context)  # noqa: S310 (checked)
+            except urllib.error.HTTPError as exc:
+                exc.close()
+                raise tuf_errors.DownloadHTTPError(f"HTTP {exc.code}", exc.code) from None
+            except TimeoutError as exc:
+                raise tuf_errors.SlowRetrievalError from exc
+            return self._chunks(reply)
+
+        @staticmethod
+        def _chunks(reply: Any) -> Iterator[bytes]:
+            with reply:
+                try:
+                    while chunk := reply.read(FETCH_CHUNK):
+                        yield chunk
+                except TimeoutError as exc:
+                    raise tuf_errors.SlowRetrievalError from exc
+
+    return Fetcher()
 
 
 def _refusals(tuf_errors: Any) -> list[tuple[type[Exception], str]]:
@@ -328,5 +368,5 @@ def what_is_sent(settings: Settings) -> dict[str, str]:
         "ddns": f"to {where}: the name {settings.name or '(unset)'}, this device's token (hidden), and the "
         "address the connection comes from; nothing else",
         "updates": f"to {where}/updates/: plain downloads of signed metadata and latest.json; no device id, "
-        "no token, no query string, User-Agent 'python-tuf'",
+        f"no token, no query string, User-Agent '{USER_AGENT}'",
     }

@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime
 import json
 import os
+import re
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -191,3 +192,22 @@ def test_update_check_catches_attacks(service: Service, tmp_path: Path) -> None:
     # Healed: a properly re-signed repository is accepted again.
     updates.refresh(service.repo, service.keys)
     assert fresh.checkin()[1]["updates"].startswith("update available: 99.0.2")
+
+
+def test_every_request_carries_the_fixed_user_agent_the_status_shows(
+    service: Service, tmp_path: Path
+) -> None:
+    """No versions leave the device: one User-Agent, "keep", for the DNS
+    pointer and for python-tuf's downloads — exactly what status says."""
+    agent = Agent(tmp_path / "device", service)
+    service.proxy.reset()
+    code, out = agent.checkin()
+    assert code == 0, out
+    agents = re.findall(rb"\r\nuser-agent: ([^\r]*)\r\n", bytes(service.proxy.sent), re.IGNORECASE)
+    requests = re.findall(rb"(?:GET|PUT|POST|DELETE) /\S*", bytes(service.proxy.sent))
+    assert any(b"/updates/metadata/" in r for r in requests)
+    assert any(b"/v1/" in r for r in requests)
+    assert len(agents) == len(requests) > 0
+    assert set(agents) == {b"keep"}
+    status = json.loads(agent.run("phonehome", "status").stdout)
+    assert "User-Agent 'keep'" in status["updates"]["sends"]
