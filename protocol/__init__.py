@@ -2,7 +2,7 @@
 
 Pure: bytes and dataclasses in, bytes and dataclasses out. No sockets, files,
 asyncio, clocks or hidden randomness; time and random bytes are parameters.
-`tests/protocol/test_boundaries.py` enforces this.
+`tests/test_boundaries.py` enforces this; docs/architecture.md is the map.
 """
 
 from keep.protocol.errors import (

@@ -11,7 +11,7 @@ info="keep/v1/object/"+kind)`: each object has its own key, so counter nonces
 never repeat under one key, and a frame copied into another object, position
 or kind fails authentication.
 
-Does not own: what the frames contain (see `pack.py`, `metadata.py`).
+Does not own: what the frames contain (see `pack.py`, `sealed_record.py`).
 """
 
 from __future__ import annotations

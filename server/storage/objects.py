@@ -1,6 +1,6 @@
 """The object store interface: opaque bodies, named by SHA-256, per account.
 
-Every backend (directory here, S3 in the scale-out issue) implements
+Every backend (`directory.py`, `s3.py`) implements
 `ObjectStore` and passes `tests/server/test_objects_conformance.py` unchanged.
 A store never holds a whole body in memory, verifies the SHA-256 and length
 while it writes, and makes a body visible only once it is complete.
