@@ -20,6 +20,7 @@ import jinja2
 from aiohttp import web
 from keep.client.admin import data
 from keep.client.admin.security import COOKIE, SESSION_IDLE, Guard, Session, check_password
+from keep.client.connection import Endpoint
 from keep.protocol.errors import KeepError
 
 HERE = Path(__file__).resolve().parent
@@ -237,9 +238,11 @@ async def revoke(request: web.Request) -> web.StreamResponse:
     raise _back("/devices", message)
 
 
-def create_app(home: Path, config: Path, allowed_hosts: set[str], secure: bool = False) -> web.Application:
+def create_app(
+    home: Path, config: Path, allowed_hosts: set[str], secure: bool = False, endpoint: Endpoint | None = None
+) -> web.Application:
     app = web.Application(middlewares=[guard], client_max_size=64 * 1024)
-    app[PATHS] = data.Paths(home, config)
+    app[PATHS] = data.Paths(home, config, endpoint or Endpoint())
     app[GUARD] = Guard(frozenset(h.lower() for h in allowed_hosts), secure)
     aiohttp_jinja2.setup(
         app,

@@ -10,7 +10,7 @@ import subprocess
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -18,9 +18,9 @@ from keep.client import drill, phonehome
 from keep.client.account import owner_login
 from keep.client.cli.text import human_bytes
 from keep.client.config import load_config
+from keep.client.connection import Endpoint
 from keep.client.device_state import DeviceState
 from keep.client.history import last_backup, record_last_backup
-from keep.client.remote import Remote
 from keep.client.repository import Repository
 from keep.protocol.device_name import open_device_name
 from keep.protocol.errors import IntegrityError, KeepError, NotFoundError
@@ -31,6 +31,7 @@ from keep.protocol.tree import Node, NodeType, Tree
 class Paths:
     home: Path
     config: Path
+    endpoint: Endpoint = field(default_factory=Endpoint)  # TLS settings `keep admin serve` was given
 
 
 def _when(ts: float | None) -> str:
@@ -39,9 +40,8 @@ def _when(ts: float | None) -> str:
 
 @contextmanager
 def repository(paths: Paths) -> Iterator[Repository]:
-    state = DeviceState.load(paths.home)
-    with Remote(state.server_url, state.device_token, ca_file=state.ca_file) as remote:
-        yield Repository(remote, state.keys, paths.home / "cache", state.suite)
+    with paths.endpoint.repository(paths.home) as (_, repo):
+        yield repo
 
 
 def next_backup() -> str:
@@ -240,7 +240,7 @@ def file_blobs(paths: Paths, snapshot_id: str, path: str) -> tuple[str, int, lis
 
 def devices(paths: Paths) -> list[dict[str, Any]]:
     state = DeviceState.load(paths.home)
-    with Remote(state.server_url, state.device_token, ca_file=state.ca_file) as remote:
+    with paths.endpoint.device_remote(state) as remote:
         reply = remote.request_json("GET", "/v1/devices")
     return [
         {
@@ -257,7 +257,7 @@ def devices(paths: Paths) -> list[dict[str, Any]]:
 
 def revoke(paths: Paths, device_id: str, password: str) -> str:
     state = DeviceState.load(paths.home)
-    with Remote(state.server_url, state.device_token, ca_file=state.ca_file) as remote:
+    with paths.endpoint.device_remote(state) as remote:
         session, master = owner_login(remote, state.account, password.encode())
         if not state.keys.opened_by(master):
             raise IntegrityError("that password opens a different key than this device's")

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 from keep.client.cli.main import CliContext, cli
-from keep.client.cli.session import UsageError, read_password
+from keep.client.cli.session import UsageError, endpoint, read_password
 from keep.protocol.api import split_host_port
 
 
@@ -84,7 +84,7 @@ def serve(
     elif port == 80:
         allowed |= {h.rsplit(":", 1)[0] for h in allowed}
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    app = create_app(ctx.home, ctx.config_file, allowed, secure=context is not None)
+    app = create_app(ctx.home, ctx.config_file, allowed, secure=context is not None, endpoint=endpoint(ctx))
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     try:  # bound before the URL is printed: a busy port is one line, exit 2
         sock = socket.create_server((host, port), family=family, backlog=128)

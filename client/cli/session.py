@@ -15,6 +15,7 @@ import click
 from keep.client import snapshot_filter
 from keep.client.account import owner_login, recovery_login
 from keep.client.cli.main import CliContext
+from keep.client.connection import Endpoint
 from keep.client.device_state import STATE_FILE, DeviceState
 from keep.client.recovery_kit import recovery_key_from_kit
 from keep.client.remote import Remote
@@ -141,22 +142,19 @@ def owner_login_for(
     return session, master
 
 
+def endpoint(ctx: CliContext) -> Endpoint:
+    return Endpoint(ctx.ca_file, ctx.config.ca_file, ctx.insecure_http)
+
+
 def connect(ctx: CliContext, server_url: str, token: str | None = None, ca_file: str | None = None) -> Remote:
-    """The one place a command opens a connection to the server."""
-    return Remote(
-        server_url,
-        token,
-        ca_file=ctx.ca_file or ca_file or ctx.config.ca_file,
-        allow_insecure_http=ctx.insecure_http,
-    )
+    """A connection to the server (`ca_file`: the one device.json remembers)."""
+    return endpoint(ctx).remote(server_url, token, ca_file)
 
 
 @contextmanager
 def open_repository(ctx: CliContext) -> Iterator[tuple[DeviceState, Repository]]:
-    state = DeviceState.load(ctx.home)
-    with connect(ctx, state.server_url, state.device_token, state.ca_file) as remote:
-        repo = Repository(remote, state.keys, ctx.home / "cache", state.suite)
-        yield state, repo
+    with endpoint(ctx).repository(ctx.home) as opened:
+        yield opened
 
 
 def become_owner(

@@ -6,13 +6,16 @@ notification (READY=1, WATCHDOG=1) and their refusal of a bad data dir."""
 from __future__ import annotations
 
 import datetime
+import http.client
 import ipaddress
+import json
 import os
 import shutil
 import signal
 import socket
 import subprocess
 import sys
+import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -219,3 +222,66 @@ def test_servers_refuse_a_bad_data_dir_clearly(exe: str, tmp_path: Path) -> None
     assert result.returncode == 2
     assert "data directory" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_admin_page_uses_the_same_tls_settings_as_the_cli(
+    ca: tuple[Path, Path, Path], tmp_path: Path
+) -> None:
+    """A device whose private CA is set in keep.toml ([server] ca_file), not
+    remembered in device.json: the CLI and the admin page both reach the
+    server (the admin page used to open the repository its own way)."""
+    ca_file, chain, key = ca
+    server_port = free_port()
+    command = [str(VENV_BIN / "keep-server"), "serve", "--data-dir", str(tmp_path / "data")]
+    command += ["--listen", f"127.0.0.1:{server_port}", "--tls-cert", str(chain), "--tls-key", str(key)]
+    server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for_port(server_port, server)
+        url = f"https://127.0.0.1:{server_port}"
+        dev = Device(url, tmp_path / "home", "tlsadmin", tmp_path / "pw", env={"KEEP_CA_FILE": str(ca_file)})
+        dev.password_file.write_text("over tls, with a longer passphrase\n")
+        dev.init()
+        state = json.loads((dev.home / "device.json").read_text())
+        state.pop("ca_file", None)
+        (dev.home / "device.json").write_text(json.dumps(state))
+        (dev.home / "none.toml").write_text(f'[server]\nca_file = "{ca_file}"\n')
+        dev.env.clear()  # from here on the CA comes from keep.toml only
+        dev.run("snapshots")
+        admin_password = tmp_path / "admin-pw"
+        admin_password.write_text("an admin page password\n")
+        dev.run("admin", "set-password", "--password-file", str(admin_password))
+        port = free_port()
+        env = {**os.environ, "KEEP_HOME": str(dev.home), "KEEP_CONFIG": str(dev.home / "none.toml")}
+        env.pop("KEEP_CA_FILE", None)
+        admin = subprocess.Popen(
+            [str(VENV_BIN / "keep"), "admin", "serve", "--listen", f"127.0.0.1:{port}"],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            wait_for_port(port, admin)
+            page = admin_status_page(port, "an admin page password")
+        finally:
+            stop(admin)
+    finally:
+        stop(server)
+    assert "objects on the server" in page
+    assert "unavailable" not in page
+
+
+def admin_status_page(port: int, password: str) -> str:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    origin = f"http://127.0.0.1:{port}"
+    body = urllib.parse.urlencode({"password": password})
+    conn.request(
+        "POST", "/login", body, {"Content-Type": "application/x-www-form-urlencoded", "Origin": origin}
+    )
+    reply = conn.getresponse()
+    reply.read()
+    assert reply.status == 303
+    cookie = reply.headers["Set-Cookie"].split(";", 1)[0]
+    conn.request("GET", "/", headers={"Cookie": cookie})
+    reply = conn.getresponse()
+    assert reply.status == 200
+    return reply.read().decode()
