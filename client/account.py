@@ -20,7 +20,7 @@ from keep.client.device_state import DeviceState
 from keep.client.remote import Remote
 from keep.protocol.device_name import seal_device_name
 from keep.protocol.envelope import Suite
-from keep.protocol.errors import FormatError, IntegrityError, KeepError
+from keep.protocol.errors import FormatError, IntegrityError, ProtocolViolationError
 from keep.protocol.kdf import (
     DEFAULT_PARAMS,
     DEFAULT_POLICY,
@@ -102,7 +102,7 @@ def enroll_device(
     try:
         device_id, token = str(reply["id"]), str(reply["token"])
     except (KeyError, TypeError):
-        raise KeepError("the server sent a malformed device enrollment") from None
+        raise ProtocolViolationError("the server sent a malformed device enrollment") from None
     return DeviceState(remote.base_url, account, device_id, token, keys, preferred_suite(), remote.ca_file)
 
 
@@ -115,7 +115,7 @@ def owner_login(
         params = KdfParams.from_json(info.get("kdf"))
         salt = base64.b64decode(str(info.get("salt")), validate=True)
     except (FormatError, ValueError):
-        raise KeepError("the server sent malformed KDF parameters") from None
+        raise ProtocolViolationError("the server sent malformed KDF parameters") from None
     kek, auth = credential_keys(derive_password_key(password, salt, params, policy))
     session = remote.login(account, "password", auth.material)
     return session, _unwrap(remote, session, account, SlotKind.PASSWORD, kek)

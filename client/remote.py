@@ -33,6 +33,7 @@ from keep.protocol.errors import (
     LockedError,
     NotFoundError,
     PermissionDeniedError,
+    ProtocolViolationError,
     QuotaExceededError,
     ServerUnreachableError,
 )
@@ -50,7 +51,7 @@ UPLOAD_CONCURRENCY = 4  # packs in flight: overlaps the server's per-object fsyn
 
 
 class InsecureTransportError(KeepError):
-    """Raised for a plain-http server URL that is not on this machine."""
+    """Raised for a server URL keep will not use: not http(s), or plain http to another machine."""
 
     exit_code = ExitCode.USAGE
 
@@ -62,10 +63,6 @@ def _is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
-
-
-class ProtocolViolationError(KeepError):
-    """Raised when the server answers outside the protocol (wrong type, oversized body)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,7 +126,7 @@ class Remote:
         self.token = token
         parts = urlsplit(self.base_url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise KeepError(f"the server URL must be http:// or https://, not {base_url!r}")
+            raise InsecureTransportError(f"the server URL must be http:// or https://, not {base_url!r}")
         self._https = parts.scheme == "https"
         if not self._https and not allow_insecure_http and not _is_loopback(parts.hostname):
             raise InsecureTransportError(
@@ -480,7 +477,9 @@ def _foreign_reply(status: int, url: str) -> KeepError:
             f"{url} refused the request (HTTP {status}) without saying why, as a proxy or web server "
             "would — is the URL that of the keep-server itself?"
         )
-    return KeepError(f"{url} answered HTTP {status}, not as a keep-server does — is the URL right?")
+    return ProtocolViolationError(
+        f"{url} answered HTTP {status}, not as a keep-server does — is the URL right?"
+    )
 
 
 def _parse_json(raw: bytes) -> Any:

@@ -16,10 +16,10 @@ from keep.protocol.errors import (
     LockedError,
     NotFoundError,
     PermissionDeniedError,
+    ProtocolViolationError,
     QuotaExceededError,
     RecoveryKeyError,
     ServerUnreachableError,
-    UnknownAccountError,
 )
 
 __all__ = [
@@ -33,8 +33,8 @@ __all__ = [
     "LockedError",
     "NotFoundError",
     "PermissionDeniedError",
+    "ProtocolViolationError",
     "QuotaExceededError",
     "RecoveryKeyError",
     "ServerUnreachableError",
-    "UnknownAccountError",
 ]

@@ -21,7 +21,7 @@ class ExitCode(enum.IntEnum):
     USAGE = 2
     PARTIAL = 3  # finished, but some files could not be read
     WRONG_PASSWORD = 10
-    UNKNOWN_ACCOUNT = 11
+    UNKNOWN_ACCOUNT = 11  # retired: the server no longer says which accounts exist (now 10)
     SERVER_UNREACHABLE = 12
     PERMISSION = 13  # the credential may not do this (append-only device, revoked)
     LOCKED = 14
@@ -92,13 +92,6 @@ class AuthError(KeepError):
     exit_code = ExitCode.WRONG_PASSWORD
 
 
-class UnknownAccountError(KeepError):
-    """Raised by the client when the server has no such account (only learnt
-    after a failed login attempt, never from the KDF endpoint)."""
-
-    exit_code = ExitCode.UNKNOWN_ACCOUNT
-
-
 class PermissionDeniedError(KeepError):
     """Raised when a valid credential may not do what was asked (an append-only
     device token deleting, a revoked device)."""
@@ -132,3 +125,8 @@ class NotFoundError(KeepError):
     """Raised when an object, snapshot or account record does not exist."""
 
     exit_code = ExitCode.FATAL
+
+
+class ProtocolViolationError(KeepError):
+    """Raised when the other side answers outside the protocol: a malformed or
+    oversized body, a list that does not end (a broken or hostile server)."""

@@ -18,7 +18,7 @@ from keep.server.api_error import ApiError
 from keep.server.auth import Principal, Role, authenticate, check_owner, require_owner
 from keep.server.json_body import bad, field, read_json
 from keep.server.state import services
-from keep.server.storage.metadata import Lease, LockConflictError, ObjectRecord, QuotaExceededError
+from keep.server.storage.metadata import AccountQuotaFullError, Lease, LockConflictError, ObjectRecord
 from keep.server.storage.objects import HashMismatchError, SizeMismatchError, StoredObject
 
 KINDS = frozenset(OBJECT_KINDS)
@@ -64,7 +64,7 @@ async def put_object(request: web.Request) -> web.Response:
         raise bad("body length differs from Content-Length") from None
     try:
         created = await svc.metadata.record_object(account, ObjectRecord(kind, object_id, size, svc.clock()))
-    except QuotaExceededError:
+    except AccountQuotaFullError:
         if await svc.metadata.object(account, kind, object_id) is None:
             await svc.objects.delete(account, kind, object_id)
         raise ApiError(ErrorCode.QUOTA_EXCEEDED, "the account's storage quota is exhausted") from None

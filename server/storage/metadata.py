@@ -18,7 +18,7 @@ class AccountExistsError(Exception):
     """Raised by `create_account` when the name is taken."""
 
 
-class QuotaExceededError(Exception):
+class AccountQuotaFullError(Exception):
     """Raised by `record_object` when the object would exceed the quota."""
 
 
@@ -176,7 +176,7 @@ class MetadataStore(abc.ABC):
     @abc.abstractmethod
     async def record_object(self, account_id: str, record: ObjectRecord) -> bool:
         """Insert the record unless it exists; True if inserted. Raises
-        `QuotaExceededError` (inserting nothing) if usage would pass the quota."""
+        `AccountQuotaFullError` (inserting nothing) if usage would pass the quota."""
 
     @abc.abstractmethod
     async def object(self, account_id: str, kind: str, object_id: str) -> ObjectRecord | None: ...

@@ -19,12 +19,12 @@ from keep.protocol.api import LOCK_CONFLICTS
 from keep.server.storage.metadata import (
     Account,
     AccountExistsError,
+    AccountQuotaFullError,
     Device,
     Lease,
     LockConflictError,
     MetadataStore,
     ObjectRecord,
-    QuotaExceededError,
     Session,
     Throttle,
     Usage,
@@ -297,7 +297,7 @@ class PostgresMetadataStore(MetadataStore):
                     return False
                 used, quota = row
                 if quota is not None and used + record.size > quota:
-                    raise QuotaExceededError
+                    raise AccountQuotaFullError
                 await db.execute(
                     "INSERT INTO objects (account_id, kind, id, size, created) VALUES ($1,$2,$3,$4,$5)",
                     account_id,

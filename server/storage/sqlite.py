@@ -16,12 +16,12 @@ from keep.protocol.api import LOCK_CONFLICTS
 from keep.server.storage.metadata import (
     Account,
     AccountExistsError,
+    AccountQuotaFullError,
     Device,
     Lease,
     LockConflictError,
     MetadataStore,
     ObjectRecord,
-    QuotaExceededError,
     Session,
     Throttle,
     Usage,
@@ -336,7 +336,7 @@ class SqliteMetadataStore(MetadataStore):
                 "SELECT usage_bytes, quota FROM accounts WHERE id = ?", (account_id,)
             ).fetchone()
             if quota is not None and used + record.size > quota:
-                raise QuotaExceededError
+                raise AccountQuotaFullError
             db.execute(
                 "INSERT INTO objects (account_id, kind, id, size, created) VALUES (?,?,?,?,?)",
                 (account_id, record.kind, record.id, record.size, record.created),

@@ -12,12 +12,12 @@ from keep.server.backends import metadata_store
 from keep.server.storage.metadata import (
     Account,
     AccountExistsError,
+    AccountQuotaFullError,
     Device,
     Lease,
     LockConflictError,
     MetadataStore,
     ObjectRecord,
-    QuotaExceededError,
     Session,
 )
 
@@ -108,7 +108,7 @@ async def test_objects_usage_quota_and_paging(store: MetadataStore) -> None:
     for oid in ids:
         assert await store.record_object("a1", ObjectRecord("index", oid, 20, 1))
     assert not await store.record_object("a1", ObjectRecord("index", ids[0], 20, 1))
-    with pytest.raises(QuotaExceededError):
+    with pytest.raises(AccountQuotaFullError):
         await store.record_object("a1", ObjectRecord("pack", "f" * 64, 1, 1))
     usage = await store.usage("a1")
     assert (usage.bytes, usage.objects, usage.quota) == (100, 5, 100)
@@ -128,7 +128,7 @@ async def test_concurrent_quota_is_never_exceeded(store: MetadataStore) -> None:
     async def one(i: int) -> bool:
         try:
             return await store.record_object("a1", ObjectRecord("pack", f"{i:064x}", 10, 1))
-        except QuotaExceededError:
+        except AccountQuotaFullError:
             return False
 
     results = await asyncio.gather(*(one(i) for i in range(20)))
