@@ -29,7 +29,7 @@ lint: $(STAMP)
 
 typecheck: $(STAMP) .typecheck/keep
 	MYPYPATH=.typecheck $(VENV)/bin/mypy -p keep.protocol -p keep.server -p keep.client
-	MYPYPATH=.typecheck $(VENV)/bin/mypy tests benchmarks demo
+	MYPYPATH=.typecheck $(VENV)/bin/mypy tests benchmarks demo support
 
 services:
 	PYTHON=$(PYTHON) scripts/test-services.sh

@@ -22,7 +22,7 @@ import tempfile
 from pathlib import Path
 
 from benchmarks.bench_server import _rss_kib
-from benchmarks.server_process import checkin_server, free_port
+from support.servers import checkin_server, free_port
 
 ZONE = "dyn.example.test"
 

@@ -25,7 +25,7 @@ from pathlib import Path
 import aiohttp
 
 from benchmarks.bench_server import _rss_kib, setup_account
-from benchmarks.server_process import keep_server
+from support.servers import keep_server
 
 PACK = 16 * 1024 * 1024
 RSS_GROWTH_MAX = 64 * 1024  # KiB the server may grow by over a run

@@ -26,9 +26,9 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from benchmarks.byte_proxy import byte_proxy
 from benchmarks.compare import KEEP, TOOLS, Tool, du_mib, make_corpus, run_measured
 from benchmarks.corpus import WORDS, random_bytes, text_bytes
+from support.byte_proxy import byte_proxy
 
 MiB = 1024 * 1024
 

@@ -26,8 +26,8 @@ from pathlib import Path
 import aiohttp
 
 from benchmarks.bench_server import OBJECT_SIZE, make_objects, setup_account
-from benchmarks.server_process import keep_server
-from benchmarks.services import create_bucket, create_database, moto_s3, postgres_cluster
+from support.servers import keep_server
+from support.services import create_bucket, create_database, moto_s3, postgres_cluster
 
 CLIENTS = 8
 

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import aiohttp
 
-from benchmarks.server_process import keep_server
+from support.servers import keep_server
 
 OBJECT_SIZE = 16 * 1024 * 1024
 

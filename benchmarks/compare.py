@@ -43,7 +43,6 @@ import os
 import random
 import signal
 import socket
-import stat
 import statistics
 import subprocess
 import sys
@@ -55,7 +54,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from benchmarks.corpus import WORDS, random_bytes, text_bytes
-from benchmarks.server_process import free_port, keep_server
+from support.servers import free_port, keep_server
+from support.verify import verify_restore
 
 MiB = 1024 * 1024
 KEEP = str(Path(sys.executable).with_name("keep"))
@@ -380,60 +380,6 @@ def measure(tool: Tool, step: str, cmd: list[str], data_bytes: int, cwd: Path | 
         du_mib(tool.repo_dir()),
         data_bytes / 1e6,
     )
-
-
-def _entry(path: Path) -> tuple[object, ...]:
-    st = path.lstat()
-    kind = stat.S_IFMT(st.st_mode)
-    meta = (kind, stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid, st.st_mtime_ns)
-    if stat.S_ISLNK(st.st_mode):
-        return (kind, os.readlink(path), st.st_uid, st.st_gid, st.st_mtime_ns)
-    if stat.S_ISREG(st.st_mode):
-        return (*meta, st.st_size)
-    return meta
-
-
-def _same_bytes(a: Path, b: Path) -> bool:
-    with a.open("rb") as fa, b.open("rb") as fb:
-        while True:
-            block = fa.read(MiB)
-            if block != fb.read(MiB):
-                return False
-            if not block:
-                return True
-
-
-def verify_restore(source: Path, restored: Path, limit: int = 10) -> list[str]:
-    """Up to `limit` differences between a source tree and its restored copy:
-    every entry's type, mode, owner, mtime (and size, symlink target), every
-    regular file's bytes, and entries missing or extra. [] when identical."""
-    problems: list[str] = []
-    if not restored.is_dir():
-        return [f"{restored} was not restored"]
-    for dirpath, dirnames, filenames in os.walk(source):
-        here = Path(dirpath)
-        there = restored / here.relative_to(source)
-        names = set(dirnames) | set(filenames)
-        try:
-            extra = set(os.listdir(there)) - names
-        except OSError as exc:
-            problems.append(f"{there}: {exc.strerror}")
-            continue
-        problems += [f"{there / n}: not in the source" for n in sorted(extra)]
-        for name in sorted(names):
-            a, b = here / name, there / name
-            try:
-                ea, eb = _entry(a), _entry(b)
-            except OSError as exc:
-                problems.append(f"{b}: {exc.strerror}")
-                continue
-            if ea != eb:
-                problems.append(f"{b}: metadata {eb} != source {ea}")
-            elif stat.S_ISREG(a.lstat().st_mode) and not _same_bytes(a, b):
-                problems.append(f"{b}: content differs")
-            if len(problems) >= limit:
-                return problems[:limit]
-    return problems[:limit]
 
 
 def restore_step(tool: Tool, step: str, source: Path, data_bytes: int) -> Step:

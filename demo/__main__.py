@@ -17,8 +17,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks.compare import verify_restore
-from benchmarks.server_process import keep_server
+from support.servers import keep_server
+from support.verify import verify_restore
 
 KEEP = str(Path(sys.executable).with_name("keep"))
 

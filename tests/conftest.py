@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from benchmarks.services import (
+from support.services import (
     create_bucket,
     create_database,
     moto_s3,

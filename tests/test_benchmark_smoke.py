@@ -36,7 +36,8 @@ def test_compare_harness_smoke() -> None:
 
 
 def test_the_harness_withdraws_restores_that_differ_in_any_byte_or_metadata(tmp_path: Path) -> None:
-    from benchmarks.compare import Step, table, verify_restore
+    from benchmarks.compare import Step, table
+    from support.verify import verify_restore
 
     src = tmp_path / "src"
     (src / "d").mkdir(parents=True)

@@ -22,7 +22,7 @@ from keep.protocol.keys import Kek, MasterKey
 from keep.protocol.keyslot import KeySlot, SlotKind
 from keep.server.http_accounts import fake_salt
 
-from benchmarks.server_process import keep_server
+from support.servers import keep_server
 from tests.client.conftest import Device
 
 KEEP_SERVER = str(Path(sys.executable).with_name("keep-server"))

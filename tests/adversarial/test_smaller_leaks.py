@@ -27,7 +27,7 @@ from keep.protocol.keys import DataKey
 from keep.protocol.pack import TocEntry
 from keep.protocol.padding import padme
 
-from benchmarks.server_process import app_in_thread, checkin_server, keep_server
+from support.servers import app_in_thread, checkin_server, keep_server
 from tests.client.conftest import Device
 from tests.client.test_faults import random_tree
 from tests.reliability.test_hostile_proxy import set_up

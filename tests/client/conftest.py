@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from benchmarks.server_process import keep_server
+from support.servers import keep_server
 
 KEEP = str(Path(sys.executable).with_name("keep"))
 _names = itertools.count()

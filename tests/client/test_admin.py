@@ -15,7 +15,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from keep.client.admin.app import PATHS, create_app
 from keep.client.admin.security import set_password
 
-from benchmarks.server_process import free_port
+from support.servers import free_port
 
 PASSWORD = "admin password 1"
 CSS = Path(__file__).resolve().parents[2] / "client" / "admin" / "static" / "admin.css"

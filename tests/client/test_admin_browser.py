@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.byte_proxy import ByteProxy, byte_proxy
-from benchmarks.server_process import checkin_server, free_port, stop, wait_for_port
+from support.byte_proxy import ByteProxy, byte_proxy
+from support.servers import checkin_server, free_port, stop, wait_for_port
 from tests.client.conftest import KEEP, Device
 from tests.client.test_faults import random_tree
 

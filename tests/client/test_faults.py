@@ -16,7 +16,7 @@ import pytest
 from keep.client.device_state import DeviceState
 from keep.client.remote import Remote
 
-from benchmarks.server_process import free_port, keep_server
+from support.servers import free_port, keep_server
 from tests.client.conftest import KEEP, Device
 from tests.client.tmpfs import tmpfs
 from tests.client.tree_builder import describe

@@ -15,7 +15,7 @@ from keep.client.device_state import DeviceState
 from keep.protocol.envelope import Suite
 from keep.protocol.keys import MasterKey, RepositoryKeys
 
-from benchmarks.server_process import app_in_thread
+from support.servers import app_in_thread
 from tests.client.conftest import Device
 
 SALT = base64.b64encode(bytes(32)).decode()

@@ -11,7 +11,7 @@ from contextlib import contextmanager
 
 import pytest
 
-from benchmarks.server_process import free_port
+from support.servers import free_port
 from tests.client.conftest import Device
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from benchmarks.server_process import keep_server
+from support.servers import keep_server
 from tests.client.conftest import Device, Terminal
 from tests.client.tree_builder import describe, make_rich_tree
 

@@ -21,8 +21,8 @@ import dns.rcode
 import pytest
 from keep.server.checkin import updates
 
-from benchmarks.byte_proxy import ByteProxy, byte_proxy
-from benchmarks.server_process import checkin_server, free_port
+from support.byte_proxy import ByteProxy, byte_proxy
+from support.servers import checkin_server, free_port
 from tests.client.conftest import KEEP
 
 ZONE = "dyn.example.test"

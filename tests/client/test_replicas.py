@@ -17,7 +17,7 @@ import pytest
 from keep.client.device_state import DeviceState
 from keep.client.remote import Remote
 
-from benchmarks.server_process import keep_server
+from support.servers import keep_server
 from tests.client.conftest import KEEP, Device
 from tests.client.test_faults import random_tree, restored
 from tests.client.test_maintenance import PAUSE_TREE_FILES, owner, paused_backup

@@ -25,7 +25,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from benchmarks.server_process import free_port, keep_server, stop, wait_for_port
+from support.servers import free_port, keep_server, stop, wait_for_port
 from tests.client.conftest import Device
 from tests.client.test_faults import random_tree, restored
 from tests.client.tree_builder import describe

@@ -17,8 +17,8 @@ from keep.client.account import owner_login
 from keep.client.device_state import DeviceState
 from keep.client.remote import Remote
 
-from benchmarks.byte_proxy import byte_proxy
-from benchmarks.server_process import free_port, keep_server
+from support.byte_proxy import byte_proxy
+from support.servers import free_port, keep_server
 from tests.client.conftest import KEEP, Device
 from tests.client.test_faults import random_tree, restored
 from tests.client.tree_builder import describe

@@ -17,7 +17,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from benchmarks.server_process import app_in_thread
+from support.servers import app_in_thread
 from tests.client.conftest import Device
 from tests.client.test_faults import random_tree, restored
 from tests.client.tree_builder import describe

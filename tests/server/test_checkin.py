@@ -23,8 +23,8 @@ from aiohttp.test_utils import TestClient, TestServer
 from keep.server.checkin.app import CHECKIN, CheckinSettings, create_app, publish_due
 from keep.server.checkin.dns import Pusher, TsigKey, start_responder
 
-from benchmarks.server_process import free_port
-from benchmarks.services import bind9
+from support.servers import free_port
+from support.services import bind9
 
 ZONE = "dyn.example.test"
 

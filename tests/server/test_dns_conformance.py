@@ -19,7 +19,7 @@ import dns.flags
 import dns.message
 import pytest
 
-from benchmarks.server_process import checkin_server, free_port
+from support.servers import checkin_server, free_port
 from tests.conftest import require_tool
 
 ZONE = "dyn.example.test"

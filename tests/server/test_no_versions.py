@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.server_process import checkin_server, keep_server
+from support.servers import checkin_server, keep_server
 
 REQUESTS = [
     b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",

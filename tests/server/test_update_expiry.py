@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from keep.server.checkin import updates
 
-from benchmarks.server_process import checkin_server
+from support.servers import checkin_server
 from tests.conftest import require_tool
 
 DAYS = 400  # past root's 365 days, so every role expires at least once

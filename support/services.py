@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from benchmarks.server_process import free_port, stop
+from support.servers import free_port, stop
 
 START_TIMEOUT = 60.0
 S3_KEY = "keep-test"  # moto accepts any credentials; these are not secrets
