@@ -4,43 +4,66 @@
 PYTHON ?= python3.11
 VENV   := .venv
 PY     := $(VENV)/bin/python
-STAMP  := $(VENV)/.installed-$(shell sha256sum pyproject.toml | cut -c1-12)
+# Every install is pinned by constraints.txt (refreshed deliberately: `make constraints`).
+HASH   := $(shell cat pyproject.toml constraints.txt | sha256sum | cut -c1-12)
+DEMO_STAMP := $(VENV)/.demo-$(HASH)
+TEST_STAMP := $(VENV)/.test-$(HASH)
 
-.PHONY: demo test lint typecheck unit services bench-smoke clean
+.PHONY: demo test lint typecheck unit services bench-smoke wheel-check constraints clean
 
-$(STAMP): pyproject.toml
-	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+$(PY):
+	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test]'
-	@rm -f $(VENV)/.installed-* && touch $@
+
+# The demo installs only what it runs: keep and its core dependencies.
+$(DEMO_STAMP): pyproject.toml constraints.txt | $(PY)
+	$(PY) -m pip install --quiet -c constraints.txt -e .
+	@rm -f $(VENV)/.demo-* && touch $@
+
+$(TEST_STAMP): pyproject.toml constraints.txt | $(PY)
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[test]'
+	@rm -f $(VENV)/.test-* $(VENV)/.demo-* && touch $@ $(DEMO_STAMP)
 
 # mypy cannot follow setuptools' editable import hook, so it checks the
 # packages through a link tree that has the installed names (keep.protocol …).
-.typecheck/keep: | $(STAMP)
+.typecheck/keep: | $(TEST_STAMP)
 	@mkdir -p .typecheck/keep
 	@for p in protocol client server; do ln -sfn ../../$$p .typecheck/keep/$$p; done
 
-demo: $(STAMP)
+demo: $(DEMO_STAMP)
 	$(PY) -m demo
 
-lint: $(STAMP)
+lint: $(TEST_STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
-typecheck: $(STAMP) .typecheck/keep
+typecheck: $(TEST_STAMP) .typecheck/keep
 	MYPYPATH=.typecheck $(VENV)/bin/mypy -p keep.protocol -p keep.server -p keep.client
 	MYPYPATH=.typecheck $(VENV)/bin/mypy tests benchmarks demo support
 
 services:
 	PYTHON=$(PYTHON) scripts/test-services.sh
 
-unit: $(STAMP) services
+unit: $(TEST_STAMP) services
 	$(PY) -m pytest -q -p no:cacheprovider
 
-bench-smoke: $(STAMP)
+bench-smoke: $(TEST_STAMP)
 	$(PY) -m benchmarks.bench_protocol --smoke
 
-test: lint typecheck unit
+# The sdist and the wheel, built and installed (not editable) into a fresh
+# venv: the three commands run, and the demo runs from it.
+wheel-check: $(TEST_STAMP)
+	PYTHON=$(PYTHON) scripts/check-wheel.sh
+
+test: lint typecheck unit wheel-check
+
+# Newest versions pyproject.toml allows, pinned; then run `make test`.
+constraints:
+	rm -rf .constraints-venv && $(PYTHON) -m venv .constraints-venv
+	.constraints-venv/bin/pip install --quiet --upgrade pip
+	.constraints-venv/bin/pip install --quiet '.[test]'
+	( sed -n '1,3p' constraints.txt; .constraints-venv/bin/pip freeze --exclude-editable | grep -v '^keep-backup' ) > constraints.new
+	mv constraints.new constraints.txt && rm -rf .constraints-venv
 
 clean:
 	rm -rf $(VENV) .services .typecheck build *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Builds the sdist and, from it, the wheel (python -m build), installs the
+# wheel — not editable, core dependencies only, pinned by constraints.txt —
+# into a fresh venv, and checks what a user of the package gets: `keep`,
+# `keep-server` and `keep-checkin` run (keep-checkin saying in one line which
+# extra it needs, then working with it), the systemd units and the admin
+# page's files are inside, and the demo runs from that venv.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PYTHON=${PYTHON:-python3.11}
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+
+.venv/bin/python -m build --outdir "$work/dist" . >"$work/build.log" 2>&1 || { cat "$work/build.log"; exit 1; }
+sdist=$(ls "$work"/dist/*.tar.gz)
+wheel=$(ls "$work"/dist/*.whl)
+tar -tzf "$sdist" >"$work/sdist.list"
+grep -q 'client/units/keep-backup.timer' "$work/sdist.list" || { echo "sdist lacks the systemd units" >&2; exit 1; }
+
+"$PYTHON" -m venv "$work/venv" >/dev/null
+bin="$work/venv/bin"
+quietly() { "$@" >"$work/step.log" 2>&1 || { cat "$work/step.log"; exit 1; }; }
+quietly "$bin/pip" install --quiet -c constraints.txt "$wheel"
+"$bin/keep" --version
+"$bin/keep-server" --help >/dev/null
+if out=$("$bin/keep-checkin" --help 2>&1); then
+    echo "keep-checkin ran without its extra" >&2; exit 1
+fi
+[ "$(printf '%s\n' "$out" | wc -l)" = 1 ] && grep -q "keep-backup\[checkin\]" <<<"$out" \
+    || { echo "keep-checkin without its extra said: $out" >&2; exit 1; }
+"$bin/python" - <<'PY'
+from importlib.resources import files
+
+client = files("keep.client")
+for name in ("units/keep-backup.timer", "units/keep-backup.service", "admin/templates/status.html",
+             "admin/static/admin.css", "py.typed"):
+    assert client.joinpath(name).is_file(), f"the wheel lacks keep/client/{name}"
+PY
+quietly "$bin/pip" install --quiet -c constraints.txt "${wheel}[checkin]"
+"$bin/keep-checkin" --help >/dev/null
+# The demo, with keep from the installed wheel (not this checkout).
+(cd "$work" && PYTHONPATH="$OLDPWD" "$bin/python" -c 'import keep.client, sys; assert "site-packages" in keep.client.__file__, keep.client.__file__')
+PYTHONPATH=. "$bin/python" -m demo >"$work/demo.log" 2>&1 || { cat "$work/demo.log"; exit 1; }
+tail -1 "$work/demo.log"
+echo "wheel-check: sdist and wheel build, install and run"
