@@ -18,6 +18,7 @@ from pathlib import Path
 
 from keep.client.device_state import DeviceState
 from keep.client.remote import Remote
+from keep.protocol.api import Route
 from keep.protocol.device_name import seal_device_name
 from keep.protocol.envelope import Suite
 from keep.protocol.errors import FormatError, IntegrityError, ProtocolViolationError
@@ -76,7 +77,7 @@ def create_account(
     }
     remote.request_json(
         "POST",
-        "/v1/accounts",
+        Route.ACCOUNTS,
         {
             "name": account,
             "kdf": params.to_json(),
@@ -98,7 +99,7 @@ def enroll_device(
 ) -> DeviceState:
     keys = RepositoryKeys.from_master(master)
     name = seal_device_name(keys.data, device_name or socket.gethostname() or "device", os.urandom(12))
-    reply = remote.request_json("POST", "/v1/devices", {"name": name}, token=session)
+    reply = remote.request_json("POST", Route.DEVICES, {"name": name}, token=session)
     try:
         device_id, token = str(reply["id"]), str(reply["token"])
     except (KeyError, TypeError):
@@ -127,7 +128,7 @@ def recovery_login(remote: Remote, account: str, key: RecoveryKey) -> tuple[str,
 
 
 def _unwrap(remote: Remote, session: str, account: str, kind: SlotKind, kek: Kek) -> MasterKey:
-    reply = remote.request_json("GET", "/v1/keyslots", token=session)
+    reply = remote.request_json("GET", Route.KEYSLOTS, token=session)
     try:
         slot = KeySlot.from_json(reply["keyslots"][str(kind)])
     except (KeyError, TypeError, FormatError):

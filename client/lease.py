@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING
 
-from keep.protocol.api import LOCK_CONFLICTS
+from keep.protocol.api import LOCK_CONFLICTS, Route, route_path
 from keep.protocol.errors import (
     FormatError,
     IntegrityError,
@@ -56,6 +56,7 @@ class Lease:
         self._purpose = purpose or PURPOSES[mode]
         self.created = 0  # server time the lease was granted
         self._id: str | None = None
+        self._path = ""  # of the lease, once granted
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._renew, name="keep-lease", daemon=True)
 
@@ -72,10 +73,11 @@ class Lease:
         holder = self._remote.put_object("lock", record.seal(repo.keys.data, repo.suite, repo.salt()))
         body = {"mode": self._mode, "ttl": LEASE_TTL, "holder": holder}
         try:
-            reply = self._remote.request_json("POST", "/v1/locks", body)
+            reply = self._remote.request_json("POST", Route.LOCKS, body)
         except LockedError:
             raise LockedError(f"the repository is locked by {in_the_way(repo, self._mode)}") from None
         self._id = str(reply["id"])
+        self._path = route_path(Route.LOCK, lock_id=self._id)
         self.created = int(reply["created"])
         self._thread.start()
         return self
@@ -84,7 +86,7 @@ class Lease:
         while not self._stop.wait(RENEW_EVERY):
             # A failed renewal is retried on the next tick; expiry is the fallback.
             with contextlib.suppress(KeepError):
-                self._remote.request_json("PUT", f"/v1/locks/{self._id}", {"ttl": LEASE_TTL})
+                self._remote.request_json("PUT", self._path, {"ttl": LEASE_TTL})
 
     @property
     def lease_id(self) -> str | None:
@@ -93,7 +95,7 @@ class Lease:
     def confirm(self) -> None:
         """Renew now; raise LeaseLostError if the server let the lease expire."""
         try:
-            self._remote.request_json("PUT", f"/v1/locks/{self._id}", {"ttl": LEASE_TTL})
+            self._remote.request_json("PUT", self._path, {"ttl": LEASE_TTL})
         except NotFoundError:
             raise LeaseLostError(
                 "this command's repository lease expired (was the network down for minutes?); "
@@ -107,7 +109,7 @@ class Lease:
         self._thread.join(timeout=5)
         if self._id is not None:
             with contextlib.suppress(KeepError):  # the lease expires on its own
-                self._remote.request_json("DELETE", f"/v1/locks/{self._id}", ok=(204, 404), retry=False)
+                self._remote.request_json("DELETE", self._path, ok=(204, 404), retry=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,7 +167,7 @@ def _clock(ts: int) -> str:
 
 def held_locks(repo: Repository) -> list[HeldLock]:
     """Every live lease on the account, with its holder's description."""
-    reply = repo.remote.request_json("GET", "/v1/locks")
+    reply = repo.remote.request_json("GET", Route.LOCKS)
     held = []
     for lease in reply.get("locks", []):
         record = None

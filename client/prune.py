@@ -35,7 +35,7 @@ from keep.client.lease import Lease
 from keep.client.packer import Packer
 from keep.client.prune_plan import REPACK_BELOW, plan
 from keep.client.repository import Repository, SnapshotInfo
-from keep.protocol.api import LOCK_TTL_MAX
+from keep.protocol.api import LOCK_TTL_MAX, Route
 from keep.protocol.compression import BlobDecompressor
 from keep.protocol.errors import FormatError, IntegrityError, NotFoundError
 from keep.protocol.index import IndexedPack
@@ -174,14 +174,14 @@ class Pruner:
 
     # Leases ------------------------------------------------------------------
     def _other_leases(self) -> list[dict[str, object]]:
-        reply = self.repo.remote.request_json("GET", "/v1/locks")
+        reply = self.repo.remote.request_json("GET", Route.LOCKS)
         return [lk for lk in reply.get("locks", []) if lk.get("id") != self.lease.lease_id]
 
     def _delete_old_locks(self) -> None:
         """LOCK objects (who held a lease) that no live lease names. Devices
         cannot delete, so each backup leaves one; one younger than the longest
         lease may belong to a lease being taken right now, and stays."""
-        leases = self.repo.remote.request_json("GET", "/v1/locks").get("locks", [])  # this prune's too
+        leases = self.repo.remote.request_json("GET", Route.LOCKS).get("locks", [])  # this prune's too
         named = {str(lk.get("holder")) for lk in leases}
         before = self.lease.created - LOCK_TTL_MAX
         for obj in self.repo.remote.list_objects("lock"):

@@ -21,9 +21,9 @@ import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, BinaryIO
-from urllib.parse import quote, urlsplit
+from urllib.parse import urlsplit
 
-from keep.protocol.api import LIST_LIMIT_MAX, object_path
+from keep.protocol.api import LIST_LIMIT_MAX, Route, object_path, route_path
 from keep.protocol.errors import (
     AuthError,
     ErrorCode,
@@ -405,7 +405,7 @@ class Remote:
         after = ""
         while True:
             query = f"?limit={LIST_LIMIT_MAX}" + (f"&after={after}" if after else "")
-            page = self.request_json("GET", f"/v1/objects/{kind}{query}")
+            page = self.request_json("GET", route_path(Route.OBJECTS, kind=kind) + query)
             try:
                 objects = page["objects"]
                 if len(objects) > LIST_LIMIT_MAX:
@@ -425,12 +425,12 @@ class Remote:
 
     # Accounts -----------------------------------------------------------------------
     def kdf_info(self, account: str) -> dict[str, Any]:
-        return dict(self.request_json("GET", f"/v1/accounts/{quote(account, safe='')}/kdf"))
+        return dict(self.request_json("GET", route_path(Route.KDF, name=account)))
 
     def login(self, account: str, method: str, auth: bytes) -> str:
         status, raw, ctype = self._request(
             "POST",
-            "/v1/sessions",
+            Route.SESSIONS,
             json_body={"account": account, "method": method, "auth": base64.b64encode(auth).decode()},
             retry=False,
         )

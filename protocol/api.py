@@ -8,12 +8,45 @@ prefixes and paging limits. The full schema is the OpenAPI document served at
 
 from __future__ import annotations
 
+import enum
 import re
 from http import HTTPStatus
+from urllib.parse import quote
 
 from keep.protocol.errors import ErrorCode
 
 API_PREFIX = "/v1"
+
+
+class Route(enum.StrEnum):
+    """Every path of the v1 API, as a template with {parts}: the server
+    registers these, the OpenAPI document describes these, and the client
+    fills them in with `path()`."""
+
+    KDF = "/v1/accounts/{name}/kdf"
+    ACCOUNTS = "/v1/accounts"
+    SESSIONS = "/v1/sessions"
+    SESSION_CURRENT = "/v1/sessions/current"
+    ACCOUNT = "/v1/account"
+    ACCOUNT_EXPORT = "/v1/account/export"
+    KEYSLOTS = "/v1/keyslots"
+    KEYSLOT_PASSWORD = "/v1/keyslots/password"  # noqa: S105 — a path, not a password
+    KEYSLOT_RECOVERY = "/v1/keyslots/recovery"
+    DEVICES = "/v1/devices"
+    DEVICE = "/v1/devices/{device_id}"
+    USAGE = "/v1/usage"
+    OBJECTS = "/v1/objects/{kind}"
+    OBJECT = "/v1/objects/{kind}/{object_id}"
+    LOCKS = "/v1/locks"
+    LOCK = "/v1/locks/{lock_id}"
+    OPENAPI = "/v1/openapi.json"
+
+
+def route_path(route: Route, **parts: str) -> str:
+    """`route` with its {parts} filled in, each quoted as one path segment."""
+    return route.value.format(**{name: quote(value, safe="") for name, value in parts.items()})
+
+
 OBJECT_ID_RE = re.compile(r"^[0-9a-f]{64}$")
 ACCOUNT_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 SESSION_TOKEN_PREFIX = "ks_"  # noqa: S105 — a public prefix, not a secret
@@ -63,7 +96,7 @@ def split_host_port(value: str) -> tuple[str, int]:
 
 
 def object_path(kind: str, object_id: str) -> str:
-    return f"{API_PREFIX}/objects/{kind}/{object_id}"
+    return route_path(Route.OBJECT, kind=kind, object_id=object_id)
 
 
 def is_object_id(value: str) -> bool:

@@ -14,7 +14,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 from aiohttp import web
-from keep.protocol.api import ERROR_STATUS
+from keep.protocol.api import ERROR_STATUS, Route
 from keep.protocol.errors import ErrorCode
 from keep.server import http_accounts, http_objects
 from keep.server.api_error import ApiError
@@ -124,7 +124,7 @@ def create_app(
     app.cleanup_ctx.append(storage)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics)
-    app.router.add_get("/v1/openapi.json", openapi)
+    app.router.add_get(Route.OPENAPI, openapi)
     app.add_routes(http_accounts.routes)
     app.add_routes(http_objects.routes)
     return app

@@ -17,7 +17,7 @@ import json
 from typing import Any
 
 from aiohttp import web
-from keep.protocol.api import ACCOUNT_NAME_RE, DEVICE_TOKEN_PREFIX, OBJECT_KINDS, SESSION_TOKEN_PREFIX
+from keep.protocol.api import ACCOUNT_NAME_RE, DEVICE_TOKEN_PREFIX, OBJECT_KINDS, SESSION_TOKEN_PREFIX, Route
 from keep.protocol.errors import ErrorCode, FormatError
 from keep.protocol.kdf import DEFAULT_PARAMS, SALT_SIZE, KdfParams
 from keep.protocol.keyslot import KeySlot, SlotKind
@@ -60,7 +60,7 @@ def _slot(value: object, kind: SlotKind) -> dict[str, Any]:
     return slot.to_json()
 
 
-@routes.get("/v1/accounts/{name}/kdf")
+@routes.get(Route.KDF)
 async def kdf_parameters(request: web.Request) -> web.Response:
     svc = services(request)
     name = request.match_info["name"]
@@ -92,7 +92,7 @@ def invitation(secret: bytes, name: str) -> str:
     return b64(hmac.new(secret, b"invite/" + name.encode(), hashlib.sha256).digest()[:18])
 
 
-@routes.post("/v1/accounts")
+@routes.post(Route.ACCOUNTS)
 async def create_account(request: web.Request) -> web.Response:
     svc = services(request)
     if svc.settings.registration == "closed":
@@ -192,7 +192,7 @@ def _method(body: dict[str, Any]) -> str:
     return method
 
 
-@routes.post("/v1/sessions")
+@routes.post(Route.SESSIONS)
 async def login(request: web.Request) -> web.Response:
     svc = services(request)
     body = await read_json(request)
@@ -207,14 +207,14 @@ async def login(request: web.Request) -> web.Response:
     return web.json_response({"token": token, "expires": expires, "account_id": account.id}, status=201)
 
 
-@routes.delete("/v1/sessions/current")
+@routes.delete(Route.SESSION_CURRENT)
 async def logout(request: web.Request) -> web.Response:
     principal = await require_owner(request)
     await services(request).metadata.delete_session(principal.token_hash)
     return web.Response(status=204)
 
 
-@routes.get("/v1/account")
+@routes.get(Route.ACCOUNT)
 async def account_info(request: web.Request) -> web.Response:
     principal = await authenticate(request)
     account = await _account(request, principal)
@@ -237,7 +237,7 @@ async def _account(request: web.Request, principal: Principal) -> Account:
     return account
 
 
-@routes.get("/v1/account/export")
+@routes.get(Route.ACCOUNT_EXPORT)
 async def export_account(request: web.Request) -> web.Response:
     principal = await require_owner(request)
     svc = services(request)
@@ -281,7 +281,7 @@ async def export_account(request: web.Request) -> web.Response:
     )
 
 
-@routes.delete("/v1/account")
+@routes.delete(Route.ACCOUNT)
 async def delete_account(request: web.Request) -> web.Response:
     principal = await require_owner(request)
     svc = services(request)
@@ -297,13 +297,13 @@ async def delete_account(request: web.Request) -> web.Response:
     return web.Response(status=204)
 
 
-@routes.get("/v1/keyslots")
+@routes.get(Route.KEYSLOTS)
 async def get_keyslots(request: web.Request) -> web.Response:
     principal = await require_owner(request)
     return web.json_response({"keyslots": await services(request).metadata.keyslots(principal.account_id)})
 
 
-@routes.put("/v1/keyslots/password")
+@routes.put(Route.KEYSLOT_PASSWORD)
 async def replace_password(request: web.Request) -> web.Response:
     principal = await require_owner(request)
     body = await read_json(request)
@@ -317,7 +317,7 @@ async def replace_password(request: web.Request) -> web.Response:
     return web.Response(status=204)
 
 
-@routes.put("/v1/keyslots/recovery")
+@routes.put(Route.KEYSLOT_RECOVERY)
 async def replace_recovery(request: web.Request) -> web.Response:
     principal = await require_owner(request)
     body = await read_json(request)
@@ -339,7 +339,7 @@ def _device_json(device: Device) -> dict[str, Any]:
     }
 
 
-@routes.post("/v1/devices")
+@routes.post(Route.DEVICES)
 async def enroll_device(request: web.Request) -> web.Response:
     principal = await require_owner(request)
     svc = services(request)
@@ -353,14 +353,14 @@ async def enroll_device(request: web.Request) -> web.Response:
     return web.json_response({**_device_json(device), "token": token}, status=201)
 
 
-@routes.get("/v1/devices")
+@routes.get(Route.DEVICES)
 async def list_devices(request: web.Request) -> web.Response:
     principal = await authenticate(request)
     devices = await services(request).metadata.devices(principal.account_id)
     return web.json_response({"devices": [_device_json(d) for d in devices]})
 
 
-@routes.delete("/v1/devices/{device_id}")
+@routes.delete(Route.DEVICE)
 async def revoke_device(request: web.Request) -> web.Response:
     principal = await require_owner(request)
     svc = services(request)

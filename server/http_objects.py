@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from aiohttp import web
-from keep.protocol.api import LIST_LIMIT_MAX, LOCK_MODES, LOCK_TTL_MAX, OBJECT_KINDS, is_object_id
+from keep.protocol.api import LIST_LIMIT_MAX, LOCK_MODES, LOCK_TTL_MAX, OBJECT_KINDS, Route, is_object_id
 from keep.protocol.errors import ErrorCode
 from keep.server.api_error import ApiError
 from keep.server.auth import Principal, Role, authenticate, check_owner, require_owner
@@ -40,7 +40,7 @@ async def _body(request: web.Request) -> AsyncIterator[bytes]:
         yield data
 
 
-@routes.put("/v1/objects/{kind}/{object_id}")
+@routes.put(Route.OBJECT)
 async def put_object(request: web.Request) -> web.Response:
     principal = await authenticate(request)
     svc = services(request)
@@ -74,7 +74,7 @@ async def put_object(request: web.Request) -> web.Response:
     return web.json_response({"created": created, "size": size}, status=201 if created else 200)
 
 
-@routes.get("/v1/objects/{kind}/{object_id}")
+@routes.get(Route.OBJECT)
 async def get_object(request: web.Request) -> web.StreamResponse:
     principal = await authenticate(request)
     svc = services(request)
@@ -132,7 +132,7 @@ async def _stream_object(
     return response
 
 
-@routes.delete("/v1/objects/{kind}/{object_id}")
+@routes.delete(Route.OBJECT)
 async def delete_object(request: web.Request) -> web.Response:
     principal = await require_owner(request)
     svc = services(request)
@@ -144,7 +144,7 @@ async def delete_object(request: web.Request) -> web.Response:
     return web.Response(status=204)
 
 
-@routes.get("/v1/objects/{kind}")
+@routes.get(Route.OBJECTS)
 async def list_objects(request: web.Request) -> web.Response:
     principal = await authenticate(request)
     kind, _ = _target(request)
@@ -166,7 +166,7 @@ async def list_objects(request: web.Request) -> web.Response:
     )
 
 
-@routes.get("/v1/usage")
+@routes.get(Route.USAGE)
 async def usage(request: web.Request) -> web.Response:
     principal = await authenticate(request)
     u = await services(request).metadata.usage(principal.account_id)
@@ -195,7 +195,7 @@ def _lease_json(lease: Lease) -> dict[str, Any]:
     }
 
 
-@routes.post("/v1/locks")
+@routes.post(Route.LOCKS)
 async def acquire_lock(request: web.Request) -> web.Response:
     principal = await authenticate(request)
     svc = services(request)
@@ -231,7 +231,7 @@ async def acquire_lock(request: web.Request) -> web.Response:
     return web.json_response(_lease_json(lease), status=201)
 
 
-@routes.get("/v1/locks")
+@routes.get(Route.LOCKS)
 async def list_locks(request: web.Request) -> web.Response:
     principal = await authenticate(request)
     svc = services(request)
@@ -239,7 +239,7 @@ async def list_locks(request: web.Request) -> web.Response:
     return web.json_response({"locks": [_lease_json(lease) for lease in leases]})
 
 
-@routes.put("/v1/locks/{lock_id}")
+@routes.put(Route.LOCK)
 async def renew_lock(request: web.Request) -> web.Response:
     principal = await authenticate(request)
     svc = services(request)
@@ -253,7 +253,7 @@ async def renew_lock(request: web.Request) -> web.Response:
     return web.json_response({"id": request.match_info["lock_id"], "expires": expires})
 
 
-@routes.delete("/v1/locks/{lock_id}")
+@routes.delete(Route.LOCK)
 async def release_lock(request: web.Request) -> web.Response:
     principal = await authenticate(request)
     # A device releases only its own leases: releasing another device's

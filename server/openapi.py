@@ -9,10 +9,18 @@ from __future__ import annotations
 from functools import cache
 from typing import Any
 
-from keep.protocol.api import LIST_LIMIT_MAX, LOCK_MODES, LOCK_TTL_MAX
+from keep.protocol.api import (
+    ACCOUNT_NAME_RE,
+    LIST_LIMIT_MAX,
+    LOCK_MODES,
+    LOCK_TTL_MAX,
+    OBJECT_ID_RE,
+    OBJECT_KINDS,
+    Route,
+)
 from keep.protocol.errors import ErrorCode
 
-OBJECT_ID = {"type": "string", "pattern": "^[0-9a-f]{64}$"}
+OBJECT_ID = {"type": "string", "pattern": OBJECT_ID_RE.pattern}
 B64 = {"type": "string", "contentEncoding": "base64"}
 INT = {"type": "integer"}
 NULLABLE_INT = {"type": ["integer", "null"]}
@@ -47,7 +55,7 @@ SCHEMAS: dict[str, Any] = {
     ),
     "CreateAccount": _obj(
         {
-            "name": {"type": "string", "pattern": "^[a-z0-9][a-z0-9._-]{0,63}$"},
+            "name": {"type": "string", "pattern": ACCOUNT_NAME_RE.pattern},
             "kdf": _ref("Kdf"),
             "salt": B64,
             "auth_verifier": B64,
@@ -192,7 +200,7 @@ OBJECT_PARAMS = [
         "name": "kind",
         "in": "path",
         "required": True,
-        "schema": {"enum": ["pack", "index", "snapshot", "lock"]},
+        "schema": {"enum": list(OBJECT_KINDS)},
     },
     {"name": "object_id", "in": "path", "required": True, "schema": OBJECT_ID},
 ]
@@ -209,39 +217,39 @@ def openapi_document() -> dict[str, Any]:
     ]
     paths: dict[str, Any] = {
         "/healthz": {"get": _op("Liveness", {200: "Health"}, auth=False)},
-        "/v1/accounts/{name}/kdf": {
+        Route.KDF: {
             "parameters": [{"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}],
             "get": _op("KDF salt and parameters (fake for unknown names)", {200: "KdfInfo"}, auth=False),
         },
-        "/v1/accounts": {
+        Route.ACCOUNTS: {
             "post": _op("Create an account", {201: "AccountCreated"}, body="CreateAccount", auth=False)
         },
-        "/v1/sessions": {"post": _op("Owner login", {201: "Session"}, body="Login", auth=False)},
-        "/v1/sessions/current": {"delete": _op("Log out", {204: None})},
-        "/v1/account": {
+        Route.SESSIONS: {"post": _op("Owner login", {201: "Session"}, body="Login", auth=False)},
+        Route.SESSION_CURRENT: {"delete": _op("Log out", {204: None})},
+        Route.ACCOUNT: {
             "get": _op("Who am I", {200: "Account"}),
             "delete": _op("Delete the account and all its objects", {204: None}, body="Credential"),
         },
-        "/v1/account/export": {"get": _op("Everything the server holds but bodies", {200: "Export"})},
-        "/v1/keyslots": {"get": _op("Key slots", {200: "Keyslots"})},
-        "/v1/keyslots/password": {
+        Route.ACCOUNT_EXPORT: {"get": _op("Everything the server holds but bodies", {200: "Export"})},
+        Route.KEYSLOTS: {"get": _op("Key slots", {200: "Keyslots"})},
+        Route.KEYSLOT_PASSWORD: {
             "put": _op("Replace password credential atomically", {204: None}, body="ReplacePassword")
         },
-        "/v1/keyslots/recovery": {
+        Route.KEYSLOT_RECOVERY: {
             "put": _op("Replace recovery credential atomically", {204: None}, body="ReplaceRecovery")
         },
-        "/v1/devices": {
+        Route.DEVICES: {
             "post": _op("Enroll a device (token shown once)", {201: "EnrolledDevice"}, body="EnrollDevice"),
             "get": _op("List devices", {200: "Devices"}),
         },
-        "/v1/devices/{device_id}": {
+        Route.DEVICE: {
             "parameters": [
                 {"name": "device_id", "in": "path", "required": True, "schema": {"type": "string"}}
             ],
             "delete": _op("Revoke a device", {204: None}),
         },
-        "/v1/usage": {"get": _op("Usage and quota", {200: "Usage"})},
-        "/v1/objects/{kind}": {
+        Route.USAGE: {"get": _op("Usage and quota", {200: "Usage"})},
+        Route.OBJECTS: {
             "parameters": [
                 OBJECT_PARAMS[0],
                 {"name": "after", "in": "query", "required": False, "schema": OBJECT_ID},
@@ -254,7 +262,7 @@ def openapi_document() -> dict[str, Any]:
             ],
             "get": _op("List objects of a kind, paged by id", {200: "ObjectList"}),
         },
-        "/v1/objects/{kind}/{object_id}": {
+        Route.OBJECT: {
             "parameters": OBJECT_PARAMS,
             "put": _op(
                 "Store an object (idempotent)",
@@ -265,11 +273,11 @@ def openapi_document() -> dict[str, Any]:
             "head": _op("Object size", {200: None}),
             "delete": _op("Delete an object (owner only)", {204: None}),
         },
-        "/v1/locks": {
+        Route.LOCKS: {
             "post": _op("Acquire a lease", {201: "Lease"}, body="AcquireLock"),
             "get": _op("List live leases", {200: "Leases"}),
         },
-        "/v1/locks/{lock_id}": {
+        Route.LOCK: {
             "parameters": [{"name": "lock_id", "in": "path", "required": True, "schema": {"type": "string"}}],
             "put": _op("Renew a lease", {200: "LockRenewed"}, body="RenewLock"),
             "delete": _op("Release a lease", {204: None}),

@@ -22,6 +22,7 @@ from keep.client.connection import Endpoint
 from keep.client.device_state import DeviceState
 from keep.client.history import last_backup, record_last_backup
 from keep.client.repository import Repository
+from keep.protocol.api import Route, route_path
 from keep.protocol.device_name import open_device_name
 from keep.protocol.errors import IntegrityError, KeepError, NotFoundError
 from keep.protocol.tree import Node, NodeType, Tree
@@ -62,7 +63,7 @@ def status(paths: Paths) -> dict[str, Any]:
     usage: dict[str, Any] | str
     try:
         with repository(paths) as repo:
-            reply = repo.remote.request_json("GET", "/v1/usage")
+            reply = repo.remote.request_json("GET", Route.USAGE)
         usage = {"bytes": human_bytes(int(reply.get("bytes") or 0)), "objects": reply.get("objects")}
     except (KeepError, OSError) as exc:
         usage = f"unavailable: {exc}"
@@ -241,7 +242,7 @@ def file_blobs(paths: Paths, snapshot_id: str, path: str) -> tuple[str, int, lis
 def devices(paths: Paths) -> list[dict[str, Any]]:
     state = DeviceState.load(paths.home)
     with paths.endpoint.device_remote(state) as remote:
-        reply = remote.request_json("GET", "/v1/devices")
+        reply = remote.request_json("GET", Route.DEVICES)
     return [
         {
             "id": d.get("id"),
@@ -261,5 +262,5 @@ def revoke(paths: Paths, device_id: str, password: str) -> str:
         session, master = owner_login(remote, state.account, password.encode())
         if not state.keys.opened_by(master):
             raise IntegrityError("that password opens a different key than this device's")
-        remote.request_json("DELETE", f"/v1/devices/{device_id}", token=session)
+        remote.request_json("DELETE", route_path(Route.DEVICE, device_id=device_id), token=session)
     return f"Device {device_id} revoked."

@@ -11,6 +11,7 @@ from keep.client.cli.main import CliContext, cli
 from keep.client.cli.session import UsageError, connect, owner_login_for, owner_options
 from keep.client.cli.text import local_time, rfc3339
 from keep.client.device_state import DeviceState
+from keep.protocol.api import Route, route_path
 from keep.protocol.device_name import open_device_name
 from keep.protocol.errors import KeepError, NotFoundError
 
@@ -34,7 +35,7 @@ def list_devices(ctx: CliContext) -> None:
     """Name, enrollment, last seen and revocation of every device."""
     state = DeviceState.load(ctx.home)
     with connect(ctx, state.server_url, state.device_token, state.ca_file) as remote:
-        reply = remote.request_json("GET", "/v1/devices")
+        reply = remote.request_json("GET", Route.DEVICES)
     rows = [
         {
             **d,
@@ -79,7 +80,7 @@ def revoke(
     with connect(ctx, state.server_url, state.device_token, state.ca_file) as remote:
         rows = [
             {**d, "name": open_device_name(state.keys.data, str(d.get("name", "")))}
-            for d in remote.request_json("GET", "/v1/devices").get("devices", [])
+            for d in remote.request_json("GET", Route.DEVICES).get("devices", [])
         ]
         target = _find(rows, device_ref)
         device_id = str(target["id"])
@@ -98,5 +99,5 @@ def revoke(
             ):
                 raise KeepError("not revoked (you answered no)")
         session, _ = owner_login_for(state, remote, password_file, recovery_kit)
-        remote.request_json("DELETE", f"/v1/devices/{device_id}", token=session)
+        remote.request_json("DELETE", route_path(Route.DEVICE, device_id=device_id), token=session)
     ctx.emit(f"Device {device_id} ({target['name']}) revoked.", {"revoked": device_id})

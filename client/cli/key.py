@@ -27,6 +27,7 @@ from keep.client.cli.session import (
 )
 from keep.client.device_state import DeviceState
 from keep.client.recovery_kit import recovery_kit as make_kit
+from keep.protocol.api import Route
 from keep.protocol.errors import IntegrityError
 
 
@@ -61,7 +62,7 @@ def passwd(
         )
         check_password_strength(new_password, weak_password_ok)
         body = new_password_credential(state.account, master, new_password)
-        remote.request_json("PUT", "/v1/keyslots/password", body, token=session)
+        remote.request_json("PUT", Route.KEYSLOT_PASSWORD, body, token=session)
         _, again = owner_login(remote, state.account, new_password)
         if again != master:
             raise IntegrityError("the server did not store the new password slot correctly")
@@ -100,7 +101,7 @@ def recovery_kit_cmd(
         session, master = owner_login_for(state, remote, password_file, recovery_kit)
         rkey, body = new_recovery_credential(state.account, master)
         new_kit = make_kit(state.server_url, state.account, rkey, master, datetime.date.today())
-        remote.request_json("PUT", "/v1/keyslots/recovery", body, token=session)
+        remote.request_json("PUT", Route.KEYSLOT_RECOVERY, body, token=session)
         write_kit(new_kit)
         _, again = recovery_login(remote, state.account, rkey)
         if again != master:

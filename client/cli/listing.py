@@ -13,6 +13,7 @@ from keep.client.cli.text import display_path, human_bytes, local_time, rfc3339
 from keep.client.drill import last as last_drill
 from keep.client.history import last_backup
 from keep.client.restorer import walk
+from keep.protocol.api import Route
 from keep.protocol.errors import NotFoundError
 from keep.protocol.tree import NodeType
 
@@ -99,7 +100,7 @@ def ls(
 def stats(ctx: CliContext) -> None:
     """Repository usage, the latest snapshot, this device's last backup and drill."""
     with open_repository(ctx) as (state, repo):
-        usage = repo.remote.request_json("GET", "/v1/usage")
+        usage = repo.remote.request_json("GET", Route.USAGE)
         snaps = repo.snapshots()
     latest = snaps[-1] if snaps else None
     drilled = last_drill(ctx.home)

@@ -38,6 +38,7 @@ from keep.client.retention import (
     group_key,
     parse_duration,
 )
+from keep.protocol.api import Route, route_path
 from keep.protocol.errors import ExitCode
 
 repack_option = click.option(
@@ -241,7 +242,7 @@ def unlock(ctx: CliContext, force: bool, password_file: Path | None, recovery_ki
         if any(h.principal != state.device_id for h in remove):
             become_owner(state, repo, password_file, recovery_kit)
         for h in remove:
-            repo.remote.request_json("DELETE", f"/v1/locks/{h.id}", ok=(204, 404))
+            repo.remote.request_json("DELETE", route_path(Route.LOCK, lock_id=h.id), ok=(204, 404))
     kept = [h for h in held if h not in remove]
     lines = [f"removed: {h.describe()} ({h.stale(now) or 'forced'})" for h in remove]
     lines += [

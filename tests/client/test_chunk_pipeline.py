@@ -213,10 +213,13 @@ def test_a_failing_sink_is_reported_as_such(pipeline: ChunkPipeline) -> None:
     def sink(_: ChunkResult) -> None:
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    with pytest.raises(DeliveryError) as caught:
+    def submit_and_drain() -> None:
         # Delivered by drain, or already by submit if the worker was quicker.
         pipeline.submit(memoryview(os.urandom(200_000)), sink)
         pipeline.drain()
+
+    with pytest.raises(DeliveryError) as caught:
+        submit_and_drain()
     assert isinstance(caught.value.original, OSError)
     assert caught.value.original.errno == errno.ENOSPC
 
