@@ -67,6 +67,19 @@ class PruneResult:
     seconds: float = 0.0
 
 
+def forget(repo: Repository, snapshot_ids: list[str]) -> None:
+    """Remove these snapshots (the owner: `repo.owner_key` set), under an
+    exclusive lease. Named first, deleted second: an owner-signed index lists
+    them as forgotten before their objects go, so no machine that saw them
+    takes their absence for a server hiding a backup (docs/threat-model.md)."""
+    if not snapshot_ids:
+        return
+    with Lease(repo, "exclusive", "forget"):
+        repo.save_index([], forgotten=snapshot_ids)
+        for snapshot_id in snapshot_ids:
+            repo.remote.delete_object("snapshot", snapshot_id)
+
+
 def live_blobs(repo: Repository, snapshots: Iterable[SnapshotInfo]) -> set[bytes]:
     """Every tree and data blob the snapshots reference; each tree is read once."""
     live: set[bytes] = set()

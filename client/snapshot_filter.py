@@ -59,6 +59,15 @@ def device_default(host: str, sources: Sequence[str]) -> SnapshotFilter:
     return SnapshotFilter((host,), paths, exact_paths=bool(paths))
 
 
+def parent(
+    snapshots: Sequence[SnapshotInfo], host: str, sources: Sequence[bytes]
+) -> tuple[str, Snapshot] | None:
+    """The snapshot a backup of `sources` on `host` compares with to skip
+    unchanged files: the newest of the same host and the same set of paths."""
+    own = device_default(host, [os.fsdecode(s) for s in sources]).select(snapshots)
+    return (own[-1].id, own[-1].snapshot) if own else None
+
+
 def resolve(
     ref: str, snapshots: Sequence[SnapshotInfo], chosen: SnapshotFilter, default: SnapshotFilter
 ) -> tuple[SnapshotInfo, str | None]:

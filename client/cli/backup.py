@@ -70,11 +70,7 @@ def backup(
     started = time.time()
     try:
         with open_repository(ctx) as (_, repo), Lease(repo) as lease:
-            parent = None
-            own = snapshot_filter.device_default(options.host, [os.fsdecode(p) for p in sources])
-            candidates = own.select(repo.snapshots())  # same host, same set of paths
-            if candidates:
-                parent = (candidates[-1].id, candidates[-1].snapshot)
+            parent = snapshot_filter.parent(repo.snapshots(), options.host, sources)
             archiver = Archiver(repo, options, before_snapshot=lease.confirm)
             with _progress(ctx, archiver, sources):
                 result = archiver.run(sources, parent)

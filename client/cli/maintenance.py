@@ -27,6 +27,7 @@ from keep.client.cli.session import (
 from keep.client.cli.text import display_path, human_bytes, local_time, rfc3339
 from keep.client.lease import HeldLock, Lease, held_locks
 from keep.client.prune import Pruner, PruneResult
+from keep.client.prune import forget as forget_snapshots
 from keep.client.prune_plan import REPACK_BELOW
 from keep.client.repository import Repository, SnapshotInfo
 from keep.client.retention import (
@@ -161,13 +162,7 @@ def forget(
         }
         if not dry_run:
             become_owner(state, repo, password_file, recovery_kit)
-            if remove:
-                with Lease(repo, "exclusive"):
-                    # Named first, deleted second: other machines that saw
-                    # these snapshots must not take their absence for a rollback.
-                    repo.save_index([], forgotten=[s.id for s in remove])
-                    for s in remove:
-                        repo.remote.delete_object("snapshot", s.id)
+            forget_snapshots(repo, [s.id for s in remove])
             lines.append(f"{len(remove)} snapshot(s) forgotten, {len(decision.keep)} kept")
             if then_prune:
                 result = _prune(ctx, repo, repack_below, dry_run=False)
