@@ -127,26 +127,29 @@ def refresh(repo: Path, keys: Path, now: datetime.datetime | None = None) -> lis
     renewed = []
     root = _latest_root(repo)
     if _due("root", root.signed.expires, now):
-        root.signed.version += 1
-        root.signed.expires = _expiry("root", now)
-        root.signatures.clear()
-        root.sign(_signer(_key_at_hand(keys, "root", root.signed.expires), "root"))
-        _write(repo, root)
+        _resign(repo, keys, root, now)
         renewed.append("root")
     targets = Metadata[Targets].from_file(str(repo / "metadata" / "targets.json"))
     snapshot = Metadata[Snapshot].from_file(str(repo / "metadata" / "snapshot.json"))
     if _due("targets", targets.signed.expires, now):
-        targets.signed.version += 1
-        targets.signed.expires = _expiry("targets", now)
-        targets.signatures.clear()
-        targets.sign(_signer(_key_at_hand(keys, "targets", targets.signed.expires), "targets"))
-        _write(repo, targets)
+        _resign(repo, keys, targets, now)
         renewed.append("targets")
     if renewed[-1:] == ["targets"] or _due("snapshot", snapshot.signed.expires, now):
         _sign_snapshot(repo, keys, targets.signed.version, now)
         renewed.append("snapshot")
     _sign_timestamp(repo, keys, now)
     return [*renewed, "timestamp"]
+
+
+def _resign(repo: Path, keys: Path, md: Metadata[Root] | Metadata[Targets], now: datetime.datetime) -> None:
+    """A new version of an offline role, valid for its full period again."""
+    role = md.signed.type
+    signer = _signer(_key_at_hand(keys, role, md.signed.expires), role)
+    md.signed.version += 1
+    md.signed.expires = _expiry(role, now)
+    md.signatures.clear()
+    md.sign(signer)
+    _write(repo, md)
 
 
 class OfflineKeyNeededError(Exception):

@@ -113,5 +113,8 @@ def test_without_refresh_devices_refuse_and_an_offline_key_is_asked_for(
     # Targets kept offline: refresh says, days before it expires, what it needs.
     (keys / "targets.pem").rename(tmp_path / "offline-targets.pem")
     updates.refresh(repo, keys, now=start + datetime.timedelta(days=30))  # not due yet
-    with pytest.raises(updates.OfflineKeyNeededError, match="targets metadata expires on"):
+    expires = start + datetime.timedelta(days=updates.EXPIRY_DAYS["targets"])
+    with pytest.raises(
+        updates.OfflineKeyNeededError, match=f"targets metadata expires on {expires:%Y-%m-%d}"
+    ):
         updates.refresh(repo, keys, now=start + datetime.timedelta(days=61))
