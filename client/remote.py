@@ -3,8 +3,13 @@
 Blocking calls for the (synchronous, multi-threaded) engine, plus background
 uploads (`put_object_async`, `put_file_async`) so uploads overlap with CPU work. Translates HTTP errors into
 the `KeepError` tree exactly once, here. Retries idempotent requests on network
-errors and 5xx with exponential backoff; never retries on 4xx. Every body read is
-bounded by a limit the caller states, so a hostile server cannot exhaust memory.
+errors, 5xx and 429: after the server's Retry-After (in seconds, at most
+RETRY_AFTER_MAX) if it gives one, else after an exponential backoff jittered by
+±50% so devices that failed together do not return together; never retries
+other 4xx. Every body read is bounded by a limit the caller states, so a
+hostile server cannot exhaust memory. http.client does not use HTTP(S)_PROXY:
+connections to keep-server go direct (the check-in agent's use urllib, which
+does honour them).
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import hashlib
 import http.client
 import ipaddress
 import json
+import random
 import socket
 import ssl
 import threading
@@ -42,7 +48,8 @@ from keep.protocol.limits import OBJECT_MAX, MiB
 JSON_MAX = 16 * MiB
 LIST_OBJECTS_MAX = 2_000_000  # of one kind: 32 TB of packs, far beyond a home server
 RETRIES = 4
-BACKOFF_FIRST = 0.5  # seconds, doubled per retry
+BACKOFF_FIRST = 0.5  # seconds, doubled per retry, each wait jittered by ±50%
+RETRY_AFTER_MAX = 60  # seconds: the longest a server's Retry-After is honoured
 READ_TIMEOUT = 120.0  # seconds without progress on a connection
 USER_AGENT = "keep"
 # Errors of a reused keep-alive connection that the server had already closed.
@@ -219,7 +226,7 @@ class Remote:
                 body.seek(0)  # a retried upload starts again from the beginning
             reused = getattr(self._local, "conn", None) is not None
             try:
-                status, raw, ctype = self._exchange(method, path, body, hdrs, limit)
+                status, raw, ctype, retry_after = self._exchange(method, path, body, hdrs, limit)
             except ssl.SSLCertVerificationError as exc:
                 self._drop_connection()
                 raise ServerUnreachableError(
@@ -233,13 +240,16 @@ class Remote:
                 attempt += 1
                 if attempt >= attempts:
                     raise self._unreachable(exc) from None
-                time.sleep(delay)
+                time.sleep(_jittered(delay))
                 delay *= 2
                 continue
             self._answered = True
             attempt += 1
-            if status >= 500 and attempt < attempts:
-                time.sleep(delay)
+            # A busy or failing server: retried, after its Retry-After if it
+            # gives one (bounded), else after the jittered backoff, so many
+            # devices that failed together do not come back together.
+            if (status >= 500 or status == 429) and attempt < attempts:
+                time.sleep(min(retry_after, RETRY_AFTER_MAX) if retry_after is not None else _jittered(delay))
                 delay *= 2
                 continue
             return status, raw, ctype
@@ -280,8 +290,9 @@ class Remote:
 
     def _exchange(
         self, method: str, path: str, body: bytes | BinaryIO | None, headers: dict[str, str], limit: int
-    ) -> tuple[int, bytes, str]:
+    ) -> tuple[int, bytes, str, float | None]:
         """One request on this thread's connection; the body read is bounded.
+        Returns (status, body, content type, Retry-After seconds or None).
         A file body goes out with sendfile(2): the kernel copies the spooled
         pack to the socket (plain HTTP; under TLS Python falls back to sends)."""
         conn = self._connection()
@@ -311,7 +322,8 @@ class Remote:
             raise http.client.IncompleteRead(raw, declared - len(raw))
         if resp.will_close:
             self._drop_connection()
-        return resp.status, raw, (resp.getheader("Content-Type") or "").split(";")[0].strip()
+        retry_after = _seconds(resp.getheader("Retry-After"))
+        return resp.status, raw, (resp.getheader("Content-Type") or "").split(";")[0].strip(), retry_after
 
     def request_json(
         self,
@@ -441,6 +453,18 @@ class Remote:
             what = "password" if method == "password" else "recovery key"
             raise AuthError(f"wrong {what}, or no such account ({account!r})")
         raise _reply_error(status, raw, ctype, self.base_url)
+
+
+def _jittered(delay: float) -> float:
+    return delay * random.uniform(0.5, 1.5)  # noqa: S311 — spreading retries, not a secret
+
+
+def _seconds(header: str | None) -> float | None:
+    """A Retry-After given in seconds (the HTTP-date form is not honoured)."""
+    try:
+        return max(0.0, float(header)) if header else None
+    except ValueError:
+        return None
 
 
 def _json_or_none(raw: bytes, ctype: str) -> Any:

@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import http.server
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 import pytest
+from keep.client.remote import Remote
 
 from support.servers import free_port
 from tests.client.conftest import Device
@@ -90,3 +92,53 @@ def test_https_to_a_plain_http_port(device: Device, server: str) -> None:
     code, message = login(device, server.replace("http://", "https://"))
     assert code == 12
     assert "is that port an https server?" in message
+
+
+@contextmanager
+def answering(statuses: list[tuple[int, dict[str, str]]]) -> Iterator[tuple[str, list[float]]]:
+    """A server giving these statuses in turn (then 200 with a JSON body);
+    yields its URL and the times requests arrived."""
+    arrivals: list[float] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            arrivals.append(time.monotonic())
+            status, headers = statuses.pop(0) if statuses else (200, {})
+            body = b'{"bytes": 1}' if status == 200 else b'{"code": "internal", "message": "busy"}'
+            self.send_response(status)
+            for name, value in headers.items():
+                self.send_header(name, value)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", arrivals
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_busy_server_is_retried_after_its_retry_after() -> None:
+    with answering([(503, {"Retry-After": "1"}), (429, {"Retry-After": "1"})]) as (url, arrivals):
+        with Remote(url) as remote:
+            assert remote.request_json("GET", "/v1/usage") == {"bytes": 1}
+    assert len(arrivals) == 3
+    assert arrivals[1] - arrivals[0] >= 0.95  # waited as asked
+    assert arrivals[2] - arrivals[1] >= 0.95
+
+
+def test_retries_without_retry_after_are_jittered() -> None:
+    gaps = []
+    for _ in range(6):
+        with answering([(503, {})]) as (url, arrivals), Remote(url) as remote:
+            remote.request_json("GET", "/v1/usage")
+        gaps.append(arrivals[1] - arrivals[0])
+    assert all(0.2 <= g <= 0.9 for g in gaps), gaps  # 0.5 s ± 50%
+    assert max(gaps) - min(gaps) > 0.02  # not all the same: spread out
