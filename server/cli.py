@@ -22,11 +22,11 @@ from keep.protocol.errors import ExitCode
 from keep.server.app import SECRET_SIZE, create_app
 from keep.server.backends import BackendURLError, check_urls, describe, metadata_store, object_store
 from keep.server.http_accounts import invitation
-from keep.server.listening import listening_socket
-from keep.server.quiet import quiet_logs
 from keep.server.scrub import AccountScrub, scrub
 from keep.server.settings import Settings
-from keep.server.systemd import check_data_dir, notify_when_listening
+from keep.server.shared.listening import listening_socket
+from keep.server.shared.quiet import quiet_logs
+from keep.server.shared.systemd import check_data_dir, notify_when_listening
 
 log = logging.getLogger("keep.server")
 

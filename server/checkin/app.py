@@ -39,7 +39,7 @@ from typing import Any
 from aiohttp import web
 from keep.server.checkin.dns import Pusher, Zone
 from keep.server.checkin.registry import NameTakenError, Record, Registry, registry_from_url
-from keep.server.quiet import hide_server_header
+from keep.server.shared.quiet import hide_server_header
 
 log = logging.getLogger("keep.checkin")
 NAME_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")

@@ -23,9 +23,9 @@ from keep.protocol.api import split_host_port
 from keep.server.checkin import updates
 from keep.server.checkin.app import CHECKIN, CheckinSettings, create_app
 from keep.server.checkin.dns import Pusher, TsigKey, start_responder
-from keep.server.listening import listening_socket
-from keep.server.quiet import quiet_logs
-from keep.server.systemd import check_data_dir, notify_when_listening
+from keep.server.shared.listening import listening_socket
+from keep.server.shared.quiet import quiet_logs
+from keep.server.shared.systemd import check_data_dir, notify_when_listening
 
 log = logging.getLogger("keep.checkin")
 

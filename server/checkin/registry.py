@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from keep.server.storage.sqlite import SqliteThread
+from keep.server.shared.sqlite_thread import SqliteThread
 
 TABLES = """
 CREATE TABLE IF NOT EXISTS names (
