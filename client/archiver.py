@@ -86,7 +86,10 @@ class BackupResult:
 @dataclass(frozen=True, slots=True)
 class BackupOptions:
     excludes: tuple[str, ...] = ()
+    iexcludes: tuple[str, ...] = ()  # the same globs, matched regardless of case
     exclude_caches: bool = False
+    exclude_if_present: tuple[str, ...] = ()  # a directory holding one of these: only the marker is kept
+    exclude_larger_than: int | None = None  # bytes; larger regular files are left out
     one_file_system: bool = False
     tags: tuple[str, ...] = ()
     host: str = ""
@@ -234,9 +237,11 @@ class Archiver:
         options: BackupOptions,
         progress: Progress | None = None,
         before_snapshot: Callable[[], None] | None = None,
+        on_file: Callable[[str, bytes, int], None] | None = None,
     ) -> None:
         self.repo = repo
         self._before_snapshot = before_snapshot  # e.g. Lease.confirm: the lease must still be held
+        self._on_file = on_file  # ("new" | "changed", path, size) for each file read (--verbose)
         self.options = options
         self.stats = BackupStats()
         self.warnings: list[PathWarning] = []
@@ -255,6 +260,10 @@ class Archiver:
         self._root_dev: int | None = None
         # Exclude patterns, encoded once: (pattern, pattern without a trailing "/").
         self._patterns = tuple((p, p.rstrip(b"/")) for p in map(os.fsencode, options.excludes))
+        self._ipatterns = tuple(
+            (p, p.rstrip(b"/")) for p in (os.fsencode(x.lower()) for x in options.iexcludes)
+        )
+        self._markers = tuple(map(os.fsencode, options.exclude_if_present))
 
     # Public -----------------------------------------------------------------
     def run(self, sources: list[bytes], parent: tuple[str, Snapshot] | None) -> BackupResult:
@@ -349,12 +358,14 @@ class Archiver:
                 entries = list(it)
         except OSError:
             return
-        cache_dir = self.options.exclude_caches and _is_cache_dir(path)
+        kept = self._kept_only(path)
         for entry in entries:
-            if self._excluded(entry.path, entry.name) or (cache_dir and entry.name != CACHEDIR_TAG):
+            if self._excluded(entry.path, entry.name) or (kept is not None and entry.name != kept):
                 continue
             with contextlib.suppress(OSError):
-                self._scan(entry.path, entry.stat(follow_symlinks=False), dev, totals)
+                st = entry.stat(follow_symlinks=False)
+                if not self._too_large(st):
+                    self._scan(entry.path, st, dev, totals)
 
     # Tree building -------------------------------------------------------------
     def _root_nodes(self, paths: list[bytes], parent_root: Tree | None) -> list[_Pending]:
@@ -428,11 +439,25 @@ class Archiver:
         self.warnings.append(PathWarning(path.decode(errors="replace"), message))
 
     def _excluded(self, path: bytes, name: bytes) -> bool:
-        for pat, bare in self._patterns:
-            target = path if b"/" in pat else name
-            if fnmatch.fnmatchcase(target, pat) or fnmatch.fnmatchcase(target, bare):
-                return True
+        for patterns, fold in ((self._patterns, False), (self._ipatterns, True)):
+            for pat, bare in patterns:
+                target = path if b"/" in pat else name
+                target = target.lower() if fold else target
+                if fnmatch.fnmatchcase(target, pat) or fnmatch.fnmatchcase(target, bare):
+                    return True
         return False
+
+    def _kept_only(self, path: bytes) -> bytes | None:
+        """The one name kept of a directory whose contents are excluded (a
+        cache directory's CACHEDIR.TAG, an --exclude-if-present marker), or
+        None if its contents are backed up."""
+        if self.options.exclude_caches and _is_cache_dir(path):
+            return CACHEDIR_TAG
+        return next((m for m in self._markers if os.path.lexists(os.path.join(path, m))), None)
+
+    def _too_large(self, st: os.stat_result) -> bool:
+        limit = self.options.exclude_larger_than
+        return limit is not None and stat.S_ISREG(st.st_mode) and st.st_size > limit
 
     def _entry(self, path: bytes, name: bytes, prev: Node | None, top: bool = False) -> _Pending | None:
         try:
@@ -448,7 +473,7 @@ class Archiver:
             self._warn(path, "socket skipped")
             return None
         if stat.S_ISREG(mode):
-            return self._file(path, name, st, prev)
+            return None if self._too_large(st) else self._file(path, name, st, prev)
         if stat.S_ISDIR(mode):
             if self.options.one_file_system and not top and st.st_dev != self._root_dev:
                 return None  # another file system: not crossed
@@ -478,11 +503,11 @@ class Archiver:
             return empty
         parent = self._load_parent_subtree(prev)
         parents = {n.name: n for n in parent.nodes} if parent else {}
-        cache_dir = self.options.exclude_caches and _is_cache_dir(path)
+        kept = self._kept_only(path)
         children: list[_Pending] = []
         for child_name in entries:
             child = os.path.join(path, child_name)
-            if self._excluded(child, child_name) or (cache_dir and child_name != CACHEDIR_TAG):
+            if self._excluded(child, child_name) or (kept is not None and child_name != kept):
                 continue
             result = self._entry(child, child_name, parents.get(child_name))
             if result is not None:
@@ -524,6 +549,8 @@ class Archiver:
             self.stats.files_new += 1
         else:
             self.stats.files_changed += 1
+        if self._on_file is not None:
+            self._on_file("new" if prev is None else "changed", path, st.st_size)
         self._tick()
         return pending
 

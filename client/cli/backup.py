@@ -24,6 +24,24 @@ from keep.protocol.errors import ExitCode, KeepError
 @cli.command()
 @click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
 @click.option("--exclude", "excludes", multiple=True, help="Glob; without '/' it matches names, else paths.")
+@click.option("--iexclude", "iexcludes", multiple=True, help="Like --exclude, regardless of case.")
+@click.option(
+    "--exclude-if-present",
+    "markers",
+    multiple=True,
+    metavar="NAME",
+    help="Skip the contents of directories holding a file NAME (the file is kept).",
+)
+@click.option("--exclude-larger-than", "size_limit", metavar="SIZE", help="Leave out files larger (e.g. 2G).")
+@click.option(
+    "--files-from",
+    "files_from",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    multiple=True,
+    help="Read paths to back up from this file, one per line (# comments).",
+)
+@click.option("-0", "--null", "null", is_flag=True, help="--files-from files are NUL-separated, verbatim.")
+@click.option("--verbose", "-v", is_flag=True, help="One line per new or changed file.")
 @click.option("--exclude-file", type=click.Path(exists=True, dir_okay=False, path_type=Path), multiple=True)
 @click.option("--exclude-caches", is_flag=True, help="Skip contents of dirs with a CACHEDIR.TAG.")
 @click.option("--one-file-system", is_flag=True, help="Do not cross file-system boundaries.")
@@ -40,6 +58,12 @@ def backup(
     ctx: CliContext,
     paths: tuple[Path, ...],
     excludes: tuple[str, ...],
+    iexcludes: tuple[str, ...],
+    markers: tuple[str, ...],
+    size_limit: str | None,
+    files_from: tuple[Path, ...],
+    null: bool,
+    verbose: bool,
     exclude_file: tuple[Path, ...],
     exclude_caches: bool,
     one_file_system: bool,
@@ -49,7 +73,8 @@ def backup(
 ) -> None:
     """Back up PATHS. Exits 3 when some files could not be read."""
     config = ctx.config.backup
-    sources = [os.fsencode(p) for p in paths] or [os.fsencode(s) for s in config.sources]
+    listed = [p for f in files_from for p in _listed_paths(f, null)]
+    sources = [os.fsencode(p) for p in paths] + listed or [os.fsencode(s) for s in config.sources]
     if not sources:
         # A failure like any other: the timer's OnFailure, the admin page and
         # `keep stats` all show it, instead of a device that quietly backs up nothing.
@@ -61,6 +86,9 @@ def backup(
         patterns += [ln.strip() for ln in f.read_text().splitlines() if ln.strip() and not ln.startswith("#")]
     options = BackupOptions(
         excludes=tuple(patterns),
+        iexcludes=iexcludes,
+        exclude_if_present=markers,
+        exclude_larger_than=parse_size(size_limit) if size_limit else None,
         exclude_caches=exclude_caches or config.exclude_caches,
         one_file_system=one_file_system or config.one_file_system,
         tags=tags,
@@ -71,7 +99,8 @@ def backup(
     try:
         with open_repository(ctx) as (_, repo), Lease(repo) as lease:
             parent = snapshot_filter.parent(repo.snapshots(), options.host, sources)
-            archiver = Archiver(repo, options, before_snapshot=lease.confirm)
+            on_file = _print_file if verbose and not ctx.json_output else None
+            archiver = Archiver(repo, options, before_snapshot=lease.confirm, on_file=on_file)
             with _progress(ctx, archiver, sources):
                 result = archiver.run(sources, parent)
     except KeepError as exc:
@@ -134,3 +163,31 @@ def _progress(ctx: CliContext, archiver: Archiver, sources: list[bytes]) -> Prog
         )
 
     return Progress(ctx.interactive, "backup", read)
+
+
+def _print_file(kind: str, path: bytes, size: int) -> None:
+    click.echo(f"{kind:<8} {display_path(path)} ({human_bytes(size)})")
+
+
+def _listed_paths(listing: Path, null: bool) -> list[bytes]:
+    """--files-from: one path per line (blank lines and # comments skipped,
+    surrounding blanks dropped), or with -0 NUL-separated and taken verbatim."""
+    raw = listing.read_bytes()
+    if null:
+        return [p for p in raw.split(b"\0") if p]
+    lines = (line.strip() for line in raw.splitlines())
+    return [line for line in lines if line and not line.startswith(b"#")]
+
+
+_UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
+
+
+def parse_size(text: str) -> int:
+    """2G, 500M, 1048576 (binary units, as restic)."""
+    number, unit = text.strip().upper().rstrip("IB") or "0", ""
+    if number[-1:] in _UNITS:
+        number, unit = number[:-1], number[-1]
+    try:
+        return int(float(number) * _UNITS[unit])
+    except (ValueError, KeyError):
+        raise UsageError(f"{text!r} is not a size (like 500M or 2G)") from None

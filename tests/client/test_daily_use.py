@@ -155,3 +155,54 @@ def test_latest_on_a_new_machine_falls_back_to_the_newest_and_says_so(device: De
     assert "no snapshot of this device" in result.stderr
     assert "from host lost-device" in result.stderr
     assert describe(tmp_path / "out" / str(src).lstrip("/")) == describe(src)
+
+
+def test_backup_selection_options(device: Device, tmp_path: Path) -> None:
+    """--iexclude, --exclude-if-present, --exclude-larger-than, --files-from
+    (lines and -0) and --verbose, checked in what the snapshot holds."""
+    src = tmp_path / "src"
+    (src / "project" / "build").mkdir(parents=True)
+    (src / "project" / "build" / ".nobackup").write_text("")
+    (src / "project" / "build" / "out.o").write_bytes(b"object")
+    (src / "project" / "main.c").write_text("int main;\n")
+    (src / "Thumbs.DB").write_bytes(b"thumbs")
+    (src / "huge.iso").write_bytes(os.urandom(300_000))
+    (src / "small.txt").write_text("small\n")
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "listed.txt").write_text("listed\n")
+    weird = tmp_path / os.fsdecode(b"caf\xe9 dir")
+    weird.mkdir()
+    (weird / "f").write_text("latin-1 named directory\n")
+    device.init()
+    listing = tmp_path / "paths.txt"
+    listing.write_text(f"# what to back up\n{src}\n\n  {other}  \n")
+    raw = tmp_path / "paths.bin"
+    raw.write_bytes(os.fsencode(weird) + b"\0")
+    result = device.run(
+        "backup",
+        "--files-from",
+        str(listing),
+        "--iexclude",
+        "thumbs.db",
+        "--exclude-if-present",
+        ".nobackup",
+        "--exclude-larger-than",
+        "100K",
+        "--verbose",
+    )
+    printed = result.stdout
+    assert f"new      {src / 'small.txt'} (6 B)" in printed
+    assert "huge.iso" not in printed
+    held = {e["path"] for e in device.json("ls", "latest")}
+    assert str(src / "project" / "main.c") in held
+    assert str(src / "project" / "build" / ".nobackup") in held  # the marker is kept …
+    assert str(src / "project" / "build" / "out.o") not in held  # … the rest is not
+    assert str(src / "Thumbs.DB") not in held  # case does not matter to --iexclude
+    assert str(src / "huge.iso") not in held
+    assert str(other / "listed.txt") in held
+    device.run("backup", "--files-from", str(raw), "-0")  # NUL-separated, verbatim bytes
+    assert os.fsdecode(os.fsencode(weird) + b"/f") in {e["path"] for e in device.json("ls", "latest")}
+    bad = device.run("backup", str(src), "--exclude-larger-than", "lots", check=False)
+    assert bad.returncode == 2
+    assert "is not a size" in bad.stderr
