@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fnmatch
 import os
 import secrets
 import stat
@@ -95,6 +96,18 @@ class RestoreStats:
     files_written: int = 0  # of those, complete and in place (progress)
     current: bytes = b""  # the file last put in place (progress)
     warnings: list[PathWarning] = field(default_factory=list)
+
+
+@dataclass
+class Preview:
+    """`Restorer.preview`: what a restore would do (restore --dry-run)."""
+
+    matched: int = 0
+    files: int = 0
+    bytes: int = 0
+    dirs: int = 0
+    replaced: int = 0  # entries the target holds that would be replaced
+    kept: int = 0  # … and that --overwrite would leave as they are
 
 
 @dataclass
@@ -191,6 +204,7 @@ class Restorer:
         *,
         threads: int | None = None,
         overwrite: str = "always",
+        excludes: tuple[bytes, ...] = (),
     ) -> None:
         if overwrite not in OVERWRITE:
             raise ValueError(f"overwrite must be one of {OVERWRITE}")
@@ -198,6 +212,7 @@ class Restorer:
         self.repo = repo
         self.target = os.path.abspath(target)
         self.includes = {b"/" + i.strip(b"/") for i in includes}
+        self.excludes = excludes  # globs: without "/" on names, with "/" on whole paths
         self._include_parents = {p for i in self.includes for p in _parents(i)}
         self.threads = threads or FETCH_THREADS
         self.stats = RestoreStats()
@@ -228,12 +243,50 @@ class Restorer:
         """(restore this entry, descend into it): an entry is restored if it
         or a directory above it is included; directories above an included
         path are entered without being restored themselves."""
+        absolute = b"/" + path
+        if self.excludes and self._excluded(absolute):
+            return False, False  # the entry and everything below it
         if not self.includes or b"/" in self.includes:
             return True, True
-        absolute = b"/" + path
         if absolute in self.includes or any(p in self.includes for p in _parents(absolute)):
             return True, True
         return False, absolute in self._include_parents
+
+    def _excluded(self, absolute: bytes) -> bool:
+        name = absolute.rsplit(b"/", 1)[-1]
+        return any(fnmatch.fnmatchcase(absolute if b"/" in p else name, p) for p in self.excludes)
+
+    def preview(self, root_tree: bytes) -> Preview:
+        """What `run` would do, without touching the target: the entries it
+        would write, and of those already there, which it would replace and
+        which `overwrite` leaves (identical files count as replaced here:
+        telling them apart means reading them)."""
+        preview = Preview()
+        stack = [(root_tree, b"")]
+        while stack:
+            tree_id, rel = stack.pop()
+            for node in Tree.from_bytes(self.repo.read_tree_bytes(tree_id)).nodes:
+                path = os.path.join(rel, node.name) if rel else node.name
+                restore, descend = self._wanted(path)
+                if node.type is NodeType.DIR and descend and node.subtree is not None:
+                    stack.append((node.subtree, path))
+                if not restore:
+                    continue
+                preview.matched += 1
+                if node.type is NodeType.DIR:
+                    preview.dirs += 1
+                    continue
+                try:
+                    st = os.lstat(os.path.join(self.target, path))
+                except FileNotFoundError:
+                    st = None
+                if st is not None and self._policy_keeps(st, node):
+                    preview.kept += 1
+                    continue
+                preview.replaced += st is not None
+                preview.files += node.type is NodeType.FILE
+                preview.bytes += node.size if node.type is NodeType.FILE else 0
+        return preview
 
     # Phase 1 ---------------------------------------------------------------
     def run(self, root_tree: bytes, progress: Callable[[RestoreStats], None] | None = None) -> RestoreStats:
@@ -308,7 +361,12 @@ class Restorer:
             st = os.stat(node.name, dir_fd=dir_fd, follow_symlinks=False)
         except FileNotFoundError:
             return None
-        return self.overwrite == "never" or (self.overwrite == "if-newer" and st.st_mtime_ns >= node.mtime_ns)
+        return self._policy_keeps(st, node)
+
+    def _policy_keeps(self, existing: os.stat_result, node: Node) -> bool:
+        """Whether --overwrite leaves `existing` where `node` would go."""
+        newer = existing.st_mtime_ns >= node.mtime_ns
+        return self.overwrite == "never" or (self.overwrite == "if-newer" and newer)
 
     def _make_entry(self, dir_fd: int, path: bytes, node: Node) -> None:
         name = node.name

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import click
+from keep.client import explore
 from keep.client.cli.main import CliContext, cli
 from keep.client.cli.progress import Progress, Reading
 from keep.client.cli.session import open_repository, pick_snapshot, snapshot_filter_options
 from keep.client.cli.text import display_path, human_bytes
 from keep.client.lease import Lease
+from keep.client.repository import Repository, SnapshotInfo
 from keep.client.restorer import OVERWRITE, Restorer, RestoreStoppedError
 from keep.protocol.errors import ExitCode, IntegrityError, KeepError, NotFoundError
 
@@ -20,7 +23,11 @@ NAMES_SHOWN = 20  # files named in a message; the rest are counted (all of them 
 @cli.command()
 @click.argument("snapshot")
 @click.option("--target", required=True, type=click.Path(file_okay=False, path_type=Path))
-@click.option("--include", "includes", multiple=True, help="Restore only this path (repeatable).")
+@click.option("--include", "includes", multiple=True, help="Restore only this path or glob (repeatable).")
+@click.option(
+    "--exclude", "excludes", multiple=True, help="Leave out entries matching this glob, and what is below."
+)
+@click.option("--dry-run", is_flag=True, help="Only say what would be restored; touch nothing.")
 @click.option(
     "--verify",
     is_flag=True,
@@ -41,6 +48,8 @@ def restore(
     snapshot: str,
     target: Path,
     includes: tuple[str, ...],
+    excludes: tuple[str, ...],
+    dry_run: bool,
     verify: bool,
     overwrite: str,
     host_filter: tuple[str, ...],
@@ -53,9 +62,19 @@ def restore(
         repo.load_index()
         repo.reindex_orphan_packs(save=False)  # packs whose index object was lost are still found
         info = pick_snapshot(ctx, repo, snapshot, host_filter, path_filter, tag_filter)
+        chosen = _expand(repo, info, includes)
+        if includes and not chosen:
+            raise NotFoundError(f"nothing in snapshot {info.id[:12]} matches {', '.join(includes)}")
         restorer = Restorer(
-            repo, os.fsencode(target), tuple(os.fsencode(i) for i in includes), overwrite=overwrite
+            repo,
+            os.fsencode(target),
+            chosen,
+            overwrite=overwrite,
+            excludes=tuple(os.fsencode(e) for e in excludes),
         )
+        if dry_run:
+            _preview(ctx, restorer, info, target)
+            return
         s = restorer.stats
 
         def read() -> Reading:
@@ -139,3 +158,28 @@ def _name_files(what: str, paths: list[str]) -> None:
         click.echo(f"{what}: {path}", err=True)
     if len(paths) > NAMES_SHOWN:
         click.echo(f"{what}: ... and {len(paths) - NAMES_SHOWN} more", err=True)
+
+
+GLOB = re.compile(r"[*?\[]")
+
+
+def _expand(repo: Repository, info: SnapshotInfo, includes: tuple[str, ...]) -> tuple[bytes, ...]:
+    """--include values as paths: a glob (*, ?, [...]) becomes every path of
+    the snapshot it matches (a glob without "/" matches names)."""
+    plain = [os.fsencode(i) for i in includes if not GLOB.search(i)]
+    globs = [i for i in includes if GLOB.search(i)]
+    for pattern in globs:
+        match = explore.name_matcher(pattern)
+        plain += [path for found in explore.find(repo, [info], match) for path, _ in found.matches]
+    return tuple(plain)
+
+
+def _preview(ctx: CliContext, restorer: Restorer, info: SnapshotInfo, target: Path) -> None:
+    p = restorer.preview(info.snapshot.tree)
+    snapshot_id = info.id
+    ctx.emit(
+        f"would restore snapshot {snapshot_id[:12]} to {target}: {p.files} files "
+        f"({human_bytes(p.bytes)}), {p.dirs} dirs; of what {target} holds, {p.replaced} would be "
+        f"replaced and {p.kept} left as they are (--overwrite {restorer.overwrite}); nothing was written",
+        {"dry_run": True, "snapshot": snapshot_id, **vars(p)},
+    )

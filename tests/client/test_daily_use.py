@@ -206,3 +206,35 @@ def test_backup_selection_options(device: Device, tmp_path: Path) -> None:
     bad = device.run("backup", str(src), "--exclude-larger-than", "lots", check=False)
     assert bad.returncode == 2
     assert "is not a size" in bad.stderr
+
+
+def test_restore_globs_excludes_and_dry_run(device: Device, tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    (src / "docs" / "old").mkdir(parents=True)
+    (src / "docs" / "a.txt").write_text("a\n")
+    (src / "docs" / "old" / "b.txt").write_text("b\n")
+    (src / "docs" / "c.pdf").write_bytes(b"%PDF")
+    (src / "photos").mkdir()
+    (src / "photos" / "p.jpg").write_bytes(os.urandom(5000))
+    device.init()
+    device.run("backup", str(src))
+    out = tmp_path / "out"
+
+    preview = device.json("restore", "latest", "--target", str(out), "--dry-run", "--exclude", "photos")
+    above = len(src.parts) - 1  # /tmp/…/src: the directories that lead to the source
+    assert (preview["files"], preview["dirs"], preview["replaced"]) == (3, above + 2, 0)  # docs, docs/old
+    assert not out.exists()  # nothing was written
+
+    device.run("restore", "latest", "--target", str(out), "--include", "*.txt", "--exclude", "old")
+    got = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
+    assert got == [str(src / "docs" / "a.txt").lstrip("/")]
+
+    device.run("restore", "latest", "--target", str(out), "--include", f"{src}/photos/*")
+    assert (out / str(src).lstrip("/") / "photos" / "p.jpg").read_bytes() == (
+        src / "photos" / "p.jpg"
+    ).read_bytes()
+    again = device.json("restore", "latest", "--target", str(out), "--dry-run", "--overwrite", "never")
+    assert again["kept"] >= 2  # a.txt and p.jpg are there already
+    result = device.run("restore", "latest", "--target", str(out), "--include", "*.nothing", check=False)
+    assert result.returncode == 1
+    assert "matches *.nothing" in result.stderr

@@ -22,16 +22,19 @@ DEPTH = 1000
 
 
 @pytest.fixture(autouse=True)
-def deep_recursion() -> Iterator[None]:
-    """Python 3.11's os.walk and shutil.rmtree recurse once per level."""
+def deep_recursion(tmp_path: Path) -> Iterator[None]:
+    """Python 3.11's os.walk and shutil.rmtree recurse once per level; the
+    1,000-level trees (source, unpacked copies) go with the test, as pytest's
+    own later clean-up would recurse too deep."""
     before = sys.getrecursionlimit()
     sys.setrecursionlimit(max(before, 20 * DEPTH))
     yield
+    shutil.rmtree(tmp_path, ignore_errors=True)
     sys.setrecursionlimit(before)
 
 
 @pytest.fixture
-def backed_up(device: Device, tmp_path: Path) -> Iterator[tuple[Device, Path, list[str]]]:
+def backed_up(device: Device, tmp_path: Path) -> tuple[Device, Path, list[str]]:
     """A rich tree backed up twice, with changes in between; (device, source,
     [first, second] snapshot ids)."""
     src = tmp_path / "src"
@@ -55,8 +58,7 @@ def backed_up(device: Device, tmp_path: Path) -> Iterator[tuple[Device, Path, li
     (src / "link-dangling").unlink()
     (src / "link-dangling").mkdir()  # T (symlink -> dir)
     second = device.json("backup", str(src))["snapshot"]
-    yield device, src, [first, second]
-    shutil.rmtree(deep)  # now, with the raised limit: pytest's later clean-up would recurse too deep
+    return device, src, [first, second]
 
 
 def test_find_by_name_path_case_and_time(backed_up: tuple[Device, Path, list[str]]) -> None:
