@@ -20,9 +20,9 @@ from collections import ChainMap
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple
 
 from keep.client.device_state import write_private
+from keep.client.locations import Location, aligned
 from keep.client.remote import ObjectInfo, Remote
 from keep.protocol import msgcodec
 from keep.protocol.blob import BlobType, blob_id
@@ -40,21 +40,9 @@ from keep.protocol.envelope import (
 from keep.protocol.errors import FormatError, IntegrityError, NotFoundError, PermissionDeniedError
 from keep.protocol.index import Index, IndexedPack
 from keep.protocol.keys import OwnerSigningKey, RepositoryKeys
-from keep.protocol.limits import OBJECT_MAX, KiB
-from keep.protocol.pack import FOOTER, FOOTER_SEALED_SIZE, TocEntry, open_blob, parse_toc
-from keep.protocol.padding import padme
+from keep.protocol.limits import OBJECT_MAX
+from keep.protocol.pack import FOOTER, FOOTER_SEALED_SIZE, open_blob, parse_toc
 from keep.protocol.snapshot import Snapshot
-
-RANGE_ALIGN = 64 * KiB
-
-
-class Location(NamedTuple):
-    """Where a blob is stored; one per index entry (a named tuple: cheap to build)."""
-
-    pack_id: str
-    suite: Suite
-    salt: bytes
-    entry: TocEntry
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,16 +94,6 @@ class SeenSnapshots:
                 write_private(self.path, "".join(f"{i}\n" for i in sorted(new)).encode(), sync=True)
         finally:
             os.close(fd)  # releases the lock
-
-
-def aligned(start: int, end: int, size: int) -> tuple[int, int]:
-    """Widen [start, end) to RANGE_ALIGN boundaries and then to a PADMÉ
-    length (as packs are padded), within [0, size): a ranged read says no
-    more about the blobs in it than a pack's size says about its content."""
-    start, end = start - start % RANGE_ALIGN, min(size, -(-end // RANGE_ALIGN) * RANGE_ALIGN)
-    want = -(-padme(end - start) // RANGE_ALIGN) * RANGE_ALIGN
-    grown = min(size, start + want)
-    return max(0, grown - want), grown
 
 
 class Repository:

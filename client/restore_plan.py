@@ -12,7 +12,7 @@ from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from keep.client.repository import RANGE_ALIGN, Location, aligned
+from keep.client.locations import RANGE_ALIGN, Location, aligned
 from keep.protocol.limits import MiB
 
 MERGE_GAP = 1 * MiB

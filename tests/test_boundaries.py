@@ -67,3 +67,23 @@ def test_no_assert_in_shipped_code() -> None:
             tree = ast.parse(path.read_text())
             offenders += [f"{path.name}:{n.lineno}" for n in ast.walk(tree) if isinstance(n, ast.Assert)]
     assert offenders == []
+
+
+PLANNERS = ("restore_plan", "prune_plan", "retention", "locations")
+
+
+@pytest.mark.parametrize("planner", PLANNERS)
+def test_planners_are_pure(planner: str) -> None:
+    """The planners decide from plain values: they import no I/O, and of the
+    client only other pure modules."""
+    path = ROOT / "client" / f"{planner}.py"
+    found = [m for p, m in imports("client") if p == path]
+    io = PURE_FORBIDDEN - {"datetime"}  # calendar arithmetic (retention's days and weeks) is not I/O
+    impure = [
+        m
+        for m in found
+        if m.split(".")[0] in io
+        or (m.startswith("keep.client.") and m.rsplit(".", 1)[-1] not in PLANNERS)
+        or m.startswith("keep.server")
+    ]
+    assert impure == []

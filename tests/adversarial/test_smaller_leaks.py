@@ -18,8 +18,8 @@ import pytest
 from aiohttp import web
 from keep.client import remote as remote_module
 from keep.client.device_state import DeviceState
+from keep.client.locations import RANGE_ALIGN
 from keep.client.remote import Remote
-from keep.client.repository import RANGE_ALIGN
 from keep.protocol.envelope import ObjectKind, Suite, seal_single
 from keep.protocol.errors import ProtocolViolationError
 from keep.protocol.index import INDEX_MIN_PADDED, Index, IndexedPack
