@@ -16,6 +16,7 @@ from keep.client.admin.app import PATHS, create_app
 from keep.client.admin.security import set_password
 
 from support.servers import free_port
+from tests.client.conftest import Device
 
 PASSWORD = "admin password 1"
 CSS = Path(__file__).resolve().parents[2] / "client" / "admin" / "static" / "admin.css"
@@ -113,3 +114,37 @@ def test_every_text_colour_has_enough_contrast() -> None:
     pairs += [("ok", "bg"), ("warn", "bg"), ("bad", "bg")]
     for fg, bg in pairs:
         assert contrast(colours[fg], colours[bg]) >= 4.5, (fg, bg)
+
+
+async def test_revoke_is_disabled_with_a_reason_when_nothing_can_be_revoked(
+    device: Device, tmp_path: Path
+) -> None:
+    device.init()
+    set_password(device.home, PASSWORD)
+    port = free_port()
+    app = create_app(device.home, device.home / "none.toml", {f"127.0.0.1:{port}"})
+    client = TestClient(TestServer(app, host="127.0.0.1", port=port))
+    await client.start_server()
+    try:
+        await log_in(client)
+        page = await (await client.get("/devices")).text()
+        assert "Nothing to revoke: this is the account's only device" in page
+        assert re.search(r'<button type="submit" disabled aria-describedby="nothing-to-revoke">', page)
+        other = Device(device.server, tmp_path / "laptop", device.account, device.password_file)
+        other.run(
+            "login",
+            "--server",
+            device.server,
+            "--account",
+            device.account,
+            "--password-file",
+            str(device.password_file),
+            "--device-name",
+            "laptop",
+        )
+        page = await (await client.get("/devices")).text()
+        assert "Nothing to revoke" not in page
+        assert re.search(r'<option value="[0-9a-f-]+">laptop \(', page)
+        assert '<button type="submit">Revoke device</button>' in page
+    finally:
+        await client.close()
