@@ -34,6 +34,7 @@ from keep.protocol.errors import (
     LeaseLostError,
     LockedError,
     NotFoundError,
+    QuotaExceededError,
 )
 from keep.protocol.lock import LockRecord
 
@@ -70,7 +71,10 @@ class Lease:
             time_ns=time.time_ns(),
         )
         repo = self._repo
-        holder = self._remote.put_object("lock", record.seal(repo.keys.data, repo.suite, repo.salt()))
+        try:
+            holder = self._remote.put_object("lock", record.seal(repo.keys.data, repo.suite, repo.salt()))
+        except QuotaExceededError:
+            holder = ""  # a full account must still restore, check and prune: a lease without a description
         body = {"mode": self._mode, "ttl": LEASE_TTL, "holder": holder}
         try:
             reply = self._remote.request_json("POST", Route.LOCKS, body)

@@ -8,6 +8,7 @@ import getpass
 import os
 import signal
 import socket
+import sqlite3
 import subprocess
 import time
 from pathlib import Path
@@ -19,6 +20,7 @@ from keep.client.prune import Pruner
 from keep.client.remote import Remote
 from keep.client.repository import Repository
 
+from support.servers import keep_server
 from tests.client.conftest import KEEP, Device
 from tests.client.tree_builder import describe
 
@@ -135,3 +137,27 @@ def test_prune_deletes_lock_objects_no_lease_names(device: Device, tmp_path: Pat
         result = Pruner(owner, lease).run()
     assert result.locks_deleted == 3  # this prune's own is still named by its lease
     assert len(owner.remote.list_objects("lock")) == 1
+
+
+def test_a_full_account_still_restores(tmp_path: Path) -> None:
+    """The account is exactly full: a backup stops with exit 16, and restore
+    and check still work — their lease goes without its LOCK object when the
+    server refuses one more byte."""
+    data = tmp_path / "data"
+    with keep_server(data) as (url, _):
+        device = Device(url, tmp_path / "home", "full", tmp_path / "pw")
+        device.password_file.write_text("correct horse battery staple\n")
+        device.init()
+        small = tmp_path / "small"
+        small.mkdir()
+        (small / "a.bin").write_bytes(os.urandom(2 << 20))
+        device.run("backup", str(small))
+        used = device.json("stats")["stored_bytes"]
+        with sqlite3.connect(data / "keep.db") as db:  # the operator sets the quota to what is stored
+            db.execute("UPDATE accounts SET quota = ?", (used,))
+        assert device.run("backup", str(small), "--tag", "again", check=False).returncode == 16
+        target = tmp_path / "out"
+        device.run("restore", "latest", "--target", str(target), "--verify")
+        assert describe(target / str(small).lstrip("/")) == describe(small)
+        device.run("check")
+        assert device.json("stats")["stored_bytes"] == used
