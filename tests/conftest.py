@@ -77,3 +77,12 @@ def fresh_bucket(s3_endpoint: str) -> str:
     name = f"keep-{os.getpid()}-{next(_names)}"
     create_bucket(s3_endpoint, name)
     return f"s3://{name}/objects?endpoint={s3_endpoint}&region=us-east-1"
+
+
+@pytest.fixture(autouse=True)
+def _working_directory_kept() -> Iterator[None]:
+    """A test that leaves the process in another directory (one that is then
+    deleted) breaks every later test that starts a program: caught here."""
+    before = os.getcwd()
+    yield
+    assert os.getcwd() == before, f"the test left the working directory at {os.getcwd()}"

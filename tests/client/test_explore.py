@@ -41,6 +41,7 @@ def backed_up(device: Device, tmp_path: Path) -> tuple[Device, Path, list[str]]:
     make_rich_tree(src)
     deep = src / "deep"
     deep.mkdir()
+    here = os.getcwd()  # the rest of the session runs there: never leave it in tmp_path
     os.chdir(deep)  # 1,000 levels are longer than PATH_MAX: made one step at a time
     try:
         for _ in range(DEPTH):
@@ -48,7 +49,7 @@ def backed_up(device: Device, tmp_path: Path) -> tuple[Device, Path, list[str]]:
             os.chdir("d")
         Path("bottom.txt").write_text("at the bottom\n")
     finally:
-        os.chdir(tmp_path)
+        os.chdir(here)
     device.init()
     first = device.json("backup", str(src))["snapshot"]
     (src / "docs" / "readme.txt").write_text("changed content\n")  # M
