@@ -14,6 +14,11 @@ LAST_BACKUP = "last-backup.json"
 
 
 def record_last_backup(home: Path, record: dict[str, Any]) -> None:
+    """Record this run; `last_success` carries the time of the last run that
+    finished (ok or with warnings) across failures."""
+    done = record.get("result") in ("ok", "partial")
+    previous = last_backup(home) or {}
+    record = {**record, "last_success": record["time"] if done else previous.get("last_success")}
     with contextlib.suppress(OSError):  # the backup's own result matters more than this note
         write_private(home / LAST_BACKUP, json.dumps(record, default=str).encode())
 

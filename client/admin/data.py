@@ -16,6 +16,7 @@ from typing import Any
 
 from keep.client import drill, phonehome
 from keep.client.account import owner_login
+from keep.client.admin import health
 from keep.client.cli.text import human_bytes
 from keep.client.config import load_config
 from keep.client.connection import Endpoint
@@ -45,36 +46,54 @@ def repository(paths: Paths) -> Iterator[Repository]:
         yield repo
 
 
-def next_backup() -> str:
+def next_backup() -> tuple[str, bool]:
+    """(when the timer runs next, in words; whether it is active)."""
     if not Path("/run/systemd/system").is_dir() or not shutil.which("systemctl"):
-        return "not scheduled here (install the timer with `keep schedule install`)"
+        return "not scheduled here (install the timer with `keep schedule install`)", False
     out = subprocess.run(
         ["systemctl", "show", "keep-backup.timer", "--property=NextElapseUSecRealtime", "--value"],
         capture_output=True,
         text=True,
         check=False,
     ).stdout.strip()
-    return out or "the backup timer is not active"
+    return (out, True) if out else ("the backup timer is not active", False)
 
 
 def status(paths: Paths) -> dict[str, Any]:
     last = last_backup(paths.home)
     drilled = drill.last(paths.home)
     usage: dict[str, Any] | str
+    reply: dict[str, Any] | None = None
     try:
         with repository(paths) as repo:
             reply = repo.remote.request_json("GET", Route.USAGE)
         usage = {"bytes": human_bytes(int(reply.get("bytes") or 0)), "objects": reply.get("objects")}
     except (KeepError, OSError) as exc:
         usage = f"unavailable: {exc}"
+    when_next, scheduled = next_backup()
+    try:
+        sources_set = bool(load_config(paths.config).backup.sources)
+    except KeepError:
+        sources_set = False
+    facts = health.Facts(
+        now=time.time(),
+        last_backup=last,
+        last_success=(last or {}).get("last_success"),
+        last_drill=drilled,
+        sources_set=sources_set,
+        timer_active=scheduled,
+        stored_bytes=int(reply.get("bytes") or 0) if reply is not None else None,
+        quota=reply.get("quota") if reply is not None else None,
+    )
     return {
+        "verdict": health.verdict(facts),
         "last": last,
         "last_when": _when(last["time"]) if last else "never",
         "last_added": human_bytes(int(last.get("bytes_added", 0))) if last else "",
         "drill": drilled,
         "drill_when": _when(drilled["time"]) if drilled else "never",
         "usage": usage,
-        "next": next_backup(),
+        "next": when_next,
     }
 
 

@@ -148,3 +148,22 @@ async def test_revoke_is_disabled_with_a_reason_when_nothing_can_be_revoked(
         assert '<button type="submit">Revoke device</button>' in page
     finally:
         await client.close()
+
+
+async def test_status_page_leads_with_the_verdict(device: Device, tmp_path: Path) -> None:
+    device.init()  # no sources set
+    set_password(device.home, PASSWORD)
+    port = free_port()
+    app = create_app(device.home, device.home / "none.toml", {f"127.0.0.1:{port}"})
+    client = TestClient(TestServer(app, host="127.0.0.1", port=port))
+    await client.start_server()
+    try:
+        await log_in(client)
+        page = await (await client.get("/")).text()
+        assert page.index('id="verdict"') < page.index('id="last"')  # first thing on the page
+        assert "Backups: failing" in page
+        assert "verdict-failing" in page
+        assert "no sources are set" in page
+        assert "add [backup] sources to keep.toml" in page
+    finally:
+        await client.close()
