@@ -138,3 +138,17 @@ def write_private(path: Path, data: bytes, sync: bool = False) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def process_alive(pid: int) -> bool:
+    """Whether a process with this id runs on this machine (for records that
+    name the process that wrote them: leases, a running backup)."""
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's live process
+        return True
+    return True

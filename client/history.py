@@ -1,16 +1,22 @@
 """The device's record of its last backup ($KEEP_HOME/last-backup.json),
-written by `keep backup` whatever its outcome and shown by the admin page."""
+written by `keep backup` whatever its outcome, and of the backup running now
+($KEEP_HOME/backup-running.json, rewritten every few seconds while it runs);
+both are shown by the admin page and `keep stats`."""
 
 from __future__ import annotations
 
 import contextlib
 import json
+import os
+import time
 from pathlib import Path
 from typing import Any
 
-from keep.client.device_state import read_record, write_private
+from keep.client.device_state import process_alive, read_record, write_private
 
 LAST_BACKUP = "last-backup.json"
+RUNNING = "backup-running.json"
+RUNNING_STALE = 30  # seconds: a record not rewritten for this long is from a process that died
 
 
 def record_last_backup(home: Path, record: dict[str, Any]) -> None:
@@ -25,3 +31,24 @@ def record_last_backup(home: Path, record: dict[str, Any]) -> None:
 
 def last_backup(home: Path) -> dict[str, Any] | None:
     return read_record(home / LAST_BACKUP)
+
+
+def record_running(home: Path, record: dict[str, Any]) -> None:
+    """What the backup running in this process has done so far."""
+    with contextlib.suppress(OSError):
+        write_private(home / RUNNING, json.dumps({**record, "pid": os.getpid(), "at": time.time()}).encode())
+
+
+def clear_running(home: Path) -> None:
+    with contextlib.suppress(OSError):
+        (home / RUNNING).unlink(missing_ok=True)
+
+
+def running_backup(home: Path, now: float | None = None) -> dict[str, Any] | None:
+    """The running backup's last record, or None if none runs (no record, a
+    stale one, or its process is gone)."""
+    record = read_record(home / RUNNING)
+    if record is None:
+        return None
+    fresh = (now or time.time()) - float(record.get("at", 0)) < RUNNING_STALE
+    return record if fresh and process_alive(int(record.get("pid", 0))) else None

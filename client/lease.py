@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING
 
+from keep.client.device_state import process_alive
 from keep.protocol.api import LOCK_CONFLICTS, Route, route_path
 from keep.protocol.errors import (
     FormatError,
@@ -136,7 +137,7 @@ class HeldLock:
     def stale(self, now: float) -> str | None:
         """Why this lease's holder is certainly gone, or None if it may be alive."""
         r = self.record
-        if r is not None and r.host == socket.gethostname() and not _alive(r.pid):
+        if r is not None and r.host == socket.gethostname() and not process_alive(r.pid):
             return f"process {r.pid} no longer runs on this host"
         if self.silent_for(now) > STALE_AFTER:
             return f"not renewed for {int(self.silent_for(now))} s"
@@ -153,16 +154,6 @@ class HeldLock:
             f"{who}, {'the owner' if self.principal == 'owner' else 'device ' + self.principal[:12]}, "
             f"since {_clock(self.created)}, until {_clock(self.expires)} unless renewed"
         )
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # someone else's live process
-        return True
-    return True
 
 
 def _clock(ts: int) -> str:

@@ -21,7 +21,7 @@ from keep.client.cli.text import human_bytes
 from keep.client.config import load_config
 from keep.client.connection import Endpoint
 from keep.client.device_state import DeviceState
-from keep.client.history import last_backup, record_last_backup
+from keep.client.history import last_backup, record_last_backup, running_backup
 from keep.client.repository import Repository
 from keep.protocol.api import Route, route_path
 from keep.protocol.device_name import open_device_name
@@ -85,7 +85,13 @@ def status(paths: Paths) -> dict[str, Any]:
         stored_bytes=int(reply.get("bytes") or 0) if reply is not None else None,
         quota=reply.get("quota") if reply is not None else None,
     )
+    running = running_backup(paths.home)
+    total = (running or {}).get("bytes_total")
     return {
+        "running": running,
+        "running_since": _when(running["started"]) if running else "",
+        "running_bytes": human_bytes(int(running.get("bytes_done") or 0)) if running else "",
+        "running_total": human_bytes(int(total)) if total else "",
         "verdict": health.verdict(facts),
         "last": last,
         "last_when": _when(last["time"]) if last else "never",

@@ -6,6 +6,7 @@ import os
 import socket
 import threading
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import click
@@ -15,7 +16,7 @@ from keep.client.cli.main import CliContext, cli
 from keep.client.cli.progress import Progress, Reading
 from keep.client.cli.session import UsageError, open_repository
 from keep.client.cli.text import display_path, human_bytes
-from keep.client.history import record_last_backup
+from keep.client.history import clear_running, record_last_backup, record_running
 from keep.client.lease import Lease
 from keep.protocol.compression import LEVEL_MAX, LEVEL_MIN
 from keep.protocol.errors import ExitCode, KeepError
@@ -101,8 +102,11 @@ def backup(
             parent = snapshot_filter.parent(repo.snapshots(), options.host, sources)
             on_file = _print_file if verbose and not ctx.json_output else None
             archiver = Archiver(repo, options, before_snapshot=lease.confirm, on_file=on_file)
-            with _progress(ctx, archiver, sources):
-                result = archiver.run(sources, parent)
+            try:
+                with _progress(ctx, archiver, sources, started):
+                    result = archiver.run(sources, parent)
+            finally:
+                clear_running(ctx.home)
     except KeepError as exc:
         record_last_backup(ctx.home, {"time": started, "result": "failed", "error": str(exc)})
         raise
@@ -144,7 +148,7 @@ def backup(
         raise SystemExit(int(ExitCode.PARTIAL))
 
 
-def _progress(ctx: CliContext, archiver: Archiver, sources: list[bytes]) -> Progress:
+def _progress(ctx: CliContext, archiver: Archiver, sources: list[bytes], started: float) -> Progress:
     """Files and bytes done of the total (counted by a scan beside the
     backup, as restic does), rate, ETA and the file being read."""
     totals = ScanTotals()
@@ -162,7 +166,10 @@ def _progress(ctx: CliContext, archiver: Archiver, sources: list[bytes]) -> Prog
             current=display_path(s.current),
         )
 
-    return Progress(ctx.interactive, "backup", read)
+    def report(r: Reading) -> None:  # for the admin page, terminal or not
+        record_running(ctx.home, {"started": started, **asdict(r)})
+
+    return Progress(ctx.interactive, "backup", read, report)
 
 
 def _print_file(kind: str, path: bytes, size: int) -> None:

@@ -29,10 +29,20 @@ class Reading:
 
 
 class Progress:
-    def __init__(self, enabled: bool, title: str, read: Callable[[], Reading]) -> None:
+    """`enabled`: draw on the terminal. `report`: also hand each reading to
+    this (a backup records it for the admin page), terminal or not."""
+
+    def __init__(
+        self,
+        enabled: bool,
+        title: str,
+        read: Callable[[], Reading],
+        report: Callable[[Reading], None] | None = None,
+    ) -> None:
         self.enabled = enabled
         self.title = title
         self._read = read
+        self._report = report
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._redraw, name="keep-progress", daemon=True)
         self._bar: Any = None
@@ -43,6 +53,7 @@ class Progress:
             self._bar = _rich_progress()
             self._bar.start()
             self._task = self._bar.add_task(self.title, total=None, files="", current="")
+        if self.enabled or self._report is not None:
             self._update()
             self._thread.start()
         return self
@@ -56,6 +67,10 @@ class Progress:
 
     def _update(self) -> None:
         r = self._read()
+        if self._report is not None:
+            self._report(r)
+        if not self.enabled:
+            return
         files = ""
         if r.files_done is not None:
             files = f"{r.files_done:,}" + (f"/{r.files_total:,} files" if r.files_total else " files")
@@ -71,9 +86,10 @@ class Progress:
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        if self.enabled:
+        if self.enabled or self._report is not None:
             self._stop.set()
             self._thread.join()
+        if self.enabled:
             self._bar.stop()  # transient: the line goes, the summary follows
 
 

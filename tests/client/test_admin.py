@@ -4,19 +4,25 @@ checks, cookie flags and headers, and the stylesheet's contrast."""
 
 from __future__ import annotations
 
+import os
+import random
 import re
+import subprocess
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import jinja2
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
+from keep.client.admin import app as admin_app
 from keep.client.admin.app import PATHS, create_app
+from keep.client.admin.data import Paths, status
 from keep.client.admin.security import set_password
 
 from support.servers import free_port
-from tests.client.conftest import Device
+from tests.client.conftest import KEEP, Device
 
 PASSWORD = "admin password 1"
 CSS = Path(__file__).resolve().parents[2] / "client" / "admin" / "static" / "admin.css"
@@ -167,3 +173,51 @@ async def test_status_page_leads_with_the_verdict(device: Device, tmp_path: Path
         assert "add [backup] sources to keep.toml" in page
     finally:
         await client.close()
+
+
+def test_a_running_backup_shows_on_the_status_page(device: Device, tmp_path: Path) -> None:
+    """As the timer or "Back up now" runs it (no terminal): the status page
+    shows files and bytes done and refreshes itself; when the backup ends —
+    or is killed — the running section goes."""
+    src = tmp_path / "src"
+    src.mkdir()
+    rng = random.Random(3)
+    words = [bytes(rng.choices(b"abcdefghijklmnop", k=rng.randint(2, 9))) for _ in range(4000)]
+    device.init()
+    paths = Paths(device.home, device.home / "none.toml")
+    env = {**os.environ, "KEEP_HOME": str(device.home), "KEEP_CONFIG": str(device.home / "none.toml")}
+    for kill in (False, True):
+        for i in range(4):  # new text each round: zstd level 19 takes seconds over it
+            (src / f"{i}.txt").write_bytes(b" ".join(rng.choice(words) for _ in range(2_000_000)))
+        proc = subprocess.Popen(
+            [KEEP, "backup", str(src), "--compression", "19"], env=env, stdout=subprocess.DEVNULL
+        )
+        deadline = time.monotonic() + 60
+        while (running := status(paths)["running"]) is None or not running["bytes_done"]:
+            assert proc.poll() is None, "the backup ended before a running record was seen"
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        assert running["pid"] == proc.pid
+        assert running["bytes_done"] > 0
+        assert str(src) in running["current"]
+        page = render("status.html", s=status(paths))
+        assert '<meta http-equiv="refresh" content="5">' in page  # a plain refresh: no script
+        assert "Backup running" in page
+        assert str(src) in page
+        if kill:
+            proc.kill()
+            proc.wait()
+            assert status(paths)["running"] is None  # a dead process is not "running"
+        else:
+            assert proc.wait(timeout=300) == 0
+            assert status(paths)["running"] is None
+            assert not (device.home / "backup-running.json").exists()
+
+
+def render(template: str, **context: Any) -> str:
+    """A page as the admin app renders it (same templates, autoescaped)."""
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(Path(admin_app.__file__).parent / "templates"),
+        autoescape=jinja2.select_autoescape(default=True),
+    )
+    return env.get_template(template).render(active="status", csrf="", flash="", **context)
