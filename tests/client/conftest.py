@@ -92,6 +92,13 @@ class Device:
     def init(self) -> dict[str, Any]:
         return dict(self.json(*self.init_args()))
 
+    def another(self, home: Path, *extra: str) -> Device:
+        """A second machine of this account, logged in with the password."""
+        other = Device(self.server, home, self.account, self.password_file)
+        pw = ("--password-file", str(self.password_file))
+        other.run("login", "--server", self.server, "--account", self.account, *pw, *extra)
+        return other
+
 
 class Terminal:
     """`keep` on a pseudo-terminal, as an owner at a shell sees it: prompts are

@@ -10,6 +10,7 @@ import re
 import subprocess
 import time
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -122,10 +123,9 @@ def test_every_text_colour_has_enough_contrast() -> None:
         assert contrast(colours[fg], colours[bg]) >= 4.5, (fg, bg)
 
 
-async def test_revoke_is_disabled_with_a_reason_when_nothing_can_be_revoked(
-    device: Device, tmp_path: Path
-) -> None:
-    device.init()
+@asynccontextmanager
+async def admin_of(device: Device) -> AsyncIterator[TestClient[Any, Any]]:
+    """The admin page of `device`, logged in."""
     set_password(device.home, PASSWORD)
     port = free_port()
     app = create_app(device.home, device.home / "none.toml", {f"127.0.0.1:{port}"})
@@ -133,46 +133,35 @@ async def test_revoke_is_disabled_with_a_reason_when_nothing_can_be_revoked(
     await client.start_server()
     try:
         await log_in(client)
-        page = await (await client.get("/devices")).text()
-        assert "Nothing to revoke: this is the account's only device" in page
-        assert re.search(r'<button type="submit" disabled aria-describedby="nothing-to-revoke">', page)
-        other = Device(device.server, tmp_path / "laptop", device.account, device.password_file)
-        other.run(
-            "login",
-            "--server",
-            device.server,
-            "--account",
-            device.account,
-            "--password-file",
-            str(device.password_file),
-            "--device-name",
-            "laptop",
-        )
-        page = await (await client.get("/devices")).text()
-        assert "Nothing to revoke" not in page
-        assert re.search(r'<option value="[0-9a-f-]+">laptop \(', page)
-        assert '<button type="submit">Revoke device</button>' in page
+        yield client
     finally:
         await client.close()
 
 
-async def test_status_page_leads_with_the_verdict(device: Device, tmp_path: Path) -> None:
+async def test_revoke_is_disabled_with_a_reason_when_nothing_can_be_revoked(
+    device: Device, tmp_path: Path
+) -> None:
+    device.init()
+    async with admin_of(device) as client:
+        page = await (await client.get("/devices")).text()
+        assert "Nothing to revoke: this is the account's only device" in page
+        assert re.search(r'<button type="submit" disabled aria-describedby="nothing-to-revoke">', page)
+        device.another(tmp_path / "laptop", "--device-name", "laptop")
+        page = await (await client.get("/devices")).text()
+        assert "Nothing to revoke" not in page
+        assert re.search(r'<option value="[0-9a-f-]+">laptop \(', page)
+        assert '<button type="submit">Revoke device</button>' in page
+
+
+async def test_status_page_leads_with_the_verdict(device: Device) -> None:
     device.init()  # no sources set
-    set_password(device.home, PASSWORD)
-    port = free_port()
-    app = create_app(device.home, device.home / "none.toml", {f"127.0.0.1:{port}"})
-    client = TestClient(TestServer(app, host="127.0.0.1", port=port))
-    await client.start_server()
-    try:
-        await log_in(client)
+    async with admin_of(device) as client:
         page = await (await client.get("/")).text()
         assert page.index('id="verdict"') < page.index('id="last"')  # first thing on the page
         assert "Backups: failing" in page
         assert "verdict-failing" in page
         assert "no sources are set" in page
         assert "add [backup] sources to keep.toml" in page
-    finally:
-        await client.close()
 
 
 def test_a_running_backup_shows_on_the_status_page(device: Device, tmp_path: Path) -> None:

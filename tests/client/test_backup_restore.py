@@ -282,16 +282,7 @@ def test_unchanged_backup_does_not_load_the_index(device: Device, tmp_path: Path
     make_rich_tree(src)
     device.init()
     device.run("backup", str(src))
-    other = Device(device.server, tmp_path / "machine-b", device.account, device.password_file)
-    other.run(
-        "login",
-        "--server",
-        device.server,
-        "--account",
-        device.account,
-        "--password-file",
-        str(device.password_file),
-    )
+    other = device.another(tmp_path / "machine-b")
     first = other.json("backup", str(src))
     assert first["bytes_read"] == 0
     assert (other.home / "cache" / "index").exists()

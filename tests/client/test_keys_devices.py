@@ -267,9 +267,7 @@ def test_revoke_by_name_or_prefix_and_asks_before_revoking_this_device(
         ("g1", "garage"),
         ("g2", "garage"),
     ]:
-        other = Device(device.server, tmp_path / home, device.account, device.password_file)
-        login(other, device, *pw, "--device-name", name)
-        others[home] = other
+        others[home] = device.another(tmp_path / home, "--device-name", name)
     listed = {d["name"]: d["id"] for d in device.json("device", "list")}
 
     device.run("device", "revoke", "kitchen-pi", *pw)  # by name
