@@ -308,3 +308,72 @@ def _zip(repo: Repository, entries: list[tuple[bytes, Node]], out: BinaryIO) -> 
 def _zip_time(mtime_ns: int) -> tuple[int, int, int, int, int, int]:
     t = time.localtime(max(mtime_ns // 10**9, 315532800))  # zip cannot hold times before 1980
     return (max(t.tm_year, 1980), t.tm_mon, t.tm_mday, t.tm_hour, t.tm_min, t.tm_sec)
+
+
+# stats --------------------------------------------------------------------------------
+
+MODES = ("restore-size", "files-by-contents", "raw-data")
+
+
+@dataclass
+class Sizes:
+    mode: str
+    snapshots: int = 0
+    files: int = 0  # restore-size: files restored; files-by-contents: distinct contents
+    bytes: int = 0  # what those files hold; raw-data: the blobs' size before compression
+    blobs: int = 0  # raw-data: distinct blobs (trees and data)
+    stored_bytes: int = 0  # raw-data: the same blobs as stored (compressed, sealed)
+
+
+def sizes(repo: Repository, snapshots: Iterable[SnapshotInfo], mode: str) -> Sizes:
+    """restic's `stats` modes over these snapshots: restore-size (what a
+    restore of each would write, summed), files-by-contents (distinct file
+    contents), raw-data (distinct blobs, raw and as stored). Each tree is read
+    once however many snapshots share it."""
+    out = Sizes(mode)
+    per_tree: dict[bytes, tuple[int, int]] = {}  # restore-size: tree id -> (files, bytes) below it
+    seen_trees: set[bytes] = set()
+    contents: dict[tuple[bytes, ...], int] = {}
+    blobs: set[bytes] = set()
+
+    def restore_size(tree_id: bytes) -> tuple[int, int]:
+        if tree_id not in per_tree:
+            files = size = 0
+            for node in _nodes(repo, tree_id):
+                if node.type is NodeType.FILE:
+                    files, size = files + 1, size + node.size
+                elif node.type is NodeType.DIR and node.subtree is not None:
+                    f, s = restore_size(node.subtree)
+                    files, size = files + f, size + s
+            per_tree[tree_id] = (files, size)
+        return per_tree[tree_id]
+
+    def distinct(tree_id: bytes) -> None:
+        if tree_id in seen_trees:
+            return
+        seen_trees.add(tree_id)
+        blobs.add(tree_id)
+        for node in _nodes(repo, tree_id):
+            if node.type is NodeType.FILE:
+                contents[tuple(node.content)] = node.size
+                blobs.update(node.content)
+            elif node.type is NodeType.DIR and node.subtree is not None:
+                distinct(node.subtree)
+
+    for info in snapshots:
+        out.snapshots += 1
+        if mode == "restore-size":
+            files, size = restore_size(info.snapshot.tree)
+            out.files, out.bytes = out.files + files, out.bytes + size
+        else:
+            distinct(info.snapshot.tree)
+    if mode == "files-by-contents":
+        out.files, out.bytes = len(contents), sum(contents.values())
+    elif mode == "raw-data":
+        out.blobs = len(blobs)
+        for blob in blobs:
+            loc = repo.locate(blob)
+            if loc is not None:
+                out.bytes += loc.entry.raw_length
+                out.stored_bytes += loc.entry.length
+    return out

@@ -6,7 +6,7 @@ import os
 import stat
 
 import click
-from keep.client import snapshot_filter
+from keep.client import explore, snapshot_filter
 from keep.client.cli.main import CliContext, cli
 from keep.client.cli.session import open_repository, pick_snapshot, snapshot_filter_options
 from keep.client.cli.text import display_path, human_bytes, local_time, rfc3339
@@ -96,9 +96,24 @@ def ls(
 
 
 @cli.command()
+@click.argument("snapshot_refs", nargs=-1, metavar="[SNAPSHOT]...")
+@click.option("--mode", type=click.Choice(explore.MODES), help="Sizes of snapshots (restic's modes).")
+@snapshot_filter_options
 @click.pass_obj
-def stats(ctx: CliContext) -> None:
-    """Repository usage, the latest snapshot, this device's last backup and drill."""
+def stats(
+    ctx: CliContext,
+    snapshot_refs: tuple[str, ...],
+    mode: str | None,
+    host_filter: tuple[str, ...],
+    path_filter: tuple[str, ...],
+    tag_filter: tuple[str, ...],
+) -> None:
+    """Repository usage, the latest snapshot, this device's last backup and
+    drill; with --mode or SNAPSHOTs, their sizes: restore-size (default),
+    files-by-contents or raw-data."""
+    if mode or snapshot_refs:
+        _sizes(ctx, snapshot_refs, mode or "restore-size", host_filter, path_filter, tag_filter)
+        return
     with open_repository(ctx) as (state, repo):
         usage = repo.remote.request_json("GET", Route.USAGE)
         snaps = repo.snapshots()
@@ -144,3 +159,27 @@ def stats(ctx: CliContext) -> None:
         )
     )
     ctx.emit(human, data)
+
+
+def _sizes(
+    ctx: CliContext,
+    refs: tuple[str, ...],
+    mode: str,
+    hosts: tuple[str, ...],
+    paths: tuple[str, ...],
+    tags: tuple[str, ...],
+) -> None:
+    with open_repository(ctx) as (_, repo):
+        repo.load_index()
+        if refs:
+            chosen = [pick_snapshot(ctx, repo, ref, hosts, paths, tags) for ref in refs]
+        else:
+            chosen = snapshot_filter.given(hosts, paths, tags).select(repo.snapshots())
+        sized = explore.sizes(repo, chosen, mode)
+    what = {
+        "restore-size": f"{sized.files:,} files, {human_bytes(sized.bytes)} restored",
+        "files-by-contents": f"{sized.files:,} distinct file contents, {human_bytes(sized.bytes)}",
+        "raw-data": f"{sized.blobs:,} distinct blobs: {human_bytes(sized.bytes)} of data, "
+        f"{human_bytes(sized.stored_bytes)} as stored",
+    }[mode]
+    ctx.emit(f"{mode} of {sized.snapshots} snapshot(s): {what}", vars(sized))

@@ -144,3 +144,25 @@ def test_dump_a_file_and_a_directory_as_tar_and_zip(
     missing = device.run("dump", "latest", str(src / "nope"), check=False)
     assert missing.returncode == 1
     assert "holds nothing at" in missing.stderr
+
+
+def test_stats_modes(backed_up: tuple[Device, Path, list[str]]) -> None:
+    device, src, (first, second) = backed_up
+    files = [p for p in src.rglob("*") if p.is_file() and not p.is_symlink()]
+    restore = device.json("stats", "latest", "--mode", "restore-size")
+    assert restore["files"] == len(files)  # hard-a and hard-b count as two, as a restore writes both
+    assert restore["bytes"] == sum(p.stat().st_size for p in files)
+    both = device.json("stats", first, second, "--mode", "restore-size")
+    assert both["snapshots"] == 2
+    assert both["files"] > restore["files"]
+    by_contents = device.json("stats", "--mode", "files-by-contents")
+    assert by_contents["snapshots"] == 2
+    assert by_contents["files"] < both["files"]  # unchanged files count once; hardlinks and empty files share
+    raw = device.json("stats", "--mode", "raw-data")
+    assert raw["blobs"] > 0
+    one, other = (device.json("stats", s, "--mode", "raw-data") for s in (first, second))
+    assert raw["blobs"] < one["blobs"] + other["blobs"]  # what both snapshots hold counts once
+    assert max(one["bytes"], other["bytes"]) <= raw["bytes"] < one["bytes"] + other["bytes"]
+    assert raw["stored_bytes"] > 0
+    text = device.run("stats", "latest").stdout
+    assert text.startswith("restore-size of 1 snapshot(s):")
