@@ -176,6 +176,31 @@ class _PendingDir:
 _Pending = Node | _PendingFile | _PendingDir
 
 
+def _unchanged(prev: Node | None, st: os.stat_result) -> bool:
+    """A file whose size, mtime, ctime and inode equal its node in the
+    parent snapshot: not read again (its node is reused)."""
+    return (
+        prev is not None
+        and prev.type is NodeType.FILE
+        and prev.size == st.st_size
+        and prev.mtime_ns == st.st_mtime_ns
+        and prev.ctime_ns == st.st_ctime_ns
+        and prev.inode == st.st_ino
+    )
+
+
+@dataclass
+class BackupPreview:
+    """`Archiver.preview`: what a backup would read (`keep backup --dry-run`)."""
+
+    files_new: int = 0
+    files_changed: int = 0
+    files_unchanged: int = 0
+    bytes_new: int = 0
+    bytes_changed: int = 0
+    bytes_unchanged: int = 0
+
+
 def _subtree_id(prev: Node | None) -> bytes | None:
     return prev.subtree if prev is not None and prev.type is NodeType.DIR else None
 
@@ -367,6 +392,56 @@ class Archiver:
                 if not self._too_large(st):
                     self._scan(entry.path, st, dev, totals)
 
+    def preview(self, sources: list[bytes], parent: tuple[str, Snapshot] | None) -> BackupPreview:
+        """What `run` would read and what it would skip as unchanged, by the
+        same rules, without reading a file or storing anything (new and
+        changed files are reported to `on_file`)."""
+        out = BackupPreview()
+        try:
+            root = Tree.from_bytes(self.repo.read_tree_bytes(parent[1].tree)) if parent else None
+            for top in sorted({os.path.abspath(s) for s in sources}):
+                prev = _node_at(self.repo, root, top)
+                with contextlib.suppress(OSError):
+                    st = os.lstat(top)
+                    self._preview(top, st, prev, st.st_dev, out)
+        finally:
+            self.pipeline.close()  # never used: nothing is read
+        return out
+
+    def _preview(
+        self, path: bytes, st: os.stat_result, prev: Node | None, dev: int, out: BackupPreview
+    ) -> None:
+        if stat.S_ISREG(st.st_mode) and not self._too_large(st):
+            if _unchanged(prev, st):
+                out.files_unchanged, out.bytes_unchanged = (
+                    out.files_unchanged + 1,
+                    out.bytes_unchanged + st.st_size,
+                )
+                return
+            kind = "new" if prev is None or prev.type is not NodeType.FILE else "changed"
+            if kind == "new":
+                out.files_new, out.bytes_new = out.files_new + 1, out.bytes_new + st.st_size
+            else:
+                out.files_changed, out.bytes_changed = out.files_changed + 1, out.bytes_changed + st.st_size
+            if self._on_file is not None:
+                self._on_file(kind, path, st.st_size)
+            return
+        if not stat.S_ISDIR(st.st_mode) or (self.options.one_file_system and st.st_dev != dev):
+            return
+        try:
+            with os.scandir(path) as it:
+                entries = sorted(it, key=lambda e: e.name)
+        except OSError:
+            return
+        parent = self._load_parent_subtree(prev)
+        before = {n.name: n for n in parent.nodes} if parent else {}
+        kept = self._kept_only(path)
+        for entry in entries:
+            if self._excluded(entry.path, entry.name) or (kept is not None and entry.name != kept):
+                continue
+            with contextlib.suppress(OSError):
+                self._preview(entry.path, entry.stat(follow_symlinks=False), before.get(entry.name), dev, out)
+
     # Tree building -------------------------------------------------------------
     def _root_nodes(self, paths: list[bytes], parent_root: Tree | None) -> list[_Pending]:
         """The root tree: the sources' full paths as nested directories."""
@@ -520,14 +595,7 @@ class Archiver:
         self, path: bytes, name: bytes, st: os.stat_result, prev: Node | None
     ) -> Node | _PendingFile | None:
         self.stats.bytes_total += st.st_size
-        if (
-            prev is not None
-            and prev.type is NodeType.FILE
-            and prev.size == st.st_size
-            and prev.mtime_ns == st.st_mtime_ns
-            and prev.ctime_ns == st.st_ctime_ns
-            and prev.inode == st.st_ino
-        ):
+        if _unchanged(prev, st):
             # The parent snapshot was written only after all its blobs were
             # indexed, and it cannot be forgotten while this backup holds its
             # shared lease, so prune keeps its blobs (docs/engine.md "Prune").
@@ -639,4 +707,18 @@ class Archiver:
             self._progress(self.stats)
 
 
-__all__ = ["Archiver", "BackupOptions", "BackupResult"]
+def _node_at(repo: Repository, root: Tree | None, path: bytes) -> Node | None:
+    """The parent snapshot's node at absolute `path`, if it has one."""
+    node = None
+    tree = root
+    for part in [p for p in path.split(b"/") if p]:
+        if tree is None:
+            return None
+        node = next((n for n in tree.nodes if n.name == part), None)
+        if node is None:
+            return None
+        tree = Tree.from_bytes(repo.read_tree_bytes(node.subtree)) if node.subtree is not None else None
+    return node
+
+
+__all__ = ["Archiver", "BackupOptions", "BackupPreview", "BackupResult"]

@@ -54,6 +54,7 @@ from keep.protocol.errors import ExitCode, KeepError
     help="zstd level of file data (default: [backup] compression, else 1).",
 )
 @click.option("--host", default=None, help="Host name recorded in the snapshot.")
+@click.option("--dry-run", is_flag=True, help="Only say what would be read and what skipped; store nothing.")
 @click.pass_obj
 def backup(
     ctx: CliContext,
@@ -71,6 +72,7 @@ def backup(
     tags: tuple[str, ...],
     compression: int | None,
     host: str | None,
+    dry_run: bool,
 ) -> None:
     """Back up PATHS. Exits 3 when some files could not be read."""
     config = ctx.config.backup
@@ -96,6 +98,9 @@ def backup(
         host=host or socket.gethostname(),
         compression=config.compression if compression is None else compression,
     )
+    if dry_run:
+        _preview(ctx, options, sources, verbose)
+        return
     started = time.time()
     try:
         with open_repository(ctx) as (_, repo), Lease(repo) as lease:
@@ -198,3 +203,18 @@ def parse_size(text: str) -> int:
         return int(float(number) * _UNITS[unit])
     except (ValueError, KeyError):
         raise UsageError(f"{text!r} is not a size (like 500M or 2G)") from None
+
+
+def _preview(ctx: CliContext, options: BackupOptions, sources: list[bytes], verbose: bool) -> None:
+    """--dry-run: the same walk and the same rules, nothing read or stored."""
+    with open_repository(ctx) as (_, repo):
+        parent = snapshot_filter.parent(repo.snapshots(), options.host, sources)
+        on_file = _print_file if verbose and not ctx.json_output else None
+        p = Archiver(repo, options, on_file=on_file).preview(sources, parent)
+    ctx.emit(
+        f"would read {p.files_new} new files ({human_bytes(p.bytes_new)}) and {p.files_changed} changed "
+        f"({human_bytes(p.bytes_changed)}), and skip {p.files_unchanged} unchanged "
+        f"({human_bytes(p.bytes_unchanged)}); at most {human_bytes(p.bytes_new + p.bytes_changed)} "
+        "would be added (less after deduplication and compression); nothing was stored",
+        {"dry_run": True, "parent": parent[0] if parent else None, **asdict(p)},
+    )

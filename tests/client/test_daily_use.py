@@ -238,3 +238,29 @@ def test_restore_globs_excludes_and_dry_run(device: Device, tmp_path: Path) -> N
     result = device.run("restore", "latest", "--target", str(out), "--include", "*.nothing", check=False)
     assert result.returncode == 1
     assert "matches *.nothing" in result.stderr
+
+
+def test_backup_dry_run_says_what_would_be_read_and_stores_nothing(device: Device, tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    (src / "sub").mkdir(parents=True)
+    (src / "a.txt").write_text("a\n" * 100)
+    (src / "sub" / "b.bin").write_bytes(os.urandom(10_000))
+    (src / "skip.tmp").write_text("excluded\n")
+    device.init()
+    first = device.json("backup", str(src), "--dry-run", "--exclude", "*.tmp")
+    assert (first["files_new"], first["bytes_new"], first["files_unchanged"]) == (2, 200 + 10_000, 0)
+    assert first["parent"] is None
+    assert device.json("snapshots") == []  # nothing stored
+    device.run("backup", str(src), "--exclude", "*.tmp")
+    (src / "a.txt").write_text("changed\n")
+    (src / "new.txt").write_text("new\n")
+    result = device.run("backup", str(src), "--dry-run", "--exclude", "*.tmp", "-v")
+    assert f"changed  {src / 'a.txt'} (8 B)" in result.stdout
+    assert f"new      {src / 'new.txt'} (4 B)" in result.stdout
+    second = device.json("backup", str(src), "--dry-run", "--exclude", "*.tmp")
+    assert (second["files_new"], second["files_changed"], second["files_unchanged"]) == (1, 1, 1)
+    assert second["bytes_unchanged"] == 10_000
+    assert len(device.json("snapshots")) == 1
+    # what a real backup then does agrees
+    real = device.json("backup", str(src), "--exclude", "*.tmp")
+    assert (real["files_new"], real["files_changed"], real["files_unchanged"]) == (1, 1, 1)
