@@ -25,6 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cache
 
+from keep.client import explore
 from keep.client.chunk_pipeline import ChunkPipeline, ChunkResult, DeliveryError, ReadBuffer
 from keep.client.packer import Packer
 from keep.client.path_warning import PathWarning
@@ -61,15 +62,6 @@ class BackupStats:
     bytes_done: int = 0  # read so far, plus the size of unchanged files (progress)
     current: bytes = b""  # the file being read (progress)
     started: float = field(default_factory=time.monotonic)
-
-
-@dataclass
-class ScanTotals:
-    """What a backup will visit, counted beside it for progress totals."""
-
-    files: int = 0
-    bytes: int = 0
-    done: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,6 +191,15 @@ class BackupPreview:
     bytes_new: int = 0
     bytes_changed: int = 0
     bytes_unchanged: int = 0
+    complete: bool = False  # the walk has ended (a scan beside a backup: its totals are final)
+
+    @property
+    def files(self) -> int:
+        return self.files_new + self.files_changed + self.files_unchanged
+
+    @property
+    def bytes(self) -> int:
+        return self.bytes_new + self.bytes_changed + self.bytes_unchanged
 
 
 def _subtree_id(prev: Node | None) -> bytes | None:
@@ -361,36 +362,11 @@ class Archiver:
             seconds,
         )
 
-    def scan(self, sources: list[bytes], totals: ScanTotals) -> None:
+    def scan(self, sources: list[bytes], into: BackupPreview) -> None:
         """Count the files and bytes `run` will visit (same excludes, caches
-        and file-system rules) into `totals`, for progress; meant to run on
-        its own thread beside `run`, as restic's scanner does."""
-        for top in sorted({os.path.abspath(s) for s in sources}):
-            with contextlib.suppress(OSError):
-                st = os.lstat(top)
-                self._scan(top, st, st.st_dev, totals)
-        totals.done = True
-
-    def _scan(self, path: bytes, st: os.stat_result, dev: int, totals: ScanTotals) -> None:
-        if stat.S_ISREG(st.st_mode):
-            totals.files += 1
-            totals.bytes += st.st_size
-            return
-        if not stat.S_ISDIR(st.st_mode) or (self.options.one_file_system and st.st_dev != dev):
-            return
-        try:
-            with os.scandir(path) as it:
-                entries = list(it)
-        except OSError:
-            return
-        kept = self._kept_only(path)
-        for entry in entries:
-            if self._excluded(entry.path, entry.name) or (kept is not None and entry.name != kept):
-                continue
-            with contextlib.suppress(OSError):
-                st = entry.stat(follow_symlinks=False)
-                if not self._too_large(st):
-                    self._scan(entry.path, st, dev, totals)
+        and file-system rules) into `into`, for progress; meant to run on its
+        own thread beside `run`, as restic's scanner does."""
+        self._survey(sources, None, into, None)
 
     def preview(self, sources: list[bytes], parent: tuple[str, Snapshot] | None) -> BackupPreview:
         """What `run` would read and what it would skip as unchanged, by the
@@ -398,33 +374,46 @@ class Archiver:
         changed files are reported to `on_file`)."""
         out = BackupPreview()
         try:
-            root = Tree.from_bytes(self.repo.read_tree_bytes(parent[1].tree)) if parent else None
-            for top in sorted({os.path.abspath(s) for s in sources}):
-                prev = _node_at(self.repo, root, top)
-                with contextlib.suppress(OSError):
-                    st = os.lstat(top)
-                    self._preview(top, st, prev, st.st_dev, out)
+            self._survey(sources, parent, out, self._on_file)
         finally:
             self.pipeline.close()  # never used: nothing is read
         return out
 
-    def _preview(
-        self, path: bytes, st: os.stat_result, prev: Node | None, dev: int, out: BackupPreview
+    def _survey(
+        self,
+        sources: list[bytes],
+        parent: tuple[str, Snapshot] | None,
+        out: BackupPreview,
+        report: Callable[[str, bytes, int], None] | None,
+    ) -> None:
+        for top in sorted({os.path.abspath(s) for s in sources}):
+            prev = explore.node_at(self.repo, parent[1].tree, top) if parent else None
+            with contextlib.suppress(OSError):
+                st = os.lstat(top)
+                self._survey_entry(top, st, prev, st.st_dev, out, report)
+        out.complete = True
+
+    def _survey_entry(
+        self,
+        path: bytes,
+        st: os.stat_result,
+        prev: Node | None,
+        dev: int,
+        out: BackupPreview,
+        report: Callable[[str, bytes, int], None] | None,
     ) -> None:
         if stat.S_ISREG(st.st_mode) and not self._too_large(st):
+            size = st.st_size
             if _unchanged(prev, st):
-                out.files_unchanged, out.bytes_unchanged = (
-                    out.files_unchanged + 1,
-                    out.bytes_unchanged + st.st_size,
-                )
+                out.files_unchanged, out.bytes_unchanged = out.files_unchanged + 1, out.bytes_unchanged + size
                 return
             kind = "new" if prev is None or prev.type is not NodeType.FILE else "changed"
             if kind == "new":
-                out.files_new, out.bytes_new = out.files_new + 1, out.bytes_new + st.st_size
+                out.files_new, out.bytes_new = out.files_new + 1, out.bytes_new + size
             else:
-                out.files_changed, out.bytes_changed = out.files_changed + 1, out.bytes_changed + st.st_size
-            if self._on_file is not None:
-                self._on_file(kind, path, st.st_size)
+                out.files_changed, out.bytes_changed = out.files_changed + 1, out.bytes_changed + size
+            if report is not None:
+                report(kind, path, size)
             return
         if not stat.S_ISDIR(st.st_mode) or (self.options.one_file_system and st.st_dev != dev):
             return
@@ -440,7 +429,8 @@ class Archiver:
             if self._excluded(entry.path, entry.name) or (kept is not None and entry.name != kept):
                 continue
             with contextlib.suppress(OSError):
-                self._preview(entry.path, entry.stat(follow_symlinks=False), before.get(entry.name), dev, out)
+                child = entry.stat(follow_symlinks=False)
+                self._survey_entry(entry.path, child, before.get(entry.name), dev, out, report)
 
     # Tree building -------------------------------------------------------------
     def _root_nodes(self, paths: list[bytes], parent_root: Tree | None) -> list[_Pending]:
@@ -705,20 +695,6 @@ class Archiver:
         if now - self._last_progress >= 0.2:
             self._last_progress = now
             self._progress(self.stats)
-
-
-def _node_at(repo: Repository, root: Tree | None, path: bytes) -> Node | None:
-    """The parent snapshot's node at absolute `path`, if it has one."""
-    node = None
-    tree = root
-    for part in [p for p in path.split(b"/") if p]:
-        if tree is None:
-            return None
-        node = next((n for n in tree.nodes if n.name == part), None)
-        if node is None:
-            return None
-        tree = Tree.from_bytes(repo.read_tree_bytes(node.subtree)) if node.subtree is not None else None
-    return node
 
 
 __all__ = ["Archiver", "BackupOptions", "BackupPreview", "BackupResult"]

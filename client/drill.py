@@ -29,8 +29,9 @@ from pathlib import Path
 from typing import Any
 
 from keep.client.device_state import read_record, write_private
+from keep.client.explore import walk
 from keep.client.repository import Repository, SnapshotInfo
-from keep.client.restorer import Restorer, compare_file, walk
+from keep.client.restorer import Restorer, compare_file
 from keep.protocol.tree import Node, NodeType
 
 DRILL_FILE = "drill.json"

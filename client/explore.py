@@ -29,17 +29,34 @@ from keep.protocol.tree import Node, NodeType, Tree
 Match = Callable[[bytes, Node], bool]
 
 
-def name_matcher(pattern: str, ignore_case: bool = False) -> Match:
-    """restic's rule: a pattern without "/" is matched against names, one
-    with "/" against the whole path (shell globs: *, ?, [...])."""
-    raw = os.fsencode(pattern.lower() if ignore_case else pattern)
+def path_matcher(pattern: str | bytes, ignore_case: bool = False) -> Callable[[bytes], bool]:
+    """restic's rule, on an absolute path: a pattern without "/" is matched
+    against its last name, one with "/" against the whole path (shell globs:
+    *, ?, [...])."""
+    raw = os.fsencode(pattern)
+    raw = raw.lower() if ignore_case else raw
     whole_path = b"/" in raw
 
-    def match(path: bytes, node: Node) -> bool:
-        subject = path if whole_path else node.name
+    def match(path: bytes) -> bool:
+        subject = path if whole_path else path.rsplit(b"/", 1)[-1]
         return fnmatch.fnmatchcase(subject.lower() if ignore_case else subject, raw)
 
     return match
+
+
+def name_matcher(pattern: str, ignore_case: bool = False) -> Match:
+    """`path_matcher` for `find`'s (path, node) pairs."""
+    match = path_matcher(pattern, ignore_case)
+    return lambda path, node: match(path)
+
+
+def walk(repo: Repository, tree_id: bytes, prefix: bytes = b"") -> Iterator[tuple[bytes, Node]]:
+    """Every (path, node) below a tree, depth first."""
+    for node in _nodes(repo, tree_id):
+        path = prefix + b"/" + node.name
+        yield path, node
+        if node.type is NodeType.DIR and node.subtree is not None:
+            yield from walk(repo, node.subtree, path)
 
 
 # find ---------------------------------------------------------------------------------
@@ -228,18 +245,10 @@ def dump_tree(repo: Repository, root: bytes, path: bytes, out: BinaryIO, archive
     if node is None or node.type is not NodeType.DIR:
         raise NotFoundError(f"{os.fsdecode(path)} is not a directory in this snapshot")
     base = os.path.basename(path.rstrip(b"/")) or b"root"
-    entries = [(base, node), *_walk(repo, node.subtree, base)]
+    entries = [(base, node), *(walk(repo, node.subtree, base) if node.subtree is not None else ())]
     if archive == "zip":
         return _zip(repo, entries, out)
     return _tar(repo, entries, out)
-
-
-def _walk(repo: Repository, tree_id: bytes | None, prefix: bytes) -> Iterator[tuple[bytes, Node]]:
-    for node in _nodes(repo, tree_id):
-        path = prefix + b"/" + node.name
-        yield path, node
-        if node.type is NodeType.DIR:
-            yield from _walk(repo, node.subtree, path)
 
 
 _TAR_TYPES = {

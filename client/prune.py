@@ -126,9 +126,10 @@ class Pruner:
         # Leases first, then snapshots: a backup whose lease is not in this
         # list either ended before it (its snapshot is listed below) or began
         # after it (it saw the condemned packs as condemned).
-        leases = self._other_leases()
+        every = self._leases()
+        leases = self._other_leases(every)
         if not self.dry_run:
-            self._delete_old_locks()
+            self._delete_old_locks(every)
         snapshots = repo.snapshots()
         r.phase = "finding what the snapshots use"
         live = live_blobs(repo, snapshots)
@@ -186,15 +187,18 @@ class Pruner:
         return r
 
     # Leases ------------------------------------------------------------------
-    def _other_leases(self) -> list[dict[str, object]]:
-        reply = self.repo.remote.request_json("GET", Route.LOCKS)
-        return [lk for lk in reply.get("locks", []) if lk.get("id") != self.lease.lease_id]
+    def _leases(self) -> list[dict[str, object]]:
+        return list(self.repo.remote.request_json("GET", Route.LOCKS).get("locks", []))
 
-    def _delete_old_locks(self) -> None:
+    def _other_leases(self, every: list[dict[str, object]] | None = None) -> list[dict[str, object]]:
+        """The leases but this prune's own (`every`: as listed already)."""
+        listed = self._leases() if every is None else every
+        return [lk for lk in listed if lk.get("id") != self.lease.lease_id]
+
+    def _delete_old_locks(self, leases: list[dict[str, object]]) -> None:
         """LOCK objects (who held a lease) that no live lease names. Devices
         cannot delete, so each backup leaves one; one younger than the longest
         lease may belong to a lease being taken right now, and stays."""
-        leases = self.repo.remote.request_json("GET", Route.LOCKS).get("locks", [])  # this prune's too
         named = {str(lk.get("holder")) for lk in leases}
         before = self.lease.created - LOCK_TTL_MAX
         for obj in self.repo.remote.list_objects("lock"):

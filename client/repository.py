@@ -413,13 +413,16 @@ class Repository:
 
     def find_snapshot(self, ref: str, candidates: Iterable[SnapshotInfo] | None = None) -> SnapshotInfo:
         snaps = list(candidates if candidates is not None else self.snapshots())
-        if not snaps:
-            raise NotFoundError("the repository has no snapshots yet")
-        if ref == "latest":
-            return snaps[-1]
-        matches = [s for s in snaps if s.id.startswith(ref.lower())]
-        if len(matches) != 1:
-            raise NotFoundError(
-                f"no snapshot matches {ref!r}" if not matches else f"{ref!r} matches several snapshots"
-            )
-        return matches[0]
+        return snaps[-1] if ref == "latest" and snaps else snapshot_by_id(ref, snaps)
+
+
+def snapshot_by_id(ref: str, snapshots: list[SnapshotInfo]) -> SnapshotInfo:
+    """The one snapshot whose id starts with `ref`."""
+    if not snapshots:
+        raise NotFoundError("the repository has no snapshots yet")
+    matches = [s for s in snapshots if s.id.startswith(ref.lower())]
+    if len(matches) != 1:
+        raise NotFoundError(
+            f"no snapshot matches {ref!r}" if not matches else f"{ref!r} matches several snapshots"
+        )
+    return matches[0]

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import fnmatch
 import os
 import secrets
 import stat
@@ -38,6 +37,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
+from keep.client.explore import path_matcher
 from keep.client.path_warning import PathWarning
 from keep.client.repository import Repository
 from keep.client.restore_plan import BlobFetch, RangeFetch, plan
@@ -212,7 +212,7 @@ class Restorer:
         self.repo = repo
         self.target = os.path.abspath(target)
         self.includes = {b"/" + i.strip(b"/") for i in includes}
-        self.excludes = excludes  # globs: without "/" on names, with "/" on whole paths
+        self._excludes = [path_matcher(e) for e in excludes]  # without "/" on names, with on paths
         self._include_parents = {p for i in self.includes for p in _parents(i)}
         self.threads = threads or FETCH_THREADS
         self.stats = RestoreStats()
@@ -244,17 +244,13 @@ class Restorer:
         or a directory above it is included; directories above an included
         path are entered without being restored themselves."""
         absolute = b"/" + path
-        if self.excludes and self._excluded(absolute):
+        if any(excluded(absolute) for excluded in self._excludes):
             return False, False  # the entry and everything below it
         if not self.includes or b"/" in self.includes:
             return True, True
         if absolute in self.includes or any(p in self.includes for p in _parents(absolute)):
             return True, True
         return False, absolute in self._include_parents
-
-    def _excluded(self, absolute: bytes) -> bool:
-        name = absolute.rsplit(b"/", 1)[-1]
-        return any(fnmatch.fnmatchcase(absolute if b"/" in p else name, p) for p in self.excludes)
 
     def preview(self, root_tree: bytes) -> Preview:
         """What `run` would do, without touching the target: the entries it
@@ -933,12 +929,3 @@ def content_ids(fd: int, keys: RepositoryKeys) -> tuple[bytes, ...]:
         pos += n
     # A backup stores an empty file as one empty blob (the chunker cuts none).
     return tuple(ids) or (blob_id(keys.id, b""),)
-
-
-def walk(repo: Repository, tree_id: bytes, prefix: bytes = b"") -> Iterator[tuple[bytes, Node]]:
-    """Every (path, node) of a snapshot, depth first."""
-    for node in Tree.from_bytes(repo.read_tree_bytes(tree_id)).nodes:
-        path = prefix + b"/" + node.name
-        yield path, node
-        if node.type is NodeType.DIR and node.subtree is not None:
-            yield from walk(repo, node.subtree, path)

@@ -16,7 +16,7 @@ import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from keep.client.repository import SnapshotInfo
+from keep.client.repository import SnapshotInfo, snapshot_by_id
 from keep.protocol.errors import NotFoundError
 from keep.protocol.snapshot import Snapshot
 
@@ -73,15 +73,8 @@ def resolve(
 ) -> tuple[SnapshotInfo, str | None]:
     """The snapshot `ref` (an id prefix, or `latest`) names among `snapshots`,
     and a note for the owner when `latest` fell back to any snapshot."""
-    if not snapshots:
-        raise NotFoundError("the repository has no snapshots yet")
-    if ref != "latest":
-        matches = [s for s in snapshots if s.id.startswith(ref.lower())]
-        if len(matches) != 1:
-            raise NotFoundError(
-                f"no snapshot matches {ref!r}" if not matches else f"{ref!r} matches several snapshots"
-            )
-        return matches[0], None
+    if not snapshots or ref != "latest":
+        return snapshot_by_id(ref, list(snapshots)), None
     if chosen:
         selected = chosen.select(snapshots)
         if not selected:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from keep.client import drill, phonehome
+from keep.client import drill, explore, phonehome
 from keep.client.account import owner_login
 from keep.client.admin import health
 from keep.client.cli.text import human_bytes
@@ -216,16 +216,12 @@ def snapshots(paths: Paths) -> list[dict[str, Any]]:
 def _node_at(repo: Repository, tree_id: bytes, path: str) -> tuple[Node | None, bytes]:
     """The node at `path` ("/a/b") below the root tree, and the tree to list
     (the root for "/")."""
-    node: Node | None = None
-    current = tree_id
-    for part in [p for p in path.split("/") if p]:
-        tree = Tree.from_bytes(repo.read_tree_bytes(current))
-        node = next((n for n in tree.nodes if n.name == os.fsencode(part)), None)
-        if node is None:
-            raise NotFoundError(f"no {path!r} in this snapshot")
-        if node.type is NodeType.DIR and node.subtree is not None:
-            current = node.subtree
-    return node, current
+    if not path.strip("/"):
+        return None, tree_id
+    node = explore.node_at(repo, tree_id, os.fsencode(path))
+    if node is None:
+        raise NotFoundError(f"no {path!r} in this snapshot")
+    return node, node.subtree if node.type is NodeType.DIR and node.subtree is not None else tree_id
 
 
 def browse(paths: Paths, snapshot_id: str, path: str) -> dict[str, Any]:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import click
 from keep.client import snapshot_filter
-from keep.client.archiver import Archiver, BackupOptions, ScanTotals
+from keep.client.archiver import Archiver, BackupOptions, BackupPreview
 from keep.client.cli.main import CliContext, cli
 from keep.client.cli.progress import Progress, Reading
 from keep.client.cli.session import UsageError, open_repository
@@ -156,13 +156,13 @@ def backup(
 def _progress(ctx: CliContext, archiver: Archiver, sources: list[bytes], started: float) -> Progress:
     """Files and bytes done of the total (counted by a scan beside the
     backup, as restic does), rate, ETA and the file being read."""
-    totals = ScanTotals()
+    totals = BackupPreview()  # a scan beside the backup: no parent, so every file counts
     if ctx.interactive:
         threading.Thread(target=archiver.scan, args=(sources, totals), name="keep-scan", daemon=True).start()
 
     def read() -> Reading:
         s = archiver.stats
-        known = totals.done
+        known = totals.complete
         return Reading(
             bytes_done=s.bytes_done,
             bytes_total=max(totals.bytes, s.bytes_done) if known else None,

@@ -74,10 +74,11 @@ def find(
         return in_time and by_name(path, node)
 
     with open_repository(ctx) as (_, repo):
-        snaps = snapshot_filter.given(host_filter, path_filter, tag_filter).select(repo.snapshots())
+        listed = repo.snapshots()
+        snaps = snapshot_filter.given(host_filter, path_filter, tag_filter).select(listed)
         if snapshot_refs:
-            named = {pick_snapshot(ctx, repo, ref).id for ref in snapshot_refs}
-            snaps = [s for s in repo.snapshots() if s.id in named]
+            named = {pick_snapshot(ctx, repo, ref, listed=listed).id for ref in snapshot_refs}
+            snaps = [s for s in listed if s.id in named]
         found = list(explore.find(repo, snaps, match))
     if not found:
         raise NotFoundError(f"nothing matches {pattern!r} in {len(snaps)} snapshot(s)")
@@ -120,7 +121,8 @@ def diff(ctx: CliContext, first: str, second: str, path: str | None, metadata: b
     (with --metadata), and the bytes of data added and removed."""
     with open_repository(ctx) as (_, repo):
         repo.load_index()
-        a, b = pick_snapshot(ctx, repo, first), pick_snapshot(ctx, repo, second)
+        listed = repo.snapshots()
+        a, b = (pick_snapshot(ctx, repo, ref, listed=listed) for ref in (first, second))
         where = os.fsencode(path) if path else b""
         if where and all(explore.node_at(repo, s.snapshot.tree, where) is None for s in (a, b)):
             raise NotFoundError(f"neither snapshot holds {path}")

@@ -11,8 +11,8 @@ from keep.client.cli.main import CliContext, cli
 from keep.client.cli.session import open_repository, pick_snapshot, snapshot_filter_options
 from keep.client.cli.text import display_path, human_bytes, local_time, rfc3339
 from keep.client.drill import last as last_drill
+from keep.client.explore import walk
 from keep.client.history import last_backup
-from keep.client.restorer import walk
 from keep.protocol.api import Route
 from keep.protocol.errors import NotFoundError
 from keep.protocol.tree import NodeType
@@ -171,10 +171,11 @@ def _sizes(
 ) -> None:
     with open_repository(ctx) as (_, repo):
         repo.load_index()
+        listed = repo.snapshots()
         if refs:
-            chosen = [pick_snapshot(ctx, repo, ref, hosts, paths, tags) for ref in refs]
+            chosen = [pick_snapshot(ctx, repo, ref, hosts, paths, tags, listed) for ref in refs]
         else:
-            chosen = snapshot_filter.given(hosts, paths, tags).select(repo.snapshots())
+            chosen = snapshot_filter.given(hosts, paths, tags).select(listed)
         sized = explore.sizes(repo, chosen, mode)
     what = {
         "restore-size": f"{sized.files:,} files, {human_bytes(sized.bytes)} restored",

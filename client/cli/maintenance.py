@@ -116,12 +116,12 @@ def forget(
         tags=keep_tags or r.keep_tag,
     )
     with open_repository(ctx) as (state, repo):
-        snapshots = snapshot_filter.given(host_filter, path_filter, tag_filter).select(repo.snapshots())
+        listed = repo.snapshots()
+        snapshots = snapshot_filter.given(host_filter, path_filter, tag_filter).select(listed)
         facts = _facts(snapshots)
         if snapshot_ids:
-            named = {
-                pick_snapshot(ctx, repo, ref, host_filter, path_filter, tag_filter).id for ref in snapshot_ids
-            }
+            filters = (host_filter, path_filter, tag_filter)
+            named = {pick_snapshot(ctx, repo, ref, *filters, listed=listed).id for ref in snapshot_ids}
             decision = Decision(
                 keep=[(s, ["not named"]) for s in facts if s.id not in named],
                 remove=[s for s in facts if s.id in named],

@@ -167,10 +167,10 @@ def _expand(repo: Repository, info: SnapshotInfo, includes: tuple[str, ...]) -> 
     """--include values as paths: a glob (*, ?, [...]) becomes every path of
     the snapshot it matches (a glob without "/" matches names)."""
     plain = [os.fsencode(i) for i in includes if not GLOB.search(i)]
-    globs = [i for i in includes if GLOB.search(i)]
-    for pattern in globs:
-        match = explore.name_matcher(pattern)
-        plain += [path for found in explore.find(repo, [info], match) for path, _ in found.matches]
+    globs = [explore.path_matcher(i) for i in includes if GLOB.search(i)]
+    if globs:  # one walk of the snapshot for all of them
+        found = explore.find(repo, [info], lambda path, _: any(g(path) for g in globs))
+        plain += [path for hit in found for path, _ in hit.matches]
     return tuple(plain)
 
 

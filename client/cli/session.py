@@ -7,7 +7,7 @@ import contextlib
 import os
 import socket
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -210,12 +210,15 @@ def pick_snapshot(
     hosts: tuple[str, ...] = (),
     paths: tuple[str, ...] = (),
     tags: tuple[str, ...] = (),
+    listed: Sequence[SnapshotInfo] | None = None,
 ) -> SnapshotInfo:
     """The snapshot `ref` names (`latest`: the newest matching the filters,
-    or this device's own); a fallback is said on stderr."""
+    or this device's own) among `listed` (default: the server's listing);
+    a fallback is said on stderr."""
     chosen = snapshot_filter.given(hosts, paths, tags)
     default = snapshot_filter.device_default(socket.gethostname(), ctx.config.backup.sources)
-    info, note = snapshot_filter.resolve(ref, repo.snapshots(), chosen, default)
+    snapshots = repo.snapshots() if listed is None else listed
+    info, note = snapshot_filter.resolve(ref, snapshots, chosen, default)
     if note:
         click.echo(note, err=True)
     return info
