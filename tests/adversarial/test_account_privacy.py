@@ -80,16 +80,7 @@ def test_login_answers_alike_for_a_wrong_password_and_an_unknown_name(device: De
     for account in (device.account, "nobody-xyz"):
         other = Device(device.server, tmp_path / f"h-{account}", account, tmp_path / "wrong")
         other.password_file.write_text("not the password")
-        r = other.run(
-            "login",
-            "--server",
-            device.server,
-            "--account",
-            account,
-            "--password-file",
-            str(other.password_file),
-            check=False,
-        )
+        r = other.login(check=False)
         results.append((r.returncode, r.stderr.replace(account, "NAME")))
     assert results[0] == results[1]
     assert results[0][0] == 10

@@ -5,6 +5,7 @@ ranged reads, and listings that never end."""
 
 from __future__ import annotations
 
+import base64
 import os
 import re
 import socket
@@ -20,6 +21,7 @@ from keep.client import remote as remote_module
 from keep.client.device_state import DeviceState
 from keep.client.locations import RANGE_ALIGN
 from keep.client.remote import Remote
+from keep.protocol.device_name import open_device_name
 from keep.protocol.envelope import ObjectKind, Suite, seal_single
 from keep.protocol.errors import ProtocolViolationError
 from keep.protocol.index import INDEX_MIN_PADDED, Index, IndexedPack
@@ -64,14 +66,22 @@ def test_index_objects_on_the_server_have_padded_sizes(device: Device, tmp_path:
 
 def test_the_server_holds_no_host_name(device: Device, server_data: Path) -> None:
     device.init()  # default device name: the host name
-    host = socket.gethostname().encode()
+    host = socket.gethostname()
     with sqlite3.connect(server_data / "keep.db") as db:
         names = [row[0] for row in db.execute("SELECT name FROM devices")]
     assert names
-    assert all(host not in name.encode() for name in names)
     assert all(name.startswith("k1.") for name in names)
+    # Every stored name is ciphertext: a nonce, the sealed name and a tag,
+    # never the name itself. (Looking for the host name as a substring of
+    # base64 is no test when it is short: "vm" turns up in random text.)
+    assert all(len(base64.urlsafe_b64decode(n[3:] + "==")) > 12 + 16 for n in names)
+    assert host not in names
+    mine = DeviceState.load(device.home)
+    with sqlite3.connect(server_data / "keep.db") as db:
+        (stored,) = db.execute("SELECT name FROM devices WHERE id = ?", (mine.device_id,)).fetchone()
+    assert open_device_name(mine.keys.data, stored) == host  # it is this name, sealed
     listed = device.json("device", "list")
-    assert [d["name"] for d in listed if d["this_device"]] == [host.decode()]
+    assert [d["name"] for d in listed if d["this_device"]] == [host]
 
 
 def _raw(port: int, payload: bytes) -> bytes:

@@ -92,11 +92,15 @@ class Device:
     def init(self) -> dict[str, Any]:
         return dict(self.json(*self.init_args()))
 
+    def login(self, *extra: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        """`keep login` to this device's server and account with its password file."""
+        pw = ("--password-file", str(self.password_file))
+        return self.run("login", "--server", self.server, "--account", self.account, *pw, *extra, check=check)
+
     def another(self, home: Path, *extra: str) -> Device:
         """A second machine of this account, logged in with the password."""
         other = Device(self.server, home, self.account, self.password_file)
-        pw = ("--password-file", str(self.password_file))
-        other.run("login", "--server", self.server, "--account", self.account, *pw, *extra)
+        other.login(*extra)
         return other
 
 

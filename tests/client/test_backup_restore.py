@@ -173,16 +173,7 @@ def test_error_exit_codes_and_one_line_messages(device: Device, tmp_path: Path) 
     device.init()
     other = Device(device.server, tmp_path / "other-home", device.account, tmp_path / "wrong")
     other.password_file.write_text("not the password")
-    result = other.run(
-        "login",
-        "--server",
-        device.server,
-        "--account",
-        device.account,
-        "--password-file",
-        str(other.password_file),
-        check=False,
-    )
+    result = other.login(check=False)
     assert (result.returncode, result.stderr.strip()) == (
         10,
         f"keep: wrong password, or no such account ('{device.account}')",
