@@ -120,6 +120,7 @@ def test_latest_is_this_devices_own_and_filters_choose_others(device: Device, tm
     target = tmp_path / "out"
     summary = device.json("restore", "latest", "--target", str(target))
     assert summary["snapshot"] == own
+    assert describe(target / str(sources).lstrip("/")) == describe(sources)  # every byte and entry
     assert not (target / str(docs).lstrip("/")).exists()
     assert {e["path"] for e in device.json("ls", "latest")} >= {str(sources / "f.txt")}
     assert device.json("ls", "latest", "--path", str(docs))[-1]["path"] == str(docs / "f.txt")
@@ -130,6 +131,7 @@ def test_latest_is_this_devices_own_and_filters_choose_others(device: Device, tm
         device.json("restore", "latest", "--host", "laptop", "--target", str(tmp_path / "l"))["snapshot"]
         == laptop[0]["id"]
     )
+    assert describe(tmp_path / "l" / str(sources).lstrip("/")) == describe(sources)
     assert len(device.json("snapshots")) == 3  # the listing shows every host
     result = device.run("ls", "latest", "--host", "nas", check=False)
     assert result.returncode == 1
