@@ -316,8 +316,18 @@ class Repository:
             d = self._local.d = BlobDecompressor()
         return d
 
-    def open_located(self, loc: Location, sealed: bytes | memoryview) -> bytes:
-        cipher = ObjectCipher.new(self.keys.data, ObjectKind.PACK, loc.suite, loc.salt)
+    def pack_cipher(self, loc: Location) -> ObjectCipher:
+        """The cipher of the pack `loc` is in (one key derivation per pack)."""
+        return ObjectCipher.new(self.keys.data, ObjectKind.PACK, loc.suite, loc.salt)
+
+    def open_located(
+        self, loc: Location, sealed: bytes | memoryview, cipher: ObjectCipher | None = None
+    ) -> bytes:
+        """Authenticate, decompress and re-hash one blob. `cipher`, if given,
+        is `pack_cipher` of a location in the same pack: its key comes from
+        the pack's salt, so every blob of a pack shares it."""
+        if cipher is None or cipher.header.salt != loc.salt or cipher.header.suite is not loc.suite:
+            cipher = self.pack_cipher(loc)
         return open_blob(cipher, loc.entry, sealed, self.keys.id, self._decompressor())
 
     def read_blob(self, blob_id: bytes) -> bytes:

@@ -50,18 +50,20 @@ class Device:
     password_file: Path
     env: dict[str, str] = field(default_factory=dict)
 
-    def run(self, *args: str, check: bool = True, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-        env = {
+    def environ(self) -> dict[str, str]:
+        return {
             **os.environ,
             "KEEP_HOME": str(self.home),
             "KEEP_CONFIG": str(self.home / "none.toml"),
             **self.env,
         }
+
+    def run(self, *args: str, check: bool = True, timeout: float = 300) -> subprocess.CompletedProcess[str]:
         result = subprocess.run(
             [KEEP, *args],
             capture_output=True,
             text=True,
-            env=env,
+            env=self.environ(),
             timeout=timeout,
             stdin=subprocess.DEVNULL,
             check=False,

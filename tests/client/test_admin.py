@@ -4,7 +4,6 @@ checks, cookie flags and headers, and the stylesheet's contrast."""
 
 from __future__ import annotations
 
-import os
 import random
 import re
 import subprocess
@@ -174,7 +173,7 @@ def test_a_running_backup_shows_on_the_status_page(device: Device, tmp_path: Pat
     words = [bytes(rng.choices(b"abcdefghijklmnop", k=rng.randint(2, 9))) for _ in range(4000)]
     device.init()
     paths = Paths(device.home, device.home / "none.toml")
-    env = {**os.environ, "KEEP_HOME": str(device.home), "KEEP_CONFIG": str(device.home / "none.toml")}
+    env = device.environ()
     for kill in (False, True):
         for i in range(4):  # new text each round: zstd level 19 takes seconds over it
             (src / f"{i}.txt").write_bytes(b" ".join(rng.choice(words) for _ in range(2_000_000)))

@@ -148,7 +148,7 @@ def test_kill_9_mid_backup_then_backup_and_restore_are_complete(device: Device, 
     for i in range(12):
         (src / f"f{i}.bin").write_bytes(os.urandom(6 * 1024 * 1024))
     device.init()
-    env = {**os.environ, "KEEP_HOME": str(device.home), "KEEP_CONFIG": str(device.home / "none.toml")}
+    env = device.environ()
     proc = subprocess.Popen(
         [KEEP, "backup", str(src)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )

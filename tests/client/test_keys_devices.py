@@ -129,7 +129,7 @@ def test_password_change_killed_at_any_point_never_locks_the_owner_out(
     device.init()
     new_pw = tmp_path / "new-password"
     new_pw.write_text("the next passphrase")
-    env = {**os.environ, "KEEP_HOME": str(device.home), "KEEP_CONFIG": str(device.home / "none.toml")}
+    env = device.environ()
     rng = random.Random(5)
     current, candidate = device.password_file, new_pw
     outcomes = set()

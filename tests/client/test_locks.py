@@ -40,7 +40,7 @@ def repository(device: Device, owner: bool = False) -> Repository:
 
 def killed_backup(device: Device, src: Path) -> int:
     """Start `keep backup`, SIGKILL it once its lease is on the server; its pid."""
-    env = {**os.environ, "KEEP_HOME": str(device.home), "KEEP_CONFIG": str(device.home / "none.toml")}
+    env = device.environ()
     proc = subprocess.Popen(
         [KEEP, "backup", str(src)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
     )

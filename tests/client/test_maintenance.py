@@ -66,7 +66,7 @@ def paused_backup(device: Device, *paths: Path) -> Iterator[subprocess.Popen[str
     files of 2 MiB), or it lands at the very end and the backup may finish
     before it can be paused."""
     state = DeviceState.load(device.home)
-    env = {**os.environ, "KEEP_HOME": str(device.home), "KEEP_CONFIG": str(device.home / "none.toml")}
+    env = device.environ()
     backup = subprocess.Popen(
         [KEEP, "--json", "backup", *map(str, paths)], env=env, stdout=subprocess.PIPE, text=True
     )

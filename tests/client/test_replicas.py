@@ -47,7 +47,7 @@ def two_devices(replicas: list[tuple[str, int]], tmp_path: Path) -> tuple[Device
 
 
 def backup_process(device: Device, path: Path) -> subprocess.Popen[str]:
-    env = {**os.environ, "KEEP_HOME": str(device.home), "KEEP_CONFIG": str(device.home / "none.toml")}
+    env = device.environ()
     return subprocess.Popen([KEEP, "--json", "backup", str(path)], env=env, stdout=subprocess.PIPE, text=True)
 
 

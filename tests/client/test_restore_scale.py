@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 import pytest
-from keep.client import drill, packer, restore_plan, restorer
+from keep.client import drill, file_writer, packer, restore_plan, restorer
 from keep.client.archiver import Archiver, BackupOptions
 from keep.client.device_state import DeviceState
 from keep.client.remote import Remote
@@ -129,8 +129,10 @@ def test_twenty_thousand_files_restore_byte_for_byte_and_verify(device: Device, 
 def _corrupt_every(n: int, monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """Make every n-th write of the restorer land with one byte flipped (a
     restore defect that damages a few files among thousands); returns the
-    list that counts the writes."""
-    real = restorer._pwrite_all
+    list that counts the writes. The fetch threads write every file here
+    (no helper processes, which this patch would not reach)."""
+    monkeypatch.setattr(restorer, "HELPERS_FROM", 10**9)
+    real = file_writer.pwrite_all
     calls: list[int] = []
 
     def damaging(fd: int, data: memoryview, offset: int) -> None:
@@ -139,7 +141,7 @@ def _corrupt_every(n: int, monkeypatch: pytest.MonkeyPatch) -> list[int]:
             data = memoryview(bytes([data[0] ^ 0xFF]) + bytes(data[1:]))
         real(fd, data, offset)
 
-    monkeypatch.setattr(restorer, "_pwrite_all", damaging)
+    monkeypatch.setattr(file_writer, "pwrite_all", damaging)
     return calls
 
 

@@ -1,0 +1,352 @@
+"""Helper processes that write a restore's small files.
+
+Restoring many small files is a run of system calls per file — create, write,
+set owner, mode and times, close, rename — with almost no work between them.
+In the restoring process each of those calls gives up Python's global
+interpreter lock and must win it back from the threads that are verifying
+and decompressing blobs; a thread that computes holds the lock for up to the
+switch interval, so a thread that makes system calls waits at every call
+(measured on this project's VM: 30,000 files take 1.0 s alone and 542 s
+beside one computing thread). So the restorer hands each file that is one
+blob — verified, decompressed, final — to one of a few helper processes,
+which have their own interpreters and do nothing else.
+
+A helper holds no key and opens no connection: it is given plaintext and
+where it goes, nothing more. It runs `python -m keep.client.file_writer`,
+reads batches from its stdin and answers each with what it wrote and what
+failed. It writes each file as the restorer itself would: under a temporary
+name, created exclusively and never through a symlink, in a directory it
+opens by path and accepts only if it is still the directory the restorer
+made (device and inode); then owner, extended attributes, mode and times
+through the descriptor, then a rename over the final name. It ignores
+interrupts (the restorer decides when to stop) and exits when its stdin
+closes, so it never outlives the restore.
+
+Frames on both pipes: a 4-byte big-endian length, then msgpack.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import os
+import queue
+import signal
+import struct
+import subprocess
+import sys
+import threading
+from collections.abc import Callable, Iterable
+from typing import IO, Any, NamedTuple
+
+import msgpack
+
+HOLE_BLOCK = 64 * 1024  # zero runs of this size inside a blob stay holes
+_ZERO_BLOCK = bytes(HOLE_BLOCK)
+DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+CREATE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+BATCH_FILES = 64  # files per batch …
+BATCH_BYTES = 1 << 20  # … or this much data, whichever comes first
+PIPE_SIZE = 1 << 20  # a batch or two waits in the pipe while the helper writes one
+_LENGTH = struct.Struct(">I")
+
+
+class Job(NamedTuple):
+    """One file for a helper to write."""
+
+    file: int  # the restorer's number for the file, given back in the answer
+    parent: bytes  # its directory, relative to the target
+    parent_id: tuple[int, int]  # that directory's (st_dev, st_ino)
+    temp: bytes  # the temporary name to create in it
+    name: bytes  # the final name
+    data: bytes  # the whole content
+    size: int
+    mode: int
+    owner: tuple[int, int] | None  # (uid, gid) to set, or None to leave it
+    xattrs: tuple[tuple[bytes, bytes], ...]
+    mtime_ns: int
+
+
+def data_runs(data: bytes | memoryview) -> list[tuple[int, int]]:
+    """[start, end) runs of `data` that are not all-zero HOLE_BLOCKs; the file
+    is truncated to its size, so skipped blocks stay sparse holes."""
+    runs: list[tuple[int, int]] = []
+    for start in range(0, len(data), HOLE_BLOCK):
+        end = min(start + HOLE_BLOCK, len(data))
+        # bytes == bytes is a memcmp; memoryview == bytes compares byte by
+        # byte in Python's C loop (2.9 ms per MiB of zeros, against 0.07).
+        if bytes(data[start:end]) == _ZERO_BLOCK[: end - start]:
+            continue
+        if runs and runs[-1][1] == start:
+            runs[-1] = (runs[-1][0], end)
+        else:
+            runs.append((start, end))
+    return runs
+
+
+def pwrite_all(fd: int, data: memoryview, offset: int) -> None:
+    while data:
+        n = os.pwrite(fd, data, offset)
+        data = data[n:]
+        offset += n
+
+
+def set_meta(
+    where: bytes | int,
+    mode: int | None,
+    owner: tuple[int, int] | None,
+    xattrs: Iterable[tuple[bytes, bytes]],
+    mtime_ns: int,
+) -> None:
+    """Owner (if given), xattrs, mode (None for a symlink, which has none to
+    set) and times of `where`: an open descriptor, or a path that is not
+    followed if it is a symlink."""
+    # A descriptor is never a symlink; a path is not followed. (Python
+    # refuses follow_symlinks together with a descriptor.)
+    follow = isinstance(where, int)
+    if owner is not None:
+        os.chown(where, *owner, follow_symlinks=follow)
+    if mode is not None:
+        for name, value in xattrs:
+            try:
+                os.setxattr(where, name, value, follow_symlinks=follow)
+            except OSError as exc:
+                if exc.errno not in (errno.EPERM, errno.ENOTSUP):
+                    raise
+        os.chmod(where, mode)
+    os.utime(where, ns=(mtime_ns, mtime_ns), follow_symlinks=follow)
+
+
+# The helper ------------------------------------------------------------------------
+class _Directories:
+    """The helper's open directory: jobs come grouped by directory, so one
+    stays open until a job names another."""
+
+    def __init__(self, target: bytes) -> None:
+        self.target = target
+        self.key: tuple[bytes, tuple[int, int]] | None = None
+        self.fd = -1
+
+    def open(self, parent: bytes, parent_id: tuple[int, int]) -> int:
+        if self.key != (parent, parent_id):
+            self.close()
+            fd = os.open(os.path.join(self.target, parent) if parent else self.target, DIR_FLAGS)
+            st = os.fstat(fd)
+            if (st.st_dev, st.st_ino) != parent_id:
+                os.close(fd)
+                raise OSError(errno.ESTALE, "the directory was replaced during the restore")
+            self.key, self.fd = (parent, parent_id), fd
+        return self.fd
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+        self.key, self.fd = None, -1
+
+
+def write_job(dirs: _Directories, job: Job) -> None:
+    """Write one file under its temporary name and rename it into place; on
+    failure nothing of it is left."""
+    dir_fd = dirs.open(job.parent, job.parent_id)
+    fd = os.open(job.temp, CREATE_FLAGS, 0o600, dir_fd=dir_fd)
+    try:
+        try:
+            runs = data_runs(job.data)
+            view = memoryview(job.data)
+            for start, end in runs:
+                pwrite_all(fd, view[start:end], start)
+            if not runs or runs[-1][1] < job.size:  # ends in a hole
+                os.ftruncate(fd, job.size)
+            set_meta(fd, job.mode, job.owner, job.xattrs, job.mtime_ns)
+        finally:
+            os.close(fd)
+        os.rename(job.temp, job.name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+    except BaseException:
+        with contextlib.suppress(OSError):  # best effort: the restorer removes what is left too
+            os.unlink(job.temp, dir_fd=dir_fd)
+        raise
+
+
+def _read_frame(stream: IO[bytes]) -> Any:
+    head = stream.read(_LENGTH.size)
+    if len(head) < _LENGTH.size:
+        return None
+    (length,) = _LENGTH.unpack(head)
+    body = stream.read(length)
+    if len(body) < length:
+        return None
+    return msgpack.unpackb(body, use_list=False)
+
+
+def _write_frame(stream: IO[bytes], message: Any) -> None:
+    body = msgpack.packb(message)
+    stream.write(_LENGTH.pack(len(body)) + body)
+    stream.flush()
+
+
+def main() -> None:
+    """The helper: the first frame is the target directory, every later one
+    a batch of jobs, answered with [written indexes, [[index, errno, strerror]]]."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    inp, out = os.fdopen(0, "rb", buffering=PIPE_SIZE), os.fdopen(1, "wb")
+    target = _read_frame(inp)
+    if not isinstance(target, bytes):
+        return
+    dirs = _Directories(target)
+    while (batch := _read_frame(inp)) is not None:
+        written: list[int] = []
+        failed: list[tuple[int, int, str]] = []
+        for fields in batch:
+            job = Job(*fields)
+            try:
+                write_job(dirs, job)
+            except OSError as exc:
+                failed.append((job.file, exc.errno or 0, exc.strerror or str(exc)))
+            else:
+                written.append(job.file)
+        _write_frame(out, (written, failed))
+    dirs.close()
+
+
+# The restorer's side -------------------------------------------------------------
+Written = Callable[[int], None]
+Failed = Callable[[int, OSError], None]
+
+
+class InlineWriter:
+    """The calling threads write the files themselves: for restores of a few
+    small files, where starting helpers would cost more than it saves."""
+
+    def __init__(self, target: bytes, written: Written, failed: Failed) -> None:
+        self._target, self._written, self._failed = target, written, failed
+        self._local = threading.local()
+        self._opened: list[_Directories] = []
+        self._lock = threading.Lock()
+
+    def write(self, job: Job) -> None:
+        dirs: _Directories | None = getattr(self._local, "dirs", None)
+        if dirs is None:
+            dirs = self._local.dirs = _Directories(self._target)
+            with self._lock:
+                self._opened.append(dirs)
+        try:
+            write_job(dirs, job)
+        except OSError as exc:
+            self._failed(job.file, exc)
+        else:
+            self._written(job.file)
+
+    def close(self, *, abandon: bool = False) -> None:
+        for dirs in self._opened:
+            dirs.close()
+
+
+class HelperWriters:
+    """`count` helper processes and the threads that feed them. `write`
+    queues a job (blocking while the helpers are busy); `written(index)` and
+    `failed(index, OSError)` are called from this object's threads as the
+    answers come; `close` sends what is left (or, with `abandon`, drops
+    it), waits for every answer and for the helpers to exit."""
+
+    def __init__(self, target: bytes, count: int, written: Written, failed: Failed) -> None:
+        self._written, self._failed = written, failed
+        self._lock = threading.Lock()
+        self._batch: list[Job] = []
+        self._batch_bytes = 0
+        self._queue: queue.Queue[list[Job] | None] = queue.Queue(maxsize=2 * count)
+        self._threads: list[threading.Thread] = []
+        self._helpers: list[subprocess.Popen[bytes]] = []
+        for _ in range(count):
+            proc = _start_helper(target)
+            self._helpers.append(proc)
+            in_flight: queue.Queue[list[int] | None] = queue.Queue()
+            for work in (self._send, self._receive):
+                thread = threading.Thread(target=work, args=(proc, in_flight), name="keep-restore-feed")
+                thread.start()
+                self._threads.append(thread)
+
+    def write(self, job: Job) -> None:
+        with self._lock:
+            self._batch.append(job)
+            self._batch_bytes += len(job.data)
+            if len(self._batch) < BATCH_FILES and self._batch_bytes < BATCH_BYTES:
+                return
+            batch, self._batch, self._batch_bytes = self._batch, [], 0
+        self._queue.put(batch)
+
+    def close(self, *, abandon: bool = False) -> None:
+        with self._lock:
+            batch, self._batch = self._batch, []
+        if abandon:
+            batch = []
+            with contextlib.suppress(queue.Empty):
+                while True:
+                    self._queue.get_nowait()
+        if batch:
+            self._queue.put(batch)
+        for _ in self._helpers:
+            self._queue.put(None)
+        for thread in self._threads:
+            thread.join()
+        for proc in self._helpers:
+            proc.wait()
+
+    def _send(self, proc: subprocess.Popen[bytes], in_flight: queue.Queue[list[int] | None]) -> None:
+        """Feed one helper. Once it cannot take more (it exited), keep taking
+        batches and fail their files, so nothing waits on the queue."""
+        assert proc.stdin is not None
+        broken = False
+        while (batch := self._queue.get()) is not None:
+            if not broken:
+                in_flight.put([job.file for job in batch])
+                try:
+                    _write_frame(proc.stdin, [tuple(job) for job in batch])
+                    continue
+                except OSError:
+                    broken = True  # the receiver fails the batch it was told of
+                    continue
+            self._lost([job.file for job in batch])
+        in_flight.put(None)
+        with contextlib.suppress(OSError):
+            proc.stdin.close()
+
+    def _receive(self, proc: subprocess.Popen[bytes], in_flight: queue.Queue[list[int] | None]) -> None:
+        assert proc.stdout is not None
+        gone = False
+        while (indexes := in_flight.get()) is not None:
+            answer = None if gone else _read_frame(proc.stdout)
+            if answer is None:
+                gone = True
+                self._lost(indexes)
+                continue
+            written, failed = answer
+            for index in written:
+                self._written(index)
+            for index, code, message in failed:
+                self._failed(index, OSError(code, message))
+        proc.stdout.close()
+
+    def _lost(self, indexes: list[int]) -> None:
+        for index in indexes:
+            self._failed(index, OSError(errno.EPIPE, "the file-writing helper process exited"))
+
+
+def _start_helper(target: bytes) -> subprocess.Popen[bytes]:
+    # A helper needs none of keep's settings, and a password may be among them.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KEEP_")}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "keep.client.file_writer"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        env=env,
+    )
+    assert proc.stdin is not None
+    with contextlib.suppress(OSError):  # the default 64 KiB works, a little slower
+        fcntl.fcntl(proc.stdin.fileno(), fcntl.F_SETPIPE_SZ, PIPE_SIZE)
+    _write_frame(proc.stdin, target)
+    return proc
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,178 @@
+"""The helper processes that write a restore's one-blob files
+(`keep.client.file_writer`): what they write is what the snapshot holds, and
+when anything goes wrong — a helper dies, the disk fills, the owner presses
+Ctrl-C — the restore stops with one line, no temporary file is left, every
+file is either the snapshot's or as it was, and no helper outlives it."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from keep.client import file_writer, restorer
+from keep.client.device_state import DeviceState
+from keep.client.remote import Remote
+from keep.client.repository import Repository
+from keep.protocol.errors import ExitCode
+
+from tests.client.conftest import KEEP, Device
+from tests.client.test_restore_scale import make_small_files, restored
+from tests.client.tmpfs import tmpfs
+from tests.client.tree_builder import describe
+
+
+def helpers_of(pid: int) -> list[int]:
+    """PIDs of the file-writing helpers whose parent is `pid`."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            cmdline = Path(f"/proc/{entry}/cmdline").read_bytes()
+            ppid = int(Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        if ppid == pid and b"keep.client.file_writer" in cmdline:
+            found.append(int(entry))
+    return found
+
+
+def no_temporaries(root: Path) -> bool:
+    return not [p for p in root.rglob("*") if p.name.startswith(".keep-restore-")]
+
+
+def each_file_whole_or_absent(out: Path, src: Path) -> int:
+    """Every file under `out` is exactly its source file; returns how many there are."""
+    count = 0
+    for path in out.rglob("*"):
+        if path.is_file():
+            assert path.read_bytes() == (src / path.relative_to(out)).read_bytes(), path
+            count += 1
+    return count
+
+
+@pytest.fixture
+def backed_up(device: Device, tmp_path: Path) -> Iterator[tuple[Repository, Path]]:
+    """3,000 one-blob files, backed up; an open repository."""
+    src = tmp_path / "src"
+    make_small_files(src, 3_000, 300, seed=31)
+    device.init()
+    device.run("backup", str(src))
+    state = DeviceState.load(device.home)
+    with Remote(state.server_url, state.device_token) as remote:
+        repo = Repository(remote, state.keys, device.home / "c2", state.suite)
+        repo.load_index()
+        yield repo, src
+
+
+def test_the_helpers_write_every_byte_and_all_metadata(
+    backed_up: tuple[Repository, Path], tmp_path: Path
+) -> None:
+    repo, src = backed_up
+    target = tmp_path / "out"
+    r = restorer.Restorer(repo, os.fsencode(target))
+    (info,) = repo.snapshots()
+    stats = r.run(info.snapshot.tree)
+    assert isinstance(r._writer, file_writer.HelperWriters)  # 3,000 >= HELPERS_FROM
+    assert stats.warnings == []
+    assert stats.files_written == 3_000
+    assert describe(restored(target, src)) == describe(src)
+    assert no_temporaries(target)
+    assert helpers_of(os.getpid()) == []
+
+
+def test_a_helper_that_dies_stops_the_restore_and_leaves_nothing_half_done(
+    backed_up: tuple[Repository, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One helper writes a single batch and exits (as if killed)."""
+    repo, src = backed_up
+    real_start = file_writer._start_helper
+    started: list[int] = []
+
+    def short_lived(target: bytes) -> subprocess.Popen[bytes]:
+        if started:
+            return real_start(target)
+        code = (
+            "import sys, keep.client.file_writer as w\n"
+            "inp, out = sys.stdin.buffer, sys.stdout.buffer\n"
+            "d = w._Directories(w._read_frame(inp))\n"
+            "for job in w._read_frame(inp):\n"
+            "    w.write_job(d, w.Job(*job))\n"
+            "sys.exit(9)\n"  # before answering: the restorer cannot know what it wrote
+        )
+        proc = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        assert proc.stdin is not None
+        file_writer._write_frame(proc.stdin, target)
+        started.append(proc.pid)
+        return proc
+
+    monkeypatch.setattr(file_writer, "_start_helper", short_lived)
+    target = tmp_path / "out"
+    r = restorer.Restorer(repo, os.fsencode(target))
+    (info,) = repo.snapshots()
+    with pytest.raises(restorer.RestoreStoppedError) as stopped:
+        r.run(info.snapshot.tree)
+    assert "the file-writing helper process exited" in str(stopped.value)
+    assert stopped.value.not_restored  # named, one by one
+    out = restored(target, src)
+    assert 0 < each_file_whole_or_absent(out, src) < 3_000
+    assert no_temporaries(target)
+    assert helpers_of(os.getpid()) == []
+
+
+def test_a_full_disk_stops_the_helpers_with_one_line(device: Device, tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    make_small_files(src, 4_000, 400, seed=32)  # ~4,000 pages and more into 6 MiB
+    device.init()
+    device.run("backup", str(src))
+    with tmpfs(tmp_path / "small", "6m") as target:
+        result = device.run("restore", "latest", "--target", str(target), check=False)
+        assert result.returncode == ExitCode.FATAL, result.stderr
+        error = result.stderr.strip().splitlines()[-1]
+        assert "the disk is full writing " in error
+        assert "more bytes are needed" in error
+        assert "Traceback" not in result.stderr
+        assert 0 < each_file_whole_or_absent(restored(target, src), src) < 4_000
+        assert no_temporaries(target)
+
+
+def test_ctrl_c_stops_the_restore_and_its_helpers(device: Device, tmp_path: Path) -> None:
+    """SIGINT to the whole process group, as a terminal sends it, once the
+    helpers are running and the first files are in place."""
+    src = tmp_path / "src"
+    make_small_files(src, 30_000, 500, seed=33)
+    device.init()
+    device.run("backup", str(src))
+    target = tmp_path / "out"
+    proc = subprocess.Popen(
+        [KEEP, "restore", "latest", "--target", str(target)],
+        env=device.environ(),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
+    out = restored(target, src)
+    deadline = time.monotonic() + 120
+    while not (helpers_of(proc.pid) and out.exists() and any(out.glob("*/f*.txt"))):
+        assert proc.poll() is None, "the restore ended before it could be interrupted"
+        assert time.monotonic() < deadline
+        time.sleep(0.005)
+    helpers = helpers_of(proc.pid)
+    os.killpg(proc.pid, signal.SIGINT)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stderr
+    assert b"interrupted" in stderr
+    assert b"Traceback" not in stderr  # the helpers ignore SIGINT: no trace of theirs either
+    assert 0 < each_file_whole_or_absent(out, src) < 30_000
+    assert no_temporaries(target)
+    for pid in helpers:
+        assert not Path(f"/proc/{pid}").exists()
+    device.run("restore", "latest", "--target", str(target))  # a second run completes the tree
+    assert describe(out) == describe(src)
