@@ -18,9 +18,9 @@ failed. It writes each file as the restorer itself would: under a temporary
 name, created exclusively and never through a symlink, in a directory it
 opens by path and accepts only if it is still the directory the restorer
 made (device and inode); then owner, extended attributes, mode and times
-through the descriptor, then a rename over the final name. It ignores
-interrupts (the restorer decides when to stop) and exits when its stdin
-closes, so it never outlives the restore.
+through the descriptor, then a rename over the final name. It runs in its
+own process group and ignores interrupts (the restorer decides when to
+stop), and exits when its stdin closes, so it never outlives the restore.
 
 Frames on both pipes: a 4-byte big-endian length, then msgpack.
 """
@@ -335,11 +335,14 @@ class HelperWriters:
 def _start_helper(target: bytes) -> subprocess.Popen[bytes]:
     # A helper needs none of keep's settings, and a password may be among them.
     env = {k: v for k, v in os.environ.items() if not k.startswith("KEEP_")}
+    # Its own process group: a terminal's Ctrl-C goes to the restorer alone,
+    # even while the helper is still starting (before it ignores SIGINT).
     proc = subprocess.Popen(
         [sys.executable, "-m", "keep.client.file_writer"],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         env=env,
+        process_group=0,
     )
     assert proc.stdin is not None
     with contextlib.suppress(OSError):  # the default 64 KiB works, a little slower

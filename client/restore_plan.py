@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from keep.client.locations import RANGE_ALIGN, Location, aligned
 from keep.protocol.limits import MiB
@@ -19,19 +20,18 @@ MERGE_GAP = 1 * MiB
 RANGE_MAX = 8 * MiB
 
 
-@dataclass(frozen=True, slots=True)
-class Target:
+class Target(NamedTuple):
     file: int  # index into the caller's file list
     offset: int  # where the blob's plaintext goes in that file
 
 
-@dataclass
+@dataclass(slots=True)
 class BlobFetch:
     location: Location
     targets: list[Target] = field(default_factory=list)
 
 
-@dataclass
+@dataclass(slots=True)
 class RangeFetch:
     pack_id: str
     start: int
@@ -40,19 +40,22 @@ class RangeFetch:
 
 
 def plan(
-    files: Sequence[Sequence[tuple[bytes, int]]],
+    files: Sequence[Sequence[bytes]],
     locate: Mapping[bytes, Location],
     pack_sizes: Mapping[str, int],
 ) -> list[RangeFetch]:
-    """`files[i]` lists (blob id, offset in file i). Raises KeyError for a blob
+    """`files[i]` lists file i's blobs in order; each goes where the index's
+    plaintext lengths of the blobs before it end. Raises KeyError for a blob
     that is not indexed (the caller reports the file)."""
     blobs: dict[bytes, BlobFetch] = {}
     for index, content in enumerate(files):
-        for bid, offset in content:
+        offset = 0
+        for bid in content:
             fetch = blobs.get(bid)
             if fetch is None:
                 fetch = blobs[bid] = BlobFetch(locate[bid])
             fetch.targets.append(Target(index, offset))
+            offset += fetch.location.entry.raw_length
     by_pack: dict[str, list[BlobFetch]] = defaultdict(list)
     for fetch in blobs.values():
         by_pack[fetch.location.pack_id].append(fetch)

@@ -126,7 +126,6 @@ class _Dir:
 
 @dataclass(slots=True)
 class _File:
-    path: bytes  # final path, relative to the target
     node: Node
     parent: bytes  # the directory's path relative to the target (b"" for the target)
     parent_id: tuple[int, int]  # its (st_dev, st_ino), checked before every use by path
@@ -139,6 +138,11 @@ class _File:
     # checked whenever a file written in several parts is opened again.
     temp: bytes | None = None
     file_id: tuple[int, int] = (0, 0)
+
+    @property
+    def path(self) -> bytes:
+        """The final path, relative to the target."""
+        return os.path.join(self.parent, self.node.name) if self.parent else self.node.name
 
 
 @dataclass(slots=True)
@@ -234,7 +238,7 @@ class Restorer:
         self.threads = threads or FETCH_THREADS
         self.stats = RestoreStats()
         self._files: list[_File] = []
-        self._content: list[list[tuple[bytes, int]]] = []
+        self._content: list[tuple[bytes, ...]] = []  # each file's blobs, until phase 2 plans
         self._dirs: list[tuple[bytes, Node]] = []
         self._first_names: dict[tuple[int, int], tuple[bytes, int | None]] = {}
         self._links: list[_Link] = []
@@ -433,15 +437,14 @@ class Restorer:
     def _make_file(self, d: _Dir, path: bytes, node: Node) -> None:
         """Plan a regular file. Nothing is created yet: the first write
         creates its temporary file (`_create_temp`)."""
-        key = (node.device_id, node.inode)
         if self._leave_existing(d, path, node):
             return
-        if node.links > 1 and key in self._first_names:
+        key = (node.device_id, node.inode) if node.links > 1 else None
+        if key is not None and key in self._first_names:
             first, first_file = self._first_names[key]
             self._links.append(_Link(path, node, d.rel, d.id, first, first_file))
             self.stats.files += 1
             return
-        offsets: list[tuple[bytes, int]] = []
         offset = 0
         for bid in node.content:
             loc = self.repo.locate(bid)
@@ -449,7 +452,6 @@ class Restorer:
                 self.warn(path, f"not restored: blob {bid.hex()[:12]} is missing from the repository")
                 self.stats.files_failed += 1
                 return
-            offsets.append((bid, offset))
             offset += loc.entry.raw_length
         # Where each blob goes comes from the index's lengths. If they do not
         # add up to the file's size, or a blob is listed in several packs
@@ -458,15 +460,15 @@ class Restorer:
         # length places the next (`_restore_carefully`).
         careful = offset != node.size or any(bid in self.repo.other_copies for bid in node.content)
         index = len(self._files)
-        pending = 0 if careful else len(offsets)
-        self._files.append(_File(path, node, d.rel, d.id, pending, pending == 1))
-        self._content.append([] if careful else offsets)
-        if node.links > 1:
+        pending = 0 if careful else len(node.content)
+        self._files.append(_File(node, d.rel, d.id, pending, pending == 1))
+        self._content.append(() if careful else node.content)
+        if key is not None:
             self._first_names[key] = (path, index)
         self.stats.files += 1
         if careful:
             self._careful.append(index)
-        elif not offsets:  # empty, or all holes: complete already
+        elif not node.content:  # empty, or all holes: complete already
             self._finish(index, None)
 
     def _leave_existing(self, d: _Dir, path: bytes, node: Node) -> bool:
@@ -628,6 +630,7 @@ class Restorer:
                 if runs and f.failure is None:
                     self._write(t.file, memoryview(plain), runs, t.offset)
                 self._wrote(t.file, len(plain))
+        rng.blobs = []  # what is done can go
         with self._lock:
             self.stats.bytes_fetched += len(data)
         if self._progress is not None:
