@@ -49,7 +49,7 @@ from keep.protocol.errors import ExitCode, FormatError, IntegrityError, KeepErro
 from keep.protocol.keys import RepositoryKeys
 from keep.protocol.tree import Node, NodeType, Tree
 
-FETCH_THREADS = 4
+FETCH_THREADS = 2  # they verify and decompress (the helpers write): one per core here
 # One-blob files go to helper processes (`file_writer`) when a restore has at
 # least this many; fewer are written by the fetch threads themselves.
 HELPERS_FROM = 500

@@ -176,3 +176,26 @@ def test_ctrl_c_stops_the_restore_and_its_helpers(device: Device, tmp_path: Path
         assert not Path(f"/proc/{pid}").exists()
     device.run("restore", "latest", "--target", str(target))  # a second run completes the tree
     assert describe(out) == describe(src)
+
+
+def test_a_helper_gets_no_secret_and_no_terminal_signal(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Its command line names no file and no secret, its environment holds
+    none of keep's settings (a password may be among them), and it is in a
+    process group of its own."""
+    monkeypatch.setenv("KEEP_PASSWORD", "correct horse battery staple")
+    monkeypatch.setenv("KEEP_PASSWORD_COMMAND", "pass show keep")
+    proc = file_writer._start_helper(os.fsencode(tmp_path))
+    try:
+        environ = Path(f"/proc/{proc.pid}/environ").read_bytes()
+        cmdline = Path(f"/proc/{proc.pid}/cmdline").read_bytes().split(b"\0")
+        assert b"KEEP_" not in environ
+        assert b"correct horse" not in environ
+        assert cmdline[1:3] == [b"-m", b"keep.client.file_writer"]
+        assert os.fsencode(tmp_path) not in b" ".join(cmdline)
+        assert os.getpgid(proc.pid) == proc.pid != os.getpgid(0)
+    finally:
+        assert proc.stdin is not None
+        proc.stdin.close()
+        assert proc.wait(timeout=30) == 0
