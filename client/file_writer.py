@@ -181,13 +181,15 @@ def _read_frame(stream: IO[bytes]) -> Any:
 
 def _write_frame(stream: IO[bytes], message: Any) -> None:
     body = msgpack.packb(message)
-    stream.write(_LENGTH.pack(len(body)) + body)
+    stream.write(_LENGTH.pack(len(body)))
+    stream.write(body)
     stream.flush()
 
 
 def main() -> None:
     """The helper: the first frame is the target directory, every later one
-    a batch of jobs, answered with [written indexes, [[index, errno, strerror]]]."""
+    a batch of jobs, answered with [[file numbers written], [[file number,
+    errno, strerror] of each that failed]]."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     inp, out = os.fdopen(0, "rb", buffering=PIPE_SIZE), os.fdopen(1, "wb")
     target = _read_frame(inp)

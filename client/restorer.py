@@ -4,20 +4,24 @@ Phase 1 walks the snapshot's trees and creates directories, symlinks, FIFOs
 and device nodes — always through directory file descriptors with O_NOFOLLOW,
 so no entry, however crafted, can reach outside the target: names are single
 components (checked when trees decode), an existing symlink where a directory
-should be is refused, and files are opened without following links. Each
-regular file is created under a temporary name in its own directory,
-truncated to its size (unwritten regions stay sparse holes). Files that
-already exist with the same size, mtime and content are skipped.
+should be is refused, and files are opened without following links. A
+directory phase 1 made is known to be empty; an existing one is listed once.
+Regular files are planned, not created. Files that already exist with the
+same size, mtime and content are skipped.
 
-Phase 2 fetches the planned pack ranges on a few threads, verifies every blob
-(AEAD tag and keyed id) and writes it into the temporary files; all-zero
-blocks are not written. The thread that writes a file's last blob sets its
-ownership, xattrs, mode and times through its descriptor and renames it over
-the final name: an existing file is only ever replaced by a complete,
-verified one. A file whose data fails verification or cannot be fetched is
-removed instead and named in a warning; the old file stays. A failure that
-stops the whole restore (server unreachable, disk full, interrupt) removes
-every temporary file before the error is raised.
+Phase 2 fetches the planned pack ranges on a few threads and verifies every
+blob (AEAD tag and keyed id). Every file is written under a temporary name
+in its own directory, created by its first write and truncated to its size
+(unwritten regions stay sparse holes; all-zero blocks are not written), and
+once complete it gets its ownership, xattrs, mode and times through its
+descriptor and is renamed over the final name: an existing file is only
+ever replaced by a complete, verified one. A file of one blob is written in
+one go by a writer (`file_writer`: helper processes for large restores); the
+thread that writes the last blob of a larger file finishes it. A file whose
+data fails verification or cannot be fetched is removed instead and named
+in a warning; the old file stays. A failure that stops the whole restore
+(server unreachable, disk full, interrupt) removes every temporary file
+before the error is raised.
 
 Phase 3 makes hardlinks (each under a temporary name renamed into place) and
 applies metadata to the other entries and to directories, deepest first.
