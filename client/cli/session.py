@@ -1,11 +1,14 @@
 """Opening the repository for a command: device state → Remote → Repository,
-and reading passwords from a file, $KEEP_PASSWORD_FILE or a prompt."""
+and reading passwords from a file, $KEEP_PASSWORD_FILE, $KEEP_PASSWORD_COMMAND
+or a prompt."""
 
 from __future__ import annotations
 
 import contextlib
 import os
+import shlex
 import socket
+import subprocess
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -33,30 +36,62 @@ class UsageError(KeepError):
     exit_code = ExitCode.USAGE
 
 
+WHERE_PASSWORDS_COME_FROM = "--password-file, KEEP_PASSWORD_FILE, KEEP_PASSWORD_COMMAND"
+
+
 def read_password(password_file: Path | None, confirm: bool = False) -> bytes:
+    """The password from --password-file, else the file $KEEP_PASSWORD_FILE
+    names, else what $KEEP_PASSWORD_COMMAND prints, else a terminal prompt."""
     source = password_file or (Path(p) if (p := os.environ.get("KEEP_PASSWORD_FILE")) else None)
+    command = os.environ.get("KEEP_PASSWORD_COMMAND")
     if source is not None:
         try:
             text = source.read_text()
         except OSError as exc:
             raise UsageError(f"cannot read password file {source}: {exc.strerror}") from None
         password = text.rstrip("\r\n")
+    elif command:
+        password = _password_from_command(command)
     elif sys.stdin.isatty():
         password = click.prompt("Password", hide_input=True, confirmation_prompt=confirm, err=True)
     else:
-        raise UsageError("no password: use --password-file, KEEP_PASSWORD_FILE or a terminal")
+        raise UsageError(f"no password: use {WHERE_PASSWORDS_COME_FROM} or a terminal")
     if not password:
         raise UsageError("the password is empty")
     return password.encode()
 
 
+def _password_from_command(command: str) -> str:
+    """The first line a password command prints (like restic's
+    --password-command: split as a shell would, run without one; its stderr
+    and prompts reach the terminal, its output is never shown)."""
+    try:
+        argv = shlex.split(command)
+    except ValueError as exc:
+        raise UsageError(f"KEEP_PASSWORD_COMMAND cannot be split into words: {exc}") from None
+    if not argv:
+        raise UsageError("KEEP_PASSWORD_COMMAND is empty")
+    try:
+        result = subprocess.run(argv, stdout=subprocess.PIPE, check=False)
+    except OSError as exc:
+        raise UsageError(f"cannot run KEEP_PASSWORD_COMMAND ({argv[0]}): {exc.strerror}") from None
+    if result.returncode != 0:
+        raise UsageError(f"KEEP_PASSWORD_COMMAND ({argv[0]}) failed with exit status {result.returncode}")
+    try:
+        return result.stdout.decode().splitlines()[0] if result.stdout else ""
+    except UnicodeDecodeError:
+        raise UsageError("KEEP_PASSWORD_COMMAND printed something that is not UTF-8 text") from None
+
+
 def new_device_target(ctx: CliContext, server_url: str | None, account: str | None) -> tuple[str, str]:
     """Server and account for `init` / `login`, from options or keep.toml,
     refusing to overwrite an existing device credential."""
-    server_url = server_url or ctx.config.server_url
-    account = account or ctx.config.account
+    server_url = server_url or os.environ.get("KEEP_SERVER") or ctx.config.server_url
+    account = account or os.environ.get("KEEP_ACCOUNT") or ctx.config.account
     if not server_url or not account:
-        raise UsageError("--server and --account are required (or set them in keep.toml)")
+        raise UsageError(
+            "--server and --account are required (or KEEP_SERVER and KEEP_ACCOUNT, or keep.toml)"
+        )
     if (ctx.home / STATE_FILE).exists():
         raise UsageError(f"this device is already set up ({ctx.home / STATE_FILE})")
     return server_url, account
@@ -165,11 +200,12 @@ def become_owner(
     signing key for the records that say what was removed."""
     remote = repo.remote
     if recovery_kit is None and not (
-        password_file or os.environ.get("KEEP_PASSWORD_FILE") or sys.stdin.isatty()
+        password_file
+        or os.environ.get("KEEP_PASSWORD_FILE")
+        or os.environ.get("KEEP_PASSWORD_COMMAND")
+        or sys.stdin.isatty()
     ):
-        raise UsageError(
-            "this command needs the owner: give --password-file, KEEP_PASSWORD_FILE or --recovery-kit"
-        )
+        raise UsageError(f"this command needs the owner: give {WHERE_PASSWORDS_COME_FROM} or --recovery-kit")
     session, master = owner_login_for(state, remote, password_file, recovery_kit)
     remote.token = session
     repo.owner_key = master.owner_key()
@@ -185,7 +221,7 @@ def owner_options(fn: Callable[..., None]) -> Callable[..., None]:
     return click.option(
         "--password-file",
         type=click.Path(dir_okay=False, path_type=Path),
-        help="Read the owner password from this file (or $KEEP_PASSWORD_FILE).",
+        help="Read the owner password from this file (or $KEEP_PASSWORD_FILE, $KEEP_PASSWORD_COMMAND).",
     )(fn)
 
 
