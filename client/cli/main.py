@@ -25,6 +25,7 @@ COMMANDS = {
     "agent": "agent",
     "backup": "backup",
     "check": "verify",
+    "completion": "completion",
     "device": "device",
     "diff": "explore",
     "drill": "verify",
