@@ -297,13 +297,13 @@ class HelperWriters:
     def _send(self, proc: subprocess.Popen[bytes], in_flight: queue.Queue[list[int] | None]) -> None:
         """Feed one helper. Once it cannot take more (it exited), keep taking
         batches and fail their files, so nothing waits on the queue."""
-        assert proc.stdin is not None
+        stdin, _ = _pipes(proc)
         broken = False
         while (batch := self._queue.get()) is not None:
             if not broken:
                 in_flight.put([job.file for job in batch])
                 try:
-                    _write_frame(proc.stdin, [tuple(job) for job in batch])
+                    _write_frame(stdin, [tuple(job) for job in batch])
                     continue
                 except OSError:
                     broken = True  # the receiver fails the batch it was told of
@@ -311,13 +311,13 @@ class HelperWriters:
             self._lost([job.file for job in batch])
         in_flight.put(None)
         with contextlib.suppress(OSError):
-            proc.stdin.close()
+            stdin.close()
 
     def _receive(self, proc: subprocess.Popen[bytes], in_flight: queue.Queue[list[int] | None]) -> None:
-        assert proc.stdout is not None
+        _, stdout = _pipes(proc)
         gone = False
         while (indexes := in_flight.get()) is not None:
-            answer = None if gone else _read_frame(proc.stdout)
+            answer = None if gone else _read_frame(stdout)
             if answer is None:
                 gone = True
                 self._lost(indexes)
@@ -327,7 +327,7 @@ class HelperWriters:
                 self._written(index)
             for index, code, message in failed:
                 self._failed(index, OSError(code, message))
-        proc.stdout.close()
+        stdout.close()
 
     def _lost(self, indexes: list[int]) -> None:
         for index in indexes:
@@ -346,11 +346,18 @@ def _start_helper(target: bytes) -> subprocess.Popen[bytes]:
         env=env,
         process_group=0,
     )
-    assert proc.stdin is not None
+    stdin, _ = _pipes(proc)
     with contextlib.suppress(OSError):  # the default 64 KiB works, a little slower
-        fcntl.fcntl(proc.stdin.fileno(), fcntl.F_SETPIPE_SZ, PIPE_SIZE)
-    _write_frame(proc.stdin, target)
+        fcntl.fcntl(stdin.fileno(), fcntl.F_SETPIPE_SZ, PIPE_SIZE)
+    _write_frame(stdin, target)
     return proc
+
+
+def _pipes(proc: subprocess.Popen[bytes]) -> tuple[IO[bytes], IO[bytes]]:
+    """A helper's stdin and stdout (both are always pipes)."""
+    if proc.stdin is None or proc.stdout is None:
+        raise RuntimeError("a file-writing helper was started without its pipes")
+    return proc.stdin, proc.stdout
 
 
 if __name__ == "__main__":

@@ -255,7 +255,10 @@ class Restorer:
         self._open_files = _OpenFiles(self._open_temp, OPEN_FILES_MAX)
         self._stop = threading.Event()
         self._progress: Callable[[RestoreStats], None] | None = None
-        self._writer: InlineWriter | HelperWriters | None = None  # one-blob files, in phase 2
+        # Who writes one-blob files in phase 2 (`_fetch_and_write` may choose helpers).
+        self._writer: InlineWriter | HelperWriters = InlineWriter(
+            self.target, self._written, self._write_failed
+        )
         self._write_failure: OSError | None = None  # the first a writer reported: it stops the restore
         self._careful: list[int] = []  # files restored blob by blob (`_restore_carefully`)
 
@@ -577,11 +580,8 @@ class Restorer:
         ranges = plan(self._content, self.repo.readable, self.repo.pack_sizes)
         self._content = []  # the plan holds what is still needed
         self._progress = progress
-        singles = sum(f.single for f in self._files)
-        if singles >= HELPERS_FROM:
+        if sum(f.single for f in self._files) >= HELPERS_FROM:
             self._writer = HelperWriters(self.target, HELPER_PROCESSES, self._written, self._write_failed)
-        else:
-            self._writer = InlineWriter(self.target, self._written, self._write_failed)
         try:
             try:
                 with ThreadPoolExecutor(self.threads, thread_name_prefix="keep-restore") as pool:
@@ -643,7 +643,6 @@ class Restorer:
     def _write_whole(self, index: int, f: _File, plain: bytes) -> None:
         """A file made of one blob: the writer creates, writes and finishes
         it in one go (`file_writer.write_job`) and reports it to `_written`."""
-        assert self._writer is not None
         f.temp = self._new_temp_name()
         owner = (f.node.uid, f.node.gid) if self._is_root else None
         node = f.node
@@ -681,11 +680,12 @@ class Restorer:
     def _into_place(self, f: _File, fd: int, dir_fd: int) -> None:
         """Give a complete file its metadata through its descriptor (closed
         here), then rename it over its final name in its directory."""
-        assert f.temp is not None
         try:
             self._set_meta(fd, f.node)
         finally:
             os.close(fd)
+        if f.temp is None:  # cannot be: `fd` is its temporary file
+            raise RuntimeError(f"{_display(f.path)} has no temporary name")
         os.rename(f.temp, f.node.name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
         f.done = True
         self.stats.files_written += 1  # several threads: a display figure, not a result

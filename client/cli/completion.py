@@ -21,5 +21,6 @@ def completion(shell: str) -> None:
     fish: keep completion fish > ~/.config/fish/completions/keep.fish
     """
     completer = get_completion_class(shell)
-    assert completer is not None  # click ships all three
+    if completer is None:  # click ships all three
+        raise click.UsageError(f"no completion for {shell}")
     click.echo(completer(cli, {}, "keep", "_KEEP_COMPLETE").source())
