@@ -56,7 +56,7 @@ from keep.protocol.tree import Node, NodeType, Tree
 FETCH_THREADS = 2  # they verify and decompress (the helpers write): one per core here
 # One-blob files go to helper processes (`file_writer`) when a restore has at
 # least this many; fewer are written by the fetch threads themselves.
-HELPERS_FROM = 500
+HELPERS_FROM = 2_000  # measured: helpers 1.10x the wall time at 1,000 files, 0.80x at 3,000
 HELPER_PROCESSES = 2
 OPEN_FILES_MAX = 256  # idle descriptors kept open; held ones are never closed
 DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
