@@ -12,6 +12,7 @@ import subprocess
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -61,6 +62,20 @@ def admin_page(device: Device, tmp_path: Path) -> Iterator[tuple[str, Device, By
                 yield f"http://127.0.0.1:{port}", device, proxy, src
             finally:
                 stop(proc)
+
+
+def switch_look(switch: Any) -> dict[str, Any]:
+    """How a switch is drawn: its knob's offset, its track's colour and the
+    button's own background."""
+    return dict(
+        switch.evaluate(
+            """el => ({
+                knob_left: parseFloat(getComputedStyle(el, "::after").left),
+                track: getComputedStyle(el, "::before").backgroundColor,
+                button: getComputedStyle(el).backgroundColor,
+            })"""
+        )
+    )
 
 
 @pytest.fixture
@@ -120,12 +135,25 @@ def test_admin_page_in_chromium(
         ddns = page.get_by_role("switch", name="DNS pointer updates")
         expect(ddns).to_have_attribute("aria-checked", "true")
         expect(page.get_by_text("Currently ON — press to switch off").first).to_be_visible()
+        on_look = switch_look(ddns)
         page.screenshot(path=shots / "connections.png", full_page=True)
         ddns.click()
         expect(page.get_by_role("status")).to_contain_text("DNS pointer updates switched off")
         expect(page.get_by_role("switch", name="DNS pointer updates")).to_have_attribute(
             "aria-checked", "false"
         )
+        off_look = switch_look(page.get_by_role("switch", name="DNS pointer updates"))
+        # Drawn as a switch: the knob moves left and the track empties; the
+        # button around it looks the same in both states.
+        assert off_look["knob_left"] < on_look["knob_left"]
+        assert on_look["track"] == "rgb(11, 79, 168)"
+        assert off_look["track"] == "rgb(255, 255, 255)"
+        assert on_look["button"] == off_look["button"]
+        page.screenshot(path=shots / "connections-off.png", full_page=True)
+        page.set_viewport_size({"width": 390, "height": 844})  # a phone
+        assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+        page.screenshot(path=shots / "connections-390.png", full_page=True)
+        page.set_viewport_size({"width": 1280, "height": 720})
         text = config.read_text()
         assert "ddns = false" in text
         assert "# the owner's notes stay" in text
