@@ -181,9 +181,21 @@ def test_admin_page_in_chromium(
         download.value.save_as(saved)
         assert saved.read_bytes() == (src / "f0.bin").read_bytes()
 
+        browse_url = page.url
         page.get_by_role("link", name="Devices").click()
         expect(page.get_by_text("(this device)")).to_be_visible()
         page.screenshot(path=shots / "devices.png", full_page=True)
+
+        # Every page on a phone: nothing wider than the screen.
+        page.set_viewport_size({"width": 390, "height": 844})
+        for name, path in [("status", "/"), ("snapshots", "/snapshots"), ("devices", "/devices")]:
+            page.goto(url + path)
+            assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth"), name
+            page.screenshot(path=shots / f"{name}-390.png", full_page=True)
+        page.goto(browse_url)
+        assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth"), "browse"
+        page.screenshot(path=shots / "browse-390.png", full_page=True)
+        page.set_viewport_size({"width": 1280, "height": 720})
         assert external == []  # the page itself loads nothing from anywhere else
 
         # A cross-site form post, from a page on another origin, is refused.
