@@ -259,9 +259,15 @@ class HelperWriters:
         self._queue: queue.Queue[list[Job] | None] = queue.Queue(maxsize=2 * count)
         self._threads: list[threading.Thread] = []
         self._helpers: list[subprocess.Popen[bytes]] = []
-        for _ in range(count):
-            proc = _start_helper(target)
-            self._helpers.append(proc)
+        try:
+            for _ in range(count):
+                self._helpers.append(_start_helper(target))
+        except BaseException:  # no thread runs yet: end the helpers that did start
+            for proc in self._helpers:
+                _pipes(proc)[0].close()
+                proc.wait()
+            raise
+        for proc in self._helpers:
             in_flight: queue.Queue[list[int] | None] = queue.Queue()
             for work in (self._send, self._receive):
                 thread = threading.Thread(target=work, args=(proc, in_flight), name="keep-restore-feed")

@@ -580,9 +580,9 @@ class Restorer:
         ranges = plan(self._content, self.repo.readable, self.repo.pack_sizes)
         self._content = []  # the plan holds what is still needed
         self._progress = progress
-        if sum(f.single for f in self._files) >= HELPERS_FROM:
-            self._writer = HelperWriters(self.target, HELPER_PROCESSES, self._written, self._write_failed)
         try:
+            if sum(f.single for f in self._files) >= HELPERS_FROM:
+                self._writer = HelperWriters(self.target, HELPER_PROCESSES, self._written, self._write_failed)
             try:
                 with ThreadPoolExecutor(self.threads, thread_name_prefix="keep-restore") as pool:
                     futures: list[Future[None]] = [pool.submit(self._fetch_range, r) for r in ranges]

@@ -10,6 +10,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -199,3 +200,29 @@ def test_a_helper_gets_no_secret_and_no_terminal_signal(
         assert proc.stdin is not None
         proc.stdin.close()
         assert proc.wait(timeout=30) == 0
+
+
+def test_a_helper_that_cannot_start_is_one_error_and_nothing_is_left(
+    backed_up: tuple[Repository, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The second helper fails to start (as with too many open files): the
+    first one is ended, no thread is left waiting, nothing is written."""
+    repo, _ = backed_up
+    real_start = file_writer._start_helper
+    calls: list[int] = []
+
+    def second_fails(target: bytes) -> subprocess.Popen[bytes]:
+        calls.append(1)
+        if len(calls) == 2:
+            raise OSError(24, "Too many open files")
+        return real_start(target)
+
+    monkeypatch.setattr(file_writer, "_start_helper", second_fails)
+    target = tmp_path / "out"
+    r = restorer.Restorer(repo, os.fsencode(target))
+    (info,) = repo.snapshots()
+    with pytest.raises(restorer.RestoreStoppedError, match="Too many open files"):
+        r.run(info.snapshot.tree)
+    assert helpers_of(os.getpid()) == []
+    assert not [t for t in threading.enumerate() if t.name == "keep-restore-feed"]
+    assert not [p for p in target.rglob("*") if p.is_file()]
