@@ -76,7 +76,7 @@ def find(repo: Repository, snapshots: Iterable[SnapshotInfo], match: Match) -> I
         key = (tree_id, prefix)
         if key not in memo:
             hits = []
-            for node in Tree.from_bytes(repo.read_tree_bytes(tree_id)).nodes:
+            for node in _nodes(repo, tree_id):
                 path = prefix + b"/" + node.name
                 if match(path, node):
                     hits.append((path, node))

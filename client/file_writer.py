@@ -118,6 +118,22 @@ def set_meta(
     os.utime(where, ns=(mtime_ns, mtime_ns), follow_symlinks=follow)
 
 
+class DirectoryReplacedError(OSError):
+    """A directory is no longer the one the restore made (device and inode)."""
+
+
+def open_directory(target: bytes, parent: bytes, parent_id: tuple[int, int]) -> int:
+    """Open `parent` (relative to `target`) by path, never through a final
+    symlink, and only if it is still the directory with `parent_id`
+    (st_dev, st_ino): a local process swapping in a symlink meanwhile is refused."""
+    fd = os.open(os.path.join(target, parent) if parent else target, DIR_FLAGS)
+    st = os.fstat(fd)
+    if (st.st_dev, st.st_ino) != parent_id:
+        os.close(fd)
+        raise DirectoryReplacedError(errno.ESTALE, "the directory was replaced during the restore")
+    return fd
+
+
 # The helper ------------------------------------------------------------------------
 class _Directories:
     """The helper's open directory: jobs come grouped by directory, so one
@@ -131,12 +147,8 @@ class _Directories:
     def open(self, parent: bytes, parent_id: tuple[int, int]) -> int:
         if self.key != (parent, parent_id):
             self.close()
-            fd = os.open(os.path.join(self.target, parent) if parent else self.target, DIR_FLAGS)
-            st = os.fstat(fd)
-            if (st.st_dev, st.st_ino) != parent_id:
-                os.close(fd)
-                raise OSError(errno.ESTALE, "the directory was replaced during the restore")
-            self.key, self.fd = (parent, parent_id), fd
+            self.fd = open_directory(self.target, parent, parent_id)
+            self.key = (parent, parent_id)
         return self.fd
 
     def close(self) -> None:
@@ -306,15 +318,14 @@ class HelperWriters:
         stdin, _ = _pipes(proc)
         broken = False
         while (batch := self._queue.get()) is not None:
-            if not broken:
-                in_flight.put([job.file for job in batch])
-                try:
-                    _write_frame(stdin, [tuple(job) for job in batch])
-                    continue
-                except OSError:
-                    broken = True  # the receiver fails the batch it was told of
-                    continue
-            self._lost([job.file for job in batch])
+            if broken:
+                self._lost([job.file for job in batch])
+                continue
+            in_flight.put([job.file for job in batch])
+            try:
+                _write_frame(stdin, [tuple(job) for job in batch])
+            except OSError:
+                broken = True  # the receiver fails the batch it was told of
         in_flight.put(None)
         with contextlib.suppress(OSError):
             stdin.close()

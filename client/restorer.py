@@ -43,7 +43,14 @@ from dataclasses import dataclass, field
 
 from keep.client import file_writer
 from keep.client.explore import path_matcher
-from keep.client.file_writer import HelperWriters, InlineWriter, Job, data_runs
+from keep.client.file_writer import (
+    DIR_FLAGS,
+    DirectoryReplacedError,
+    HelperWriters,
+    InlineWriter,
+    Job,
+    data_runs,
+)
 from keep.client.path_warning import PathWarning
 from keep.client.repository import Repository
 from keep.client.restore_plan import BlobFetch, RangeFetch, plan
@@ -59,7 +66,6 @@ FETCH_THREADS = 2  # they verify and decompress (the helpers write): one per cor
 HELPERS_FROM = 2_000  # measured: helpers 1.10x the wall time at 1,000 files, 0.80x at 3,000
 HELPER_PROCESSES = 2
 OPEN_FILES_MAX = 256  # idle descriptors kept open; held ones are never closed
-DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 TEMP_PREFIX = b".keep-restore-"
 # Damage confined to the files that needed the data: those files are not
 # restored, every other file is. Anything else stops the restore.
@@ -570,11 +576,12 @@ class Restorer:
         return fd
 
     def _open_parent(self, parent: bytes, parent_id: tuple[int, int]) -> int:
-        dir_fd = os.open(os.path.join(self.target, parent) if parent else self.target, DIR_FLAGS)
-        if _fs_id(dir_fd) != parent_id:
-            os.close(dir_fd)
-            raise RestoreError(f"{_display(parent) or 'the target'} was replaced during the restore")
-        return dir_fd
+        try:
+            return file_writer.open_directory(self.target, parent, parent_id)
+        except DirectoryReplacedError:
+            raise RestoreError(
+                f"{_display(parent) or 'the target'} was replaced during the restore"
+            ) from None
 
     def _fetch_and_write(self, progress: Callable[[RestoreStats], None] | None) -> None:
         ranges = plan(self._content, self.repo.readable, self.repo.pack_sizes)
