@@ -14,6 +14,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from keep.client import file_writer, restorer
@@ -226,3 +227,44 @@ def test_a_helper_that_cannot_start_is_one_error_and_nothing_is_left(
     assert helpers_of(os.getpid()) == []
     assert not [t for t in threading.enumerate() if t.name == "keep-restore-feed"]
     assert not [p for p in target.rglob("*") if p.is_file()]
+
+
+@pytest.mark.parametrize("helpers_from", [0, 10**9], ids=["helpers", "fetch-threads"])
+@pytest.mark.parametrize("swap", ["symlink", "directory"])
+def test_a_directory_swapped_mid_restore_is_refused(
+    backed_up: tuple[Repository, Path],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    helpers_from: int,
+    swap: str,
+) -> None:
+    """A local process replaces a directory the walk made, before its files
+    are written, with a symlink to elsewhere (refused: never followed) or
+    with another directory (refused: not the directory the walk made).
+    Nothing lands in either; the restore stops; no temporary file is left."""
+    repo, src = backed_up
+    monkeypatch.setattr(restorer, "HELPERS_FROM", helpers_from)
+    target = tmp_path / "out"
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    victim = restored(target, src) / "d0001"
+    real_fetch = restorer.Restorer._fetch_and_write
+
+    def swap_then_fetch(self: restorer.Restorer, progress: Any) -> None:
+        victim.rename(victim.with_name("moved-away"))
+        if swap == "symlink":
+            victim.symlink_to(elsewhere)
+        else:
+            victim.mkdir()
+        real_fetch(self, progress)
+
+    monkeypatch.setattr(restorer.Restorer, "_fetch_and_write", swap_then_fetch)
+    r = restorer.Restorer(repo, os.fsencode(target))
+    (info,) = repo.snapshots()
+    reason = "Not a directory" if swap == "symlink" else "replaced during the restore"
+    with pytest.raises(restorer.RestoreStoppedError, match=reason):
+        r.run(info.snapshot.tree)
+    assert list(elsewhere.iterdir()) == []
+    if swap == "directory":
+        assert list(victim.iterdir()) == []
+    assert no_temporaries(target)
