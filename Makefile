@@ -24,12 +24,6 @@ $(TEST_STAMP): pyproject.toml constraints.txt | $(PY)
 	$(PY) -m pip install --quiet -c constraints.txt -e '.[test]'
 	@rm -f $(VENV)/.test-* $(VENV)/.demo-* && touch $@ $(DEMO_STAMP)
 
-# mypy cannot follow setuptools' editable import hook, so it checks the
-# packages through a link tree that has the installed names (keep.protocol …).
-.typecheck/keep: | $(TEST_STAMP)
-	@mkdir -p .typecheck/keep
-	@for p in protocol client server; do ln -sfn ../../$$p .typecheck/keep/$$p; done
-
 demo: $(DEMO_STAMP)
 	$(PY) -m demo
 
@@ -37,9 +31,9 @@ lint: $(TEST_STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
-typecheck: $(TEST_STAMP) .typecheck/keep
-	MYPYPATH=.typecheck $(VENV)/bin/mypy -p keep.protocol -p keep.server -p keep.client
-	MYPYPATH=.typecheck $(VENV)/bin/mypy tests benchmarks demo support
+typecheck: $(TEST_STAMP)
+	$(VENV)/bin/mypy -p keep
+	$(VENV)/bin/mypy tests benchmarks demo support
 
 services:
 	PYTHON=$(PYTHON) scripts/test-services.sh
@@ -66,4 +60,4 @@ constraints:
 	mv constraints.new constraints.txt && rm -rf .constraints-venv
 
 clean:
-	rm -rf $(VENV) .services .typecheck build *.egg-info .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .services build *.egg-info .pytest_cache .mypy_cache .ruff_cache

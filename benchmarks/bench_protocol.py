@@ -16,6 +16,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 
+from benchmarks.corpus import random_bytes, text_bytes
 from keep.protocol.blob import BlobType, blob_id
 from keep.protocol.chunker import Chunker
 from keep.protocol.compression import BlobCompressor
@@ -23,8 +24,6 @@ from keep.protocol.envelope import ObjectCipher, ObjectKind, Suite
 from keep.protocol.keys import MasterKey, RepositoryKeys
 from keep.protocol.limits import PACK_MIN_PADDED, PACK_TARGET
 from keep.protocol.pack import PackWriter
-
-from benchmarks.corpus import random_bytes, text_bytes
 
 
 def measure(fn: Callable[[], object], size: int, repeat: int) -> float:

@@ -33,8 +33,9 @@ from importlib.resources import files
 
 client = files("keep.client")
 for name in ("units/keep-backup.timer", "units/keep-backup.service", "admin/templates/status.html",
-             "admin/static/admin.css", "py.typed"):
+             "admin/static/admin.css"):
     assert client.joinpath(name).is_file(), f"the wheel lacks keep/client/{name}"
+assert files("keep").joinpath("py.typed").is_file(), "the wheel lacks keep/py.typed"
 PY
 quietly "$bin/pip" install --quiet -c constraints.txt "${wheel}[checkin]"
 "$bin/keep-checkin" --help >/dev/null

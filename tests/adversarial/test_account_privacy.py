@@ -21,7 +21,6 @@ from keep.protocol.kdf import DEFAULT_PARAMS
 from keep.protocol.keys import Kek, MasterKey
 from keep.protocol.keyslot import KeySlot, SlotKind
 from keep.server.http_accounts import fake_salt
-
 from support.servers import keep_server
 from tests.client.conftest import Device
 

@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+
 from keep.client.device_state import DeviceState
 from keep.client.packer import Packer
 from keep.client.remote import Remote
@@ -22,7 +23,6 @@ from keep.protocol.compression import Codec
 from keep.protocol.errors import PermissionDeniedError
 from keep.protocol.index import Index, IndexedPack
 from keep.protocol.keys import MasterKey, RepositoryKeys
-
 from tests.client.conftest import Device
 from tests.client.test_faults import random_tree
 from tests.client.tree_builder import describe

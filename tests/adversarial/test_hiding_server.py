@@ -9,12 +9,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from keep.client.account import owner_login
 from keep.client.device_state import DeviceState
 from keep.client.remote import Remote
 from keep.protocol.envelope import ObjectKind
 from keep.protocol.sealed_record import seal_record
-
 from tests.client.conftest import Device
 from tests.client.test_faults import random_tree
 from tests.reliability.test_hostile_proxy import set_up

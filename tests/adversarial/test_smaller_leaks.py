@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 from aiohttp import web
+
 from keep.client import remote as remote_module
 from keep.client.device_state import DeviceState
 from keep.client.locations import RANGE_ALIGN
@@ -28,7 +29,6 @@ from keep.protocol.index import INDEX_MIN_PADDED, Index, IndexedPack
 from keep.protocol.keys import DataKey
 from keep.protocol.pack import TocEntry
 from keep.protocol.padding import padme
-
 from support.servers import app_in_thread, checkin_server, keep_server
 from tests.client.conftest import Device
 from tests.client.test_faults import random_tree

@@ -16,16 +16,16 @@ from typing import Any
 import jinja2
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
+
 from keep.client.admin import app as admin_app
 from keep.client.admin.app import PATHS, create_app
 from keep.client.admin.data import Paths, status
 from keep.client.admin.security import set_password
-
 from support.servers import free_port
 from tests.client.conftest import KEEP, Device
 
 PASSWORD = "admin password 1"
-CSS = Path(__file__).resolve().parents[2] / "client" / "admin" / "static" / "admin.css"
+CSS = Path(__file__).resolve().parents[2] / "src" / "keep" / "client" / "admin" / "static" / "admin.css"
 
 
 @pytest.fixture

@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 import zstandard
+
 from keep.client import packer
 from keep.client.archiver import READ_BUFFER, Archiver, BackupOptions
 from keep.client.device_state import DeviceState
@@ -26,7 +27,6 @@ from keep.protocol.envelope import TAG_SIZE
 from keep.protocol.index import Index
 from keep.protocol.limits import CHUNK_MAX, CHUNK_MIN, MiB
 from keep.protocol.tree import Tree
-
 from tests.client.conftest import KEEP, Device
 from tests.client.tree_builder import add_socket, allocated_bytes, describe, make_rich_tree
 

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 import zstandard
+
 from keep.client.chunk_pipeline import (
     BATCH_BYTES,
     INFLIGHT_MAX,

@@ -10,7 +10,6 @@ import sys
 
 import keep.client.cli
 from keep.client.cli.main import COMMANDS, cli
-
 from tests.client.conftest import KEEP
 
 

@@ -7,6 +7,7 @@ from dataclasses import fields
 from pathlib import Path
 
 import pytest
+
 from keep.client.config import TABLES, Config, ConfigError, load_config
 from keep.protocol.compression import DATA_LEVEL
 

@@ -17,12 +17,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from keep.client import file_writer, restorer
 from keep.client.device_state import DeviceState
 from keep.client.remote import Remote
 from keep.client.repository import Repository
 from keep.protocol.errors import ExitCode
-
 from tests.client.conftest import KEEP, Device
 from tests.client.test_restore_scale import make_small_files, restored
 from tests.client.tmpfs import tmpfs

@@ -11,7 +11,6 @@ import tomllib
 from pathlib import Path
 
 from keep.client.admin.data import Paths, start_backup
-
 from tests.client.conftest import Device, Terminal
 from tests.client.tree_builder import describe
 

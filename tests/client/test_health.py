@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+
 from keep.client.admin.health import ATTENTION, FAILING, HEALTHY, Facts, verdict
 
 NOW = 1_800_000_000.0

@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
+
 from keep.client.device_state import DeviceState
 from keep.client.packer import Packer
 from keep.client.remote import Remote
@@ -18,7 +19,6 @@ from keep.protocol.blob import BlobType, blob_id
 from keep.protocol.compression import Codec
 from keep.protocol.snapshot import Snapshot
 from keep.protocol.tree import Node, NodeType
-
 from tests.client.conftest import Device
 
 

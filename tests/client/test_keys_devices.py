@@ -18,7 +18,6 @@ from urllib.request import urlopen
 from keep.client.device_state import DeviceState
 from keep.client.recovery_kit import recovery_key_from_kit
 from keep.protocol.recovery import decode_recovery_key
-
 from support.servers import keep_server
 from tests.client.conftest import KEEP, Device, Terminal
 from tests.client.tree_builder import describe, make_rich_tree

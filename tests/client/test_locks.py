@@ -19,7 +19,6 @@ from keep.client.lease import Lease, held_locks
 from keep.client.prune import Pruner
 from keep.client.remote import Remote
 from keep.client.repository import Repository
-
 from support.servers import keep_server
 from tests.client.conftest import KEEP, Device
 from tests.client.tree_builder import describe

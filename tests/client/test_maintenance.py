@@ -19,13 +19,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from keep.client.account import owner_login
 from keep.client.device_state import DeviceState
 from keep.client.remote import Remote
 from keep.client.repository import Repository
 from keep.protocol.blob import BlobType
 from keep.protocol.errors import PermissionDeniedError
-
 from tests.client.conftest import KEEP, Device
 from tests.client.test_faults import random_tree, restored
 from tests.client.tree_builder import describe

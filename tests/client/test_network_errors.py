@@ -11,8 +11,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import pytest
-from keep.client.remote import Remote
 
+from keep.client.remote import Remote
 from support.servers import free_port
 from tests.client.conftest import Device
 

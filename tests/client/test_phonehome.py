@@ -19,8 +19,8 @@ import dns.message
 import dns.query
 import dns.rcode
 import pytest
-from keep.server.checkin import updates
 
+from keep.server.checkin import updates
 from support.byte_proxy import ByteProxy, byte_proxy
 from support.servers import checkin_server, free_port
 from tests.client.conftest import KEEP

@@ -10,6 +10,7 @@ import socket
 import threading
 
 import pytest
+
 from keep.client.remote import InsecureTransportError, Remote
 from keep.protocol.errors import KeepError
 

@@ -14,9 +14,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
 from keep.client.device_state import DeviceState
 from keep.client.remote import Remote
-
 from support.servers import keep_server
 from tests.client.conftest import KEEP, Device
 from tests.client.test_faults import random_tree, restored

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime
 
 import pytest
+
 from keep.client.retention import CLOCK_SKEW_MAX, Policy, PolicyError, SnapshotFacts, decide, parse_duration
 
 NS = 1_000_000_000

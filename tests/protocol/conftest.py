@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import pytest
+
 from keep.protocol.keys import MasterKey, RepositoryKeys
 
 

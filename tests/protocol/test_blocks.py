@@ -8,6 +8,7 @@ import pytest
 import zstandard
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from keep.protocol.chunker import Chunker, ChunkerParams, chunker_seed
 from keep.protocol.compression import BlobCompressor, BlobDecompressor, Codec, decompress_metadata
 from keep.protocol.errors import FormatError

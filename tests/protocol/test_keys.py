@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+
 from keep.protocol.errors import FormatError, IntegrityError, KdfPolicyError, RecoveryKeyError
 from keep.protocol.kdf import DEFAULT_PARAMS, DEFAULT_POLICY, KdfParams, derive_password_key
 from keep.protocol.keys import Kek, MasterKey, RecoveryKey

@@ -6,6 +6,7 @@ import random
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from keep.protocol.blob import BlobType, blob_id
 from keep.protocol.compression import BlobCompressor, BlobDecompressor, Codec
 from keep.protocol.envelope import ObjectCipher, ObjectKind, Suite

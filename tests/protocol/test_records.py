@@ -8,6 +8,7 @@ import re
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from keep.protocol import msgcodec
 from keep.protocol.blob import BlobType
 from keep.protocol.compression import Codec

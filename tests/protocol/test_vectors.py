@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from keep.protocol import msgcodec
 from keep.protocol.compression import BlobDecompressor
 from keep.protocol.device_name import open_device_name, seal_device_name
@@ -22,7 +23,6 @@ from keep.protocol.pack import PackReader
 from keep.protocol.recovery import decode_recovery_key
 from keep.protocol.snapshot import Snapshot
 from keep.protocol.tree import Tree
-
 from tests.vectors import make_vectors
 
 VECTORS = Path(make_vectors.__file__).parent

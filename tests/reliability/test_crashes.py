@@ -16,7 +16,6 @@ from pathlib import Path
 from keep.client.account import owner_login
 from keep.client.device_state import DeviceState
 from keep.client.remote import Remote
-
 from support.byte_proxy import byte_proxy
 from support.servers import free_port, keep_server
 from tests.client.conftest import KEEP, Device

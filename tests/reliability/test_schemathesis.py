@@ -9,7 +9,6 @@ import sys
 from pathlib import Path
 
 from keep.client.device_state import DeviceState
-
 from tests.client.conftest import Device
 
 SCHEMATHESIS = Path(sys.executable).with_name("schemathesis")

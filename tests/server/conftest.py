@@ -16,6 +16,7 @@ import jsonschema
 import pytest
 from aiohttp import ClientResponse
 from aiohttp.test_utils import TestClient, TestServer
+
 from keep.protocol.kdf import KdfParams
 from keep.protocol.keys import AuthKey, Kek, MasterKey
 from keep.protocol.keyslot import KeySlot, SlotKind

@@ -5,11 +5,11 @@ import logging
 import os
 
 import pytest
+
 from keep.protocol.kdf import DEFAULT_PARAMS
 from keep.protocol.keys import AuthKey, Kek, MasterKey
 from keep.protocol.keyslot import KeySlot, SlotKind
 from keep.server.settings import Settings
-
 from tests.server.conftest import FAST_KDF, Api, Owner, b64, create_owner, enroll, login, put
 
 KDF = "/v1/accounts/{name}/kdf"
@@ -75,8 +75,8 @@ async def test_registration_can_be_closed(tmp_path: object, clock: object) -> No
     from pathlib import Path
 
     from aiohttp.test_utils import TestClient, TestServer
-    from keep.server.app import create_app
 
+    from keep.server.app import create_app
     from tests.server.conftest import Clock
 
     settings = Settings(data_dir=Path(str(tmp_path)) / "closed", registration="closed")

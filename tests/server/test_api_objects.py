@@ -6,8 +6,8 @@ import os
 from pathlib import Path
 
 import pytest
-from keep.server.settings import Settings
 
+from keep.server.settings import Settings
 from tests.server.conftest import Api, Owner, create_owner, enroll, put
 
 T = "/v1/objects/{kind}/{object_id}"
@@ -110,8 +110,8 @@ async def test_listing_is_paged(api: Api, owner: Owner) -> None:
 
 async def test_quota_exceeded_stores_nothing(tmp_path: Path) -> None:
     from aiohttp.test_utils import TestClient, TestServer
-    from keep.server.app import create_app
 
+    from keep.server.app import create_app
     from tests.server.conftest import Clock
 
     settings = Settings(data_dir=tmp_path / "q", default_quota=1000)

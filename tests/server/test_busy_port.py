@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+
 from keep.client.admin.security import set_password
 
 BIN = Path(sys.executable).parent

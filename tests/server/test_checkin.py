@@ -20,9 +20,9 @@ import dns.rcode
 import dns.rdatatype
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
+
 from keep.server.checkin.app import CHECKIN, CheckinSettings, create_app, publish_due
 from keep.server.checkin.dns import Pusher, TsigKey, start_responder
-
 from support.servers import free_port
 from support.services import bind9
 

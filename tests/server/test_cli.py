@@ -12,6 +12,7 @@ import urllib.request
 from pathlib import Path
 
 from click.testing import CliRunner
+
 from keep.server.cli import main
 
 

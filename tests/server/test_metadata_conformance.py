@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
+
 from keep.server.backends import metadata_store
 from keep.server.storage.metadata import (
     Account,

@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
+
 from keep.server.backends import object_store
 from keep.server.storage.objects import HashMismatchError, ObjectStore, SizeMismatchError
 

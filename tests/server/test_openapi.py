@@ -1,9 +1,10 @@
 from __future__ import annotations
 
+from openapi_spec_validator import validate
+
 from keep.server.app import create_app
 from keep.server.openapi import openapi_document
 from keep.server.settings import Settings
-from openapi_spec_validator import validate
 
 
 def test_document_is_valid_openapi() -> None:

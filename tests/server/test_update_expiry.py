@@ -15,8 +15,8 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from keep.server.checkin import updates
 
+from keep.server.checkin import updates
 from support.servers import checkin_server
 from tests.conftest import require_tool
 
