@@ -76,7 +76,7 @@ PLANNERS = ("restore_plan", "prune_plan", "retention", "locations")
 def test_planners_are_pure(planner: str) -> None:
     """The planners decide from plain values: they import no I/O, and of the
     client only other pure modules."""
-    path = ROOT / "client" / f"{planner}.py"
+    path = ROOT / "client" / "engine" / f"{planner}.py"
     found = [m for p, m in imports("client") if p == path]
     io = PURE_FORBIDDEN - {"datetime"}  # calendar arithmetic (retention's days and weeks) is not I/O
     impure = [
@@ -87,3 +87,30 @@ def test_planners_are_pure(planner: str) -> None:
         or m.startswith("keep.server")
     ]
     assert impure == []
+
+
+# keep.client's rooms (docs/architecture.md) and which others each may use:
+# the engine and the device's state never reach up into what drives them.
+ROOMS = {
+    "engine": {"engine", "device", "remote"},
+    "device": {"device", "engine", "remote"},
+    "checkin": {"checkin", "device", "remote"},
+    "admin": {"admin", "checkin", "device", "engine", "remote", "text"},
+    "cli": {"admin", "checkin", "cli", "device", "engine", "remote", "text"},
+}
+
+
+@pytest.mark.parametrize("room", sorted(ROOMS))
+def test_client_rooms_import_only_what_they_may(room: str) -> None:
+    used = {
+        m.split(".")[2]
+        for p, m in imports(f"client/{room}")
+        if m.startswith("keep.client.") and len(m.split(".")) > 2
+    }
+    assert used - ROOMS[room] == set()
+
+
+def test_client_is_only_rooms() -> None:
+    loose = {p.stem for p in (ROOT / "client").glob("*.py")} - {"__init__"}
+    rooms = {p.name for p in (ROOT / "client").iterdir() if (p / "__init__.py").is_file()}
+    assert (rooms, loose) == (set(ROOMS), {"remote", "text"})

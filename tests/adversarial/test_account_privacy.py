@@ -15,7 +15,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from keep.client.account import owner_login
+from keep.client.device.account import owner_login
 from keep.client.remote import Remote
 from keep.protocol.kdf import DEFAULT_PARAMS
 from keep.protocol.keys import Kek, MasterKey

@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from keep.client.device_state import DeviceState
-from keep.client.packer import Packer
+from keep.client.device.state import DeviceState
+from keep.client.engine.packer import Packer
+from keep.client.engine.repository import Repository
 from keep.client.remote import Remote
-from keep.client.repository import Repository
 from keep.protocol.blob import BlobType, blob_id
 from keep.protocol.compression import Codec
 from keep.protocol.errors import PermissionDeniedError

@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from keep.client.account import owner_login
-from keep.client.device_state import DeviceState
+from keep.client.device.account import owner_login
+from keep.client.device.state import DeviceState
 from keep.client.remote import Remote
 from keep.protocol.envelope import ObjectKind
 from keep.protocol.sealed_record import seal_record

@@ -19,8 +19,8 @@ import pytest
 from aiohttp import web
 
 from keep.client import remote as remote_module
-from keep.client.device_state import DeviceState
-from keep.client.locations import RANGE_ALIGN
+from keep.client.device.state import DeviceState
+from keep.client.engine.locations import RANGE_ALIGN
 from keep.client.remote import Remote
 from keep.protocol.device_name import open_device_name
 from keep.protocol.envelope import ObjectKind, Suite, seal_single

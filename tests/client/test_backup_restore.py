@@ -16,11 +16,11 @@ from typing import Any
 import pytest
 import zstandard
 
-from keep.client import packer
-from keep.client.archiver import READ_BUFFER, Archiver, BackupOptions
-from keep.client.device_state import DeviceState
+from keep.client.device.state import DeviceState
+from keep.client.engine import packer
+from keep.client.engine.archiver import READ_BUFFER, Archiver, BackupOptions
+from keep.client.engine.repository import Repository
 from keep.client.remote import Remote
-from keep.client.repository import Repository
 from keep.protocol.blob import blob_id
 from keep.protocol.chunker import Chunker
 from keep.protocol.envelope import TAG_SIZE

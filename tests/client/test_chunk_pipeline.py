@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import zstandard
 
-from keep.client.chunk_pipeline import (
+from keep.client.engine.chunk_pipeline import (
     BATCH_BYTES,
     INFLIGHT_MAX,
     INLINE_MAX,

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from keep.client.config import TABLES, Config, ConfigError, load_config
+from keep.client.device.config import TABLES, Config, ConfigError, load_config
 from keep.protocol.compression import DATA_LEVEL
 
 

@@ -1,5 +1,5 @@
 """The helper processes that write a restore's one-blob files
-(`keep.client.file_writer`): what they write is what the snapshot holds, and
+(`keep.client.engine.file_writer`): what they write is what the snapshot holds, and
 when anything goes wrong — a helper dies, the disk fills, the owner presses
 Ctrl-C — the restore stops with one line, no temporary file is left, every
 file is either the snapshot's or as it was, and no helper outlives it."""
@@ -18,10 +18,10 @@ from typing import Any
 
 import pytest
 
-from keep.client import file_writer, restorer
-from keep.client.device_state import DeviceState
+from keep.client.device.state import DeviceState
+from keep.client.engine import file_writer, restorer
+from keep.client.engine.repository import Repository
 from keep.client.remote import Remote
-from keep.client.repository import Repository
 from keep.protocol.errors import ExitCode
 from tests.client.conftest import KEEP, Device
 from tests.client.test_restore_scale import make_small_files, restored
@@ -40,7 +40,7 @@ def helpers_of(pid: int) -> list[int]:
             ppid = int(Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[1])
         except (OSError, ValueError, IndexError):
             continue
-        if ppid == pid and b"keep.client.file_writer" in cmdline:
+        if ppid == pid and b"keep.client.engine.file_writer" in cmdline:
             found.append(int(entry))
     return found
 
@@ -101,7 +101,7 @@ def test_a_helper_that_dies_stops_the_restore_and_leaves_nothing_half_done(
         if started:
             return real_start(target)
         code = (
-            "import sys, keep.client.file_writer as w\n"
+            "import sys, keep.client.engine.file_writer as w\n"
             "inp, out = sys.stdin.buffer, sys.stdout.buffer\n"
             "d = w._Directories(w._read_frame(inp))\n"
             "for job in w._read_frame(inp):\n"
@@ -194,7 +194,7 @@ def test_a_helper_gets_no_secret_and_no_terminal_signal(
         cmdline = Path(f"/proc/{proc.pid}/cmdline").read_bytes().split(b"\0")
         assert b"KEEP_" not in environ
         assert b"correct horse" not in environ
-        assert cmdline[1:3] == [b"-m", b"keep.client.file_writer"]
+        assert cmdline[1:3] == [b"-m", b"keep.client.engine.file_writer"]
         assert os.fsencode(tmp_path) not in b" ".join(cmdline)
         assert os.getpgid(proc.pid) == proc.pid != os.getpgid(0)
     finally:

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
-from keep.client.device_state import DeviceState
+from keep.client.device.state import DeviceState
 from keep.protocol.envelope import Suite
 from keep.protocol.keys import MasterKey, RepositoryKeys
 from support.servers import app_in_thread

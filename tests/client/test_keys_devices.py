@@ -15,8 +15,8 @@ from pathlib import Path
 from urllib.parse import urlsplit
 from urllib.request import urlopen
 
-from keep.client.device_state import DeviceState
-from keep.client.recovery_kit import recovery_key_from_kit
+from keep.client.device.recovery_kit import recovery_key_from_kit
+from keep.client.device.state import DeviceState
 from keep.protocol.recovery import decode_recovery_key
 from support.servers import keep_server
 from tests.client.conftest import KEEP, Device, Terminal

@@ -13,12 +13,12 @@ import subprocess
 import time
 from pathlib import Path
 
-from keep.client.account import owner_login
-from keep.client.device_state import DeviceState
-from keep.client.lease import Lease, held_locks
-from keep.client.prune import Pruner
+from keep.client.device.account import owner_login
+from keep.client.device.state import DeviceState
+from keep.client.engine.lease import Lease, held_locks
+from keep.client.engine.prune import Pruner
+from keep.client.engine.repository import Repository
 from keep.client.remote import Remote
-from keep.client.repository import Repository
 from support.servers import keep_server
 from tests.client.conftest import KEEP, Device
 from tests.client.tree_builder import describe

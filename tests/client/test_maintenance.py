@@ -20,10 +20,10 @@ from typing import Any
 
 import pytest
 
-from keep.client.account import owner_login
-from keep.client.device_state import DeviceState
+from keep.client.device.account import owner_login
+from keep.client.device.state import DeviceState
+from keep.client.engine.repository import Repository
 from keep.client.remote import Remote
-from keep.client.repository import Repository
 from keep.protocol.blob import BlobType
 from keep.protocol.errors import PermissionDeniedError
 from tests.client.conftest import KEEP, Device

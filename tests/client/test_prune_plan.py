@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from keep.client.prune_plan import plan
+from keep.client.engine.prune_plan import plan
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from keep.client.device_state import DeviceState
+from keep.client.device.state import DeviceState
 from keep.client.remote import Remote
 from support.servers import keep_server
 from tests.client.conftest import KEEP, Device

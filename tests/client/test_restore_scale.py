@@ -18,11 +18,11 @@ from pathlib import Path
 
 import pytest
 
-from keep.client import drill, file_writer, packer, restore_plan, restorer
-from keep.client.archiver import Archiver, BackupOptions
-from keep.client.device_state import DeviceState
+from keep.client.device.state import DeviceState
+from keep.client.engine import drill, file_writer, packer, restore_plan, restorer
+from keep.client.engine.archiver import Archiver, BackupOptions
+from keep.client.engine.repository import Repository
 from keep.client.remote import Remote
-from keep.client.repository import Repository
 from keep.protocol.tree import Node, NodeType
 from tests.client.conftest import Device
 from tests.client.tree_builder import describe

@@ -6,7 +6,14 @@ import datetime
 
 import pytest
 
-from keep.client.retention import CLOCK_SKEW_MAX, Policy, PolicyError, SnapshotFacts, decide, parse_duration
+from keep.client.engine.retention import (
+    CLOCK_SKEW_MAX,
+    Policy,
+    PolicyError,
+    SnapshotFacts,
+    decide,
+    parse_duration,
+)
 
 NS = 1_000_000_000
 BASE = datetime.datetime(2026, 11, 23, 12, 0, tzinfo=datetime.UTC)

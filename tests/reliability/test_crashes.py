@@ -13,8 +13,8 @@ import subprocess
 import time
 from pathlib import Path
 
-from keep.client.account import owner_login
-from keep.client.device_state import DeviceState
+from keep.client.device.account import owner_login
+from keep.client.device.state import DeviceState
 from keep.client.remote import Remote
 from support.byte_proxy import byte_proxy
 from support.servers import free_port, keep_server

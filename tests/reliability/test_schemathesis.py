@@ -8,7 +8,7 @@ import re
 import sys
 from pathlib import Path
 
-from keep.client.device_state import DeviceState
+from keep.client.device.state import DeviceState
 from tests.client.conftest import Device
 
 SCHEMATHESIS = Path(sys.executable).with_name("schemathesis")

@@ -22,9 +22,9 @@ from keep.server.api_error import ApiError
 from keep.server.backends import metadata_store, object_store
 from keep.server.metrics import Metrics
 from keep.server.openapi import openapi_document
+from keep.server.services import SERVICES, SETTINGS, Services
 from keep.server.settings import Settings
 from keep.server.shared.quiet import hide_server_header
-from keep.server.state import SERVICES, SETTINGS, Services
 from keep.server.storage.objects import StorageFullError
 
 log = logging.getLogger("keep.server")

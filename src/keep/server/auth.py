@@ -18,7 +18,7 @@ from aiohttp import web
 from keep.protocol.api import DEVICE_TOKEN_PREFIX, SESSION_TOKEN_PREFIX, TOKEN_BYTES
 from keep.protocol.errors import ErrorCode
 from keep.server.api_error import ApiError
-from keep.server.state import Services, services
+from keep.server.services import Services, services
 
 
 class Role(enum.StrEnum):

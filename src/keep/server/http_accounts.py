@@ -26,7 +26,7 @@ from keep.protocol.limits import DEVICE_NAME_MAX
 from keep.server.api_error import ApiError
 from keep.server.auth import Principal, Role, authenticate, new_token, require_owner
 from keep.server.json_body import b64, b64_field, bad, field, read_json
-from keep.server.state import Services, services
+from keep.server.services import Services, services
 from keep.server.storage.metadata import Account, AccountExistsError, Device, Session
 from keep.server.throttle import throttle_key, wait_seconds
 

@@ -18,7 +18,7 @@ from keep.protocol.errors import ErrorCode
 from keep.server.api_error import ApiError
 from keep.server.auth import Principal, Role, authenticate, check_owner, require_owner
 from keep.server.json_body import bad, field, read_json
-from keep.server.state import services
+from keep.server.services import services
 from keep.server.storage.metadata import AccountQuotaFullError, Lease, LockConflictError, ObjectRecord
 from keep.server.storage.objects import HashMismatchError, SizeMismatchError, StoredObject
 

@@ -21,7 +21,7 @@ from aiohttp import web
 
 from keep.client.admin import data
 from keep.client.admin.security import COOKIE, SESSION_IDLE, Guard, Session, check_password
-from keep.client.connection import Endpoint
+from keep.client.device.connection import Endpoint
 from keep.protocol.errors import KeepError
 
 HERE = Path(__file__).resolve().parent

@@ -14,15 +14,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from keep.client import drill, explore, phonehome
-from keep.client.account import owner_login
 from keep.client.admin import health
-from keep.client.cli.text import human_bytes
-from keep.client.config import load_config
-from keep.client.connection import Endpoint
-from keep.client.device_state import DeviceState
-from keep.client.history import last_backup, record_last_backup, running_backup
-from keep.client.repository import Repository
+from keep.client.checkin import agent as phonehome
+from keep.client.device.account import owner_login
+from keep.client.device.backup_record import last_backup, record_last_backup, running_backup
+from keep.client.device.config import load_config
+from keep.client.device.connection import Endpoint
+from keep.client.device.state import DeviceState
+from keep.client.engine import drill, explore
+from keep.client.engine.repository import Repository
+from keep.client.text import human_bytes
 from keep.protocol.api import Route, route_path
 from keep.protocol.device_name import open_device_name
 from keep.protocol.errors import IntegrityError, KeepError, NotFoundError

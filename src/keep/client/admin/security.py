@@ -27,7 +27,7 @@ from urllib.parse import urlsplit
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
-from keep.client.device_state import write_private
+from keep.client.device.state import write_private
 
 ADMIN_FILE = "admin.json"
 SESSION_IDLE = 12 * 3600

@@ -7,10 +7,10 @@ from typing import Any
 
 import click
 
-from keep.client import phonehome
+from keep.client.checkin import agent as phonehome
 from keep.client.cli.main import CliContext, cli
-from keep.client.cli.text import rfc3339
-from keep.client.config import load_config
+from keep.client.device.config import load_config
+from keep.client.text import rfc3339
 
 SWITCHES = phonehome.SWITCHES
 

@@ -11,14 +11,14 @@ from pathlib import Path
 
 import click
 
-from keep.client import snapshot_filter
-from keep.client.archiver import Archiver, BackupOptions, BackupPreview
 from keep.client.cli.main import CliContext, cli
 from keep.client.cli.progress import Progress, Reading
 from keep.client.cli.session import UsageError, open_repository
-from keep.client.cli.text import display_path, human_bytes
-from keep.client.history import clear_running, record_last_backup, record_running
-from keep.client.lease import Lease
+from keep.client.device.backup_record import clear_running, record_last_backup, record_running
+from keep.client.engine import snapshot_filter
+from keep.client.engine.archiver import Archiver, BackupOptions, BackupPreview
+from keep.client.engine.lease import Lease
+from keep.client.text import display_path, human_bytes
 from keep.protocol.compression import LEVEL_MAX, LEVEL_MIN
 from keep.protocol.errors import ExitCode, KeepError
 

@@ -10,8 +10,8 @@ import click
 
 from keep.client.cli.main import CliContext, cli
 from keep.client.cli.session import UsageError, connect, owner_login_for, owner_options
-from keep.client.cli.text import local_time, rfc3339
-from keep.client.device_state import DeviceState
+from keep.client.device.state import DeviceState
+from keep.client.text import local_time, rfc3339
 from keep.protocol.api import Route, route_path
 from keep.protocol.device_name import open_device_name
 from keep.protocol.errors import KeepError, NotFoundError

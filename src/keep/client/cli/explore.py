@@ -13,11 +13,11 @@ from typing import Any, BinaryIO
 
 import click
 
-from keep.client import explore, snapshot_filter
 from keep.client.cli.main import CliContext, cli
 from keep.client.cli.session import UsageError, open_repository, pick_snapshot, snapshot_filter_options
-from keep.client.cli.text import display_path, human_bytes, local_time, rfc3339
-from keep.client.lease import Lease
+from keep.client.engine import explore, snapshot_filter
+from keep.client.engine.lease import Lease
+from keep.client.text import display_path, human_bytes, local_time, rfc3339
 from keep.protocol.errors import NotFoundError
 from keep.protocol.tree import Node, NodeType
 

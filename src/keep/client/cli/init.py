@@ -11,7 +11,6 @@ from pathlib import Path
 
 import click
 
-from keep.client.account import create_account
 from keep.client.cli.main import CliContext, cli
 from keep.client.cli.session import (
     UsageError,
@@ -21,8 +20,9 @@ from keep.client.cli.session import (
     read_password,
     reserved_output,
 )
-from keep.client.config import ConfigError, update_config
-from keep.client.recovery_kit import recovery_kit
+from keep.client.device.account import create_account
+from keep.client.device.config import ConfigError, update_config
+from keep.client.device.recovery_kit import recovery_kit
 
 
 @cli.command()

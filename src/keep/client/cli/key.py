@@ -15,7 +15,6 @@ from pathlib import Path
 
 import click
 
-from keep.client.account import new_password_credential, new_recovery_credential, owner_login, recovery_login
 from keep.client.cli.main import CliContext, cli
 from keep.client.cli.session import (
     UsageError,
@@ -26,8 +25,14 @@ from keep.client.cli.session import (
     read_password,
     reserved_output,
 )
-from keep.client.device_state import DeviceState
-from keep.client.recovery_kit import recovery_kit as make_kit
+from keep.client.device.account import (
+    new_password_credential,
+    new_recovery_credential,
+    owner_login,
+    recovery_login,
+)
+from keep.client.device.recovery_kit import recovery_kit as make_kit
+from keep.client.device.state import DeviceState
 from keep.protocol.api import Route
 from keep.protocol.errors import IntegrityError
 

@@ -7,13 +7,13 @@ import stat
 
 import click
 
-from keep.client import explore, snapshot_filter
 from keep.client.cli.main import CliContext, cli
 from keep.client.cli.session import open_repository, pick_snapshot, snapshot_filter_options
-from keep.client.cli.text import display_path, human_bytes, local_time, rfc3339
-from keep.client.drill import last as last_drill
-from keep.client.explore import walk
-from keep.client.history import last_backup
+from keep.client.device.backup_record import last_backup
+from keep.client.engine import explore, snapshot_filter
+from keep.client.engine.drill import last as last_drill
+from keep.client.engine.explore import walk
+from keep.client.text import display_path, human_bytes, local_time, rfc3339
 from keep.protocol.api import Route
 from keep.protocol.errors import NotFoundError
 from keep.protocol.tree import NodeType

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import click
 
-from keep.client.account import enroll_device, owner_login, recovery_login
 from keep.client.cli.main import CliContext, cli
 from keep.client.cli.session import UsageError, connect, new_device_target, read_password
-from keep.client.recovery_kit import recovery_key_from_kit
+from keep.client.device.account import enroll_device, owner_login, recovery_login
+from keep.client.device.recovery_kit import recovery_key_from_kit
 from keep.protocol.recovery import decode_recovery_key
 
 

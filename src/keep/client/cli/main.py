@@ -13,7 +13,7 @@ from typing import Any
 
 import click
 
-from keep.client.config import Config, config_path, load_config, state_dir
+from keep.client.device.config import Config, config_path, load_config, state_dir
 from keep.protocol.errors import ExitCode, KeepError
 
 RECURSION_LIMIT = 50_000  # ≈ 20,000 directory levels; paths give out long before (PATH_MAX)
@@ -25,11 +25,11 @@ COMMANDS = {
     "admin": "admin",
     "agent": "agent",
     "backup": "backup",
-    "check": "verify",
+    "check": "check",
     "completion": "completion",
     "device": "device",
     "diff": "explore",
-    "drill": "verify",
+    "drill": "check",
     "dump": "explore",
     "find": "explore",
     "forget": "maintenance",

@@ -15,7 +15,6 @@ from typing import Any
 
 import click
 
-from keep.client import snapshot_filter
 from keep.client.cli.main import CliContext, cli
 from keep.client.cli.progress import Progress, Reading
 from keep.client.cli.session import (
@@ -25,13 +24,13 @@ from keep.client.cli.session import (
     pick_snapshot,
     snapshot_filter_options,
 )
-from keep.client.cli.text import display_path, human_bytes, local_time, rfc3339
-from keep.client.lease import HeldLock, Lease, held_locks
-from keep.client.prune import Pruner, PruneResult
-from keep.client.prune import forget as forget_snapshots
-from keep.client.prune_plan import REPACK_BELOW
-from keep.client.repository import Repository, SnapshotInfo
-from keep.client.retention import (
+from keep.client.engine import snapshot_filter
+from keep.client.engine.lease import HeldLock, Lease, held_locks
+from keep.client.engine.prune import Pruner, PruneResult
+from keep.client.engine.prune import forget as forget_snapshots
+from keep.client.engine.prune_plan import REPACK_BELOW
+from keep.client.engine.repository import Repository, SnapshotInfo
+from keep.client.engine.retention import (
     CLOCK_SKEW_MAX,
     Decision,
     Policy,
@@ -40,6 +39,7 @@ from keep.client.retention import (
     group_key,
     parse_duration,
 )
+from keep.client.text import display_path, human_bytes, local_time, rfc3339
 from keep.protocol.api import Route, route_path
 from keep.protocol.errors import ExitCode
 

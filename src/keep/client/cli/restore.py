@@ -8,14 +8,14 @@ from pathlib import Path
 
 import click
 
-from keep.client import explore
 from keep.client.cli.main import CliContext, cli
 from keep.client.cli.progress import Progress, Reading
 from keep.client.cli.session import open_repository, pick_snapshot, snapshot_filter_options
-from keep.client.cli.text import display_path, human_bytes
-from keep.client.lease import Lease
-from keep.client.repository import Repository, SnapshotInfo
-from keep.client.restorer import OVERWRITE, Restorer, RestoreStoppedError
+from keep.client.engine import explore
+from keep.client.engine.lease import Lease
+from keep.client.engine.repository import Repository, SnapshotInfo
+from keep.client.engine.restorer import OVERWRITE, Restorer, RestoreStoppedError
+from keep.client.text import display_path, human_bytes
 from keep.protocol.errors import ExitCode, IntegrityError, KeepError, NotFoundError
 
 NAMES_SHOWN = 20  # files named in a message; the rest are counted (all of them with --json)

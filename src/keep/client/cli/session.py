@@ -16,14 +16,14 @@ from pathlib import Path
 
 import click
 
-from keep.client import snapshot_filter
-from keep.client.account import owner_login, recovery_login
 from keep.client.cli.main import CliContext
-from keep.client.connection import Endpoint
-from keep.client.device_state import STATE_FILE, DeviceState
-from keep.client.recovery_kit import recovery_key_from_kit
+from keep.client.device.account import owner_login, recovery_login
+from keep.client.device.connection import Endpoint
+from keep.client.device.recovery_kit import recovery_key_from_kit
+from keep.client.device.state import STATE_FILE, DeviceState
+from keep.client.engine import snapshot_filter
+from keep.client.engine.repository import Repository, SnapshotInfo
 from keep.client.remote import Remote
-from keep.client.repository import Repository, SnapshotInfo
 from keep.protocol.errors import ExitCode, IntegrityError, KeepError
 from keep.protocol.keys import MasterKey
 from keep.protocol.recovery import decode_recovery_key

@@ -12,7 +12,7 @@ blob — verified, decompressed, final — to one of a few helper processes,
 which have their own interpreters and do nothing else.
 
 A helper holds no key and opens no connection: it is given plaintext and
-where it goes, nothing more. It runs `python -m keep.client.file_writer`,
+where it goes, nothing more. It runs `python -m keep.client.engine.file_writer`,
 reads batches from its stdin and answers each with what it wrote and what
 failed. It writes each file as the restorer itself would: under a temporary
 name, created exclusively and never through a symlink, in a directory it
@@ -357,7 +357,7 @@ def _start_helper(target: bytes) -> subprocess.Popen[bytes]:
     # Its own process group: a terminal's Ctrl-C goes to the restorer alone,
     # even while the helper is still starting (before it ignores SIGINT).
     proc = subprocess.Popen(
-        [sys.executable, "-m", "keep.client.file_writer"],
+        [sys.executable, "-m", "keep.client.engine.file_writer"],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         env=env,

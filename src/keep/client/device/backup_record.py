@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from keep.client.device_state import process_alive, read_record, write_private
+from keep.client.device.state import process_alive, read_record, write_private
 
 LAST_BACKUP = "last-backup.json"
 RUNNING = "backup-running.json"

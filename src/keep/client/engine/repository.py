@@ -21,8 +21,8 @@ from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from keep.client.device_state import write_private
-from keep.client.locations import Location, aligned
+from keep.client.device.state import write_private
+from keep.client.engine.locations import Location, aligned
 from keep.client.remote import ObjectInfo, Remote
 from keep.protocol import msgcodec
 from keep.protocol.blob import BlobType, blob_id

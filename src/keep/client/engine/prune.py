@@ -31,10 +31,10 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from keep.client.lease import Lease
-from keep.client.packer import Packer
-from keep.client.prune_plan import REPACK_BELOW, plan
-from keep.client.repository import Repository, SnapshotInfo
+from keep.client.engine.lease import Lease
+from keep.client.engine.packer import Packer
+from keep.client.engine.prune_plan import REPACK_BELOW, plan
+from keep.client.engine.repository import Repository, SnapshotInfo
 from keep.protocol.api import LOCK_TTL_MAX, Route
 from keep.protocol.compression import BlobDecompressor
 from keep.protocol.errors import FormatError, IntegrityError, NotFoundError

@@ -6,13 +6,13 @@ import datetime
 
 import click
 
-from keep.client.checker import Checker, parse_subset
 from keep.client.cli.main import CliContext, cli
 from keep.client.cli.progress import Progress, Reading
 from keep.client.cli.session import open_repository, pick_snapshot, snapshot_filter_options
-from keep.client.cli.text import human_bytes, rfc3339
-from keep.client.drill import SAMPLE_FILES, drill
-from keep.client.lease import Lease
+from keep.client.engine.checker import Checker, parse_subset
+from keep.client.engine.drill import SAMPLE_FILES, drill
+from keep.client.engine.lease import Lease
+from keep.client.text import human_bytes, rfc3339
 from keep.protocol.errors import IntegrityError
 
 

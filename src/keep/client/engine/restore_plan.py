@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
-from keep.client.locations import RANGE_ALIGN, Location, aligned
+from keep.client.engine.locations import RANGE_ALIGN, Location, aligned
 from keep.protocol.limits import MiB
 
 MERGE_GAP = 1 * MiB

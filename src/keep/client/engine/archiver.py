@@ -25,11 +25,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cache
 
-from keep.client import explore
-from keep.client.chunk_pipeline import ChunkPipeline, ChunkResult, DeliveryError, ReadBuffer
-from keep.client.packer import Packer
-from keep.client.path_warning import PathWarning
-from keep.client.repository import Repository
+from keep.client.engine import explore
+from keep.client.engine.chunk_pipeline import ChunkPipeline, ChunkResult, DeliveryError, ReadBuffer
+from keep.client.engine.packer import Packer
+from keep.client.engine.path_warning import PathWarning
+from keep.client.engine.repository import Repository
 from keep.protocol.blob import BlobType, blob_id
 from keep.protocol.chunker import Chunker
 from keep.protocol.compression import DATA_LEVEL, BlobCompressor

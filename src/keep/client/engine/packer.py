@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, NamedTuple
 
-from keep.client.repository import Repository
+from keep.client.engine.repository import Repository
 from keep.protocol.blob import BlobType
 from keep.protocol.compression import Codec
 from keep.protocol.envelope import ObjectCipher, ObjectKind

@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import BinaryIO
 
-from keep.client.repository import Repository, SnapshotInfo
+from keep.client.engine.repository import Repository, SnapshotInfo
 from keep.protocol.errors import NotFoundError
 from keep.protocol.tree import Node, NodeType, Tree
 

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING
 
-from keep.client.device_state import process_alive
+from keep.client.device.state import process_alive
 from keep.protocol.api import LOCK_CONFLICTS, Route, route_path
 from keep.protocol.errors import (
     FormatError,
@@ -40,7 +40,7 @@ from keep.protocol.errors import (
 from keep.protocol.lock import LockRecord
 
 if TYPE_CHECKING:
-    from keep.client.repository import Repository
+    from keep.client.engine.repository import Repository
 
 LEASE_TTL = 300  # seconds
 RENEW_EVERY = 60

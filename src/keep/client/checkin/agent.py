@@ -31,8 +31,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from keep.client.config import PhonehomeSettings, update_config
-from keep.client.device_state import read_record, write_private
+from keep.client.device.config import PhonehomeSettings, update_config
+from keep.client.device.state import read_record, write_private
 from keep.protocol.errors import ExitCode, KeepError
 
 STATE_FILE = "phonehome.json"

@@ -41,9 +41,9 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from keep.client import file_writer
-from keep.client.explore import path_matcher
-from keep.client.file_writer import (
+from keep.client.engine import file_writer
+from keep.client.engine.explore import path_matcher
+from keep.client.engine.file_writer import (
     DIR_FLAGS,
     DirectoryReplacedError,
     HelperWriters,
@@ -51,9 +51,9 @@ from keep.client.file_writer import (
     Job,
     data_runs,
 )
-from keep.client.path_warning import PathWarning
-from keep.client.repository import Repository
-from keep.client.restore_plan import BlobFetch, RangeFetch, plan
+from keep.client.engine.path_warning import PathWarning
+from keep.client.engine.repository import Repository
+from keep.client.engine.restore_plan import BlobFetch, RangeFetch, plan
 from keep.protocol.blob import blob_id
 from keep.protocol.chunker import Chunker
 from keep.protocol.errors import ExitCode, FormatError, IntegrityError, KeepError, NotFoundError

@@ -16,7 +16,7 @@ import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from keep.client.repository import SnapshotInfo, snapshot_by_id
+from keep.client.engine.repository import SnapshotInfo, snapshot_by_id
 from keep.protocol.errors import NotFoundError
 from keep.protocol.snapshot import Snapshot
 

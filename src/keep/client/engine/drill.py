@@ -28,10 +28,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from keep.client.device_state import read_record, write_private
-from keep.client.explore import walk
-from keep.client.repository import Repository, SnapshotInfo
-from keep.client.restorer import Restorer, compare_file
+from keep.client.device.state import read_record, write_private
+from keep.client.engine.explore import walk
+from keep.client.engine.repository import Repository, SnapshotInfo
+from keep.client.engine.restorer import Restorer, compare_file
 from keep.protocol.tree import Node, NodeType
 
 DRILL_FILE = "drill.json"

@@ -20,7 +20,7 @@ import secrets
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from keep.client.repository import Repository, SnapshotInfo
+from keep.client.engine.repository import Repository, SnapshotInfo
 from keep.protocol.compression import BlobDecompressor
 from keep.protocol.errors import FormatError, IntegrityError, KeepError, NotFoundError
 from keep.protocol.index import Index

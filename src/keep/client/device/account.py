@@ -16,7 +16,7 @@ import socket
 from dataclasses import dataclass
 from pathlib import Path
 
-from keep.client.device_state import DeviceState
+from keep.client.device.state import DeviceState
 from keep.client.remote import Remote
 from keep.protocol.api import Route
 from keep.protocol.device_name import seal_device_name

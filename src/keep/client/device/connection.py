@@ -13,9 +13,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from keep.client.device_state import DeviceState
+from keep.client.device.state import DeviceState
+from keep.client.engine.repository import Repository
 from keep.client.remote import Remote
-from keep.client.repository import Repository
 
 
 @dataclass(frozen=True, slots=True)
