@@ -33,7 +33,7 @@ async def client(tmp_path: Path) -> AsyncIterator[TestClient[Any, Any]]:
     home = tmp_path / "home"
     set_password(home, PASSWORD)
     config = tmp_path / "keep.toml"
-    config.write_text("# owner's comment\n[phonehome]\nddns = true\nupdates = true\n")
+    config.write_text("# owner's comment\n[checkin]\nddns = true\nupdates = true\n")
     port = free_port()
     app = create_app(home, config, {f"127.0.0.1:{port}"})
     c = TestClient(TestServer(app, host="127.0.0.1", port=port))

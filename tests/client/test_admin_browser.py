@@ -42,7 +42,7 @@ def admin_page(device: Device, tmp_path: Path) -> Iterator[tuple[str, Device, By
         with byte_proxy(int(checkin_url.rsplit(":", 1)[1])) as proxy:
             config = tmp_path / "keep.toml"
             config.write_text(
-                "# the owner's notes stay\n[phonehome]\n"
+                "# the owner's notes stay\n[checkin]\n"
                 f'url = "http://127.0.0.1:{proxy.port}"\nname = "cottage"\nddns = true\nupdates = false\n'
             )
             device.env["KEEP_CONFIG"] = str(config)

@@ -9,7 +9,7 @@ import subprocess
 import sys
 
 import keep.client.cli
-from keep.client.cli.main import COMMANDS, cli
+from keep.client.cli.main import COMMANDS, OLD_NAMES, cli
 from tests.client.conftest import KEEP
 
 
@@ -19,7 +19,8 @@ def test_the_command_table_names_every_command_and_its_module() -> None:
     registered = {
         name: command.callback.__module__ for name, command in cli.commands.items() if command.callback
     }
-    assert registered == {name: f"keep.client.cli.{module}" for name, module in COMMANDS.items()}
+    everything = COMMANDS | OLD_NAMES
+    assert registered == {name: f"keep.client.cli.{module}" for name, module in everything.items()}
 
 
 def test_help_lists_every_command_and_a_command_runs() -> None:

@@ -59,8 +59,12 @@ def test_compression_outside_the_zstd_levels_is_refused(tmp_path: Path, value: s
             '[backup]\nexclude = ["*.tmp"]\n',
             "unknown setting 'exclude' in \\[backup\\] \\(did you mean 'excludes'\\?\\)",
         ),
-        ('[phonehome]\nddns = "false"\n', "\\[phonehome\\] ddns must be true or false, not 'false'"),
-        ("[phonehome]\nddns = 0\n", "ddns must be true or false"),
+        ('[checkin]\nddns = "false"\n', "\\[checkin\\] ddns must be true or false, not 'false'"),
+        ("[checkin]\nddns = 0\n", "ddns must be true or false"),
+        (
+            "[phonehome]\nddns = true\n[checkin]\n",
+            "\\[phonehome\\] is the old name of \\[checkin\\]; keep only",
+        ),
         ("[server]\nurl = 8080\n", "\\[server\\] url must be a string"),
         ("[backups]\nsources = []\n", "unknown table \\[backups\\] \\(did you mean 'backup'\\?\\)"),
         ("backup = 3\n", "\\[backup\\] must be a table"),
@@ -80,7 +84,7 @@ def test_every_documented_setting_is_accepted(tmp_path: Path) -> None:
     example = docs.split("`keep.toml`", 1)[1].split("```toml\n", 1)[1].split("```", 1)[0]
     config = load_config(write(tmp_path, example))
     assert config.retention.keep_daily == 7
-    assert config.phonehome.update_root == "/etc/keep/update-root.json"
+    assert config.checkin.update_root == "/etc/keep/update-root.json"
     documented = {(t, k) for t, table in tomllib.loads(example).items() for k in table}
     known = {(t, f.name) for t, cls in TABLES.items() for f in fields(cls)}
     assert documented == known

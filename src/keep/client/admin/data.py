@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from keep.client.admin import health
-from keep.client.checkin import agent as phonehome
+from keep.client.checkin import agent, ddns, updates
 from keep.client.device.account import owner_login
 from keep.client.device.backup_record import last_backup, record_last_backup, running_backup
 from keep.client.device.config import load_config
@@ -136,9 +136,9 @@ def start_backup(paths: Paths) -> str:
 
 def connections(paths: Paths) -> list[dict[str, Any]]:
     config = load_config(paths.config)
-    settings = phonehome.Settings.from_config(config.phonehome, config.ca_file)
-    state = phonehome.load_state(paths.home)
-    sent = phonehome.what_is_sent(settings)
+    settings = agent.Settings.from_config(config.checkin, config.ca_file)
+    state = agent.load_state(paths.home)
+    sent = agent.what_is_sent(settings)
     consequences = {
         "ddns": "the device's name stops following its address, so it cannot be reached by name "
         "from outside once the address changes",
@@ -149,7 +149,7 @@ def connections(paths: Paths) -> list[dict[str, Any]]:
         "updates": "once a day, at a random time within 2 hours",
     }
     rows = []
-    for key, label in phonehome.SWITCHES.items():
+    for key, label in agent.SWITCHES.items():
         s = state.get(key, {})
         on = bool(getattr(settings, key))
         rows.append(
@@ -168,33 +168,33 @@ def connections(paths: Paths) -> list[dict[str, Any]]:
 
 
 def set_connection(paths: Paths, key: str, on: bool) -> str:
-    phonehome.set_switches(paths.config, [key], on)
+    agent.set_switches(paths.config, [key], on)
     if key == "ddns" and not on:
         config = load_config(paths.config)
-        settings = phonehome.Settings.from_config(config.phonehome, config.ca_file)
-        state = phonehome.load_state(paths.home)
+        settings = agent.Settings.from_config(config.checkin, config.ca_file)
+        state = agent.load_state(paths.home)
         if state.get("ddns", {}).get("token"):
-            note = phonehome.release_name(settings, state)
-            phonehome.save_state(paths.home, state)
-            return f"{phonehome.SWITCHES[key]} switched off; DNS record: {note}."
-    return f"{phonehome.SWITCHES[key]} switched {'on' if on else 'off'}."
+            note = ddns.release_name(settings, state)
+            agent.save_state(paths.home, state)
+            return f"{agent.SWITCHES[key]} switched off; DNS record: {note}."
+    return f"{agent.SWITCHES[key]} switched {'on' if on else 'off'}."
 
 
 def check_now(paths: Paths, key: str) -> str:
     config = load_config(paths.config)
-    settings = phonehome.Settings.from_config(config.phonehome, config.ca_file)
-    state = phonehome.load_state(paths.home)
+    settings = agent.Settings.from_config(config.checkin, config.ca_file)
+    state = agent.load_state(paths.home)
     now = time.time()
     try:
         if key == "ddns":
             state.setdefault("ddns", {}).pop("next_attempt", None)
-            result = phonehome.ddns_checkin(settings, state, now)
+            result = ddns.check_in(settings, state, now)
         else:
-            result = phonehome.updates_checkin(settings, state, paths.home, now, force=True)
-    except phonehome.UpdateVerificationError as exc:
+            result = updates.check_in(settings, state, paths.home, now, force=True)
+    except updates.UpdateVerificationError as exc:
         result = f"REFUSED: {exc}"
-    phonehome.save_state(paths.home, state)
-    return f"{phonehome.SWITCHES[key]}: {result}"
+    agent.save_state(paths.home, state)
+    return f"{agent.SWITCHES[key]}: {result}"
 
 
 def snapshots(paths: Paths) -> list[dict[str, Any]]:

@@ -20,12 +20,12 @@ RECURSION_LIMIT = 50_000  # ≈ 20,000 directory levels; paths give out long bef
 
 # The module of each command, imported only when that command runs (or for
 # --help): `keep backup`, run by a timer, does not import the admin page, the
-# check-in agent or the maintenance commands.
+# check-in or the maintenance commands.
 COMMANDS = {
     "admin": "admin",
-    "agent": "agent",
     "backup": "backup",
     "check": "check",
+    "checkin": "checkin",
     "completion": "completion",
     "device": "device",
     "diff": "explore",
@@ -37,7 +37,6 @@ COMMANDS = {
     "key": "key",
     "login": "login",
     "ls": "listing",
-    "phonehome": "agent",
     "prune": "maintenance",
     "restore": "restore",
     "schedule": "schedule",
@@ -45,6 +44,9 @@ COMMANDS = {
     "stats": "listing",
     "unlock": "maintenance",
 }
+# Names before 0.2, still run (timers an older `keep schedule` installed use
+# them) but not listed.
+OLD_NAMES = {"agent": "checkin", "phonehome": "checkin"}
 
 
 @dataclass
@@ -79,7 +81,7 @@ class KeepGroup(click.Group):
         return sorted(COMMANDS)
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
-        module = COMMANDS.get(cmd_name)
+        module = COMMANDS.get(cmd_name) or OLD_NAMES.get(cmd_name)
         if module is not None and cmd_name not in self.commands:
             importlib.import_module(f"keep.client.cli.{module}")  # registers its commands
         return super().get_command(ctx, cmd_name)

@@ -81,7 +81,7 @@ class RetentionSettings:
 
 
 @dataclass(frozen=True, slots=True)
-class PhonehomeSettings:
+class CheckinSettings:
     url: str | None = None
     name: str | None = None
     ddns: bool = True
@@ -94,7 +94,7 @@ class Config:
     server: ServerSettings = ServerSettings()
     backup: BackupSettings = BackupSettings()
     retention: RetentionSettings = RetentionSettings()
-    phonehome: PhonehomeSettings = PhonehomeSettings()
+    checkin: CheckinSettings = CheckinSettings()
 
     # The settings read most often, by their old flat names.
     @property
@@ -114,8 +114,10 @@ TABLES: dict[str, type] = {
     "server": ServerSettings,
     "backup": BackupSettings,
     "retention": RetentionSettings,
-    "phonehome": PhonehomeSettings,
+    "checkin": CheckinSettings,
 }
+# Tables read under their old names (before 0.2); written under the new one.
+RENAMED_TABLES = {"phonehome": "checkin"}
 
 _KINDS = {"str": (str, "a string"), "bool": (bool, "true or false"), "int": (int, "a whole number")}
 
@@ -171,6 +173,11 @@ def load_config(path: Path | None = None) -> Config:
     except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"cannot read {path}: {exc}") from None
     where = str(path)
+    for old, new in RENAMED_TABLES.items():
+        if old in raw:
+            if new in raw:
+                raise ConfigError(f"{where}: [{old}] is the old name of [{new}]; keep only [{new}]")
+            raw[new] = raw.pop(old)
     for name in raw:
         if name not in TABLES:
             raise ConfigError(f"{where}: unknown table [{name}]{_near(name, list(TABLES))}")
@@ -187,6 +194,9 @@ def update_config(path: Path, table: str, values: dict[str, Any]) -> None:
     import tomlkit
 
     doc = tomlkit.parse(path.read_text()) if path.exists() else tomlkit.document()
+    for old_name, new_name in RENAMED_TABLES.items():
+        if new_name == table and old_name in doc and table not in doc:
+            doc[table] = doc.pop(old_name)  # written under its new name from now on
     section = doc.get(table)
     if section is None:
         section = tomlkit.table()

@@ -1,4 +1,4 @@
-"""The device agent against a real keep-checkin process (behind a counting
+"""The device's check-in against a real keep-checkin process (behind a counting
 proxy): off means zero connections, DDNS etiquette, and TUF update checks
 that catch expired, rolled-back, badly signed, tampered and mixed metadata."""
 
@@ -63,7 +63,7 @@ def service(tmp_path: Path) -> Iterator[Service]:
 
 
 class Agent:
-    def __init__(self, home: Path, service: Service, **settings: Any) -> None:
+    def __init__(self, home: Path, service: Service, table_name: str = "checkin", **settings: Any) -> None:
         self.home = home
         self.config = home / "keep.toml"
         home.mkdir(parents=True, exist_ok=True)
@@ -74,7 +74,7 @@ class Agent:
         }
         table.update(settings)
         body = "\n".join(f"{k} = {json.dumps(v)}" for k, v in table.items())
-        self.config.write_text(f"# my device\n[phonehome]\n{body}\n")
+        self.config.write_text(f"# my device\n[{table_name}]\n{body}\n")
 
     def run(self, *args: str) -> subprocess.CompletedProcess[str]:
         env = {**os.environ, "KEEP_HOME": str(self.home), "KEEP_CONFIG": str(self.config)}
@@ -83,7 +83,7 @@ class Agent:
         )
 
     def checkin(self) -> tuple[int, dict[str, str]]:
-        result = self.run("agent", "checkin", "--now")
+        result = self.run("checkin", "run", "--now")
         return result.returncode, json.loads(result.stdout) if result.stdout else {"stderr": result.stderr}
 
 
@@ -99,7 +99,7 @@ def test_off_means_no_connection_at_all(service: Service, tmp_path: Path) -> Non
     code, out = agent.checkin()
     assert (code, out) == (0, {"ddns": "off", "updates": "off"})
     assert service.proxy.connections == 0
-    agent.run("phonehome", "enable", "updates")
+    agent.run("checkin", "enable", "updates")
     assert "# my device" in agent.config.read_text()  # the owner's comments survive
     code, out = agent.checkin()
     assert out["ddns"] == "off"
@@ -116,17 +116,39 @@ def test_ddns_updates_only_on_change_and_switching_off_deletes_once(service: Ser
     code, out = agent.checkin()
     assert out["ddns"] == "unchanged (127.0.0.1)"
     assert service.proxy.connections == 1  # only "which address do I come from?"
-    state = json.loads((agent.home / "phonehome.json").read_text())
-    status = json.loads(agent.run("phonehome", "status").stdout)
+    state = json.loads((agent.home / "checkin.json").read_text())
+    status = json.loads(agent.run("checkin", "status").stdout)
     assert status["ddns"]["enabled"] is True
     assert state["ddns"]["token"] not in json.dumps(status)  # the token is never shown
     service.proxy.reset()
-    assert agent.run("phonehome", "disable", "ddns").returncode == 0
+    assert agent.run("checkin", "disable", "ddns").returncode == 0
     assert service.proxy.connections == 1  # the one request to delete the record
     assert lookup(service, "cottage").rcode() == dns.rcode.NXDOMAIN
     service.proxy.reset()
     assert agent.checkin()[1]["ddns"] == "off"
     assert service.proxy.connections == 0
+
+
+def test_the_names_before_0_2_keep_working(service: Service, tmp_path: Path) -> None:
+    """A device set up before the check-in had one name: keep.toml says
+    [phonehome], the state (with the DDNS token) is phonehome.json and the
+    timer runs `keep agent checkin`. It keeps its name and its token, and the
+    first switch written moves the table to [checkin], comments kept."""
+    agent = Agent(tmp_path / "device", service, table_name="phonehome", updates=False)
+    code, out = agent.checkin()
+    assert (code, out["ddns"]) == (0, f"updated cottage.{ZONE} -> 127.0.0.1")
+    (agent.home / "checkin.json").rename(agent.home / "phonehome.json")
+    service.proxy.reset()
+    old_timer = agent.run("agent", "checkin")
+    assert (old_timer.returncode, json.loads(old_timer.stdout)["ddns"]) == (0, "unchanged (127.0.0.1)")
+    assert service.proxy.connections == 1  # no new claim: the token was kept
+    assert not (agent.home / "phonehome.json").exists()
+    assert agent.run("phonehome", "enable", "updates").returncode == 0
+    config = agent.config.read_text()
+    assert ("[checkin]" in config, "[phonehome]" in config, "# my device" in config) == (True, False, True)
+    assert json.loads(agent.run("checkin", "status").stdout)["updates"]["enabled"] is True
+    listed = agent.run("--help").stdout
+    assert ("checkin" in listed, "phonehome" in listed, "agent" in listed) == (True, False, False)
 
 
 def test_a_taken_name_stops_ddns_with_a_clear_reason(service: Service, tmp_path: Path) -> None:
@@ -142,7 +164,7 @@ def test_a_taken_name_stops_ddns_with_a_clear_reason(service: Service, tmp_path:
 def refused(agent: Agent, needle: str) -> None:
     code, out = agent.checkin()
     assert code == 15, out
-    assert needle in agent.run("phonehome", "status").stdout
+    assert needle in agent.run("checkin", "status").stdout
 
 
 def test_update_check_catches_attacks(service: Service, tmp_path: Path) -> None:
@@ -209,5 +231,5 @@ def test_every_request_carries_the_fixed_user_agent_the_status_shows(
     assert any(b"/v1/" in r for r in requests)
     assert len(agents) == len(requests) > 0
     assert set(agents) == {b"keep"}
-    status = json.loads(agent.run("phonehome", "status").stdout)
+    status = json.loads(agent.run("checkin", "status").stdout)
     assert "User-Agent 'keep'" in status["updates"]["sends"]

@@ -1,0 +1,157 @@
+"""The signed update check: python-tuf's ngclient with a pinned root.
+Expired, rolled-back, badly signed or tampered metadata is an error, never
+"up to date". It sends no device id, no token and no query string."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import json
+import secrets
+import ssl
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from keep.client.checkin.agent import USER_AGENT, Settings, record
+from keep.protocol.errors import ExitCode, KeepError
+
+FETCH_TIMEOUT = 30  # seconds without progress on an update download
+FETCH_CHUNK = 64 * 1024
+UPDATE_EVERY = 86400  # one update check a day …
+UPDATE_JITTER = 7200  # … at a random time up to 2 h later, so devices do not arrive together
+
+
+class UpdateVerificationError(KeepError):
+    """Raised when update metadata fails verification (possible attack)."""
+
+    exit_code = ExitCode.INTEGRITY
+
+
+def check_in(settings: Settings, state: dict[str, Any], home: Path, now: float, force: bool = False) -> str:
+    """One update check (if due, or `force`); returns a one-line result,
+    raises UpdateVerificationError."""
+    s = state.setdefault("updates", {})
+    if not settings.updates:
+        return "off"
+    if not force and now < s.get("next_check", 0):
+        return f"next check after {time.strftime('%Y-%m-%d %H:%M', time.localtime(s['next_check']))}"
+    s["next_check"] = now + UPDATE_EVERY + secrets.randbelow(UPDATE_JITTER)
+    if not settings.url:
+        return record(s, now, "not configured: set [checkin] url", attempt=False)
+    try:
+        root = settings.update_root.read_bytes()
+    except OSError:
+        return record(s, now, f"no trusted update root at {settings.update_root}", attempt=False)
+    try:
+        version = _latest_version(settings.url, root, home, settings.ca_file)
+    except UpdateVerificationError as exc:
+        raise _verification(s, now, str(exc)) from None
+    except (OSError, ValueError, KeyError) as exc:
+        return record(s, now, f"error: {exc}")
+    if version is None:
+        return record(s, now, "no release published yet")
+    current = installed_version()
+    s["latest"] = version
+    if _newer(version, current):
+        return record(s, now, f"update available: {version} (installed {current})")
+    return record(s, now, f"up to date ({current})")
+
+
+def _latest_version(url: str, root: bytes, home: Path, ca_file: str | None = None) -> str | None:
+    """The newest released version, from verified metadata; None if nothing
+    is released. Verification failures raise UpdateVerificationError, an
+    unreachable service OSError."""
+    from tuf.api import exceptions as tuf_errors
+    from tuf.ngclient import Updater
+
+    metadata_dir = home / "updates" / "metadata"
+    targets_dir = home / "updates" / "targets"
+    metadata_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    targets_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    try:
+        updater = Updater(
+            str(metadata_dir),
+            f"{url}/updates/metadata/",
+            str(targets_dir),
+            f"{url}/updates/targets/",
+            bootstrap=root,
+            fetcher=_fetcher(ca_file),
+        )
+        updater.refresh()
+        info = updater.get_targetinfo("latest.json")
+        if info is None:
+            return None
+        return str(json.loads(Path(updater.download_target(info)).read_text())["version"])
+    except tuf_errors.DownloadError as exc:
+        raise OSError(f"update service unreachable ({exc})") from None
+    except tuf_errors.RepositoryError as exc:  # every verification failure is one of these
+        what = next(text for kind, text in _refusals(tuf_errors) if isinstance(exc, kind))
+        raise UpdateVerificationError(f"update metadata {what}: {exc}") from None
+
+
+def _fetcher(ca_file: str | None) -> Any:
+    """python-tuf's downloads through the standard library, with the fixed
+    User-Agent the status page shows (python-tuf's own adds its version) and
+    the configured CA file ([server] ca_file / --ca-file)."""
+    from tuf.api import exceptions as tuf_errors
+    from tuf.ngclient import FetcherInterface
+
+    context = ssl.create_default_context(cafile=ca_file)
+
+    class Fetcher(FetcherInterface):
+        def _fetch(self, url: str) -> Iterator[bytes]:
+            if not url.startswith(("https://", "http://")):
+                raise tuf_errors.DownloadError(f"not an http(s) URL: {url[:80]!r}")
+            request = urllib.request.Request(url, headers={"User-Agent": USER_AGENT})  # noqa: S310 (checked)
+            try:
+                reply = urllib.request.urlopen(request, timeout=FETCH_TIMEOUT, context=context)  # noqa: S310 (checked)
+            except urllib.error.HTTPError as exc:
+                exc.close()
+                raise tuf_errors.DownloadHTTPError(f"HTTP {exc.code}", exc.code) from None
+            except TimeoutError as exc:
+                raise tuf_errors.SlowRetrievalError from exc
+            return self._chunks(reply)
+
+        @staticmethod
+        def _chunks(reply: Any) -> Iterator[bytes]:
+            with reply:
+                try:
+                    while chunk := reply.read(FETCH_CHUNK):
+                        yield chunk
+                except TimeoutError as exc:
+                    raise tuf_errors.SlowRetrievalError from exc
+
+    return Fetcher()
+
+
+def _refusals(tuf_errors: Any) -> list[tuple[type[Exception], str]]:
+    """How each kind of verification failure is reported, most specific first."""
+    return [
+        (tuf_errors.ExpiredMetadataError, "has expired (possible freeze attack)"),
+        (tuf_errors.BadVersionNumberError, "was rolled back"),
+        (tuf_errors.UnsignedMetadataError, "is not properly signed"),
+        (tuf_errors.LengthOrHashMismatchError, "or release does not match its signed hash"),
+        (tuf_errors.RepositoryError, "is inconsistent"),
+    ]
+
+
+def installed_version() -> str:
+    try:
+        return importlib.metadata.version("keep-backup")
+    except importlib.metadata.PackageNotFoundError:
+        return "0"
+
+
+def _newer(a: str, b: str) -> bool:
+    def parts(v: str) -> tuple[int, ...]:
+        return tuple(int(p) if p.isdigit() else 0 for p in v.split("."))
+
+    return parts(a) > parts(b)
+
+
+def _verification(s: dict[str, Any], now: float, message: str) -> UpdateVerificationError:
+    record(s, now, f"REFUSED: {message}")
+    return UpdateVerificationError(message)
