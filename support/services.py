@@ -1,10 +1,12 @@
-"""Real PostgreSQL and S3-protocol servers on 127.0.0.1, for tests and benchmarks.
+"""Real PostgreSQL, S3-protocol, DNS and TLS-proxy servers on 127.0.0.1, for
+tests and benchmarks.
 
 `postgres_cluster` runs Debian's PostgreSQL binaries on a throw-away cluster
 (initdb in a temp dir, trust authentication on loopback only), as the
 `postgres` user when started by root (PostgreSQL refuses to run as root).
-`moto_s3` runs moto's standalone S3 server (PyPI, in its own venv). Both are
-stopped by PID when the block ends; `scripts/test-services.sh` installs them.
+`moto_s3` runs moto's standalone S3 server (PyPI, in its own venv), `bind9`
+and `nginx` Debian's. All are stopped by PID when the block ends;
+`scripts/test-services.sh` installs them.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from support.servers import free_port, stop
+from support.servers import free_port, stop, wait_for_port
 
 START_TIMEOUT = 60.0
 S3_KEY = "keep-test"  # moto accepts any credentials; these are not secrets
@@ -205,3 +207,36 @@ def bind9(zone: str) -> Iterator[tuple[int, Path]]:
         stop(proc)
         log.close()
         shutil.rmtree(root, ignore_errors=True)
+
+
+@contextmanager
+def nginx(work: Path, server_blocks: str, port: int) -> Iterator[str]:
+    """A real nginx (Debian's) on 127.0.0.1:`port`, serving `server_blocks`
+    (the inside of an `http {}` block: what a deployment's site config
+    holds), with every path it writes under `work`. Yields the https URL;
+    stopped gracefully by PID when the block ends."""
+    exe = shutil.which("nginx") or "/usr/sbin/nginx"
+    if not os.path.exists(exe):
+        raise RuntimeError("nginx is missing (scripts/test-services.sh installs it)")
+    temp = work / "tmp"
+    temp.mkdir(parents=True, exist_ok=True)
+    (work / "site.conf").write_text(server_blocks)
+    (work / "nginx.conf").write_text(
+        f"daemon off;\nuser root;\nworker_processes 1;\npid {work / 'nginx.pid'};\n"
+        f"error_log {work / 'error.log'} warn;\nevents {{ worker_connections 256; }}\n"
+        f"http {{\n  client_body_temp_path {temp}/body;\n  proxy_temp_path {temp}/proxy;\n"
+        f"  fastcgi_temp_path {temp}/fcgi;\n  uwsgi_temp_path {temp}/uwsgi;\n"
+        f"  scgi_temp_path {temp}/scgi;\n"
+        f"  access_log off;\n  include {work / 'site.conf'};\n}}\n"
+    )
+    check = subprocess.run(
+        [exe, "-t", "-c", str(work / "nginx.conf")], capture_output=True, text=True, check=False
+    )
+    if check.returncode != 0:
+        raise RuntimeError(f"nginx refused its configuration: {check.stderr.strip()}")
+    proc = subprocess.Popen([exe, "-c", str(work / "nginx.conf")], stderr=subprocess.DEVNULL)
+    try:
+        wait_for_port(port, proc)
+        yield f"https://127.0.0.1:{port}"
+    finally:
+        stop(proc, signal.SIGQUIT)  # graceful stop of master and worker

@@ -23,7 +23,9 @@ import pytest
 from keep.server.checkin import updates
 from support.byte_proxy import ByteProxy, byte_proxy
 from support.servers import checkin_server, free_port
+from support.services import nginx
 from tests.client.conftest import KEEP
+from tests.deploy.test_tls_and_notify import make_ca
 
 ZONE = "dyn.example.test"
 
@@ -233,3 +235,55 @@ def test_every_request_carries_the_fixed_user_agent_the_status_shows(
     assert set(agents) == {b"keep"}
     status = json.loads(agent.run("checkin", "status").stdout)
     assert "User-Agent 'keep'" in status["updates"]["sends"]
+
+
+def test_the_check_in_speaks_tls_through_the_devices_one_transport(service: Service, tmp_path: Path) -> None:
+    """keep-checkin behind a real nginx with a private CA: with the CA that
+    keep.toml gives ([server] ca_file, as for keep-server) both check-ins
+    work; without it neither sends anything, and each says in its result
+    what to do (the same words as for keep-server)."""
+    ca_file, chain, key = make_ca(tmp_path)
+    port = free_port()
+    upstream = service.url  # the counting proxy in front of keep-checkin
+    site = (
+        f"server {{ listen 127.0.0.1:{port} ssl; ssl_certificate {chain}; ssl_certificate_key {key};\n"
+        f"  location / {{ proxy_pass {upstream}; }} }}\n"
+    )
+    with nginx(tmp_path / "nginx", site, port) as front:
+        trusting = Agent(tmp_path / "trusting", service, url=front)
+        text = trusting.config.read_text()
+        trusting.config.write_text(f'[server]\nca_file = "{ca_file}"\n{text}')
+        code, out = trusting.checkin()
+        assert (code, out) == (
+            0,
+            {
+                "ddns": f"updated cottage.{ZONE} -> 127.0.0.1",
+                "updates": "update available: 99.0.0 (installed 0.1.0)",
+            },
+        )
+        service.proxy.reset()
+        stranger = Agent(tmp_path / "stranger", service, url=front, name="attic")
+        code, out = stranger.checkin()
+        assert code == 0
+        for result in out.values():
+            assert "the TLS certificate of https://127.0.0.1" in result, out
+            assert "could not be verified" in result
+            assert "--ca-file or KEEP_CA_FILE" in result
+        assert service.proxy.connections == 0  # nothing got past TLS
+
+
+def test_update_downloads_come_from_below_the_check_in_url_only() -> None:
+    """python-tuf builds download URLs from metadata it has not verified yet:
+    the fetcher refuses any that leaves the configured service, before
+    connecting (port 9 has nothing listening)."""
+    from tuf.api.exceptions import DownloadError
+
+    from keep.client.checkin.updates import _fetcher
+    from keep.client.transport import Transport
+
+    fetcher = _fetcher(Transport("http://127.0.0.1:9"))
+    for url in ("http://127.0.0.1:90/updates/metadata/2.root.json", "https://evil.example/updates/x"):
+        with pytest.raises(DownloadError, match="not below the check-in URL"):
+            fetcher.fetch(url)
+    with pytest.raises(DownloadError, match="connection refused"):
+        fetcher.fetch("http://127.0.0.1:9/updates/metadata/2.root.json")

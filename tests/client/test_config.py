@@ -66,6 +66,14 @@ def test_compression_outside_the_zstd_levels_is_refused(tmp_path: Path, value: s
             "\\[phonehome\\] is the old name of \\[checkin\\]; keep only",
         ),
         ("[server]\nurl = 8080\n", "\\[server\\] url must be a string"),
+        (
+            '[checkin]\nurl = "http://checkin.example.net"\n',
+            "\\[checkin\\] url: refusing plain http to checkin",
+        ),
+        (
+            '[checkin]\nurl = "ftp://checkin.example.net"\n',
+            "\\[checkin\\] url: the check-in service URL must be http:// or https://",
+        ),
         ("[backups]\nsources = []\n", "unknown table \\[backups\\] \\(did you mean 'backup'\\?\\)"),
         ("backup = 3\n", "\\[backup\\] must be a table"),
         ('[server]\nurl = "x"\nfrobnicate = 1\n', "unknown setting 'frobnicate' in \\[server\\]$"),

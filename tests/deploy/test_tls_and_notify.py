@@ -10,8 +10,6 @@ import http.client
 import ipaddress
 import json
 import os
-import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -26,6 +24,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from support.servers import free_port, keep_server, stop, wait_for_port
+from support.services import nginx
 from tests.client.conftest import Device
 from tests.client.test_faults import random_tree, restored
 from tests.client.tree_builder import describe
@@ -85,12 +84,8 @@ def ca(tmp_path: Path) -> tuple[Path, Path, Path]:
 
 @pytest.fixture
 def nginx_in_front(tmp_path: Path, ca: tuple[Path, Path, Path]) -> Iterator[str]:
-    nginx = shutil.which("nginx") or "/usr/sbin/nginx"
-    if not os.path.exists(nginx):
-        pytest.skip("nginx missing (scripts/test-services.sh installs it)")
+    """The shipped deploy/proxy/keep.conf, pointed at a keep-server and this CA's certificate."""
     _, chain, key = ca
-    work = tmp_path / "nginx"
-    (work / "tmp").mkdir(parents=True)
     port = free_port()
     with keep_server(tmp_path / "server") as (url, _):
         upstream = url.rsplit(":", 1)[1]
@@ -102,26 +97,8 @@ def nginx_in_front(tmp_path: Path, ca: tuple[Path, Path, Path]) -> Iterator[str]
             .replace("/etc/keep/tls/fullchain.pem", str(chain))
             .replace("/etc/keep/tls/privkey.pem", str(key))
         )
-        (work / "keep.conf").write_text(conf)
-        temp = work / "tmp"
-        (work / "nginx.conf").write_text(
-            f"daemon off;\nuser root;\nworker_processes 1;\npid {work / 'nginx.pid'};\n"
-            f"error_log {work / 'error.log'} warn;\nevents {{ worker_connections 256; }}\n"
-            f"http {{\n  client_body_temp_path {temp}/body;\n  proxy_temp_path {temp}/proxy;\n"
-            f"  fastcgi_temp_path {temp}/fcgi;\n  uwsgi_temp_path {temp}/uwsgi;\n"
-            f"  scgi_temp_path {temp}/scgi;\n"
-            f"  access_log off;\n  include {work / 'keep.conf'};\n}}\n"
-        )
-        check = subprocess.run(
-            [nginx, "-t", "-c", str(work / "nginx.conf")], capture_output=True, text=True, check=False
-        )
-        assert check.returncode == 0, check.stderr
-        proc = subprocess.Popen([nginx, "-c", str(work / "nginx.conf")], stderr=subprocess.DEVNULL)
-        try:
-            wait_for_port(port, proc)
-            yield f"https://127.0.0.1:{port}"
-        finally:
-            stop(proc, signal.SIGQUIT)  # graceful stop of master and worker
+        with nginx(tmp_path / "nginx", conf, port) as front:
+            yield front
 
 
 def round_trip(url: str, ca_file: Path, tmp_path: Path) -> None:

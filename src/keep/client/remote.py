@@ -1,39 +1,28 @@
-"""HTTP adapter to keep-server: the client's only network edge.
+"""The keep-server API: the engine's, the account's and the CLI's one way to
+the storage server, over `transport.Transport` (TLS, retries, bounded reads).
 
 Blocking calls for the (synchronous, multi-threaded) engine, plus background
-uploads (`put_object_async`, `put_file_async`) so uploads overlap with CPU work. Translates HTTP errors into
-the `KeepError` tree exactly once, here. Retries idempotent requests on network
-errors, 5xx and 429: after the server's Retry-After (in seconds, at most
-RETRY_AFTER_MAX) if it gives one, else after an exponential backoff jittered by
-±50% so devices that failed together do not return together; never retries
-other 4xx. Every body read is bounded by a limit the caller states, so a
-hostile server cannot exhaust memory. http.client does not use HTTP(S)_PROXY:
-connections to keep-server go direct (the check-in agent's use urllib, which
-does honour them).
+uploads (`put_object_async`, `put_file_async`) so uploads overlap with CPU
+work. Translates keep-server's replies into the `KeepError` tree exactly
+once, here; a reply that is not keep-server's (a web page, a proxy, a
+captive portal) is named as such.
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
-import http.client
-import ipaddress
 import json
-import random
-import socket
-import ssl
 import threading
-import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, BinaryIO
-from urllib.parse import urlsplit
 
+from keep.client.transport import JSON_MAX, InsecureTransportError, Transport
 from keep.protocol.api import LIST_LIMIT_MAX, Route, object_path, route_path
 from keep.protocol.errors import (
     AuthError,
     ErrorCode,
-    ExitCode,
     IntegrityError,
     KeepError,
     LockedError,
@@ -41,35 +30,12 @@ from keep.protocol.errors import (
     PermissionDeniedError,
     ProtocolViolationError,
     QuotaExceededError,
-    ServerUnreachableError,
 )
-from keep.protocol.limits import OBJECT_MAX, MiB
+from keep.protocol.limits import OBJECT_MAX
 
-JSON_MAX = 16 * MiB
 LIST_OBJECTS_MAX = 2_000_000  # of one kind: 32 TB of packs, far beyond a home server
-RETRIES = 4
-BACKOFF_FIRST = 0.5  # seconds, doubled per retry, each wait jittered by ±50%
-RETRY_AFTER_MAX = 60  # seconds: the longest a server's Retry-After is honoured
-READ_TIMEOUT = 120.0  # seconds without progress on a connection
-USER_AGENT = "keep"
-# Errors of a reused keep-alive connection that the server had already closed.
-STALE_CONNECTION = (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError)
 UPLOAD_CONCURRENCY = 4  # packs in flight: overlaps the server's per-object fsync
-
-
-class InsecureTransportError(KeepError):
-    """Raised for a server URL keep will not use: not http(s), or plain http to another machine."""
-
-    exit_code = ExitCode.USAGE
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+__all__ = ["InsecureTransportError", "ObjectInfo", "Remote"]  # InsecureTransportError: raised by Remote()
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,13 +77,13 @@ def _error(status: int, body: dict[str, Any], url: str) -> KeepError:
 
 
 class Remote:
-    """Blocking HTTP client with per-thread keep-alive connections.
+    """keep-server's API for one account's credential (`token`).
 
     The engine is multi-threaded already, so each calling thread uses its own
-    `http.client` connection; background uploads run on a small pool whose
-    size bounds the packs in flight. (The standard library keeps `keep`'s
-    start-up at a few tens of milliseconds: importing aiohttp alone cost
-    ~0.25 s, a quarter of an unchanged daily backup.)
+    keep-alive connection (the transport's); background uploads run on a
+    small pool whose size bounds the packs in flight. (The standard library
+    keeps `keep`'s start-up at a few tens of milliseconds: importing aiohttp
+    alone cost ~0.25 s, a quarter of an unchanged daily backup.)
     """
 
     def __init__(
@@ -129,26 +95,10 @@ class Remote:
         upload_concurrency: int = UPLOAD_CONCURRENCY,
         allow_insecure_http: bool = False,
     ) -> None:
-        self.base_url = base_url.rstrip("/")
-        self.token = token
-        parts = urlsplit(self.base_url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise InsecureTransportError(f"the server URL must be http:// or https://, not {base_url!r}")
-        self._https = parts.scheme == "https"
-        if not self._https and not allow_insecure_http and not _is_loopback(parts.hostname):
-            raise InsecureTransportError(
-                f"refusing plain http to {parts.hostname}: the login credential and your data would cross "
-                "the network without TLS. Use https:// (with --ca-file if needed), or --insecure-http"
-            )
-        self._host = parts.hostname
-        self._port = parts.port or (443 if self._https else 80)
-        self._prefix = parts.path.rstrip("/")
+        self.http = Transport(base_url, ca_file=ca_file, allow_insecure_http=allow_insecure_http)
+        self.base_url = self.http.base_url
         self.ca_file = ca_file
-        self._ssl: ssl.SSLContext | None = None
-        self._local = threading.local()
-        self._connections: list[http.client.HTTPConnection] = []
-        self._lock = threading.Lock()
-        self._answered = False  # has the server ever replied (so a failure now is a cut)
+        self.token = token
         self._uploads = ThreadPoolExecutor(upload_concurrency, thread_name_prefix="keep-upload")
         self._upload_slots = threading.BoundedSemaphore(upload_concurrency)
 
@@ -157,10 +107,7 @@ class Remote:
         client any more (the engine joins its threads first): a connection
         is never closed under a request in flight."""
         self._uploads.shutdown(wait=True)
-        with self._lock:
-            for conn in self._connections:
-                conn.close()
-            self._connections.clear()
+        self.http.close()
 
     def __enter__(self) -> Remote:
         return self
@@ -168,32 +115,6 @@ class Remote:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    # Connections ----------------------------------------------------------------
-    def _connection(self) -> http.client.HTTPConnection:
-        conn: http.client.HTTPConnection | None = getattr(self._local, "conn", None)
-        if conn is None:
-            if self._https:
-                if self._ssl is None:
-                    self._ssl = ssl.create_default_context(cafile=self.ca_file)
-                conn = http.client.HTTPSConnection(
-                    self._host, self._port, timeout=READ_TIMEOUT, context=self._ssl
-                )
-            else:
-                conn = http.client.HTTPConnection(self._host, self._port, timeout=READ_TIMEOUT)
-            self._local.conn = conn
-            with self._lock:
-                self._connections.append(conn)
-        return conn
-
-    def _drop_connection(self) -> None:
-        conn = getattr(self._local, "conn", None)
-        if conn is not None:
-            conn.close()
-            self._local.conn = None
-            with self._lock:
-                self._connections.remove(conn)  # a long run with many drops holds no dead ones
-
-    # Core request with retries ----------------------------------------------------
     def _request(
         self,
         method: str,
@@ -206,7 +127,7 @@ class Remote:
         token: str | None = None,
         retry: bool = True,
     ) -> tuple[int, bytes, str]:
-        hdrs = {"User-Agent": USER_AGENT, **(headers or {})}
+        hdrs = dict(headers or {})
         bearer = token or self.token
         if bearer:
             hdrs["Authorization"] = f"Bearer {bearer}"
@@ -214,116 +135,8 @@ class Remote:
         if json_body is not None:
             body = json.dumps(json_body).encode()
             hdrs["Content-Type"] = "application/json"
-        if isinstance(body, bytes):
-            hdrs["Content-Length"] = str(len(body))
-        elif body is None and method in ("POST", "PUT"):
-            hdrs["Content-Length"] = "0"
-        delay = BACKOFF_FIRST
-        attempts = RETRIES if retry else 1
-        attempt = 0
-        while True:
-            if body is not None and not isinstance(body, bytes):
-                body.seek(0)  # a retried upload starts again from the beginning
-            reused = getattr(self._local, "conn", None) is not None
-            try:
-                status, raw, ctype, retry_after = self._exchange(method, path, body, hdrs, limit)
-            except ssl.SSLCertVerificationError as exc:
-                self._drop_connection()
-                raise ServerUnreachableError(
-                    f"the TLS certificate of {self.base_url} could not be verified ({exc.verify_message}); "
-                    "if the server uses a private CA, give it with --ca-file or KEEP_CA_FILE"
-                ) from None
-            except (OSError, http.client.HTTPException) as exc:
-                self._drop_connection()
-                if reused and isinstance(exc, STALE_CONNECTION):
-                    continue  # the server closed an idle keep-alive connection: not a failure
-                attempt += 1
-                if attempt >= attempts:
-                    raise self._unreachable(exc) from None
-                time.sleep(_jittered(delay))
-                delay *= 2
-                continue
-            self._answered = True
-            attempt += 1
-            # A busy or failing server: retried, after its Retry-After if it
-            # gives one (bounded), else after the jittered backoff, so many
-            # devices that failed together do not come back together.
-            if (status >= 500 or status == 429) and attempt < attempts:
-                time.sleep(min(retry_after, RETRY_AFTER_MAX) if retry_after is not None else _jittered(delay))
-                delay *= 2
-                continue
-            return status, raw, ctype
-
-    def _unreachable(self, exc: BaseException) -> ServerUnreachableError:
-        """What went wrong reaching the server, and what to check, in one line."""
-        url = self.base_url
-        if self._answered:  # it did answer before: the server went away, or the network
-            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
-            what = (
-                f"cannot reach the server at {url} any more ({reason}) — "
-                "is the server still up and the network working?"
-            )
-        elif isinstance(exc, socket.gaierror):
-            what = f"cannot resolve the host name {self._host!r} — is the server address right?"
-        elif isinstance(exc, ConnectionRefusedError):
-            what = (
-                f"no keep-server answers at {url} (connection refused) — "
-                "is the URL right and the server running?"
-            )
-        elif isinstance(exc, TimeoutError):
-            what = f"the server at {url} did not answer in time — is it up, and is the network working?"
-        elif isinstance(exc, ssl.SSLError):
-            what = (
-                f"TLS with {url} failed ({exc.reason or exc}) — is that port an https server? "
-                "(a plain-http server needs an http:// URL)"
-            )
-        elif isinstance(exc, http.client.HTTPException):
-            what = (
-                f"the server at {url} closed the connection or answered something that is not HTTP — "
-                "is the URL right (https vs http, port)?"
-            )
-        elif isinstance(exc, OSError) and exc.strerror:
-            what = f"cannot reach the server at {url}: {exc.strerror}"
-        else:
-            what = f"cannot reach the server at {url} ({type(exc).__name__})"
-        return ServerUnreachableError(what)
-
-    def _exchange(
-        self, method: str, path: str, body: bytes | BinaryIO | None, headers: dict[str, str], limit: int
-    ) -> tuple[int, bytes, str, float | None]:
-        """One request on this thread's connection; the body read is bounded.
-        Returns (status, body, content type, Retry-After seconds or None).
-        A file body goes out with sendfile(2): the kernel copies the spooled
-        pack to the socket (plain HTTP; under TLS Python falls back to sends)."""
-        conn = self._connection()
-        if body is None or isinstance(body, bytes):
-            conn.request(method, self._prefix + path, body=body, headers=headers)
-        else:
-            conn.request(method, self._prefix + path, headers=headers)  # headers carry the length
-            body.flush()
-            if conn.sock is None:
-                raise ConnectionResetError("connection closed before the body was sent")
-            conn.sock.sendfile(body, 0, int(headers["Content-Length"]))
-        resp = conn.getresponse()
-        header = resp.getheader("Content-Length")
-        declared = int(header) if header is not None and header.isdigit() else None
-        if declared is not None and declared > limit:
-            self._drop_connection()
-            raise ProtocolViolationError("the server sent a body larger than allowed")
-        raw = resp.read(limit + 1)
-        if len(raw) > limit:
-            self._drop_connection()
-            raise ProtocolViolationError("the server sent a body larger than allowed")
-        if declared is not None and len(raw) < declared:
-            # http.client returns what arrived when the connection ends early;
-            # a server that died mid-reply is a network failure (retried), not
-            # a damaged object.
-            self._drop_connection()
-            raise http.client.IncompleteRead(raw, declared - len(raw))
-        if resp.will_close:
-            self._drop_connection()
-        retry_after = _seconds(resp.getheader("Retry-After"))
-        return resp.status, raw, (resp.getheader("Content-Type") or "").split(";")[0].strip(), retry_after
+        reply = self.http.request(method, path, body=body, headers=hdrs, limit=limit, retry=retry)
+        return reply.status, reply.body, reply.content_type
 
     def request_json(
         self,
@@ -453,18 +266,6 @@ class Remote:
             what = "password" if method == "password" else "recovery key"
             raise AuthError(f"wrong {what}, or no such account ({account!r})")
         raise _reply_error(status, raw, ctype, self.base_url)
-
-
-def _jittered(delay: float) -> float:
-    return delay * random.uniform(0.5, 1.5)  # noqa: S311 — spreading retries, not a secret
-
-
-def _seconds(header: str | None) -> float | None:
-    """A Retry-After given in seconds (the HTTP-date form is not honoured)."""
-    try:
-        return max(0.0, float(header)) if header else None
-    except ValueError:
-        return None
 
 
 def _json_or_none(raw: bytes, ctype: str) -> Any:

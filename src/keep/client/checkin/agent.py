@@ -19,11 +19,12 @@ from typing import Any
 
 from keep.client.device.config import CheckinSettings, update_config
 from keep.client.device.state import read_record, write_private
+from keep.client.transport import USER_AGENT, Transport
 
 STATE_FILE = "checkin.json"
 OLD_STATE_FILE = "phonehome.json"  # its name before 0.2, taken over on first use
 DEFAULT_ROOT = Path("/etc/keep/update-root.json")
-USER_AGENT = "keep"  # every check-in request: fixed, no version (the status page shows it)
+TIMEOUT = 30  # seconds without progress on a check-in connection
 SWITCHES = {"ddns": "DNS pointer updates", "updates": "Update checks"}
 
 
@@ -54,6 +55,15 @@ class Settings:
             update_root=Path(table.update_root) if table.update_root else DEFAULT_ROOT,
             ca_file=ca_file,
         )
+
+
+def transport(settings: Settings) -> Transport:
+    """The connection to keep-checkin, made like every other of the device's
+    (transport.py): TLS against the configured CA file, plain http only to
+    this machine, no proxy, the fixed User-Agent."""
+    if settings.url is None:
+        raise ValueError("no [checkin] url")
+    return Transport(settings.url, ca_file=settings.ca_file, service="check-in service", timeout=TIMEOUT)
 
 
 def load_state(home: Path) -> dict[str, Any]:

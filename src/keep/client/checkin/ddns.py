@@ -11,47 +11,37 @@ from __future__ import annotations
 
 import contextlib
 import json
-import ssl
 import time
-import urllib.error
-import urllib.request
 from typing import Any
 
-from keep.client.checkin.agent import USER_AGENT, Settings, record
+from keep.client.checkin.agent import Settings, record, transport
+from keep.client.transport import Transport
+from keep.protocol.errors import KeepError
 
 MIN_UPDATE_GAP = 600  # seconds between two DDNS updates
 KEEPALIVE = 7 * 86400  # refresh an unchanged record weekly
 BACKOFF_START, BACKOFF_MAX = 300, 86400
-TIMEOUT = 20
+REPLY_MAX = 65536
 
 
-class _Http:
-    """Small JSON-over-HTTP(S) helper for the agent (generic User-Agent)."""
-
-    def __init__(self, base: str, ca_file: str | None) -> None:
-        self.base = base
-        self.context = ssl.create_default_context(cafile=ca_file) if base.startswith("https") else None
-
-    def call(
-        self, method: str, path: str, body: Any = None, token: str | None = None
-    ) -> tuple[int, Any, dict[str, str]]:
-        headers = {"User-Agent": USER_AGENT, "Accept": "application/json"}
-        data = None
-        if body is not None:
-            data = json.dumps(body).encode()
-            headers["Content-Type"] = "application/json"
-        if token:
-            headers["Authorization"] = f"Bearer {token}"
-        request = urllib.request.Request(self.base + path, data=data, method=method, headers=headers)  # noqa: S310
-        try:
-            with urllib.request.urlopen(request, timeout=TIMEOUT, context=self.context) as reply:  # noqa: S310
-                raw = reply.read(65536)
-                return reply.status, json.loads(raw) if raw else None, dict(reply.headers)
-        except urllib.error.HTTPError as exc:
-            raw = exc.read(65536)
-            with contextlib.suppress(ValueError):
-                return exc.code, json.loads(raw) if raw else None, dict(exc.headers)
-            return exc.code, None, dict(exc.headers)
+def _call(
+    http: Transport, method: str, path: str, body: Any = None, token: str | None = None
+) -> tuple[int, Any, float | None]:
+    """One JSON request, not retried (a DDNS run backs off across runs, and a
+    claim must not be sent twice): status, parsed body, Retry-After."""
+    headers = {"Accept": "application/json"}
+    data = None
+    if body is not None:
+        data = json.dumps(body).encode()
+        headers["Content-Type"] = "application/json"
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    reply = http.request(method, path, body=data, headers=headers, limit=REPLY_MAX, retry=False)
+    parsed = None
+    if reply.body and reply.content_type == "application/json":
+        with contextlib.suppress(ValueError):
+            parsed = json.loads(reply.body)
+    return reply.status, parsed, reply.retry_after
 
 
 def check_in(settings: Settings, state: dict[str, Any], now: float) -> str:
@@ -60,13 +50,13 @@ def check_in(settings: Settings, state: dict[str, Any], now: float) -> str:
     gate = _ddns_gate(settings, state, now)
     if gate is not None or settings.url is None:  # the gate checked the url
         return gate or "not configured"
-    http = _Http(settings.url, settings.ca_file)
     try:
+        http = transport(settings)
         stop = _claim(http, settings, s)
         if stop:
             s["stopped"] = stop
             return record(s, now, f"stopped: {stop}")
-        status, body, _ = http.call("GET", "/v1/address")
+        status, body, _ = _call(http, "GET", "/v1/address")
         if status != 200 or not isinstance(body, dict):
             raise OSError(f"address query failed with HTTP {status}")
         address = str(body["address"])
@@ -80,16 +70,16 @@ def check_in(settings: Settings, state: dict[str, Any], now: float) -> str:
                 s, now, f"address changed to {address}; waiting {MIN_UPDATE_GAP // 60} min between updates"
             )
         field = "ipv6" if ":" in address else "ipv4"
-        status, body, headers = http.call(
-            "PUT", f"/v1/names/{settings.name}/address", {field: "auto"}, token=s["token"]
+        status, body, retry_after = _call(
+            http, "PUT", f"/v1/names/{settings.name}/address", {field: "auto"}, token=s["token"]
         )
-    except (OSError, ValueError, KeyError) as exc:
+    except (KeepError, ValueError, KeyError) as exc:
         return _back_off(s, now, f"error: {exc}; retrying later")
     if status == 401:
         s["stopped"] = "the service rejected this device's token (badauth/nohost)"
         return record(s, now, f"stopped: {s['stopped']}")
     if status == 429:
-        s["next_attempt"] = now + int(headers.get("Retry-After", MIN_UPDATE_GAP))
+        s["next_attempt"] = now + (MIN_UPDATE_GAP if retry_after is None else retry_after)
         return record(s, now, "the service asks to wait (abuse protection)")
     if status != 200:
         return _back_off(s, now, f"error: HTTP {status}; retrying later")
@@ -122,12 +112,12 @@ def _back_off(s: dict[str, Any], now: float, result: str) -> str:
     return record(s, now, result)
 
 
-def _claim(http: _Http, settings: Settings, s: dict[str, Any]) -> str | None:
+def _claim(http: Transport, settings: Settings, s: dict[str, Any]) -> str | None:
     """Claim the configured name if this device holds no token for it; a
     reason to stop, or None."""
     if s.get("token") and s.get("name") == settings.name:
         return None
-    status, body, _ = http.call("POST", "/v1/names", {"name": settings.name})
+    status, body, _ = _call(http, "POST", "/v1/names", {"name": settings.name})
     if status == 409:
         return f"the name {settings.name} is taken"
     if status != 201 or not isinstance(body, dict):
@@ -144,8 +134,8 @@ def release_name(settings: Settings, state: dict[str, Any]) -> str:
     if not token or not name or not settings.url:
         return "no record to delete"
     try:
-        status, _, _ = _Http(settings.url, settings.ca_file).call("DELETE", f"/v1/names/{name}", token=token)
-    except OSError as exc:
+        status, _, _ = _call(transport(settings), "DELETE", f"/v1/names/{name}", token=token)
+    except KeepError as exc:
         result = f"could not reach the service to delete the record ({exc}); it expires there unused"
     else:
         result = "record deleted" if status in (204, 401) else f"delete answered HTTP {status}"

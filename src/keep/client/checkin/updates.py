@@ -7,19 +7,17 @@ from __future__ import annotations
 import importlib.metadata
 import json
 import secrets
-import ssl
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from keep.client.checkin.agent import USER_AGENT, Settings, record
+from keep.client.checkin.agent import Settings, record, transport
+from keep.client.transport import Transport
 from keep.protocol.errors import ExitCode, KeepError
+from keep.protocol.limits import MiB
 
-FETCH_TIMEOUT = 30  # seconds without progress on an update download
-FETCH_CHUNK = 64 * 1024
+DOWNLOAD_MAX = 16 * MiB  # one metadata file or target (python-tuf bounds each far lower)
 UPDATE_EVERY = 86400  # one update check a day …
 UPDATE_JITTER = 7200  # … at a random time up to 2 h later, so devices do not arrive together
 
@@ -46,10 +44,10 @@ def check_in(settings: Settings, state: dict[str, Any], home: Path, now: float, 
     except OSError:
         return record(s, now, f"no trusted update root at {settings.update_root}", attempt=False)
     try:
-        version = _latest_version(settings.url, root, home, settings.ca_file)
+        version = _latest_version(transport(settings), root, home)
     except UpdateVerificationError as exc:
         raise _verification(s, now, str(exc)) from None
-    except (OSError, ValueError, KeyError) as exc:
+    except (KeepError, OSError, ValueError, KeyError) as exc:
         return record(s, now, f"error: {exc}")
     if version is None:
         return record(s, now, "no release published yet")
@@ -60,7 +58,7 @@ def check_in(settings: Settings, state: dict[str, Any], home: Path, now: float, 
     return record(s, now, f"up to date ({current})")
 
 
-def _latest_version(url: str, root: bytes, home: Path, ca_file: str | None = None) -> str | None:
+def _latest_version(http: Transport, root: bytes, home: Path) -> str | None:
     """The newest released version, from verified metadata; None if nothing
     is released. Verification failures raise UpdateVerificationError, an
     unreachable service OSError."""
@@ -71,6 +69,7 @@ def _latest_version(url: str, root: bytes, home: Path, ca_file: str | None = Non
     targets_dir = home / "updates" / "targets"
     metadata_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     targets_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    url = http.base_url
     try:
         updater = Updater(
             str(metadata_dir),
@@ -78,7 +77,7 @@ def _latest_version(url: str, root: bytes, home: Path, ca_file: str | None = Non
             str(targets_dir),
             f"{url}/updates/targets/",
             bootstrap=root,
-            fetcher=_fetcher(ca_file),
+            fetcher=_fetcher(http),
         )
         updater.refresh()
         info = updater.get_targetinfo("latest.json")
@@ -90,39 +89,31 @@ def _latest_version(url: str, root: bytes, home: Path, ca_file: str | None = Non
     except tuf_errors.RepositoryError as exc:  # every verification failure is one of these
         what = next(text for kind, text in _refusals(tuf_errors) if isinstance(exc, kind))
         raise UpdateVerificationError(f"update metadata {what}: {exc}") from None
+    finally:
+        http.close()
 
 
-def _fetcher(ca_file: str | None) -> Any:
-    """python-tuf's downloads through the standard library, with the fixed
-    User-Agent the status page shows (python-tuf's own adds its version) and
-    the configured CA file ([server] ca_file / --ca-file)."""
+def _fetcher(http: Transport) -> Any:
+    """python-tuf's downloads through the device's one HTTP transport: the
+    fixed User-Agent the status page shows (python-tuf's own adds its
+    version), the configured CA file, bounded reads, and nothing fetched
+    from anywhere but below the check-in URL."""
     from tuf.api import exceptions as tuf_errors
     from tuf.ngclient import FetcherInterface
 
-    context = ssl.create_default_context(cafile=ca_file)
+    base = http.base_url + "/"
 
     class Fetcher(FetcherInterface):
         def _fetch(self, url: str) -> Iterator[bytes]:
-            if not url.startswith(("https://", "http://")):
-                raise tuf_errors.DownloadError(f"not an http(s) URL: {url[:80]!r}")
-            request = urllib.request.Request(url, headers={"User-Agent": USER_AGENT})  # noqa: S310 (checked)
+            if not url.startswith(base):
+                raise tuf_errors.DownloadError(f"not below the check-in URL: {url[:80]!r}")
             try:
-                reply = urllib.request.urlopen(request, timeout=FETCH_TIMEOUT, context=context)  # noqa: S310 (checked)
-            except urllib.error.HTTPError as exc:
-                exc.close()
-                raise tuf_errors.DownloadHTTPError(f"HTTP {exc.code}", exc.code) from None
-            except TimeoutError as exc:
-                raise tuf_errors.SlowRetrievalError from exc
-            return self._chunks(reply)
-
-        @staticmethod
-        def _chunks(reply: Any) -> Iterator[bytes]:
-            with reply:
-                try:
-                    while chunk := reply.read(FETCH_CHUNK):
-                        yield chunk
-                except TimeoutError as exc:
-                    raise tuf_errors.SlowRetrievalError from exc
+                reply = http.request("GET", url[len(http.base_url) :], limit=DOWNLOAD_MAX)
+            except KeepError as exc:  # unreachable, or a reply larger than any metadata
+                raise tuf_errors.DownloadError(str(exc)) from None
+            if reply.status != 200:
+                raise tuf_errors.DownloadHTTPError(f"HTTP {reply.status}", reply.status)
+            return iter((reply.body,))
 
     return Fetcher()
 

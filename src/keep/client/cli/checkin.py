@@ -22,7 +22,7 @@ WHICH = click.Choice(["ddns", "updates", "all"])
 
 
 def _settings(ctx: CliContext) -> agent.Settings:
-    return agent.Settings.from_config(ctx.config.checkin, ctx.config.ca_file)
+    return agent.Settings.from_config(ctx.config.checkin, ctx.ca_file or ctx.config.ca_file)
 
 
 @cli.group("checkin")

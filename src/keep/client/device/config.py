@@ -155,6 +155,12 @@ def _table(where: str, name: str, raw: Any) -> Any:
 
 
 def _check(where: str, config: Config) -> None:
+    if config.checkin.url is not None:
+        from keep.client.transport import refusal  # ssl and http.client: only when needed
+
+        refused = refusal(config.checkin.url.rstrip("/"), "check-in service")
+        if refused:
+            raise ConfigError(f"{where}: [checkin] url: {refused.removesuffix(', or --insecure-http')}")
     level = config.backup.compression
     if not LEVEL_MIN <= level <= LEVEL_MAX:
         raise ConfigError(f"{where}: [backup] compression is a zstd level from {LEVEL_MIN} to {LEVEL_MAX}")

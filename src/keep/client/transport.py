@@ -1,0 +1,275 @@
+"""HTTP(S) to one origin: the one way the device speaks HTTP, to keep-server
+(through `remote.Remote`) and to keep-checkin (the DNS pointer and the
+update check, including python-tuf's downloads).
+
+What every request gets here, once: TLS verified against the system's CAs or
+the configured CA file, with a one-line error naming --ca-file when that
+fails; plain http refused except to this machine unless the owner allows it;
+a fixed User-Agent; one keep-alive connection per calling thread; every body
+read bounded by a limit the caller states, so a hostile server cannot
+exhaust memory; no redirects followed, so a credential never goes where it
+was not sent. Retries, when the caller allows them: on network errors, 5xx
+and 429, after the server's Retry-After in seconds (at most RETRY_AFTER_MAX)
+or else after an exponential backoff jittered by ±50%, so devices that failed
+together do not return together; never on other 4xx. HTTP(S)_PROXY is not
+used: the device connects to its servers directly (docs/cli.md).
+"""
+
+from __future__ import annotations
+
+import http.client
+import ipaddress
+import random
+import socket
+import ssl
+import threading
+import time
+from typing import BinaryIO, NamedTuple
+from urllib.parse import urlsplit
+
+from keep.protocol.errors import ExitCode, KeepError, ProtocolViolationError, ServerUnreachableError
+from keep.protocol.limits import MiB
+
+JSON_MAX = 16 * MiB
+RETRIES = 4
+BACKOFF_FIRST = 0.5  # seconds, doubled per retry, each wait jittered by ±50%
+RETRY_AFTER_MAX = 60  # seconds: the longest a server's Retry-After is honoured
+READ_TIMEOUT = 120.0  # seconds without progress on a connection
+USER_AGENT = "keep"  # fixed, no version: what the check-in status shows is what is sent
+# Errors of a reused keep-alive connection that the server had already closed.
+STALE_CONNECTION = (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError)
+
+
+class InsecureTransportError(KeepError):
+    """Raised for a URL keep will not use: not http(s), or plain http to another machine."""
+
+    exit_code = ExitCode.USAGE
+
+
+class Reply(NamedTuple):
+    status: int
+    body: bytes
+    content_type: str  # without parameters: "application/json"
+    retry_after: float | None  # seconds, if the server said
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def refusal(url: str, service: str = "keep-server", allow_insecure_http: bool = False) -> str | None:
+    """Why keep will not use `url`, or None: not http(s), or plain http to
+    another machine (unless the owner allows it)."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return f"the {service} URL must be http:// or https://, not {url!r}"
+    if parts.scheme == "http" and not allow_insecure_http and not _is_loopback(parts.hostname):
+        return (
+            f"refusing plain http to {parts.hostname}: credentials and data would cross "
+            "the network without TLS. Use https:// (with --ca-file if needed), or --insecure-http"
+        )
+    return None
+
+
+class Transport:
+    """Blocking HTTP(S) to `base_url`, safe to share between threads."""
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        ca_file: str | None = None,
+        allow_insecure_http: bool = False,
+        service: str = "keep-server",
+        timeout: float = READ_TIMEOUT,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.service = service  # what errors call the far side
+        refused = refusal(self.base_url, service, allow_insecure_http)
+        if refused:
+            raise InsecureTransportError(refused)
+        parts = urlsplit(self.base_url)
+        self._https = parts.scheme == "https"
+        self.host = parts.hostname or ""
+        self._port = parts.port or (443 if self._https else 80)
+        self._prefix = parts.path.rstrip("/")
+        self.ca_file = ca_file
+        self._timeout = timeout
+        self._ssl: ssl.SSLContext | None = None
+        self._local = threading.local()
+        self._connections: list[http.client.HTTPConnection] = []
+        self._lock = threading.Lock()
+        self._answered = False  # has the server ever replied (so a failure now is a cut)
+
+    def close(self) -> None:
+        """Close every thread's connection; only once no thread uses it any more."""
+        with self._lock:
+            for conn in self._connections:
+                conn.close()
+            self._connections.clear()
+
+    # Connections ---------------------------------------------------------------
+    def _connection(self) -> http.client.HTTPConnection:
+        conn: http.client.HTTPConnection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            if self._https:
+                if self._ssl is None:
+                    self._ssl = ssl.create_default_context(cafile=self.ca_file)
+                conn = http.client.HTTPSConnection(
+                    self.host, self._port, timeout=self._timeout, context=self._ssl
+                )
+            else:
+                conn = http.client.HTTPConnection(self.host, self._port, timeout=self._timeout)
+            self._local.conn = conn
+            with self._lock:
+                self._connections.append(conn)
+        return conn
+
+    def _drop_connection(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None
+            with self._lock:
+                self._connections.remove(conn)  # a long run with many drops holds no dead ones
+
+    # Requests -------------------------------------------------------------------
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: bytes | BinaryIO | None = None,
+        headers: dict[str, str] | None = None,
+        limit: int = JSON_MAX,
+        retry: bool = True,
+    ) -> Reply:
+        """One request (`path` below the base URL), retried as the module
+        says if `retry`. A file body must carry its Content-Length header and
+        starts again from its beginning on a retry. Network failures that
+        outlast the retries raise ServerUnreachableError."""
+        hdrs = {"User-Agent": USER_AGENT, **(headers or {})}
+        if isinstance(body, bytes):
+            hdrs["Content-Length"] = str(len(body))
+        elif body is None and method in ("POST", "PUT"):
+            hdrs["Content-Length"] = "0"
+        delay = BACKOFF_FIRST
+        attempts = RETRIES if retry else 1
+        attempt = 0
+        while True:
+            if body is not None and not isinstance(body, bytes):
+                body.seek(0)
+            reused = getattr(self._local, "conn", None) is not None
+            try:
+                reply = self._exchange(method, path, body, hdrs, limit)
+            except ssl.SSLCertVerificationError as exc:
+                self._drop_connection()
+                raise ServerUnreachableError(
+                    f"the TLS certificate of {self.base_url} could not be verified ({exc.verify_message}); "
+                    "if the server uses a private CA, give it with --ca-file or KEEP_CA_FILE"
+                ) from None
+            except (OSError, http.client.HTTPException) as exc:
+                self._drop_connection()
+                if reused and isinstance(exc, STALE_CONNECTION):
+                    continue  # the server closed an idle keep-alive connection: not a failure
+                attempt += 1
+                if attempt >= attempts:
+                    raise self._unreachable(exc) from None
+                time.sleep(_jittered(delay))
+                delay *= 2
+                continue
+            self._answered = True
+            attempt += 1
+            if (reply.status >= 500 or reply.status == 429) and attempt < attempts:
+                wait = reply.retry_after
+                time.sleep(min(wait, RETRY_AFTER_MAX) if wait is not None else _jittered(delay))
+                delay *= 2
+                continue
+            return reply
+
+    def _unreachable(self, exc: BaseException) -> ServerUnreachableError:
+        """What went wrong reaching the server, and what to check, in one line."""
+        url = self.base_url
+        if self._answered:  # it did answer before: the server went away, or the network
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
+            what = (
+                f"cannot reach the server at {url} any more ({reason}) — "
+                "is the server still up and the network working?"
+            )
+        elif isinstance(exc, socket.gaierror):
+            what = f"cannot resolve the host name {self.host!r} — is the server address right?"
+        elif isinstance(exc, ConnectionRefusedError):
+            what = (
+                f"no {self.service} answers at {url} (connection refused) — "
+                "is the URL right and the server running?"
+            )
+        elif isinstance(exc, TimeoutError):
+            what = f"the server at {url} did not answer in time — is it up, and is the network working?"
+        elif isinstance(exc, ssl.SSLError):
+            what = (
+                f"TLS with {url} failed ({exc.reason or exc}) — is that port an https server? "
+                "(a plain-http server needs an http:// URL)"
+            )
+        elif isinstance(exc, http.client.HTTPException):
+            what = (
+                f"the server at {url} closed the connection or answered something that is not HTTP — "
+                "is the URL right (https vs http, port)?"
+            )
+        elif isinstance(exc, OSError) and exc.strerror:
+            what = f"cannot reach the server at {url}: {exc.strerror}"
+        else:
+            what = f"cannot reach the server at {url} ({type(exc).__name__})"
+        return ServerUnreachableError(what)
+
+    def _exchange(
+        self, method: str, path: str, body: bytes | BinaryIO | None, headers: dict[str, str], limit: int
+    ) -> Reply:
+        """One request on this thread's connection; the body read is bounded.
+        A file body goes out with sendfile(2): the kernel copies it to the
+        socket (plain HTTP; under TLS Python falls back to sends)."""
+        conn = self._connection()
+        if body is None or isinstance(body, bytes):
+            conn.request(method, self._prefix + path, body=body, headers=headers)
+        else:
+            conn.request(method, self._prefix + path, headers=headers)  # headers carry the length
+            body.flush()
+            if conn.sock is None:
+                raise ConnectionResetError("connection closed before the body was sent")
+            conn.sock.sendfile(body, 0, int(headers["Content-Length"]))
+        resp = conn.getresponse()
+        header = resp.getheader("Content-Length")
+        declared = int(header) if header is not None and header.isdigit() else None
+        if declared is not None and declared > limit:
+            self._drop_connection()
+            raise ProtocolViolationError("the server sent a body larger than allowed")
+        raw = resp.read(limit + 1)
+        if len(raw) > limit:
+            self._drop_connection()
+            raise ProtocolViolationError("the server sent a body larger than allowed")
+        if declared is not None and len(raw) < declared:
+            # http.client returns what arrived when the connection ends early;
+            # a server that died mid-reply is a network failure (retried), not
+            # a damaged object.
+            self._drop_connection()
+            raise http.client.IncompleteRead(raw, declared - len(raw))
+        if resp.will_close:
+            self._drop_connection()
+        content_type = (resp.getheader("Content-Type") or "").split(";")[0].strip()
+        return Reply(resp.status, raw, content_type, _seconds(resp.getheader("Retry-After")))
+
+
+def _jittered(delay: float) -> float:
+    return delay * random.uniform(0.5, 1.5)  # noqa: S311 — spreading retries, not a secret
+
+
+def _seconds(header: str | None) -> float | None:
+    """A Retry-After given in seconds (the HTTP-date form is not honoured)."""
+    try:
+        return max(0.0, float(header)) if header else None
+    except ValueError:
+        return None
