@@ -133,7 +133,7 @@ def test_a_planted_bad_copy_of_a_blob_neither_breaks_restores_nor_stops_prune(
         packer = Packer(thief)
         for blob, loc in list(thief.index.items()):
             junk = os.urandom(64)
-            del thief.index[blob]  # so the packer takes the claim
+            thief.drop_location(blob)  # so the packer takes the claim
             packer.add(loc.entry.blob_type, blob, Codec.RAW, junk, len(junk), check_index=False)
         filler = os.urandom(3 << 20)  # dead weight, so that prune repacks the planted pack
         packer.add(BlobType.DATA, blob_id(thief.keys.id, filler), Codec.RAW, filler, len(filler))

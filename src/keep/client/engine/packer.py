@@ -267,8 +267,7 @@ class Packer:
         for future, pack, size in self._uploads:
             if block or future.done():
                 future.result()
-                self.repo.add_pack(pack)
-                self.repo.pack_sizes[pack.pack_id.hex()] = size
+                self.repo.add_pack(pack, size)
                 self._pending.difference_update(e.blob_id for e in pack.entries)
                 self._unsaved.append(pack)
                 self._unsaved_blobs += len(pack.entries)

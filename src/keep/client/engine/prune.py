@@ -221,7 +221,7 @@ class Pruner:
                 out[pack_id] = repo.pack_contents(pack_id, size)
             except (FormatError, IntegrityError, NotFoundError):
                 continue  # damaged or foreign: never deleted here; `keep check` names it
-        repo.packs = dict(out)
+        repo.replace_packs(out)
         return out
 
     def _delete_packs(self, packs: list[str]) -> None:
@@ -266,7 +266,7 @@ class Pruner:
                         self.result.blobs_unreadable += 1
                         continue
                     copied.add(entry.blob_id)
-                    repo.index.pop(entry.blob_id, None)  # so the packer does not take it for stored
+                    repo.drop_location(entry.blob_id)
                     raw = entry.raw_length
                     packer.add(entry.blob_type, entry.blob_id, entry.codec, payload, raw, check_index=False)
             packer.flush()

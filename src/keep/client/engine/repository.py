@@ -102,23 +102,56 @@ class Repository:
         self.keys = keys
         self.suite = suite
         self.cache_dir = cache_dir
-        self.index: dict[bytes, Location] = {}  # live blobs: what a backup may deduplicate against
-        self.condemned_index: dict[bytes, Location] = {}  # blobs found only in condemned packs
-        self.readable: Mapping[bytes, Location] = ChainMap(self.index, self.condemned_index)
-        self.packs: dict[str, IndexedPack] = {}  # every pack a current index names
-        self.condemned: dict[str, int] = {}  # condemned pack -> arrival of the index condemning it
-        self.pack_sizes: dict[str, int] = {}
-        self.listed_index_ids: list[str] = []  # every index object listed, superseded ones too
-        self.forgotten: set[str] = set()  # snapshots `keep forget` removed (owner-signed indexes)
-        self.unsigned_control: list[str] = []  # index objects claiming owner authority without it
-        self.legacy_forgotten: set[str] = set()  # named by version 2 index objects (unsigned)
-        self.other_copies: dict[bytes, list[Location]] = {}  # blobs some index lists in several packs
+        # What the indexes say, changed only by this class (load_index,
+        # add_pack, replace_packs, drop_location); everyone else reads it
+        # through the read-only views below.
+        self._index: dict[bytes, Location] = {}  # live blobs: what a backup may deduplicate against
+        self._condemned_index: dict[bytes, Location] = {}  # blobs found only in condemned packs
+        self._readable: Mapping[bytes, Location] = ChainMap(self._index, self._condemned_index)
+        self._packs: dict[str, IndexedPack] = {}  # every pack a current index names
+        self._condemned: dict[str, int] = {}  # condemned pack -> arrival of the index condemning it
+        self._pack_sizes: dict[str, int] = {}
+        self._other_copies: dict[bytes, list[Location]] = {}  # blobs some index lists in several packs
+        self.listed_index_ids: tuple[str, ...] = ()  # every index object listed, superseded ones too
+        self.forgotten: frozenset[str] = frozenset()  # snapshots `keep forget` removed (owner-signed)
+        self.unsigned_control: tuple[str, ...] = ()  # index objects claiming owner authority without it
+        self.legacy_forgotten: frozenset[str] = frozenset()  # named by version 2 index objects (unsigned)
         self.owner_key: OwnerSigningKey | None = None  # set once the owner has logged in
         self._seen = SeenSnapshots(cache_dir.parent / SEEN_FILE, cache_dir / "snapshot")
         self._tree_cache = cache_dir / "trees"
         self._local = threading.local()
         self._index_lock = threading.Lock()
         self._index_ready = False
+
+    # Read-only views of the index ---------------------------------------------
+    @property
+    def index(self) -> Mapping[bytes, Location]:
+        """Live blobs and where each is: what a backup deduplicates against."""
+        return self._index
+
+    @property
+    def readable(self) -> Mapping[bytes, Location]:
+        """Every blob that can be read: live, else from a condemned pack."""
+        return self._readable
+
+    @property
+    def packs(self) -> Mapping[str, IndexedPack]:
+        return self._packs
+
+    @property
+    def condemned(self) -> Mapping[str, int]:
+        """Condemned pack -> when the index condemning it arrived."""
+        return self._condemned
+
+    @property
+    def pack_sizes(self) -> Mapping[str, int]:
+        """Every pack the server lists (or this run uploaded), by id."""
+        return self._pack_sizes
+
+    @property
+    def other_copies(self) -> Mapping[bytes, list[Location]]:
+        """Blobs some index places in more than one pack: the places after the first."""
+        return self._other_copies
 
     def salt(self) -> bytes:
         return os.urandom(32)
@@ -158,31 +191,33 @@ class Repository:
         owner = {
             k for k, (_, idx) in indexes.items() if idx.has_control and idx.owner_signed(self.keys.owner)
         }
-        self.unsigned_control = sorted(
-            k for k, (_, idx) in indexes.items() if idx.has_control and k not in owner
+        self.unsigned_control = tuple(
+            sorted(k for k, (_, idx) in indexes.items() if idx.has_control and k not in owner)
         )
         superseded = {s.hex() for k in owner for s in indexes[k][1].supersedes}
         current = {k: v for k, v in indexes.items() if k not in superseded}
-        self.index.clear()
-        self.condemned_index.clear()
-        self.other_copies.clear()
-        self.packs.clear()
-        self.condemned = {}
+        self._index.clear()
+        self._condemned_index.clear()
+        self._other_copies.clear()
+        self._packs.clear()
+        self._condemned.clear()
         for key, (info, idx) in current.items():
             for pack_id in idx.condemned if key in owner else ():
-                self.condemned[pack_id.hex()] = max(info.created, self.condemned.get(pack_id.hex(), 0))
+                self._condemned[pack_id.hex()] = max(info.created, self._condemned.get(pack_id.hex(), 0))
         for _, idx in current.values():
             for pack in idx.packs:
                 self.add_pack(pack)
-        self.forgotten = {f.hex() for key, (_, idx) in current.items() if key in owner for f in idx.forgotten}
+        self.forgotten = frozenset(
+            f.hex() for key, (_, idx) in current.items() if key in owner for f in idx.forgotten
+        )
         # What version 2 objects (before owner signatures) said was forgotten:
         # trusted only once, when a machine first starts its seen-snapshots
         # record from its old cache (SeenSnapshots), as the old code did.
-        self.legacy_forgotten = {
+        self.legacy_forgotten = frozenset(
             f.hex() for _, idx in current.values() if idx.version == 2 for f in idx.forgotten
-        }
-        self.listed_index_ids = list(indexes)
-        self.pack_sizes = {o.id: o.size for o in self.remote.list_objects("pack")}
+        )
+        self.listed_index_ids = tuple(indexes)
+        self._pack_sizes = {o.id: o.size for o in self.remote.list_objects("pack")}
         self._index_ready = True
 
     def _cached_objects(self, kind: str, listed: list[ObjectInfo]) -> list[tuple[ObjectInfo, bytes]]:
@@ -203,11 +238,15 @@ class Repository:
             out.append((info, data))
         return out
 
-    def add_pack(self, pack: IndexedPack) -> None:
+    def add_pack(self, pack: IndexedPack, size: int | None = None) -> None:
+        """Index a pack's blobs (from an index object, a TOC, or an upload
+        of this run, which gives its `size`)."""
         pack_id = pack.pack_id.hex()
-        self.packs[pack_id] = pack
-        live, condemned = self.index, self.condemned_index
-        if pack_id in self.condemned:
+        self._packs[pack_id] = pack
+        if size is not None:
+            self._pack_sizes[pack_id] = size
+        live, condemned = self._index, self._condemned_index
+        if pack_id in self._condemned:
             for entry in pack.entries:
                 if entry.blob_id not in live:
                     condemned.setdefault(entry.blob_id, Location(pack_id, pack.suite, pack.salt, entry))
@@ -219,19 +258,30 @@ class Repository:
                 # Another copy (a re-upload, or a claim planted with a device
                 # credential): kept so that a copy failing verification is
                 # not the end of the blob.
-                self.other_copies.setdefault(entry.blob_id, []).append(new)
+                self._other_copies.setdefault(entry.blob_id, []).append(new)
         if condemned:  # a blob also in a live pack is live
             for entry in pack.entries:
                 condemned.pop(entry.blob_id, None)
 
+    def replace_packs(self, contents: Mapping[str, IndexedPack]) -> None:
+        """Take what each pack holds from `contents` — the packs' own TOCs,
+        which prune decides by — instead of what the indexes claimed."""
+        self._packs = dict(contents)
+
+    def drop_location(self, blob_id: bytes) -> None:
+        """Forget where the index says a live blob is, because a fresh copy is
+        about to be stored (prune's repack): the new place becomes the first,
+        and the packer does not take the blob for stored already."""
+        self._index.pop(blob_id, None)
+
     def locate(self, blob_id: bytes) -> Location | None:
         """Where a blob can be read: a live pack, else a condemned one."""
-        return self.index.get(blob_id) or self.condemned_index.get(blob_id)
+        return self._index.get(blob_id) or self._condemned_index.get(blob_id)
 
     def locations(self, blob_id: bytes) -> list[Location]:
         """Every place an index says the blob is, the one `locate` gives first."""
         first = self.locate(blob_id)
-        return [] if first is None else [first, *self.other_copies.get(blob_id, ())]
+        return [] if first is None else [first, *self._other_copies.get(blob_id, ())]
 
     def read_located(self, loc: Location) -> bytes:
         """One blob from one place: a ranged read, authenticated and re-hashed."""
