@@ -15,7 +15,7 @@ trap 'rm -rf "$work"' EXIT
 sdist=$(ls "$work"/dist/*.tar.gz)
 wheel=$(ls "$work"/dist/*.whl)
 tar -tzf "$sdist" >"$work/sdist.list"
-grep -q 'client/units/keep-backup.timer' "$work/sdist.list" || { echo "sdist lacks the systemd units" >&2; exit 1; }
+grep -q 'client/device/systemd/keep-backup.timer' "$work/sdist.list" || { echo "sdist lacks the systemd units" >&2; exit 1; }
 
 "$PYTHON" -m venv "$work/venv" >/dev/null
 bin="$work/venv/bin"
@@ -32,10 +32,14 @@ fi
 from importlib.resources import files
 
 client = files("keep.client")
-for name in ("units/keep-backup.timer", "units/keep-backup.service", "admin/templates/status.html",
+for name in ("device/systemd/keep-backup.timer", "device/systemd/keep-backup.service", "admin/templates/status.html",
              "admin/static/admin.css"):
     assert client.joinpath(name).is_file(), f"the wheel lacks keep/client/{name}"
 assert files("keep").joinpath("py.typed").is_file(), "the wheel lacks keep/py.typed"
+from keep.client.device.schedule import PLACEHOLDER, UNITS, render
+
+for name in UNITS:  # every unit template the wheel ships fills completely
+    assert not PLACEHOLDER.search(render(name, keep="/usr/bin/keep", schedule="daily")), name
 PY
 quietly "$bin/pip" install --quiet -c constraints.txt "${wheel}[checkin]"
 "$bin/keep-checkin" --help >/dev/null

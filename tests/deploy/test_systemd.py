@@ -1,6 +1,7 @@
 """Every unit file passes `systemd-analyze verify` with no output at all (it
-exits 0 even on unknown keys, so any output fails the test), both as shipped
-in deploy/systemd/ and as `keep schedule install` writes them.
+exits 0 even on unknown keys, so any output fails the test): the servers'
+as shipped in deploy/systemd/, the device's as the package renders its
+templates and as `keep schedule install` writes them.
 
 verify runs against a throw-away root holding the host's standard units and
 the executables the units name (copied there: keep is not installed
@@ -18,8 +19,10 @@ from typing import Any
 
 import pytest
 
+from keep.client.device import schedule
+
 ROOT = Path(__file__).resolve().parent.parent.parent
-UNITS = ROOT / "deploy" / "systemd"
+UNITS = ROOT / "deploy" / "systemd"  # the operator's: keep-server and keep-checkin
 VENV_BIN = Path(sys.executable).parent
 
 
@@ -64,12 +67,33 @@ def test_shipped_units_verify_cleanly(tmp_path: Path) -> None:
     for path in UNITS.iterdir():
         if path.suffix in (".service", ".timer"):
             shutil.copy2(path, unit_dir / path.name)
+    for name in schedule.UNITS:
+        (unit_dir / name).write_text(schedule.render(name, keep="/usr/local/bin/keep", schedule="daily"))
     names = unit_names(unit_dir)
     assert len(names) == 10  # 7 services (one a template) and 3 timers
     assert verify(root, names) == ""
     # The check can fail: an unknown key is reported.
-    (unit_dir / "keep-backup.timer").write_text((UNITS / "keep-backup.timer").read_text() + "Bogus=1\n")
+    timer = schedule.render("keep-backup.timer", keep="/usr/local/bin/keep", schedule="daily")
+    (unit_dir / "keep-backup.timer").write_text(timer + "Bogus=1\n")
     assert "Unknown key" in verify(root, ["keep-backup.timer"])
+
+
+def test_device_unit_templates_fill_completely_or_not_at_all(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each template names only @keep@ and @schedule@, and every one is
+    filled; an unknown placeholder or a value that would add a line to a
+    unit (`daily\nExecStartPre=…`) is refused before anything is written."""
+    for name in schedule.UNITS:
+        text = schedule.render(name, keep="/opt/keep/bin/keep", schedule="*-*-* 03:30:00")
+        assert schedule.PLACEHOLDER.search(text) is None, name
+        assert "/usr/local/bin" not in text  # nothing hard-wired that install would have to replace
+    assert "ExecStart=/opt/keep/bin/keep backup\n" in schedule.render(
+        "keep-backup.service", keep="/opt/keep/bin/keep", schedule="daily"
+    )
+    with pytest.raises(schedule.UnitTemplateError, match="one non-empty line"):
+        schedule.render("keep-backup.timer", keep="/usr/bin/keep", schedule="daily\nExecStartPre=/bin/sh")
+    monkeypatch.setattr(schedule, "template", lambda name: "[Service]\nUser=@user@\n")
+    with pytest.raises(schedule.UnitTemplateError, match="unknown placeholder @user@"):
+        schedule.render("keep-admin.service", keep="/usr/bin/keep", schedule="daily")
 
 
 def test_schedule_install_writes_units_that_verify(tmp_path: Path) -> None:

@@ -1,8 +1,8 @@
 """`keep schedule install | remove | status`: the device's systemd units.
 
-The units are the ones in deploy/systemd/ (shipped in the package as
-`keep.client/units`); install writes them with this installation's paths and
-the configured schedule (`[backup] schedule`, systemd OnCalendar syntax),
+The units are templates in the package (`keep.client.device.schedule`);
+install writes them with this installation's `keep` and the configured
+schedule (`[backup] schedule`, systemd OnCalendar syntax),
 creates the `keep` user through systemd-sysusers, reloads systemd and enables
 the timers — or, where systemd is not running or `--root` names another
 tree, says what it would run.
@@ -19,30 +19,14 @@ import click
 
 from keep.client.cli.main import CliContext, cli
 from keep.client.cli.session import UsageError
+from keep.client.device.schedule import SYSUSERS, TIMERS, UNITS, render, template
 
-UNITS = Path(__file__).resolve().parent.parent / "units"
-DEVICE_UNITS = (
-    "keep-backup.service",
-    "keep-backup.timer",
-    "keep-checkin-agent.service",
-    "keep-checkin-agent.timer",
-    "keep-admin.service",
-    "keep-notify@.service",
-)
-TIMERS = ("keep-backup.timer", "keep-checkin-agent.timer")
 DEFAULT_BIN = "/usr/local/bin/keep"
 
 
 def _keep_executable() -> str:
     found = shutil.which("keep") or str(Path(sys.argv[0]).resolve())
     return str(Path(found).resolve()) if Path(found).exists() else DEFAULT_BIN
-
-
-def render(name: str, keep_bin: str, schedule: str) -> str:
-    text = (UNITS / name).read_text().replace(DEFAULT_BIN, keep_bin)
-    if name == "keep-backup.timer":
-        text = text.replace("OnCalendar=daily", f"OnCalendar={schedule}")
-    return text
 
 
 def _systemd_running(root: Path) -> bool:
@@ -61,17 +45,16 @@ def schedule() -> None:
 @click.pass_obj
 def install(ctx: CliContext, root: Path) -> None:
     """Write and enable the device units (needs root for /)."""
-    if any(c in ctx.config.backup.schedule for c in "\n\r"):
-        raise UsageError("[backup] schedule must be one OnCalendar= expression")
     unit_dir = root / "etc" / "systemd" / "system"
     sysusers = root / "etc" / "sysusers.d" / "keep.conf"
     try:
         unit_dir.mkdir(parents=True, exist_ok=True)
         sysusers.parent.mkdir(parents=True, exist_ok=True)
         keep_bin = _keep_executable()
-        for name in DEVICE_UNITS:
-            (unit_dir / name).write_text(render(name, keep_bin, ctx.config.backup.schedule))
-        sysusers.write_text((UNITS / "keep.sysusers.conf").read_text())
+        units = {name: render(name, keep=keep_bin, schedule=ctx.config.backup.schedule) for name in UNITS}
+        for name, text in units.items():
+            (unit_dir / name).write_text(text)
+        sysusers.write_text(template(SYSUSERS))
     except PermissionError as exc:
         raise UsageError(f"cannot write {exc.filename}: run as root (or give --root)") from None
     steps = [
@@ -81,9 +64,9 @@ def install(ctx: CliContext, root: Path) -> None:
     ]
     ran = _run_or_describe(root, steps)
     ctx.emit(
-        f"installed {len(DEVICE_UNITS)} units in {unit_dir} "
+        f"installed {len(UNITS)} units in {unit_dir} "
         f"(backups: {ctx.config.backup.schedule}, ExecStart {keep_bin})\n{ran}",
-        {"unit_dir": str(unit_dir), "units": list(DEVICE_UNITS), "schedule": ctx.config.backup.schedule},
+        {"unit_dir": str(unit_dir), "units": list(UNITS), "schedule": ctx.config.backup.schedule},
     )
 
 
@@ -96,7 +79,7 @@ def remove(ctx: CliContext, root: Path) -> None:
     steps = [["systemctl", "disable", "--now", *TIMERS, "keep-admin.service"]]
     ran = _run_or_describe(root, steps)
     removed = []
-    for name in DEVICE_UNITS:
+    for name in UNITS:
         path = unit_dir / name
         if path.exists():
             path.unlink()
@@ -113,7 +96,7 @@ def remove(ctx: CliContext, root: Path) -> None:
 def status(ctx: CliContext, root: Path) -> None:
     """Which device units are installed, and the timers' next runs."""
     unit_dir = root / "etc" / "systemd" / "system"
-    installed = {name: (unit_dir / name).exists() for name in DEVICE_UNITS}
+    installed = {name: (unit_dir / name).exists() for name in UNITS}
     timers = ""
     if _systemd_running(root):
         timers = subprocess.run(

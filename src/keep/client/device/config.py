@@ -155,6 +155,9 @@ def _table(where: str, name: str, raw: Any) -> Any:
 
 
 def _check(where: str, config: Config) -> None:
+    schedule = config.backup.schedule
+    if not schedule.strip() or any(c in schedule for c in "\n\r"):
+        raise ConfigError(f'{where}: [backup] schedule must be one OnCalendar= expression, like "daily"')
     if config.checkin.url is not None:
         from keep.client.transport import refusal  # ssl and http.client: only when needed
 
