@@ -15,9 +15,9 @@ $(PY):
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 
-# The demo installs only what it runs: keep and its core dependencies.
+# The demo installs only what it runs: keep, and keep-server (its extra).
 $(DEMO_STAMP): pyproject.toml constraints.txt | $(PY)
-	$(PY) -m pip install --quiet -c constraints.txt -e .
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[server]'
 	@rm -f $(VENV)/.demo-* && touch $@
 
 $(TEST_STAMP): pyproject.toml constraints.txt | $(PY)

@@ -2,8 +2,8 @@
 # Builds the sdist and, from it, the wheel (python -m build), installs the
 # wheel — not editable, core dependencies only, pinned by constraints.txt —
 # into a fresh venv, and checks what a user of the package gets: `keep`,
-# `keep-server` and `keep-checkin` run (keep-checkin saying in one line which
-# extra it needs, then working with it), the systemd units and the admin
+# `keep-server` and `keep-checkin` run (each saying in one line which extra it
+# needs, then working with it; `keep admin serve` likewise), the systemd units and the admin
 # page's files are inside, and the demo runs from that venv.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -22,12 +22,19 @@ bin="$work/venv/bin"
 quietly() { "$@" >"$work/step.log" 2>&1 || { cat "$work/step.log"; exit 1; }; }
 quietly "$bin/pip" install --quiet -c constraints.txt "$wheel"
 "$bin/keep" --version
-"$bin/keep-server" --help >/dev/null
-if out=$("$bin/keep-checkin" --help 2>&1); then
-    echo "keep-checkin ran without its extra" >&2; exit 1
-fi
-[ "$(printf '%s\n' "$out" | wc -l)" = 1 ] && grep -q "keep-backup\[checkin\]" <<<"$out" \
-    || { echo "keep-checkin without its extra said: $out" >&2; exit 1; }
+# The servers are roles of their own: without their extra, one line naming it.
+needs_extra() {  # command extra
+    local out
+    if out=$("$bin/$1" --help 2>&1); then
+        echo "$1 ran without its extra" >&2; exit 1
+    fi
+    [ "$(printf '%s\n' "$out" | wc -l)" = 1 ] && grep -q "keep-backup\[$2\]" <<<"$out" \
+        || { echo "$1 without its extra said: $out" >&2; exit 1; }
+}
+needs_extra keep-server server
+needs_extra keep-checkin checkin
+out=$("$bin/keep" admin serve 2>&1) && { echo "the admin page ran without its extra" >&2; exit 1; }
+grep -q "keep-backup\[admin\]" <<<"$out" || { echo "keep admin serve without its extra said: $out" >&2; exit 1; }
 "$bin/python" - <<'PY'
 from importlib.resources import files
 
@@ -41,7 +48,8 @@ from keep.client.device.schedule import PLACEHOLDER, UNITS, render
 for name in UNITS:  # every unit template the wheel ships fills completely
     assert not PLACEHOLDER.search(render(name, keep="/usr/bin/keep", schedule="daily")), name
 PY
-quietly "$bin/pip" install --quiet -c constraints.txt "${wheel}[checkin]"
+quietly "$bin/pip" install --quiet -c constraints.txt "${wheel}[server,checkin]"
+"$bin/keep-server" --help >/dev/null
 "$bin/keep-checkin" --help >/dev/null
 # The demo, with keep from the installed wheel (not this checkout).
 (cd "$work" && PYTHONPATH="$OLDPWD" "$bin/python" -c 'import keep.client, sys; assert "site-packages" in keep.client.__file__, keep.client.__file__')
