@@ -4,18 +4,9 @@ Neither ever sees a plaintext byte, a file name or a password."""
 
 from __future__ import annotations
 
-import sys
-
 
 def main() -> None:
-    """The `keep-server` command: says in one line which extra a plain
-    install lacks (prometheus-client) instead of a traceback."""
-    try:
-        from keep.server.cli import main as run
-    except ModuleNotFoundError as exc:
-        if (exc.name or "").split(".")[0] != "prometheus_client":
-            raise
-        sys.exit(
-            "keep-server: the storage server needs the 'server' extra: pip install 'keep-backup[server]'"
-        )
-    run()
+    """The `keep-server` command (one line naming the extra if it is missing)."""
+    from keep.server.shared.starting import main_or_extra
+
+    main_or_extra("keep-server", "keep.server.cli", "server", "prometheus_client")

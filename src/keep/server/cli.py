@@ -16,9 +16,8 @@ import sys
 from pathlib import Path
 
 import click
-from aiohttp import web
 
-from keep.protocol.api import ACCOUNT_NAME_RE, split_host_port
+from keep.protocol.api import ACCOUNT_NAME_RE
 from keep.protocol.errors import ExitCode
 from keep.server.app import SECRET_SIZE, create_app
 from keep.server.backends import BackendURLError, check_urls, describe, metadata_store, object_store
@@ -26,17 +25,11 @@ from keep.server.http_accounts import invitation
 from keep.server.scrub import AccountScrub, scrub
 from keep.server.settings import Settings
 from keep.server.shared.listening import listening_socket
-from keep.server.shared.quiet import quiet_logs
+from keep.server.shared.starting import host_port
+from keep.server.shared.starting import serve as serve_until_stopped
 from keep.server.shared.systemd import check_data_dir, notify_when_listening
 
 log = logging.getLogger("keep.server")
-
-
-def _listen(value: str) -> tuple[str, int]:
-    try:
-        return split_host_port(value)
-    except ValueError as exc:
-        raise click.BadParameter(str(exc)) from None
 
 
 @click.group()
@@ -73,7 +66,7 @@ def serve(
 ) -> None:
     """Serve the v1 API."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    host, port = _listen(listen)
+    host, port = host_port(listen)
     if (tls_cert is None) != (tls_key is None):
         raise click.UsageError("--tls-cert and --tls-key go together")
     problem = check_data_dir(data_dir)
@@ -112,16 +105,8 @@ def serve(
     )
     app = create_app(settings)
     notify_when_listening(app, host, port)
-    # Only once every argument is checked: these are process-wide.
-    quiet_logs(log_client_addresses)
-    os.umask(0o077)  # the database, objects and state: for the service's user only
-    web.run_app(
-        app,
-        sock=sock,
-        ssl_context=ssl_context,
-        print=None,
-        access_log=logging.getLogger("keep.server.access") if log_client_addresses else None,
-        handler_cancellation=True,
+    serve_until_stopped(
+        app, sock, "keep.server", log_client_addresses, ssl_context, cancel_on_disconnect=True
     )
 
 

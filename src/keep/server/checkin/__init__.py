@@ -5,18 +5,9 @@ A separate service with its own registry; it never talks to keep-server.
 
 from __future__ import annotations
 
-import sys
-
 
 def main() -> None:
-    """The `keep-checkin` command: says in one line which extra a plain
-    install lacks (dnspython) instead of a traceback."""
-    try:
-        from keep.server.checkin.cli import main as run
-    except ModuleNotFoundError as exc:
-        if (exc.name or "").split(".")[0] != "dns":
-            raise
-        sys.exit(
-            "keep-checkin: the check-in service needs the 'checkin' extra: pip install 'keep-backup[checkin]'"
-        )
-    run()
+    """The `keep-checkin` command (one line naming the extra if it is missing)."""
+    from keep.server.shared.starting import main_or_extra
+
+    main_or_extra("keep-checkin", "keep.server.checkin.cli", "checkin", "dns")

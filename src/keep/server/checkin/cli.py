@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import ipaddress
 import logging
-import os
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -20,22 +19,15 @@ from pathlib import Path
 import click
 from aiohttp import web
 
-from keep.protocol.api import split_host_port
 from keep.server.checkin import updates
 from keep.server.checkin.app import CHECKIN, CheckinSettings, create_app
 from keep.server.checkin.dns import Pusher, TsigKey, start_responder
 from keep.server.shared.listening import listening_socket
-from keep.server.shared.quiet import quiet_logs
+from keep.server.shared.starting import host_port
+from keep.server.shared.starting import serve as serve_until_stopped
 from keep.server.shared.systemd import check_data_dir, notify_when_listening
 
 log = logging.getLogger("keep.checkin")
-
-
-def _host_port(value: str) -> tuple[str, int]:
-    try:
-        return split_host_port(value)
-    except ValueError as exc:
-        raise click.BadParameter(str(exc)) from None
 
 
 @click.group()
@@ -95,7 +87,7 @@ def serve(
             key = TsigKey.from_file(tsig_key)
         except ValueError as exc:
             raise click.UsageError(str(exc)) from None
-        pusher = Pusher(zone, *_host_port(dns_update), key)
+        pusher = Pusher(zone, *host_port(dns_update), key)
     problem = check_data_dir(data_dir)
     if problem:
         raise click.UsageError(problem)
@@ -113,7 +105,7 @@ def serve(
         log.warning("ns1.%s has no address: give --ns-address (or name another server with --ns)", zone)
     app = create_app(settings, pusher)
     if dns_listen != "off":
-        dns_host, dns_port = _host_port(dns_listen)
+        dns_host, dns_port = host_port(dns_listen)
 
         async def dns_server(app: web.Application) -> AsyncIterator[None]:
             responder = await start_responder(app[CHECKIN].zone, dns_host, dns_port)
@@ -121,7 +113,7 @@ def serve(
             responder.close()
 
         app.cleanup_ctx.append(dns_server)
-    host, port = _host_port(listen)
+    host, port = host_port(listen)
     sock = listening_socket("keep-checkin", host, port)
     notify_when_listening(app, host, port)
     log.info(
@@ -132,15 +124,7 @@ def serve(
         dns_listen if not pusher else f"pushed to {dns_update}",
         "served" if updates_dir else "off",
     )
-    # Only once every argument is checked: these are process-wide.
-    quiet_logs(log_client_addresses)
-    os.umask(0o077)  # the database, objects and state: for the service's user only
-    web.run_app(
-        app,
-        sock=sock,
-        print=None,
-        access_log=logging.getLogger("keep.checkin.access") if log_client_addresses else None,
-    )
+    serve_until_stopped(app, sock, "keep.checkin", log_client_addresses)
 
 
 def _ns_addresses(values: tuple[str, ...]) -> tuple[str, ...]:
