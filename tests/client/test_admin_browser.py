@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import http.server
 import os
+import re
 import shutil
 import subprocess
 import threading
@@ -128,7 +129,15 @@ def test_admin_page_in_chromium(
         page.get_by_label("Admin password").fill(ADMIN_PASSWORD)
         page.keyboard.press("Enter")  # keyboard operable
         expect(page.get_by_role("heading", name="Backup status")).to_be_visible()
-        expect(page.get_by_text("Succeeded")).to_be_visible()
+        expect(page.get_by_text("Succeeded", exact=True)).to_be_visible()
+        # The history as a picture with its words, and as a table opened from the keyboard.
+        picture = page.get_by_role("img", name=re.compile(r"^Backups, last 30 days 1 backup in the last 30"))
+        expect(picture).to_be_visible()
+        assert picture.bounding_box()["width"] > 500  # type: ignore[index]
+        summary = page.get_by_text("Backups, last 30 days as a table")
+        summary.focus()
+        page.keyboard.press("Enter")
+        expect(page.get_by_role("cell", name="succeeded")).to_be_visible()
         page.screenshot(path=shots / "status.png", full_page=True)
 
         page.get_by_role("link", name="Connections").click()
@@ -158,7 +167,7 @@ def test_admin_page_in_chromium(
         assert "ddns = false" in text
         assert "# the owner's notes stay" in text
         proxy.reset()
-        out = device.run("--json", "agent", "checkin", "--now")
+        out = device.run("--json", "checkin", "run", "--now")
         assert '"ddns": "off"' in out.stdout
         assert proxy.connections == 0  # no DNS pointer request at all
         page.get_by_role("switch", name="DNS pointer updates").click()
@@ -168,6 +177,10 @@ def test_admin_page_in_chromium(
         assert "ddns = true" in config.read_text()
         page.get_by_role("button", name="Check now: DNS pointer updates").click()
         expect(page.get_by_role("status")).to_contain_text("updated cottage")
+        page.goto(url + "/?days=90")
+        expect(
+            page.get_by_role("img", name=re.compile(r"^Check-in attempts per day, last 90 days"))
+        ).to_be_visible()
 
         page.get_by_role("link", name="Snapshots").click()
         page.screenshot(path=shots / "snapshots.png", full_page=True)

@@ -35,7 +35,19 @@ from keep.protocol.limits import OBJECT_MAX
 
 LIST_OBJECTS_MAX = 2_000_000  # of one kind: 32 TB of packs, far beyond a home server
 UPLOAD_CONCURRENCY = 4  # packs in flight: overlaps the server's per-object fsync
-__all__ = ["InsecureTransportError", "ObjectInfo", "Remote"]  # InsecureTransportError: raised by Remote()
+__all__ = [
+    "InsecureTransportError",
+    "ObjectInfo",
+    "Remote",
+    "Usage",
+]  # InsecureTransportError: raised by Remote()
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    bytes: int
+    objects: int
+    quota: int | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -249,6 +261,15 @@ class Remote:
             after = following
 
     # Accounts -----------------------------------------------------------------------
+    def usage(self) -> Usage:
+        """What the account stores on the server, and its quota."""
+        reply = self.request_json("GET", Route.USAGE)
+        try:
+            quota = reply.get("quota")
+            return Usage(int(reply["bytes"]), int(reply["objects"]), None if quota is None else int(quota))
+        except (AttributeError, KeyError, TypeError, ValueError):
+            raise ProtocolViolationError("the server sent a malformed usage reply") from None
+
     def kdf_info(self, account: str) -> dict[str, Any]:
         return dict(self.request_json("GET", route_path(Route.KDF, name=account)))
 

@@ -19,7 +19,7 @@ import aiohttp_jinja2
 import jinja2
 from aiohttp import web
 
-from keep.client.admin import data
+from keep.client.admin import charts, data
 from keep.client.admin.security import COOKIE, SESSION_IDLE, Guard, Session, check_password
 from keep.client.device.connection import Endpoint
 from keep.protocol.errors import KeepError
@@ -126,7 +126,9 @@ async def logout(request: web.Request) -> web.StreamResponse:
 @routes.get("/")
 @aiohttp_jinja2.template("status.html")
 async def status_page(request: web.Request) -> dict[str, Any]:
-    return _ctx(request, "status", s=await _run(data.status, request.app[PATHS]))
+    days = int(request.query.get("days", "0")) if request.query.get("days", "").isdigit() else 0
+    days = days if days in charts.PERIODS else charts.PERIODS[0]
+    return _ctx(request, "status", s=await _run(data.status, request.app[PATHS], days))
 
 
 @routes.post("/backup-now")

@@ -14,15 +14,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from keep.client.admin import health
+from keep.client.admin import charts, health
 from keep.client.checkin import agent, ddns, updates
 from keep.client.device.account import owner_login
-from keep.client.device.backup_record import last_backup, record_last_backup, running_backup
+from keep.client.device.backup_record import backup_history, last_backup, record_last_backup, running_backup
 from keep.client.device.config import load_config
 from keep.client.device.connection import Endpoint
 from keep.client.device.state import DeviceState
 from keep.client.engine import drill, explore
 from keep.client.engine.repository import Repository
+from keep.client.remote import Usage
 from keep.client.text import human_bytes
 from keep.protocol.api import Route, route_path
 from keep.protocol.device_name import open_device_name
@@ -60,15 +61,15 @@ def next_backup() -> tuple[str, bool]:
     return (out, True) if out else ("the backup timer is not active", False)
 
 
-def status(paths: Paths) -> dict[str, Any]:
+def status(paths: Paths, days: int = charts.PERIODS[0]) -> dict[str, Any]:
     last = last_backup(paths.home)
     drilled = drill.last(paths.home)
     usage: dict[str, Any] | str
-    reply: dict[str, Any] | None = None
+    reply: Usage | None = None
     try:
         with repository(paths) as repo:
-            reply = repo.remote.request_json("GET", Route.USAGE)
-        usage = {"bytes": human_bytes(int(reply.get("bytes") or 0)), "objects": reply.get("objects")}
+            reply = repo.remote.usage()
+        usage = {"bytes": human_bytes(reply.bytes), "objects": reply.objects}
     except (KeepError, OSError) as exc:
         usage = f"unavailable: {exc}"
     when_next, scheduled = next_backup()
@@ -83,8 +84,8 @@ def status(paths: Paths) -> dict[str, Any]:
         last_drill=drilled,
         sources_set=sources_set,
         timer_active=scheduled,
-        stored_bytes=int(reply.get("bytes") or 0) if reply is not None else None,
-        quota=reply.get("quota") if reply is not None else None,
+        stored_bytes=reply.bytes if reply is not None else None,
+        quota=reply.quota if reply is not None else None,
     )
     running = running_backup(paths.home)
     total = (running or {}).get("bytes_total")
@@ -101,7 +102,21 @@ def status(paths: Paths) -> dict[str, Any]:
         "drill_when": _when(drilled["time"]) if drilled else "never",
         "usage": usage,
         "next": when_next,
+        "days": days,
+        "periods": charts.PERIODS,
+        "charts": history_charts(paths, days, facts.now),
     }
+
+
+def history_charts(paths: Paths, days: int, now: float) -> list[charts.Chart]:
+    """The status page's pictures of the last `days` days."""
+    history = backup_history(paths.home)
+    by_day = agent.attempts_by_day(agent.load_state(paths.home))
+    return [
+        charts.backups(history, now, days),
+        charts.repository_size(history, now, days),
+        charts.checkins(by_day, now, days),
+    ]
 
 
 def start_backup(paths: Paths) -> str:

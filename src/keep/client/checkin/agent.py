@@ -13,6 +13,7 @@ DDNS token) for `keep checkin status` and the admin page.
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,8 @@ OLD_STATE_FILE = "phonehome.json"  # its name before 0.2, taken over on first us
 DEFAULT_ROOT = Path("/etc/keep/update-root.json")
 TIMEOUT = 30  # seconds without progress on a check-in connection
 SWITCHES = {"ddns": "DNS pointer updates", "updates": "Update checks"}
+FAILED = ("error", "stopped", "REFUSED")  # how a failed attempt's result starts
+DAYS_KEPT = 90  # of attempt tallies
 
 
 def set_switches(config_file: Path, keys: list[str], value: bool) -> None:
@@ -79,10 +82,28 @@ def save_state(home: Path, state: dict[str, Any]) -> None:
 
 
 def record(s: dict[str, Any], now: float, result: str, attempt: bool = True) -> str:
+    """Keep a run's result; an attempt (a connection was tried) also counts
+    in its day's tally of good and failed attempts, for the admin page."""
     if attempt:
         s["last_attempt"] = now
+        days = s.setdefault("days", {})
+        tally = days.setdefault(time.strftime("%Y-%m-%d", time.localtime(now)), {"ok": 0, "failed": 0})
+        tally["failed" if result.startswith(FAILED) else "ok"] += 1
+        for day in sorted(days)[:-DAYS_KEPT]:
+            del days[day]
     s["result"] = result
     return result
+
+
+def attempts_by_day(state: dict[str, Any]) -> dict[str, dict[str, int]]:
+    """Day (YYYY-MM-DD, local) -> good and failed check-in attempts, both check-ins together."""
+    out: dict[str, dict[str, int]] = {}
+    for key in SWITCHES:
+        for day, tally in state.get(key, {}).get("days", {}).items():
+            total = out.setdefault(day, {"ok": 0, "failed": 0})
+            for outcome in total:
+                total[outcome] += int(tally.get(outcome, 0))
+    return dict(sorted(out.items()))
 
 
 def what_is_sent(settings: Settings) -> dict[str, str]:

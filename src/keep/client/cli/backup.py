@@ -18,6 +18,7 @@ from keep.client.device.backup_record import clear_running, record_last_backup, 
 from keep.client.engine import snapshot_filter
 from keep.client.engine.archiver import Archiver, BackupOptions, BackupPreview
 from keep.client.engine.lease import Lease
+from keep.client.engine.repository import Repository
 from keep.client.text import display_path, human_bytes
 from keep.protocol.compression import LEVEL_MAX, LEVEL_MIN
 from keep.protocol.errors import ExitCode, KeepError
@@ -113,6 +114,7 @@ def backup(
                     result = archiver.run(sources, parent)
             finally:
                 clear_running(ctx.home)
+            stored = _stored_bytes(repo)
     except KeepError as exc:
         record_last_backup(ctx.home, {"time": started, "result": "failed", "error": str(exc)})
         raise
@@ -146,12 +148,22 @@ def backup(
             "time": started,
             "result": "partial" if result.warnings else "ok",
             **summary,
+            "stored_bytes": stored,
             "warnings": [{"path": w.path, "message": w.message} for w in result.warnings[:50]],
         },
     )
     ctx.emit(human, summary)
     if result.warnings:
         raise SystemExit(int(ExitCode.PARTIAL))
+
+
+def _stored_bytes(repo: Repository) -> int | None:
+    """What the account stores now, for the device's backup history; a
+    server that cannot say does not fail the backup that just succeeded."""
+    try:
+        return repo.remote.usage().bytes
+    except KeepError:
+        return None
 
 
 def _progress(ctx: CliContext, archiver: Archiver, sources: list[bytes], started: float) -> Progress:

@@ -14,7 +14,6 @@ from keep.client.engine import explore, snapshot_filter
 from keep.client.engine.drill import last as last_drill
 from keep.client.engine.explore import walk
 from keep.client.text import display_path, human_bytes, local_time, rfc3339
-from keep.protocol.api import Route
 from keep.protocol.errors import NotFoundError
 from keep.protocol.tree import NodeType
 
@@ -116,7 +115,7 @@ def stats(
         _sizes(ctx, snapshot_refs, mode or "restore-size", host_filter, path_filter, tag_filter)
         return
     with open_repository(ctx) as (state, repo):
-        usage = repo.remote.request_json("GET", Route.USAGE)
+        usage = repo.remote.usage()
         snaps = repo.snapshots()
     latest = snaps[-1] if snaps else None
     drilled = last_drill(ctx.home)
@@ -125,9 +124,9 @@ def stats(
         "account": state.account,
         "server": state.server_url,
         "snapshots": len(snaps),
-        "stored_bytes": usage.get("bytes"),
-        "objects": usage.get("objects"),
-        "quota": usage.get("quota"),
+        "stored_bytes": usage.bytes,
+        "objects": usage.objects,
+        "quota": usage.quota,
         "latest": None
         if latest is None
         else {
@@ -140,8 +139,7 @@ def stats(
     }
     human = (
         f"account {state.account} on {state.server_url}\n"
-        f"{len(snaps)} snapshots, {human_bytes(int(usage.get('bytes') or 0))} stored"
-        f" in {usage.get('objects')} objects"
+        f"{len(snaps)} snapshots, {human_bytes(usage.bytes)} stored in {usage.objects} objects"
         + (f"\nlatest: {latest.id[:12]} at {local_time(latest.snapshot.time_ns)}" if latest else "")
         + "\nlast verified restore: "
         + (
