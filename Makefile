@@ -20,7 +20,9 @@ $(DEMO_STAMP): pyproject.toml constraints.txt | $(PY)
 	$(PY) -m pip install --quiet -c constraints.txt -e '.[server]'
 	@rm -f $(VENV)/.demo-* && touch $@
 
+# The test extras include `mount` (pyfuse3, built against Debian's libfuse3).
 $(TEST_STAMP): pyproject.toml constraints.txt | $(PY)
+	scripts/system-packages.sh
 	$(PY) -m pip install --quiet -c constraints.txt -e '.[test]'
 	@rm -f $(VENV)/.test-* $(VENV)/.demo-* && touch $@ $(DEMO_STAMP)
 
@@ -55,6 +57,7 @@ test: lint typecheck unit wheel-check
 constraints:
 	rm -rf .constraints-venv && $(PYTHON) -m venv .constraints-venv
 	.constraints-venv/bin/pip install --quiet --upgrade pip
+	scripts/system-packages.sh
 	.constraints-venv/bin/pip install --quiet '.[test]'
 	( sed -n '1,3p' constraints.txt; .constraints-venv/bin/pip freeze --exclude-editable | grep -v '^keep-backup' ) > constraints.new
 	mv constraints.new constraints.txt && rm -rf .constraints-venv

@@ -24,6 +24,14 @@ def test_protocol_benchmark_smoke() -> None:
     assert "MB/s" in out
 
 
+def test_mount_benchmark_smoke() -> None:
+    """The mount-vs-restore harness runs end to end (a real FUSE mount) and
+    compares every byte it times."""
+    out = run_module("benchmarks.bench_mount", "--smoke")
+    assert "| read through keep mount |" in out
+    assert "every byte compared" in out
+
+
 def test_compare_harness_smoke() -> None:
     """The side-by-side harness runs end to end for keep on a tiny corpus
     (restic and Borg runs belong to benchmarks/, not CI)."""

@@ -37,11 +37,13 @@ COMMANDS = {
     "key": "key",
     "login": "login",
     "ls": "listing",
+    "mount": "mount",
     "prune": "maintenance",
     "restore": "restore",
     "schedule": "schedule",
     "snapshots": "listing",
     "stats": "listing",
+    "umount": "mount",
     "unlock": "maintenance",
 }
 # Names before 0.2, still run (timers an older `keep schedule` installed use
