@@ -35,6 +35,8 @@ needs_extra keep-server server
 needs_extra keep-checkin checkin
 out=$("$bin/keep" admin serve 2>&1) && { echo "the admin page ran without its extra" >&2; exit 1; }
 grep -q "keep-backup\[admin\]" <<<"$out" || { echo "keep admin serve without its extra said: $out" >&2; exit 1; }
+out=$("$bin/keep" mount "$work" 2>&1) && { echo "keep mount ran without its extra" >&2; exit 1; }
+grep -q "keep-backup\[mount\]" <<<"$out" || { echo "keep mount without its extra said: $out" >&2; exit 1; }
 "$bin/python" - <<'PY'
 from importlib.resources import files
 
