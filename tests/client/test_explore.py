@@ -78,7 +78,9 @@ def test_find_by_name_path_case_and_time(backed_up: tuple[Device, Path, list[str
     assert readme["mtime"].startswith("2020-09-13T")  # 1_600_000_000 s, RFC 3339
     assert device.json("find", "README.TXT", "-i")[0]["matches"][0]["path"].endswith("readme.txt")
     assert device.run("find", "README.TXT", check=False).returncode == 1  # case matters by default
-    by_path = device.json("find", "*/docs/*", "--snapshot", first)
+    # git's rules: "*" stays within one name, "**" crosses directories.
+    assert device.run("find", "*/docs/*", "--snapshot", first, check=False).returncode == 1
+    by_path = device.json("find", "**/docs/*", "--snapshot", first)
     assert [f["snapshot"] for f in by_path] == [first]
     assert {Path(m["path"]).name for m in by_path[0]["matches"]} == {"readme.txt", "big.bin", "empty.txt"}
     old = device.json("find", "hard-*", "--newest", "2021-01-01")  # mtime 2020-09-13

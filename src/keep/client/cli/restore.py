@@ -165,12 +165,12 @@ GLOB = re.compile(r"[*?\[]")
 
 
 def _expand(repo: Repository, info: SnapshotInfo, includes: tuple[str, ...]) -> tuple[bytes, ...]:
-    """--include values as paths: a glob (*, ?, [...]) becomes every path of
-    the snapshot it matches (a glob without "/" matches names)."""
+    """--include values as paths: a pattern (*, ?, [...], ** — git's rules,
+    patterns.py) becomes every path of the snapshot it matches."""
     plain = [os.fsencode(i) for i in includes if not GLOB.search(i)]
     globs = [explore.path_matcher(i) for i in includes if GLOB.search(i)]
     if globs:  # one walk of the snapshot for all of them
-        found = explore.find(repo, [info], lambda path, _: any(g(path) for g in globs))
+        found = explore.find(repo, [info], lambda path, node: any(g(path, node) for g in globs))
         plain += [path for hit in found for path, _ in hit.matches]
     return tuple(plain)
 

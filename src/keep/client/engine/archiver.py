@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import fnmatch
 import grp
 import os
 import pwd
@@ -23,12 +22,13 @@ import stat
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import cache
+from functools import cache, partial
 
 from keep.client.engine import explore
 from keep.client.engine.chunk_pipeline import ChunkPipeline, ChunkResult, DeliveryError, ReadBuffer
 from keep.client.engine.packer import Packer
 from keep.client.engine.path_warning import PathWarning
+from keep.client.engine.patterns import Patterns, any_match
 from keep.client.engine.repository import Repository
 from keep.protocol.blob import BlobType, blob_id
 from keep.protocol.chunker import Chunker
@@ -284,10 +284,9 @@ class Archiver:
         self._progress = progress
         self._last_progress = 0.0
         self._root_dev: int | None = None
-        # Exclude patterns, encoded once: (pattern, pattern without a trailing "/").
-        self._patterns = tuple((p, p.rstrip(b"/")) for p in map(os.fsencode, options.excludes))
-        self._ipatterns = tuple(
-            (p, p.rstrip(b"/")) for p in (os.fsencode(x.lower()) for x in options.iexcludes)
+        # git's rules on absolute paths (patterns.py), compiled once.
+        self._excluded = any_match(
+            [Patterns(options.excludes), Patterns(options.iexcludes, ignore_case=True)]
         )
         self._markers = tuple(map(os.fsencode, options.exclude_if_present))
 
@@ -426,7 +425,9 @@ class Archiver:
         before = {n.name: n for n in parent.nodes} if parent else {}
         kept = self._kept_only(path)
         for entry in entries:
-            if self._excluded(entry.path, entry.name) or (kept is not None and entry.name != kept):
+            if self._excluded(entry.path, partial(entry.is_dir, follow_symlinks=False)) or (
+                kept is not None and entry.name != kept
+            ):
                 continue
             with contextlib.suppress(OSError):
                 child = entry.stat(follow_symlinks=False)
@@ -503,15 +504,6 @@ class Archiver:
     def _warn(self, path: bytes, message: str) -> None:
         self.warnings.append(PathWarning(path.decode(errors="replace"), message))
 
-    def _excluded(self, path: bytes, name: bytes) -> bool:
-        for patterns, fold in ((self._patterns, False), (self._ipatterns, True)):
-            for pat, bare in patterns:
-                target = path if b"/" in pat else name
-                target = target.lower() if fold else target
-                if fnmatch.fnmatchcase(target, pat) or fnmatch.fnmatchcase(target, bare):
-                    return True
-        return False
-
     def _kept_only(self, path: bytes) -> bytes | None:
         """The one name kept of a directory whose contents are excluded (a
         cache directory's CACHEDIR.TAG, an --exclude-if-present marker), or
@@ -572,7 +564,7 @@ class Archiver:
         children: list[_Pending] = []
         for child_name in entries:
             child = os.path.join(path, child_name)
-            if self._excluded(child, child_name) or (kept is not None and child_name != kept):
+            if self._excluded(child, partial(_is_dir, child)) or (kept is not None and child_name != kept):
                 continue
             result = self._entry(child, child_name, parents.get(child_name))
             if result is not None:
@@ -698,3 +690,11 @@ class Archiver:
 
 
 __all__ = ["Archiver", "BackupOptions", "BackupPreview", "BackupResult"]
+
+
+def _is_dir(path: bytes) -> bool:
+    """Whether `path` is a directory itself (not a link to one)."""
+    try:
+        return stat.S_ISDIR(os.lstat(path).st_mode)
+    except OSError:
+        return False

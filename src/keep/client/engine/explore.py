@@ -12,7 +12,6 @@ in a restore.
 
 from __future__ import annotations
 
-import fnmatch
 import os
 import stat
 import tarfile
@@ -22,6 +21,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import BinaryIO
 
+from keep.client.engine.patterns import Patterns
 from keep.client.engine.repository import Repository, SnapshotInfo
 from keep.protocol.errors import NotFoundError
 from keep.protocol.tree import Node, NodeType, Tree
@@ -29,25 +29,20 @@ from keep.protocol.tree import Node, NodeType, Tree
 Match = Callable[[bytes, Node], bool]
 
 
-def path_matcher(pattern: str | bytes, ignore_case: bool = False) -> Callable[[bytes], bool]:
-    """restic's rule, on an absolute path: a pattern without "/" is matched
-    against its last name, one with "/" against the whole path (shell globs:
-    *, ?, [...])."""
-    raw = os.fsencode(pattern)
-    raw = raw.lower() if ignore_case else raw
-    whole_path = b"/" in raw
+def path_matcher(pattern: str | bytes, ignore_case: bool = False) -> Callable[[bytes, Node | None], bool]:
+    """One pattern (git's rules, patterns.py) as a test of an absolute path
+    and, where known, its entry (a directory-only pattern needs to know)."""
+    selector = Patterns([pattern], ignore_case)
 
-    def match(path: bytes) -> bool:
-        subject = path if whole_path else path.rsplit(b"/", 1)[-1]
-        return fnmatch.fnmatchcase(subject.lower() if ignore_case else subject, raw)
+    def match(path: bytes, node: Node | None = None) -> bool:
+        return selector.match(path, lambda: node is not None and node.type is NodeType.DIR)
 
     return match
 
 
 def name_matcher(pattern: str, ignore_case: bool = False) -> Match:
     """`path_matcher` for `find`'s (path, node) pairs."""
-    match = path_matcher(pattern, ignore_case)
-    return lambda path, node: match(path)
+    return path_matcher(pattern, ignore_case)
 
 
 def walk(repo: Repository, tree_id: bytes, prefix: bytes = b"") -> Iterator[tuple[bytes, Node]]:

@@ -42,7 +42,6 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from keep.client.engine import file_writer
-from keep.client.engine.explore import path_matcher
 from keep.client.engine.file_writer import (
     DIR_FLAGS,
     DirectoryReplacedError,
@@ -52,6 +51,7 @@ from keep.client.engine.file_writer import (
     data_runs,
 )
 from keep.client.engine.path_warning import PathWarning
+from keep.client.engine.patterns import Patterns
 from keep.client.engine.repository import Repository
 from keep.client.engine.restore_plan import BlobFetch, RangeFetch, plan
 from keep.protocol.blob import blob_id
@@ -243,7 +243,7 @@ class Restorer:
         self.repo = repo
         self.target = os.path.abspath(target)
         self.includes = {b"/" + i.strip(b"/") for i in includes}
-        self._excludes = [path_matcher(e) for e in excludes]  # without "/" on names, with on paths
+        self._excludes = Patterns(excludes)  # git's rules (patterns.py), on absolute paths
         self._include_parents = {p for i in self.includes for p in _parents(i)}
         self.threads = threads or FETCH_THREADS
         self.stats = RestoreStats()
@@ -273,12 +273,12 @@ class Restorer:
             self.stats.warnings.append(PathWarning(_display(path), message))
 
     # Selection -------------------------------------------------------------
-    def _wanted(self, path: bytes) -> tuple[bool, bool]:
+    def _wanted(self, path: bytes, node: Node) -> tuple[bool, bool]:
         """(restore this entry, descend into it): an entry is restored if it
         or a directory above it is included; directories above an included
         path are entered without being restored themselves."""
         absolute = b"/" + path
-        if any(excluded(absolute) for excluded in self._excludes):
+        if self._excludes.match(absolute, lambda: node.type is NodeType.DIR):
             return False, False  # the entry and everything below it
         if not self.includes or b"/" in self.includes:
             return True, True
@@ -297,7 +297,7 @@ class Restorer:
             tree_id, rel = stack.pop()
             for node in Tree.from_bytes(self.repo.read_tree_bytes(tree_id)).nodes:
                 path = os.path.join(rel, node.name) if rel else node.name
-                restore, descend = self._wanted(path)
+                restore, descend = self._wanted(path, node)
                 if node.type is NodeType.DIR and descend and node.subtree is not None:
                     stack.append((node.subtree, path))
                 if not restore:
@@ -351,7 +351,7 @@ class Restorer:
         tree = Tree.from_bytes(self.repo.read_tree_bytes(tree_id))
         for node in tree.nodes:
             path = os.path.join(d.rel, node.name) if d.rel else node.name
-            restore, descend = self._wanted(path)
+            restore, descend = self._wanted(path, node)
             if not (restore or descend):
                 continue
             self.stats.matched += restore
