@@ -9,7 +9,7 @@ HASH   := $(shell cat pyproject.toml constraints.txt | sha256sum | cut -c1-12)
 DEMO_STAMP := $(VENV)/.demo-$(HASH)
 TEST_STAMP := $(VENV)/.test-$(HASH)
 
-.PHONY: demo test lint typecheck unit services bench-smoke wheel-check constraints clean
+.PHONY: demo test lint typecheck unit services bench-smoke wheel-check constraints man clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -52,6 +52,11 @@ wheel-check: $(TEST_STAMP)
 	PYTHON=$(PYTHON) scripts/check-wheel.sh
 
 test: lint typecheck unit wheel-check
+
+# Man pages from the CLI (one per command): install with
+# `install -m 644 build/man/*.1 /usr/local/share/man/man1/`.
+man: $(TEST_STAMP)
+	$(PY) -m support.man_pages build/man
 
 # Newest versions pyproject.toml allows, pinned; then run `make test`.
 constraints:
