@@ -108,3 +108,43 @@ def test_device_names_are_sealed_and_tampering_shows() -> None:
     assert open_device_name(key, flipped) == "(unreadable name)"
     assert open_device_name(MasterKey(bytes(64)).data_key(), sealed) == "(unreadable name)"
     assert open_device_name(key, "old clear name") == "old clear name"
+
+
+SNAPSHOT_SIGNATURE = (
+    "5c9f572b72a37f15ad28acd1b3bc4eede38a5ab23b23abad5da72fb8f13801ee"
+    "89b97a38214bc645df84789dc93d30398f705b03081a3d1768cacadd2c7c9702"
+)
+
+
+def test_snapshot_owner_signature_known_answer_and_tampering() -> None:
+    """The vector snapshot signed by the vector owner (Ed25519 is
+    deterministic) gives this signature, over the context string and the
+    record without `signature` — checked here with the cryptography library
+    directly. An unsigned snapshot's bytes have no `signature` key (the
+    stored vector decodes and re-encodes unchanged); any change to a signed
+    one, another owner's key or a made-up signature do not verify."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+    from keep.protocol.snapshot import SIGNED_CONTEXT
+
+    record = msgcodec.unpack(bytes.fromhex(load("records")["snapshot"]["msgpack"]), 1 << 20)
+    snapshot = Snapshot.from_record(record)
+    assert "signature" not in snapshot.to_record()
+    signed = snapshot.signed(MasterKey(bytes(range(64))).owner_key())
+    assert signed.signature.hex() == SNAPSHOT_SIGNATURE
+    public = bytes.fromhex(load("keys")["owner_public_key"])
+    Ed25519PublicKey.from_public_bytes(public).verify(
+        signed.signature, SIGNED_CONTEXT + msgcodec.pack(record)
+    )
+    owner = OwnerPublicKey(public)
+    assert signed.owner_signed(owner)
+    again = Snapshot.from_record(msgcodec.unpack(msgcodec.pack(signed.to_record()), 1 << 20))
+    assert again == signed
+    assert again.owner_signed(owner)
+    assert not snapshot.owner_signed(owner)
+    assert not dataclasses.replace(signed, time_ns=signed.time_ns - 1).owner_signed(owner)
+    assert not dataclasses.replace(signed, tags=("other",)).owner_signed(owner)
+    assert not dataclasses.replace(signed, signature=bytes(64)).owner_signed(owner)
+    assert not signed.owner_signed(MasterKey(bytes(64)).owner_key().public())
+    with pytest.raises(FormatError):
+        Snapshot.from_record({**record, "signature": b"x" * 63})

@@ -2,10 +2,18 @@
 
 Record: a map with sorted string keys (see FIELDS). A snapshot's id is the
 object id the server stores it under (SHA-256 of the sealed bytes).
+
+A snapshot the owner wrote in place of another (`keep tag`, `keep rewrite`:
+same time, other tags or tree) carries `signature`: the owner's Ed25519
+signature over the record without it. Its time is then trusted although it
+arrived later than it says (retention.py); a device credential cannot make
+one. Unsigned snapshots have no `signature` key at all, so their bytes are
+what they always were.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Self
 
@@ -13,7 +21,7 @@ from keep.protocol import msgcodec
 from keep.protocol.blob import BLOB_ID_SIZE
 from keep.protocol.envelope import ObjectKind, Suite
 from keep.protocol.errors import FormatError
-from keep.protocol.keys import DataKey
+from keep.protocol.keys import DataKey, OwnerPublicKey, OwnerSigningKey
 from keep.protocol.limits import NAME_MAX, SNAPSHOT_PATHS_MAX, TAG_MAX
 from keep.protocol.sealed_record import open_record, seal_record
 
@@ -22,6 +30,8 @@ TEXT_MAX = 1024
 TAGS_MAX = 256
 SUMMARY_KEYS_MAX = 64
 PATH_MAX = 64 * NAME_MAX
+SIGNATURE_SIZE = 64  # Ed25519
+SIGNED_CONTEXT = b"keep/v1/snapshot/owner-signed\0"
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,8 +45,23 @@ class Snapshot:
     tags: tuple[str, ...] = ()
     parent: bytes | None = None
     summary: dict[str, int] = field(default_factory=dict)
+    signature: bytes = b""  # the owner's, on a snapshot written in place of another
 
-    def to_record(self) -> dict[str, Any]:
+    def _unsigned(self) -> dict[str, Any]:
+        return self.to_record(signed=False)
+
+    def signed(self, owner: OwnerSigningKey) -> Snapshot:
+        unsigned = dataclasses.replace(self, signature=b"")
+        signature = owner.sign(SIGNED_CONTEXT + msgcodec.pack(unsigned.to_record()))
+        return dataclasses.replace(self, signature=signature)
+
+    def owner_signed(self, owner: OwnerPublicKey) -> bool:
+        """Whether the owner signed exactly this record."""
+        return len(self.signature) == SIGNATURE_SIZE and owner.verify(
+            self.signature, SIGNED_CONTEXT + msgcodec.pack(self._unsigned())
+        )
+
+    def to_record(self, signed: bool = True) -> dict[str, Any]:
         record: dict[str, Any] = {
             "host": self.host,
             "parent": self.parent,
@@ -49,6 +74,8 @@ class Snapshot:
             "user": self.user,
             "version": SNAPSHOT_VERSION,
         }
+        if signed and self.signature:
+            record["signature"] = self.signature
         return dict(sorted(record.items()))
 
     @classmethod
@@ -79,6 +106,9 @@ class Snapshot:
                     msgcodec.as_str(k, "summary key", TEXT_MAX): msgcodec.as_int(v, "summary value")
                     for k, v in summary.items()
                 },
+                signature=msgcodec.as_bytes(r["signature"], "snapshot signature", SIGNATURE_SIZE)
+                if "signature" in r
+                else b"",
             )
         except KeyError as exc:
             raise FormatError(f"snapshot lacks {exc.args[0]!r}") from None

@@ -40,9 +40,11 @@ COMMANDS = {
     "mount": "mount",
     "prune": "maintenance",
     "restore": "restore",
+    "rewrite": "history",
     "schedule": "schedule",
     "snapshots": "listing",
     "stats": "listing",
+    "tag": "history",
     "umount": "mount",
     "unlock": "maintenance",
 }

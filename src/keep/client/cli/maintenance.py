@@ -42,6 +42,7 @@ from keep.client.engine.retention import (
 from keep.client.text import display_path, human_bytes, local_time, rfc3339
 from keep.protocol.api import Route, route_path
 from keep.protocol.errors import ExitCode
+from keep.protocol.keys import OwnerPublicKey
 
 repack_option = click.option(
     "--repack-below",
@@ -52,9 +53,17 @@ repack_option = click.option(
 )
 
 
-def _facts(snapshots: list[SnapshotInfo]) -> list[SnapshotFacts]:
+def _facts(snapshots: list[SnapshotInfo], owner: OwnerPublicKey) -> list[SnapshotFacts]:
     return [
-        SnapshotFacts(s.id, s.snapshot.time_ns, s.snapshot.host, s.snapshot.paths, s.snapshot.tags, s.arrived)
+        SnapshotFacts(
+            s.id,
+            s.snapshot.time_ns,
+            s.snapshot.host,
+            s.snapshot.paths,
+            s.snapshot.tags,
+            s.arrived,
+            vouched=s.snapshot.owner_signed(owner),
+        )
         for s in snapshots
     ]
 
@@ -119,7 +128,7 @@ def forget(
     with open_repository(ctx) as (state, repo):
         listed = repo.snapshots()
         snapshots = snapshot_filter.given(host_filter, path_filter, tag_filter).select(listed)
-        facts = _facts(snapshots)
+        facts = _facts(snapshots, repo.keys.owner)
         if snapshot_ids:
             filters = (host_filter, path_filter, tag_filter)
             named = {pick_snapshot(ctx, repo, ref, *filters, listed=listed).id for ref in snapshot_ids}

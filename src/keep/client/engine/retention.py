@@ -14,7 +14,9 @@ e.g. far in the future, to push real history out of `--keep-last` or
 `--keep-within`. The server records when each snapshot arrived; a snapshot
 whose own time differs from its arrival by more than CLOCK_SKEW_MAX is
 reported, and `forget` refuses to act on a group containing one unless told
-to (issue 6 wires that into the CLI).
+to. A snapshot the owner wrote in place of another (`keep tag`, `keep
+rewrite`) keeps the original's time and arrives later: it carries the
+owner's signature, and only then is its time trusted (`vouched`).
 
 No clock, no I/O: times come in, decisions go out.
 """
@@ -45,6 +47,7 @@ class SnapshotFacts:
     paths: tuple[bytes, ...]
     tags: tuple[str, ...]
     arrived: int  # server-recorded arrival, epoch seconds
+    vouched: bool = False  # the owner signed it (tag, rewrite): its time is trusted
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,7 +103,9 @@ def decide(snapshots: Sequence[SnapshotFacts], policy: Policy) -> Decision:
     if policy.is_empty():
         raise PolicyError("the policy keeps nothing; give at least one --keep-* option")
     decision = Decision()
-    decision.suspicious = [s for s in snapshots if abs(s.time_ns // NS - s.arrived) > CLOCK_SKEW_MAX]
+    decision.suspicious = [
+        s for s in snapshots if not s.vouched and abs(s.time_ns // NS - s.arrived) > CLOCK_SKEW_MAX
+    ]
     groups: dict[tuple[str, tuple[bytes, ...]], list[SnapshotFacts]] = {}
     for s in snapshots:
         groups.setdefault(group_key(s), []).append(s)
