@@ -27,6 +27,7 @@ COMMANDS = {
     "check": "check",
     "checkin": "checkin",
     "completion": "completion",
+    "copy": "copy",
     "device": "device",
     "diff": "explore",
     "drill": "check",
