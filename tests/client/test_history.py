@@ -16,8 +16,10 @@ from keep.client.engine.repository import Repository
 from keep.client.remote import Remote
 from keep.protocol.blob import blob_id
 from tests.client.conftest import Device
+from tests.client.test_explore import deep_recursion  # noqa: F401 (autouse: 1,000 levels)
 from tests.client.test_faults import restored
-from tests.client.tree_builder import describe
+from tests.client.test_mount import deep_tree
+from tests.client.tree_builder import describe, make_rich_tree
 
 DAY_NS = 86400 * 10**9
 
@@ -34,8 +36,8 @@ def owner(device: Device) -> tuple[str, ...]:
 
 def test_tags_change_and_the_snapshot_keeps_its_time(device: Device, tmp_path: Path) -> None:
     src = tmp_path / "src"
-    src.mkdir()
-    (src / "a.txt").write_text("a\n")
+    make_rich_tree(src)
+    deep_tree(src)
     device.init()
     device.run("backup", str(src), "--tag", "daily")
     laptop = device.another(tmp_path / "laptop")
@@ -54,6 +56,9 @@ def test_tags_change_and_the_snapshot_keeps_its_time(device: Device, tmp_path: P
     assert device.json("snapshots")[0]["tags"] == ["a", "b"]
     same = device.json("tag", "latest", "--add", "a", *owner(device))
     assert same[0]["replacement"] is None  # nothing changed: nothing written
+    out = tmp_path / "out"
+    device.run("restore", "latest", "--target", str(out))
+    assert describe(restored(out, src)) == describe(src)  # the same content, every byte and metadata
     # A device credential alone cannot change history.
     refused = device.run("tag", "latest", "--add", "x", check=False)
     assert refused.returncode == 2
@@ -91,8 +96,9 @@ def test_only_the_owners_signature_vouches_for_an_old_time(device: Device, tmp_p
 
 def test_rewrite_leaves_out_a_secret_and_prune_takes_its_data(device: Device, tmp_path: Path) -> None:
     src = tmp_path / "src"
-    (src / "cache").mkdir(parents=True)
-    (src / "docs").mkdir()
+    make_rich_tree(src)  # non-UTF-8 names, hard links, a sparse file, xattrs …
+    deep_tree(src)  # … and 1,000 nested directories
+    (src / "cache").mkdir()
     (src / "docs" / "keep.txt").write_text("keep me\n")
     secret = os.urandom(40_000)
     (src / "docs" / "id_rsa").write_bytes(secret)
@@ -121,7 +127,7 @@ def test_rewrite_leaves_out_a_secret_and_prune_takes_its_data(device: Device, tm
     with remote:
         repo.load_index()
         assert secret_id in repo.index  # forgotten, but its data stays until a prune
-    device.run("prune", *owner(device))
+    device.run("prune", "--repack-below", "1", *owner(device))  # every pack holding dead data is repacked
     remote, repo = device_repo(device, tmp_path / "again")
     with remote:
         repo.load_index()
