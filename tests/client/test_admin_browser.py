@@ -177,6 +177,10 @@ def test_admin_page_in_chromium(
         assert "ddns = true" in config.read_text()
         page.get_by_role("button", name="Check now: DNS pointer updates").click()
         expect(page.get_by_role("status")).to_contain_text("updated cottage")
+        sent = page.locator("pre.request").first
+        expect(sent).to_contain_text("PUT /v1/names/cottage/address HTTP/1.1")
+        expect(sent).to_contain_text("Authorization: Bearer (this device's token, not shown)")
+        page.screenshot(path=shots / "connections-sent.png", full_page=True)
         page.goto(url + "/?days=90")
         expect(
             page.get_by_role("img", name=re.compile(r"^Check-in attempts per day, last 90 days"))

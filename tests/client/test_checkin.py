@@ -287,3 +287,23 @@ def test_update_downloads_come_from_below_the_check_in_url_only() -> None:
             fetcher.fetch(url)
     with pytest.raises(DownloadError, match="connection refused"):
         fetcher.fetch("http://127.0.0.1:9/updates/metadata/2.root.json")
+
+
+def test_the_last_request_shown_is_the_one_that_went_over_the_wire(service: Service, tmp_path: Path) -> None:
+    """`keep checkin status` (and the admin page, from the same record) show
+    the last request byte for byte as the counting proxy saw it leave —
+    request line, every header, body — except the device's token."""
+    agent = Agent(tmp_path / "device", service, updates=False)
+    assert agent.checkin()[1]["ddns"] == f"updated cottage.{ZONE} -> 127.0.0.1"
+    wire = bytes(service.proxy.sent)
+    last = wire[wire.rindex(b"PUT /v1/names/cottage/address") :]
+    token = json.loads((agent.home / "checkin.json").read_text())["ddns"]["token"]
+    assert token.encode() in last
+    status = json.loads(agent.run("checkin", "status").stdout)
+    shown = status["ddns"]["last_request"]
+    assert shown.encode("latin-1") == last.replace(token.encode(), b"(this device's token, not shown)")
+    assert token not in json.dumps(status)
+    assert shown.startswith("PUT /v1/names/cottage/address HTTP/1.1\r\nHost: 127.0.0.1:")
+    assert "\r\nUser-Agent: keep\r\n" in shown
+    assert shown.endswith('\r\n\r\n{"ipv4": "auto"}')
+    assert status["updates"]["last_request"] is None  # switched off: nothing sent, nothing shown

@@ -24,7 +24,8 @@ import socket
 import ssl
 import threading
 import time
-from typing import BinaryIO, NamedTuple
+from collections.abc import Callable
+from typing import Any, BinaryIO, NamedTuple
 from urllib.parse import urlsplit
 
 from keep.protocol.errors import ExitCode, KeepError, ProtocolViolationError, ServerUnreachableError
@@ -36,6 +37,7 @@ BACKOFF_FIRST = 0.5  # seconds, doubled per retry, each wait jittered by ±50%
 RETRY_AFTER_MAX = 60  # seconds: the longest a server's Retry-After is honoured
 READ_TIMEOUT = 120.0  # seconds without progress on a connection
 USER_AGENT = "keep"  # fixed, no version: what the check-in status shows is what is sent
+RECORD_MAX = 16 * 1024  # bytes of a request kept for `record`
 # Errors of a reused keep-alive connection that the server had already closed.
 STALE_CONNECTION = (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError)
 
@@ -87,6 +89,7 @@ class Transport:
         allow_insecure_http: bool = False,
         service: str = "keep-server",
         timeout: float = READ_TIMEOUT,
+        record: Callable[[bytes], None] | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.service = service  # what errors call the far side
@@ -100,6 +103,7 @@ class Transport:
         self._prefix = parts.path.rstrip("/")
         self.ca_file = ca_file
         self._timeout = timeout
+        self._record = record  # gets each request's bytes as they went out (head and a small body)
         self._ssl: ssl.SSLContext | None = None
         self._local = threading.local()
         self._connections: list[http.client.HTTPConnection] = []
@@ -117,14 +121,15 @@ class Transport:
     def _connection(self) -> http.client.HTTPConnection:
         conn: http.client.HTTPConnection | None = getattr(self._local, "conn", None)
         if conn is None:
+            recording = self._record is not None
             if self._https:
                 if self._ssl is None:
                     self._ssl = ssl.create_default_context(cafile=self.ca_file)
-                conn = http.client.HTTPSConnection(
-                    self.host, self._port, timeout=self._timeout, context=self._ssl
-                )
+                secure = _RecordingHTTPSConnection if recording else http.client.HTTPSConnection
+                conn = secure(self.host, self._port, timeout=self._timeout, context=self._ssl)
             else:
-                conn = http.client.HTTPConnection(self.host, self._port, timeout=self._timeout)
+                plain = _RecordingHTTPConnection if recording else http.client.HTTPConnection
+                conn = plain(self.host, self._port, timeout=self._timeout)
             self._local.conn = conn
             with self._lock:
                 self._connections.append(conn)
@@ -233,6 +238,8 @@ class Transport:
         A file body goes out with sendfile(2): the kernel copies it to the
         socket (plain HTTP; under TLS Python falls back to sends)."""
         conn = self._connection()
+        if isinstance(conn, _Recording):
+            conn.sent.clear()
         if body is None or isinstance(body, bytes):
             conn.request(method, self._prefix + path, body=body, headers=headers)
         else:
@@ -241,6 +248,8 @@ class Transport:
             if conn.sock is None:
                 raise ConnectionResetError("connection closed before the body was sent")
             conn.sock.sendfile(body, 0, int(headers["Content-Length"]))
+        if self._record is not None and isinstance(conn, _Recording):
+            self._record(bytes(conn.sent))
         resp = conn.getresponse()
         header = resp.getheader("Content-Length")
         declared = int(header) if header is not None and header.isdigit() else None
@@ -261,6 +270,37 @@ class Transport:
             self._drop_connection()
         content_type = (resp.getheader("Content-Type") or "").split(";")[0].strip()
         return Reply(resp.status, raw, content_type, _seconds(resp.getheader("Retry-After")))
+
+
+class _Recording:
+    """What http.client wrote for the current request: it hands the request
+    head (with a small body) to `send`, which these connections also keep."""
+
+    sent: bytearray
+
+    def keep(self, data: object) -> None:
+        if isinstance(data, bytes | bytearray) and len(self.sent) < RECORD_MAX:
+            self.sent += data[: RECORD_MAX - len(self.sent)]
+
+
+class _RecordingHTTPConnection(_Recording, http.client.HTTPConnection):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.sent = bytearray()
+
+    def send(self, data: Any) -> None:
+        self.keep(data)
+        super().send(data)
+
+
+class _RecordingHTTPSConnection(_Recording, http.client.HTTPSConnection):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.sent = bytearray()
+
+    def send(self, data: Any) -> None:
+        self.keep(data)
+        super().send(data)
 
 
 def _jittered(delay: float) -> float:

@@ -177,6 +177,7 @@ def connections(paths: Paths) -> list[dict[str, Any]]:
                 "off_means": consequences[key],
                 "last_attempt": _when(s.get("last_attempt")),
                 "result": s.get("result") or "no result yet",
+                "last_request": (s.get("last_request") or "").replace("\r\n", "\n").rstrip("\n"),
             }
         )
     return rows

@@ -13,6 +13,7 @@ DDNS token) for `keep checkin status` and the admin page.
 from __future__ import annotations
 
 import json
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +27,7 @@ STATE_FILE = "checkin.json"
 OLD_STATE_FILE = "phonehome.json"  # its name before 0.2, taken over on first use
 DEFAULT_ROOT = Path("/etc/keep/update-root.json")
 TIMEOUT = 30  # seconds without progress on a check-in connection
+TOKEN = re.compile(rb"(?im)^(authorization: *bearer +)\S+")
 SWITCHES = {"ddns": "DNS pointer updates", "updates": "Update checks"}
 FAILED = ("error", "stopped", "REFUSED")  # how a failed attempt's result starts
 DAYS_KEPT = 90  # of attempt tallies
@@ -60,13 +62,22 @@ class Settings:
         )
 
 
-def transport(settings: Settings) -> Transport:
+def transport(settings: Settings, s: dict[str, Any]) -> Transport:
     """The connection to keep-checkin, made like every other of the device's
     (transport.py): TLS against the configured CA file, plain http only to
-    this machine, no proxy, the fixed User-Agent."""
+    this machine, no proxy, the fixed User-Agent. The last request it sends
+    is kept in `s` (this check-in's state) as it went out — request line,
+    headers and body — with the device's token blanked, for `keep checkin
+    status` and the admin page."""
     if settings.url is None:
         raise ValueError("no [checkin] url")
-    return Transport(settings.url, ca_file=settings.ca_file, service="check-in service", timeout=TIMEOUT)
+
+    def sent(raw: bytes) -> None:
+        s["last_request"] = TOKEN.sub(rb"\1(this device's token, not shown)", raw).decode("latin-1")
+
+    return Transport(
+        settings.url, ca_file=settings.ca_file, service="check-in service", timeout=TIMEOUT, record=sent
+    )
 
 
 def load_state(home: Path) -> dict[str, Any]:

@@ -51,7 +51,7 @@ def check_in(settings: Settings, state: dict[str, Any], now: float) -> str:
     if gate is not None or settings.url is None:  # the gate checked the url
         return gate or "not configured"
     try:
-        http = transport(settings)
+        http = transport(settings, s)
         stop = _claim(http, settings, s)
         if stop:
             s["stopped"] = stop
@@ -134,7 +134,7 @@ def release_name(settings: Settings, state: dict[str, Any]) -> str:
     if not token or not name or not settings.url:
         return "no record to delete"
     try:
-        status, _, _ = _call(transport(settings), "DELETE", f"/v1/names/{name}", token=token)
+        status, _, _ = _call(transport(settings, s), "DELETE", f"/v1/names/{name}", token=token)
     except KeepError as exc:
         result = f"could not reach the service to delete the record ({exc}); it expires there unused"
     else:

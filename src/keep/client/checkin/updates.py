@@ -44,7 +44,7 @@ def check_in(settings: Settings, state: dict[str, Any], home: Path, now: float, 
     except OSError:
         return record(s, now, f"no trusted update root at {settings.update_root}", attempt=False)
     try:
-        version = _latest_version(transport(settings), root, home)
+        version = _latest_version(transport(settings, s), root, home)
     except UpdateVerificationError as exc:
         raise _verification(s, now, str(exc)) from None
     except (KeepError, OSError, ValueError, KeyError) as exc:

@@ -73,15 +73,22 @@ def status(ctx: CliContext) -> None:
             "result": s.get("result"),
             "next_run": "with the next check-in timer run" if on else "never (off)",
             "sends": sent[key] if on else "nothing (off)",
+            "last_request": s.get("last_request"),
         }
         lines += [
             f"{label}: {'ON' if on else 'OFF'}",
             f"  last attempt: {time.strftime('%Y-%m-%d %H:%M', time.localtime(last)) if last else 'never'}"
             f" — {s.get('result') or 'no result yet'}",
             f"  sends: {rows[key]['sends']}",
+            "  last request sent: "
+            + ("none yet" if not s.get("last_request") else "\n    " + _indented(s["last_request"])),
         ]
     lines.append("Nothing else is sent by this device, except backups to its own storage server.")
     ctx.emit("\n".join(lines), rows)
+
+
+def _indented(request: str) -> str:
+    return "\n    ".join(request.replace("\r\n", "\n").rstrip("\n").split("\n"))
 
 
 def _set(ctx: CliContext, which: str, value: bool) -> list[str]:
