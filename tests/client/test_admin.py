@@ -21,6 +21,7 @@ from keep.client.admin import app as admin_app
 from keep.client.admin.app import PATHS, create_app
 from keep.client.admin.data import Paths, status
 from keep.client.admin.security import set_password
+from keep.client.text import human_bytes
 from support.servers import free_port
 from tests.client.conftest import KEEP, Device
 
@@ -209,3 +210,35 @@ def render(template: str, **context: Any) -> str:
         autoescape=jinja2.select_autoescape(default=True),
     )
     return env.get_template(template).render(active="status", csrf="", flash="", **context)
+
+
+async def test_snapshots_timeline_and_diff_use_the_engines_diff(device: Device, tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "a.txt").write_text("first\n")
+    (src / "big.bin").write_bytes(random.randbytes(6_000_000))
+    device.init()
+    device.run("backup", str(src))
+    (src / "a.txt").write_text("second\n")
+    (src / "new.txt").write_text("new\n")
+    device.run("backup", str(src))
+    old, new = (s["id"] for s in device.json("snapshots"))
+    async with admin_of(device) as client:
+        page = await (await client.get("/snapshots")).text()
+        assert len(re.findall(r'<section aria-labelledby="day-\d+" class="day">', page)) == 1  # both today
+        bars = [float(w) for w in re.findall(r'<rect class="bar bar-ok" x="0" y="0" width="([\d.]+)"', page)]
+        assert len(bars) == 2
+        assert bars[1] == 100.0 > bars[0]  # the first backup added the most (newest is listed first)
+        assert page.index(new[:12]) < page.index(old[:12])
+        reply = await client.get(f"/snapshots/diff?first={old}&second={new}&path=")
+        page = await reply.text()
+    shown = set(
+        re.findall(r'<tr><td><span aria-hidden="true">(.)</span> [a-z ]+</td><td><code>([^<]+)</code>', page)
+    )
+    letters = {"added": "+", "removed": "-", "content": "M", "metadata": "U", "type": "T"}
+    listed = device.json("diff", old, new, "--metadata")
+    engine = {(letters[c["kind"]], c["path"]) for c in listed["changes"]}
+    assert shown == engine
+    assert ("+", str(src / "new.txt")) in shown
+    assert ("M", str(src / "a.txt")) in shown
+    assert f"{human_bytes(listed['bytes_added'])} of data added" in page

@@ -188,6 +188,13 @@ def test_admin_page_in_chromium(
 
         page.get_by_role("link", name="Snapshots").click()
         page.screenshot(path=shots / "snapshots.png", full_page=True)
+        page.get_by_label("Newer").focus()  # the comparison, from the keyboard
+        page.keyboard.press("Tab")
+        page.keyboard.press("Tab")
+        page.keyboard.press("Enter")
+        expect(page.get_by_role("heading", name="What changed")).to_be_visible()
+        page.screenshot(path=shots / "diff.png", full_page=True)
+        page.go_back()
         page.locator("tbody a").first.click()
         for part in [p for p in str(src).split("/") if p]:
             page.get_by_role("link", name=f"{part}/").click()

@@ -163,10 +163,24 @@ async def check_now(request: web.Request) -> web.StreamResponse:
 @aiohttp_jinja2.template("snapshots.html")
 async def snapshots_page(request: web.Request) -> dict[str, Any]:
     try:
-        rows, error = await _run(data.snapshots, request.app[PATHS]), ""
+        days, error = await _run(data.snapshots, request.app[PATHS]), ""
     except KeepError as exc:
-        rows, error = [], str(exc)
-    return _ctx(request, "snapshots", rows=rows, error=error)
+        days, error = [], str(exc)
+    return _ctx(request, "snapshots", days=days, error=error)
+
+
+@routes.get("/snapshots/diff")
+@aiohttp_jinja2.template("diff.html")
+async def diff_page(request: web.Request) -> dict[str, Any]:
+    first, second = request.query.get("first", ""), request.query.get("second", "")
+    path = request.query.get("path", "") or "/"
+    if not first or not second:
+        raise _back("/snapshots", "Choose two snapshots to compare.")
+    try:
+        result = await _run(data.snapshot_diff, request.app[PATHS], first, second, path)
+    except KeepError as exc:
+        raise _back("/snapshots", f"Cannot compare: {exc}") from None
+    return _ctx(request, "snapshots", d=result)
 
 
 @routes.get("/snapshots/{id}")

@@ -22,7 +22,7 @@ from keep.client.device.config import load_config
 from keep.client.device.connection import Endpoint
 from keep.client.device.state import DeviceState
 from keep.client.engine import drill, explore
-from keep.client.engine.repository import Repository
+from keep.client.engine.repository import Repository, snapshot_by_id
 from keep.client.remote import Usage
 from keep.client.text import human_bytes
 from keep.protocol.api import Route, route_path
@@ -214,20 +214,60 @@ def check_now(paths: Paths, key: str) -> str:
 
 
 def snapshots(paths: Paths) -> list[dict[str, Any]]:
+    """Every snapshot, newest first, grouped by local day (a timeline: day,
+    rows), with what each added to the repository drawn as a bar."""
     with repository(paths) as repo:
         snaps = repo.snapshots()
-    return [
-        {
-            "id": s.id,
-            "short": s.id[:12],
-            "when": _when(s.snapshot.time_ns / 1e9),
-            "host": s.snapshot.host,
-            "paths": ", ".join(os.fsdecode(p) for p in s.snapshot.paths),
-            "size": human_bytes(int(s.snapshot.summary.get("bytes_total", 0))),
-            "files": s.snapshot.summary.get("files", ""),
-        }
-        for s in reversed(snaps)
-    ]
+    added = [int(s.snapshot.summary.get("bytes_added", 0)) for s in snaps]
+    most = max(added, default=0) or 1
+    days: dict[str, dict[str, Any]] = {}
+    for info, new in zip(reversed(snaps), reversed(added), strict=True):
+        moment = info.snapshot.time_ns / 1e9
+        day = days.setdefault(
+            time.strftime("%Y-%m-%d", time.localtime(moment)),
+            {"day": time.strftime("%A %d %B %Y", time.localtime(moment)), "rows": []},
+        )
+        day["rows"].append(
+            {
+                "id": info.id,
+                "short": info.id[:12],
+                "when": time.strftime("%H:%M:%S", time.localtime(moment)),
+                "host": info.snapshot.host,
+                "paths": ", ".join(os.fsdecode(p) for p in info.snapshot.paths),
+                "tags": ", ".join(info.snapshot.tags),
+                "size": human_bytes(int(info.snapshot.summary.get("bytes_total", 0))),
+                "added": human_bytes(new),
+                "bar": round(100 * new / most, 1),
+            }
+        )
+    return list(days.values())
+
+
+def snapshot_diff(paths: Paths, first: str, second: str, path: str) -> dict[str, Any]:
+    """`keep diff` on the page: the same engine code (explore.diff)."""
+    with repository(paths) as repo:
+        snaps = repo.snapshots()
+        a, b = (snapshot_by_id(ref, snaps) for ref in (first, second))
+        repo.ensure_index()  # the sizes of what was added and removed
+        difference = explore.diff(repo, a.snapshot.tree, b.snapshot.tree, os.fsencode(path.rstrip("/")))
+    words = {
+        "+": "added",
+        "-": "removed",
+        "M": "content changed",
+        "U": "metadata changed",
+        "T": "type changed",
+    }
+    return {
+        "first": a.id,
+        "second": b.id,
+        "path": path,
+        "changes": [
+            {"kind": words[kind], "mark": kind, "path": os.fsdecode(p), "type": node.type.name.lower()}
+            for kind, p, node in difference.changes
+        ],
+        "bytes_added": human_bytes(difference.bytes_added),
+        "bytes_removed": human_bytes(difference.bytes_removed),
+    }
 
 
 def _node_at(repo: Repository, tree_id: bytes, path: str) -> tuple[Node | None, bytes]:
