@@ -242,3 +242,59 @@ async def test_snapshots_timeline_and_diff_use_the_engines_diff(device: Device, 
     assert ("+", str(src / "new.txt")) in shown
     assert ("M", str(src / "a.txt")) in shown
     assert f"{human_bytes(listed['bytes_added'])} of data added" in page
+
+
+async def test_restore_to_a_directory_from_the_page(device: Device, tmp_path: Path) -> None:
+    """Files and folders ticked on the browse page are restored into a
+    directory on the device by the restore engine, with the CLI's overwrite
+    choices, and read back; the page says what happened in one line."""
+    from tests.client.test_faults import restored
+    from tests.client.tree_builder import describe, make_rich_tree
+
+    src = tmp_path / "src"
+    make_rich_tree(src)
+    device.init()
+    device.run("backup", str(src))
+    snapshot = device.json("snapshots")[0]["id"]
+    target = tmp_path / "restored"
+    async with admin_of(device) as client:
+        page = await (await client.get(f"/snapshots/{snapshot}?path={src}")).text()
+        csrf = re.search(r'name="csrf" value="([^"]+)"', page)
+        assert csrf is not None
+        # A name that is not UTF-8 is shown escaped and reached by its bytes.
+        assert "caf\\xe9-latin1.txt" in page
+        latin = re.search(r'href="(/snapshots/[0-9a-f]+/file\?path=b64%3A[^"]+)"', page)
+        assert latin is not None
+        download = await client.get(latin.group(1).replace("&amp;", "&"))
+        assert await download.read() == b"latin-1 name"
+        form = [("csrf", csrf.group(1)), ("path", str(src)), ("target", str(target)), ("overwrite", "never")]
+        picks = [("include", f"{src}/docs"), ("include", f"{src}/hard-a"), ("include", f"{src}/hard-b")]
+        reply = await client.post(
+            f"/snapshots/{snapshot}/restore", data=form + picks, headers=origin(client), allow_redirects=False
+        )
+        assert reply.status == 303
+        shown = await (await client.get(reply.headers["Location"])).text()
+        assert "every file read back and verified" in shown
+        got = describe(restored(target, src))
+        whole = describe(src)
+        assert got == {k: v for k, v in whole.items() if k.split(b"/")[0] in (b"docs", b"hard-a", b"hard-b")}
+        # never: a file already there is left as it is
+        (restored(target, src) / "docs" / "readme.txt").write_text("mine\n")
+        reply = await client.post(
+            f"/snapshots/{snapshot}/restore", data=form + picks, headers=origin(client), allow_redirects=False
+        )
+        shown = await (await client.get(reply.headers["Location"])).text()
+        assert "existing left as they were" in shown
+        assert (restored(target, src) / "docs" / "readme.txt").read_text() == "mine\n"
+        # a relative target is refused before anything is written
+        bad = [*form[:2], ("target", "relative/dir"), ("overwrite", "always")]
+        reply = await client.post(
+            f"/snapshots/{snapshot}/restore", data=bad, headers=origin(client), allow_redirects=False
+        )
+        shown = await (await client.get(reply.headers["Location"])).text()
+        assert "Restore not started: the target must be an absolute directory path" in shown
+        # without the page's token, nothing happens
+        reply = await client.post(
+            f"/snapshots/{snapshot}/restore", data=[("csrf", "forged"), *form[1:]], headers=origin(client)
+        )
+        assert reply.status == 403

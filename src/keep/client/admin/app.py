@@ -67,8 +67,9 @@ def _flash(request: web.Request) -> str:
     return request.query.get("done", "")
 
 
-def _back(path: str, message: str) -> web.HTTPSeeOther:
-    return web.HTTPSeeOther(f"{path}?done={quote(message)}")
+def _back(where: str, message: str, **query: str) -> web.HTTPSeeOther:
+    more = "".join(f"&{k}={quote(v)}" for k, v in query.items())
+    return web.HTTPSeeOther(f"{where}?done={quote(message)}{more}")
 
 
 async def _run(fn: Callable[..., Any], *args: Any) -> Any:
@@ -192,6 +193,23 @@ async def browse_page(request: web.Request) -> dict[str, Any]:
     except KeepError as exc:
         raise web.HTTPNotFound(text=str(exc)) from None
     return _ctx(request, "snapshots", b=listing)
+
+
+@routes.post("/snapshots/{id}/restore")
+async def restore(request: web.Request) -> web.StreamResponse:
+    form = await request.post()
+    snapshot_id = request.match_info["id"]
+    where = str(form.get("path", "/"))
+    chosen = [str(v) for v in form.getall("include", [])] or [where]
+    message = await _run(
+        data.restore_to,
+        request.app[PATHS],
+        snapshot_id,
+        chosen,
+        str(form.get("target", "")).strip(),
+        str(form.get("overwrite", "")),
+    )
+    raise _back(f"/snapshots/{snapshot_id}", message, path=where)
 
 
 @routes.get("/snapshots/{id}/file")

@@ -4,6 +4,7 @@ on a worker thread."""
 
 from __future__ import annotations
 
+import base64
 import os
 import shutil
 import subprocess
@@ -22,9 +23,11 @@ from keep.client.device.config import load_config
 from keep.client.device.connection import Endpoint
 from keep.client.device.state import DeviceState
 from keep.client.engine import drill, explore
+from keep.client.engine.lease import Lease
 from keep.client.engine.repository import Repository, snapshot_by_id
+from keep.client.engine.restorer import OVERWRITE, Restorer
 from keep.client.remote import Usage
-from keep.client.text import human_bytes
+from keep.client.text import display_path, human_bytes
 from keep.protocol.api import Route, route_path
 from keep.protocol.device_name import open_device_name
 from keep.protocol.errors import IntegrityError, KeepError, NotFoundError
@@ -270,34 +273,56 @@ def snapshot_diff(paths: Paths, first: str, second: str, path: str) -> dict[str,
     }
 
 
-def _node_at(repo: Repository, tree_id: bytes, path: str) -> tuple[Node | None, bytes]:
-    """The node at `path` ("/a/b") below the root tree, and the tree to list
+def path_ref(path: bytes) -> str:
+    """A snapshot path as the page carries it in links and forms: itself if
+    it is UTF-8, else `b64:` and its bytes (a name need not be UTF-8, and a
+    page cannot carry what is not)."""
+    try:
+        return path.decode()
+    except UnicodeDecodeError:
+        return "b64:" + base64.urlsafe_b64encode(path).decode()
+
+
+def path_from_ref(ref: str) -> bytes:
+    if ref.startswith("b64:"):
+        try:
+            return base64.urlsafe_b64decode(ref[4:].encode())
+        except ValueError:
+            raise NotFoundError("not a path of this snapshot") from None
+    return ref.encode("utf-8", "surrogateescape")
+
+
+def _node_at(repo: Repository, tree_id: bytes, path: bytes) -> tuple[Node | None, bytes]:
+    """The node at `path` (b"/a/b") below the root tree, and the tree to list
     (the root for "/")."""
-    if not path.strip("/"):
+    if not path.strip(b"/"):
         return None, tree_id
-    node = explore.node_at(repo, tree_id, os.fsencode(path))
+    node = explore.node_at(repo, tree_id, path)
     if node is None:
-        raise NotFoundError(f"no {path!r} in this snapshot")
+        raise NotFoundError(f"no {display_path(path)!r} in this snapshot")
     return node, node.subtree if node.type is NodeType.DIR and node.subtree is not None else tree_id
 
 
-def browse(paths: Paths, snapshot_id: str, path: str) -> dict[str, Any]:
+def browse(paths: Paths, snapshot_id: str, ref: str) -> dict[str, Any]:
+    path = path_from_ref(ref)
     with repository(paths) as repo:
         info = repo.find_snapshot(snapshot_id)
         node, tree_id = _node_at(repo, info.snapshot.tree, path)
         if node is not None and node.type is not NodeType.DIR:
-            raise NotFoundError(f"{path} is not a directory")
+            raise NotFoundError(f"{display_path(path)} is not a directory")
         tree = Tree.from_bytes(repo.read_tree_bytes(tree_id))
-    base = path.rstrip("/")
+    base = path.rstrip(b"/")
     return {
         "snapshot": info.id,
         "short": info.id[:12],
-        "path": path or "/",
-        "parent": base.rsplit("/", 1)[0] or "/" if base else None,
+        "path": display_path(path or b"/"),
+        "ref": path_ref(path or b"/"),
+        "parent": path_ref(base.rsplit(b"/", 1)[0] or b"/") if base else None,
+        "parent_shown": display_path(base.rsplit(b"/", 1)[0] or b"/") if base else None,
         "entries": [
             {
-                "name": os.fsdecode(n.name),
-                "path": f"{base}/{os.fsdecode(n.name)}",
+                "name": display_path(n.name),
+                "ref": path_ref(base + b"/" + n.name),
                 "dir": n.type is NodeType.DIR,
                 "file": n.type is NodeType.FILE,
                 "size": human_bytes(n.size) if n.type is NodeType.FILE else "",
@@ -308,13 +333,45 @@ def browse(paths: Paths, snapshot_id: str, path: str) -> dict[str, Any]:
     }
 
 
-def file_blobs(paths: Paths, snapshot_id: str, path: str) -> tuple[str, int, list[bytes]]:
+def restore_to(paths: Paths, snapshot_id: str, chosen: list[str], target: str, overwrite: str) -> str:
+    """Restore `chosen` paths of a snapshot (all of it if none) into the
+    directory `target` on this device, as `keep restore --verify` does: the
+    same engine, the same overwrite choices, every file read back after.
+    One line for the page, saying what happened or why not."""
+    if not target.startswith("/") or "\0" in target:
+        return "Restore not started: the target must be an absolute directory path, like /srv/restored."
+    if overwrite not in OVERWRITE:
+        return f"Restore not started: overwrite must be one of {', '.join(OVERWRITE)}."
+    try:
+        with repository(paths) as repo, Lease(repo, purpose="restore"):
+            repo.load_index()
+            info = repo.find_snapshot(snapshot_id)
+            includes = tuple(p for p in map(path_from_ref, chosen) if p.strip(b"/"))
+            restorer = Restorer(repo, os.fsencode(target), includes, overwrite=overwrite)
+            stats = restorer.run(info.snapshot.tree)
+            mismatches = restorer.verify()
+    except (KeepError, OSError) as exc:
+        return f"Restore failed: {exc}"
+    if includes and not stats.matched:
+        return "Restore failed: the snapshot holds none of the chosen paths."
+    if mismatches:
+        return f"Restore failed: {len(mismatches)} restored file(s) differ from the snapshot."
+    kept = f", {stats.files_kept} existing left as they were" if stats.files_kept else ""
+    problems = f"; {len(stats.warnings)} entries could not be restored" if stats.warnings else ""
+    return (
+        f"Restored {stats.files} files ({human_bytes(stats.bytes_written)}) and {stats.dirs} directories "
+        f"to {target}{kept}{problems}; every file read back and verified."
+    )
+
+
+def file_blobs(paths: Paths, snapshot_id: str, ref: str) -> tuple[str, int, list[bytes]]:
+    path = path_from_ref(ref)
     with repository(paths) as repo:
         info = repo.find_snapshot(snapshot_id)
         node, _ = _node_at(repo, info.snapshot.tree, path)
     if node is None or node.type is not NodeType.FILE:
-        raise NotFoundError(f"{path} is not a file")
-    return os.fsdecode(node.name), node.size, list(node.content)
+        raise NotFoundError(f"{display_path(path)} is not a file")
+    return display_path(node.name), node.size, list(node.content)
 
 
 def devices(paths: Paths) -> list[dict[str, Any]]:
