@@ -298,3 +298,58 @@ async def test_restore_to_a_directory_from_the_page(device: Device, tmp_path: Pa
             f"/snapshots/{snapshot}/restore", data=[("csrf", "forged"), *form[1:]], headers=origin(client)
         )
         assert reply.status == 403
+
+
+async def test_setup_without_a_shell(device: Device, tmp_path: Path) -> None:
+    """The settings page writes what to back up, the schedule and the
+    retention policy into keep.toml through the typed configuration (the
+    owner's comments kept); the next `keep backup` — as the timer runs it,
+    with no paths — backs up exactly that. Wrong input changes nothing."""
+    photos, cache = tmp_path / "photos", tmp_path / "photos" / "thumbs"
+    cache.mkdir(parents=True)
+    (photos / "a.jpg").write_bytes(b"jpeg")
+    (cache / "t.jpg").write_bytes(b"thumb")
+    (photos / "x.tmp").write_bytes(b"tmp")
+    device.init()
+    config = device.home / "none.toml"
+    config.write_text("# the owner's note\n" + config.read_text())
+    async with admin_of(device) as client:
+        page = await (await client.get(f"/settings?browse={tmp_path}")).text()
+        assert f"<code>{photos}</code>" in page  # the device's folders, to pick from
+        csrf = re.search(r'name="csrf" value="([^"]+)"', page)
+        assert csrf is not None
+        good = {
+            "csrf": csrf.group(1),
+            "sources": f"{photos}\n",
+            "excludes": "*.tmp\nthumbs/\n",
+            "schedule": "*-*-* 03:30:00",
+            "keep_daily": "7",
+            "keep_weekly": "4",
+            "keep_within": "30d",
+        }
+
+        async def save(form: dict[str, str]) -> str:
+            reply = await client.post("/settings", data=form, headers=origin(client), allow_redirects=False)
+            return await (await client.get(reply.headers["Location"])).text()
+
+        assert "Saved: 1 sources, 2 excludes" in await save(good)
+        text = config.read_text()
+        assert "# the owner's note" in text
+        before = config.read_text()
+        for bad, says in [
+            ({**good, "sources": "photos"}, "every source must be an absolute path"),
+            ({**good, "keep_daily": "seven"}, "keep daily must be a whole number"),
+            ({**good, "schedule": "daily\nExecStartPre=/bin/sh"}, "schedule must be one OnCalendar"),
+            ({**good, "excludes": "!"}, "Not saved"),
+        ]:
+            shown = await save(bad)
+            assert says in shown, shown[:2000]
+            assert config.read_text() == before  # nothing half-written
+    backup = device.json("backup")  # no paths: what the page set
+    assert backup["files_new"] == 1
+    held = {e["path"] for e in device.json("ls", "latest")}
+    assert str(photos / "a.jpg") in held
+    assert str(photos / "x.tmp") not in held
+    assert not any("thumbs" in p for p in held)
+    forget = device.json("forget", "--dry-run")  # [retention] from the page
+    assert forget["forget"] == []

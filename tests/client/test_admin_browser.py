@@ -212,7 +212,16 @@ def test_admin_page_in_chromium(
 
         # Every page on a phone: nothing wider than the screen.
         page.set_viewport_size({"width": 390, "height": 844})
-        for name, path in [("status", "/"), ("snapshots", "/snapshots"), ("devices", "/devices")]:
+        page.get_by_role("link", name="Settings").click()
+        expect(page.get_by_role("heading", name="What to back up, when, and for how long")).to_be_visible()
+        page.screenshot(path=shots / "settings.png", full_page=True)
+        page.set_viewport_size({"width": 390, "height": 844})
+        for name, path in [
+            ("status", "/"),
+            ("snapshots", "/snapshots"),
+            ("devices", "/devices"),
+            ("settings", "/settings"),
+        ]:
             page.goto(url + path)
             assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth"), name
             page.screenshot(path=shots / f"{name}-390.png", full_page=True)

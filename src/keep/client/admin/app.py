@@ -137,6 +137,24 @@ async def backup_now(request: web.Request) -> web.StreamResponse:
     raise _back("/", await _run(data.start_backup, request.app[PATHS]))
 
 
+@routes.get("/settings")
+@aiohttp_jinja2.template("settings.html")
+async def settings_page(request: web.Request) -> dict[str, Any]:
+    where = request.query.get("browse", "/")
+    try:
+        shown = await _run(data.settings, request.app[PATHS], where)
+    except KeepError as exc:
+        return _ctx(request, "settings", s=None, error=str(exc))
+    return _ctx(request, "settings", s=shown, error="")
+
+
+@routes.post("/settings")
+async def save_settings(request: web.Request) -> web.StreamResponse:
+    form = await request.post()
+    values = {k: str(v) for k, v in form.items() if k != "csrf"}
+    raise _back("/settings", await _run(data.save_settings, request.app[PATHS], values))
+
+
 @routes.get("/connections")
 @aiohttp_jinja2.template("connections.html")
 async def connections_page(request: web.Request) -> dict[str, Any]:

@@ -19,7 +19,7 @@ from keep.client.admin import charts, health
 from keep.client.checkin import agent, ddns, updates
 from keep.client.device.account import owner_login
 from keep.client.device.backup_record import backup_history, last_backup, record_last_backup, running_backup
-from keep.client.device.config import load_config
+from keep.client.device.config import load_config, update_tables
 from keep.client.device.connection import Endpoint
 from keep.client.device.state import DeviceState
 from keep.client.engine import drill, explore
@@ -399,3 +399,67 @@ def revoke(paths: Paths, device_id: str, password: str) -> str:
             raise IntegrityError("that password opens a different key than this device's")
         remote.request_json("DELETE", route_path(Route.DEVICE, device_id=device_id), token=session)
     return f"Device {device_id} revoked."
+
+
+# Settings ---------------------------------------------------------------------------
+RETENTION_NUMBERS = ("keep_last", "keep_hourly", "keep_daily", "keep_weekly", "keep_monthly", "keep_yearly")
+
+
+def settings(paths: Paths, browse_dir: str = "/") -> dict[str, Any]:
+    """What the settings page shows: keep.toml's backup and retention
+    settings, and the directories below `browse_dir` on the device to pick
+    sources from."""
+    config = load_config(paths.config)
+    where = os.path.abspath(browse_dir or "/")
+    try:
+        with os.scandir(where) as entries:
+            dirs = sorted(e.name for e in entries if e.is_dir(follow_symlinks=False))
+        problem = ""
+    except OSError as exc:
+        dirs, problem = [], f"cannot list {where}: {exc.strerror}"
+    return {
+        "sources": "\n".join(config.backup.sources),
+        "excludes": "\n".join(config.backup.excludes),
+        "schedule": config.backup.schedule,
+        "retention": {k: getattr(config.retention, k) for k in RETENTION_NUMBERS},
+        "keep_within": config.retention.keep_within or "",
+        "browse": where,
+        "browse_parent": os.path.dirname(where) if where != "/" else None,
+        "browse_dirs": [{"name": n, "path": os.path.join(where, n)} for n in dirs if n.isprintable()],
+        "browse_problem": problem,
+    }
+
+
+def save_settings(paths: Paths, form: dict[str, str]) -> str:
+    """Write the settings page's form into keep.toml through the typed,
+    validated configuration code (all at once, or nothing: one line says
+    what was wrong)."""
+    sources = [line.strip() for line in form.get("sources", "").splitlines() if line.strip()]
+    excludes = [line.strip() for line in form.get("excludes", "").splitlines() if line.strip()]
+    if any(not s.startswith("/") for s in sources):
+        return "Not saved: every source must be an absolute path, like /srv/photos."
+    retention: dict[str, Any] = {}
+    for key in RETENTION_NUMBERS:
+        text = form.get(key, "").strip() or "0"
+        if not text.isdigit():
+            return f"Not saved: {key.replace('_', ' ')} must be a whole number."
+        retention[key] = int(text)
+    retention["keep_within"] = form.get("keep_within", "").strip() or None
+    schedule = form.get("schedule", "").strip() or "daily"
+    try:
+        update_tables(
+            paths.config,
+            {
+                "backup": {"sources": tuple(sources), "excludes": tuple(excludes), "schedule": schedule},
+                "retention": retention,
+            },
+        )
+    except KeepError as exc:
+        return f"Not saved: {exc}"
+    timer = (
+        "the backup timer runs on the new schedule after `keep schedule install` (as root) — "
+        "this page cannot install system units"
+        if os.geteuid() != 0
+        else "run `keep schedule install` to apply a new schedule to the timer"
+    )
+    return f"Saved: {len(sources)} sources, {len(excludes)} excludes, schedule {schedule!r}; {timer}."

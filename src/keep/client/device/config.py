@@ -155,6 +155,13 @@ def _table(where: str, name: str, raw: Any) -> Any:
 
 
 def _check(where: str, config: Config) -> None:
+    if config.backup.excludes:
+        from keep.client.engine.patterns import PatternError, Patterns  # pathspec: only when needed
+
+        try:
+            Patterns(config.backup.excludes)
+        except PatternError as exc:
+            raise ConfigError(f"{where}: [backup] excludes: {exc}") from None
     schedule = config.backup.schedule
     if not schedule.strip() or any(c in schedule for c in "\n\r"):
         raise ConfigError(f'{where}: [backup] schedule must be one OnCalendar= expression, like "daily"')
@@ -196,22 +203,33 @@ def load_config(path: Path | None = None) -> Config:
 
 
 def update_config(path: Path, table: str, values: dict[str, Any]) -> None:
-    """Set `[table] key = value` for each of `values` in keep.toml, keeping
-    everything else (comments included) as the owner wrote it. The result is
-    checked like any keep.toml before it replaces the file, so no writer can
-    leave a configuration the next run refuses."""
+    """Set `[table] key = value` for each of `values` in keep.toml (see
+    `update_tables`)."""
+    update_tables(path, {table: values})
+
+
+def update_tables(path: Path, tables: dict[str, dict[str, Any]]) -> None:
+    """Set `[table] key = value` for every table and key given, all at once,
+    keeping everything else (comments included) as the owner wrote it; a
+    value of None removes the key. The result is checked like any keep.toml
+    before it replaces the file, so no writer can leave a configuration the
+    next run refuses — and a refused change changes nothing."""
     import tomlkit
 
     doc = tomlkit.parse(path.read_text()) if path.exists() else tomlkit.document()
-    for old_name, new_name in RENAMED_TABLES.items():
-        if new_name == table and old_name in doc and table not in doc:
-            doc[table] = doc.pop(old_name)  # written under its new name from now on
-    section = doc.get(table)
-    if section is None:
-        section = tomlkit.table()
-        doc[table] = section
-    for key, value in values.items():
-        section[key] = list(value) if isinstance(value, tuple) else value
+    for table, values in tables.items():
+        for old_name, new_name in RENAMED_TABLES.items():
+            if new_name == table and old_name in doc and table not in doc:
+                doc[table] = doc.pop(old_name)  # written under its new name from now on
+        section = doc.get(table)
+        if section is None:
+            section = tomlkit.table()
+            doc[table] = section
+        for key, value in values.items():
+            if value is None:
+                section.pop(key, None)
+            else:
+                section[key] = list(value) if isinstance(value, tuple) else value
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(tomlkit.dumps(doc))
