@@ -76,7 +76,10 @@ def test_compression_outside_the_zstd_levels_is_refused(tmp_path: Path, value: s
         ),
         ("[backups]\nsources = []\n", "unknown table \\[backups\\] \\(did you mean 'backup'\\?\\)"),
         ("backup = 3\n", "\\[backup\\] must be a table"),
-        ('[backup]\nexcludes = ["*.tmp", "!"]\n', "\\[backup\\] excludes: not a pattern git's rules can read"),
+        (
+            '[backup]\nexcludes = ["*.tmp", "!"]\n',
+            "\\[backup\\] excludes: not a pattern git's rules can read",
+        ),
         (
             '[backup]\nschedule = "daily\\nExecStartPre=/bin/sh"\n',
             "\\[backup\\] schedule must be one OnCalendar",
