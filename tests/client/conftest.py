@@ -20,6 +20,9 @@ from typing import Any
 
 import pytest
 
+from keep.client.device.state import DeviceState
+from keep.client.engine.repository import Repository
+from keep.client.remote import Remote
 from support.servers import keep_server
 
 KEEP = str(Path(sys.executable).with_name("keep"))
@@ -166,3 +169,12 @@ def device(server: str, tmp_path: Path) -> Device:
     pw = tmp_path / "password"
     pw.write_text("correct horse battery staple\n")
     return Device(server, tmp_path / "home", f"user{os.getpid()}x{next(_names)}", pw)
+
+
+def device_repository(device: Device, cache: Path) -> tuple[Remote, Repository]:
+    """What a holder of `device`'s device.json (its credential and keys) can
+    reach directly: the connection, and the repository through it (cache in
+    `cache`). Use the connection as a context manager."""
+    state = DeviceState.load(device.home)
+    remote = Remote(state.server_url, state.device_token)
+    return remote, Repository(remote, state.keys, cache, state.suite)

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests.client.conftest import Device
-from tests.client.tree_builder import describe, make_rich_tree
+from tests.client.tree_builder import describe, make_deep_tree, make_rich_tree
 
 DEPTH = 1000
 
@@ -39,17 +39,7 @@ def backed_up(device: Device, tmp_path: Path) -> tuple[Device, Path, list[str]]:
     [first, second] snapshot ids)."""
     src = tmp_path / "src"
     make_rich_tree(src)
-    deep = src / "deep"
-    deep.mkdir()
-    here = os.getcwd()  # the rest of the session runs there: never leave it in tmp_path
-    os.chdir(deep)  # 1,000 levels are longer than PATH_MAX: made one step at a time
-    try:
-        for _ in range(DEPTH):
-            os.mkdir("d")
-            os.chdir("d")
-        Path("bottom.txt").write_text("at the bottom\n")
-    finally:
-        os.chdir(here)
+    make_deep_tree(src, DEPTH)
     device.init()
     first = device.json("backup", str(src))["snapshot"]
     (src / "docs" / "readme.txt").write_text("changed content\n")  # M

@@ -12,22 +12,14 @@ import time
 from pathlib import Path
 
 from keep.client.device.state import DeviceState
-from keep.client.engine.repository import Repository
-from keep.client.remote import Remote
 from keep.protocol.blob import blob_id
-from tests.client.conftest import Device
+from tests.client.conftest import Device, device_repository
 from tests.client.test_explore import deep_recursion  # noqa: F401 (autouse: 1,000 levels)
 from tests.client.test_faults import restored
 from tests.client.test_mount import deep_tree
 from tests.client.tree_builder import describe, make_rich_tree
 
 DAY_NS = 86400 * 10**9
-
-
-def device_repo(device: Device, tmp_path: Path) -> tuple[Remote, Repository]:
-    state = DeviceState.load(device.home)
-    remote = Remote(state.server_url, state.device_token)
-    return remote, Repository(remote, state.keys, tmp_path / "thief-cache", state.suite)
 
 
 def owner(device: Device) -> tuple[str, ...]:
@@ -74,7 +66,7 @@ def test_only_the_owners_signature_vouches_for_an_old_time(device: Device, tmp_p
     (src / "a.txt").write_text("a\n")
     device.init()
     device.run("backup", str(src))
-    remote, repo = device_repo(device, tmp_path)
+    remote, repo = device_repository(device, tmp_path / "thief-cache")
     with remote:
         real = repo.snapshots()[0]
         old = dataclasses.replace(real.snapshot, time_ns=time.time_ns() - 3 * DAY_NS)
@@ -123,12 +115,12 @@ def test_rewrite_leaves_out_a_secret_and_prune_takes_its_data(device: Device, tm
 
     state = DeviceState.load(device.home)
     secret_id = blob_id(state.keys.id, secret)
-    remote, repo = device_repo(device, tmp_path)
+    remote, repo = device_repository(device, tmp_path / "thief-cache")
     with remote:
         repo.load_index()
         assert secret_id in repo.index  # forgotten, but its data stays until a prune
     device.run("prune", "--repack-below", "1", *owner(device))  # every pack holding dead data is repacked
-    remote, repo = device_repo(device, tmp_path / "again")
+    remote, repo = device_repository(device, tmp_path / "again" / "thief-cache")
     with remote:
         repo.load_index()
         assert secret_id not in repo.index

@@ -16,17 +16,14 @@ from pathlib import Path
 
 import pytest
 
-from keep.client.device.state import DeviceState
-from keep.client.engine.repository import Repository
-from keep.client.remote import Remote
 from keep.protocol.blob import BlobType
-from tests.client.conftest import KEEP, Device
+from tests.client.conftest import KEEP, Device, device_repository
 from tests.client.test_explore import (
     DEPTH,
     deep_recursion,  # noqa: F401 (autouse: 1,000 levels)
 )
 from tests.client.test_maintenance import object_path
-from tests.client.tree_builder import describe, make_rich_tree
+from tests.client.tree_builder import describe, make_deep_tree, make_rich_tree
 
 MiB = 1 << 20
 
@@ -62,18 +59,8 @@ def mounted(device: Device, mountpoint: Path, *args: str) -> Iterator[subprocess
 
 
 def deep_tree(root: Path) -> None:
-    """1,000 nested directories (made a step at a time) and 200 files of
-    equal size with different bytes."""
-    (root / "deep").mkdir()
-    here = os.getcwd()
-    os.chdir(root / "deep")
-    try:
-        for _ in range(DEPTH):
-            os.mkdir("d")
-            os.chdir("d")
-        Path("bottom.txt").write_text("at the bottom\n")
-    finally:
-        os.chdir(here)
+    """1,000 nested directories and 200 files of equal size with different bytes."""
+    make_deep_tree(root, DEPTH)
     same = root / "same-size"
     same.mkdir()
     for i in range(200):
@@ -135,9 +122,8 @@ def test_a_damaged_blob_is_an_io_error_never_wrong_bytes(
     (src / "small.txt").write_text("fine\n")
     device.init()
     device.run("backup", str(src))
-    state = DeviceState.load(device.home)
-    with Remote(state.server_url, state.device_token) as remote:
-        repo = Repository(remote, state.keys, tmp_path / "cache", state.suite)
+    remote, repo = device_repository(device, tmp_path / "cache")
+    with remote:
         repo.load_index()
         data_packs = sorted(
             p for p, pack in repo.packs.items() if any(e.blob_type is BlobType.DATA for e in pack.entries)
@@ -198,9 +184,8 @@ def test_the_blob_cache_under_eviction_and_racing_readers(device: Device, tmp_pa
         (src / f"f{i}.bin").write_bytes(os.urandom(3 * MiB))
     device.init()
     device.run("backup", str(src))
-    state = DeviceState.load(device.home)
-    with Remote(state.server_url, state.device_token) as remote:
-        repo = Repository(remote, state.keys, tmp_path / "cache", state.suite)
+    remote, repo = device_repository(device, tmp_path / "cache")
+    with remote:
         repo.load_index()
         wanted = sorted(b for b, loc in repo.index.items() if loc.entry.blob_type is BlobType.DATA)
         truth = {b: repo.read_blob(b) for b in wanted}

@@ -46,6 +46,22 @@ def make_rich_tree(root: Path) -> None:
     os.utime(root / "link-rel", ns=(1_500_000_000_000_000_000,) * 2, follow_symlinks=False)
 
 
+def make_deep_tree(root: Path, depth: int) -> None:
+    """`root`/deep/d/d/…/bottom.txt, `depth` directories down: longer than
+    PATH_MAX would allow in one path, so made one step at a time (the process
+    leaves the tree again whatever happens)."""
+    (root / "deep").mkdir()
+    here = os.getcwd()
+    os.chdir(root / "deep")
+    try:
+        for _ in range(depth):
+            os.mkdir("d")
+            os.chdir("d")
+        Path("bottom.txt").write_text("at the bottom\n")
+    finally:
+        os.chdir(here)
+
+
 def add_socket(root: Path) -> socket.socket:
     s = socket.socket(socket.AF_UNIX)
     s.bind(str(root / "app.sock"))

@@ -125,10 +125,10 @@ class Transport:
             if self._https:
                 if self._ssl is None:
                     self._ssl = ssl.create_default_context(cafile=self.ca_file)
-                secure = _RecordingHTTPSConnection if recording else http.client.HTTPSConnection
+                secure = _RecordingHTTPS if recording else http.client.HTTPSConnection
                 conn = secure(self.host, self._port, timeout=self._timeout, context=self._ssl)
             else:
-                plain = _RecordingHTTPConnection if recording else http.client.HTTPConnection
+                plain = _Recording if recording else http.client.HTTPConnection
                 conn = plain(self.host, self._port, timeout=self._timeout)
             self._local.conn = conn
             with self._lock:
@@ -272,35 +272,22 @@ class Transport:
         return Reply(resp.status, raw, content_type, _seconds(resp.getheader("Retry-After")))
 
 
-class _Recording:
-    """What http.client wrote for the current request: it hands the request
-    head (with a small body) to `send`, which these connections also keep."""
+class _Recording(http.client.HTTPConnection):
+    """A connection that keeps what http.client writes for the current
+    request: it hands the request head (with a small body) to `send`."""
 
-    sent: bytearray
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.sent = bytearray()
 
-    def keep(self, data: object) -> None:
+    def send(self, data: Any) -> None:
         if isinstance(data, bytes | bytearray) and len(self.sent) < RECORD_MAX:
             self.sent += data[: RECORD_MAX - len(self.sent)]
-
-
-class _RecordingHTTPConnection(_Recording, http.client.HTTPConnection):
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.sent = bytearray()
-
-    def send(self, data: Any) -> None:
-        self.keep(data)
         super().send(data)
 
 
-class _RecordingHTTPSConnection(_Recording, http.client.HTTPSConnection):
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.sent = bytearray()
-
-    def send(self, data: Any) -> None:
-        self.keep(data)
-        super().send(data)
+class _RecordingHTTPS(_Recording, http.client.HTTPSConnection):
+    """The same over TLS (the bytes before encryption)."""
 
 
 def _jittered(delay: float) -> float:
