@@ -248,3 +248,49 @@ def test_admin_page_in_chromium(
         reply = context.request.get(url + "/", headers={"Host": "rebind.evil.example"})
         assert reply.status == 421
         browser.close()
+
+
+KEYBOARD_WALK = """() => {
+  const focusable = 'a[href], button:not([disabled]), input:not([type=hidden]):not([disabled]),'
+    + ' select:not([disabled]), textarea:not([disabled]), summary, [tabindex="0"]';
+  return Array.from(document.querySelectorAll(focusable))
+    .filter(e => e.offsetParent !== null || e.tagName === 'SUMMARY')
+    .map(e => e.outerHTML.slice(0, 80));
+}"""
+FOCUSED = """() => {
+  const e = document.activeElement;
+  const style = getComputedStyle(e);
+  return [e.outerHTML.slice(0, 80), style.outlineStyle, style.outlineWidth];
+}"""
+
+
+def test_every_control_on_every_page_is_reached_by_the_keyboard(
+    admin_page: tuple[str, Device, ByteProxy, Path],
+) -> None:
+    """Tab alone reaches every link, button, field, switch and table view on
+    every page, in order, and each shows where the focus is (an outline)."""
+    from playwright.sync_api import sync_playwright
+
+    url, device, _, src = admin_page
+    snapshot = device.json("snapshots")[0]["id"]
+    pages = ["/", "/connections", "/snapshots", f"/snapshots/{snapshot}?path={src}", "/devices", "/settings"]
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        page = browser.new_page()
+        page.goto(url + "/login")
+        page.get_by_label("Admin password").fill(ADMIN_PASSWORD)
+        page.keyboard.press("Enter")
+        page.wait_for_url(url + "/")
+        for path in pages:
+            page.goto(url + path)
+            controls = page.evaluate(KEYBOARD_WALK)
+            assert controls, path
+            reached = []
+            for _ in range(len(controls)):
+                page.keyboard.press("Tab")
+                html, outline, width = page.evaluate(FOCUSED)
+                reached.append(html)
+                assert (outline, width) != ("none", "0px"), (path, html)
+                assert outline != "none", (path, html)
+            assert reached == controls, path
+        browser.close()
