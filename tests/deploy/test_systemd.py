@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -47,7 +48,7 @@ def verify(root: Path, names: list[str]) -> str:
 
 
 def unit_names(directory: Path) -> list[str]:
-    names = sorted(p.name for p in directory.iterdir() if p.suffix in (".service", ".timer"))
+    names = sorted(p.name for p in directory.iterdir() if p.suffix in (".service", ".timer", ".path"))
     return [n.replace("@.", "@test.") for n in names]
 
 
@@ -70,7 +71,7 @@ def test_shipped_units_verify_cleanly(tmp_path: Path) -> None:
     for name in schedule.UNITS:
         (unit_dir / name).write_text(schedule.render(name, keep="/usr/local/bin/keep", schedule="daily"))
     names = unit_names(unit_dir)
-    assert len(names) == 10  # 7 services (one a template) and 3 timers
+    assert len(names) == 12  # 8 services (one a template), 3 timers and a path unit
     assert verify(root, names) == ""
     # The check can fail: an unknown key is reported.
     timer = schedule.render("keep-backup.timer", keep="/usr/local/bin/keep", schedule="daily")
@@ -91,6 +92,11 @@ def test_device_unit_templates_fill_completely_or_not_at_all(monkeypatch: pytest
     )
     with pytest.raises(schedule.UnitTemplateError, match="one non-empty line"):
         schedule.render("keep-backup.timer", keep="/usr/bin/keep", schedule="daily\nExecStartPre=/bin/sh")
+    # keep-schedule.path watches the keep.toml the admin page writes and the services read.
+    watched = re.search(r"^PathChanged=(\S+)$", schedule.template("keep-schedule.path"), re.M)
+    assert watched is not None
+    for name in ("keep-admin.service", "keep-backup.service", "keep-schedule.service"):
+        assert f"KEEP_CONFIG={watched.group(1)}" in schedule.template(name), name
     monkeypatch.setattr(schedule, "template", lambda name: "[Service]\nUser=@user@\n")
     with pytest.raises(schedule.UnitTemplateError, match="unknown placeholder @user@"):
         schedule.render("keep-admin.service", keep="/usr/bin/keep", schedule="daily")

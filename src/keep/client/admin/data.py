@@ -457,9 +457,8 @@ def save_settings(paths: Paths, form: dict[str, str]) -> str:
     except KeepError as exc:
         return f"Not saved: {exc}"
     timer = (
-        "the backup timer runs on the new schedule after `keep schedule install` (as root) — "
-        "this page cannot install system units"
-        if os.geteuid() != 0
-        else "run `keep schedule install` to apply a new schedule to the timer"
+        "the backup timer follows within seconds (keep-schedule.path)"
+        if Path("/etc/systemd/system/keep-schedule.path").exists()
+        else "the backup timer runs on it once `keep schedule install` (as root) has set up the units"
     )
     return f"Saved: {len(sources)} sources, {len(excludes)} excludes, schedule {schedule!r}; {timer}."

@@ -19,7 +19,7 @@ import click
 
 from keep.client.cli.main import CliContext, cli
 from keep.client.cli.session import UsageError
-from keep.client.device.schedule import SYSUSERS, TIMERS, UNITS, render, template
+from keep.client.device.schedule import ENABLED, SYSUSERS, TIMERS, UNITS, render, template
 
 DEFAULT_BIN = "/usr/local/bin/keep"
 
@@ -60,7 +60,7 @@ def install(ctx: CliContext, root: Path) -> None:
     steps = [
         ["systemd-sysusers", str(sysusers)],
         ["systemctl", "daemon-reload"],
-        ["systemctl", "enable", "--now", *TIMERS],
+        ["systemctl", "enable", "--now", *ENABLED],
     ]
     ran = _run_or_describe(root, steps)
     ctx.emit(
@@ -76,7 +76,7 @@ def install(ctx: CliContext, root: Path) -> None:
 def remove(ctx: CliContext, root: Path) -> None:
     """Disable and remove the device units (state and keys stay)."""
     unit_dir = root / "etc" / "systemd" / "system"
-    steps = [["systemctl", "disable", "--now", *TIMERS, "keep-admin.service"]]
+    steps = [["systemctl", "disable", "--now", *ENABLED, "keep-admin.service"]]
     ran = _run_or_describe(root, steps)
     removed = []
     for name in UNITS:

@@ -21,8 +21,11 @@ UNITS = (
     "keep-checkin-agent.timer",
     "keep-admin.service",
     "keep-notify@.service",
+    "keep-schedule.path",
+    "keep-schedule.service",
 )
 TIMERS = ("keep-backup.timer", "keep-checkin-agent.timer")
+ENABLED = (*TIMERS, "keep-schedule.path")  # what install enables: the timers, and following keep.toml
 SYSUSERS = "keep.sysusers.conf"
 PLACEHOLDER = re.compile(r"@([a-z_]+)@")
 
