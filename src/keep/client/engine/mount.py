@@ -155,7 +155,9 @@ class _Blobs:
                 )
                 left.pop(0)
         except (KeepError, FormatError, OSError):
-            for loc in left:  # damaged or planted here: any other copy, or the error, blob by blob
+            pass  # damaged or planted here: any other copy, or the error, blob by blob below
+        finally:
+            for loc in left:  # whatever went wrong, no reader waits for a blob nobody fetches
                 self._fetch_one(loc.entry.blob_id)
 
     def _fetch_one(self, blob_id: bytes) -> None:
