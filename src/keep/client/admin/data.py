@@ -152,9 +152,13 @@ def start_backup(paths: Paths) -> str:
     return "Backup started."
 
 
-def connections(paths: Paths) -> list[dict[str, Any]]:
+def _checkin_settings(paths: Paths) -> agent.Settings:
     config = load_config(paths.config)
-    settings = agent.Settings.from_config(config.checkin, config.ca_file)
+    return agent.Settings.from_config(config.checkin, config.ca_file)
+
+
+def connections(paths: Paths) -> list[dict[str, Any]]:
+    settings = _checkin_settings(paths)
     state = agent.load_state(paths.home)
     sent = agent.what_is_sent(settings)
     consequences = {
@@ -180,7 +184,7 @@ def connections(paths: Paths) -> list[dict[str, Any]]:
                 "off_means": consequences[key],
                 "last_attempt": _when(s.get("last_attempt")),
                 "result": s.get("result") or "no result yet",
-                "last_request": (s.get("last_request") or "").replace("\r\n", "\n").rstrip("\n"),
+                "last_request": "\n".join(agent.request_lines(s)),
             }
         )
     return rows
@@ -189,8 +193,7 @@ def connections(paths: Paths) -> list[dict[str, Any]]:
 def set_connection(paths: Paths, key: str, on: bool) -> str:
     agent.set_switches(paths.config, [key], on)
     if key == "ddns" and not on:
-        config = load_config(paths.config)
-        settings = agent.Settings.from_config(config.checkin, config.ca_file)
+        settings = _checkin_settings(paths)
         state = agent.load_state(paths.home)
         if state.get("ddns", {}).get("token"):
             note = ddns.release_name(settings, state)
@@ -200,8 +203,7 @@ def set_connection(paths: Paths, key: str, on: bool) -> str:
 
 
 def check_now(paths: Paths, key: str) -> str:
-    config = load_config(paths.config)
-    settings = agent.Settings.from_config(config.checkin, config.ca_file)
+    settings = _checkin_settings(paths)
     state = agent.load_state(paths.home)
     now = time.time()
     try:

@@ -80,6 +80,13 @@ def transport(settings: Settings, s: dict[str, Any]) -> Transport:
     )
 
 
+def request_lines(s: dict[str, Any]) -> list[str]:
+    """The last request a check-in sent (`s` its state), line by line for
+    people; no lines if it has sent none."""
+    sent = s.get("last_request")
+    return str(sent).replace("\r\n", "\n").rstrip("\n").split("\n") if sent else []
+
+
 def load_state(home: Path) -> dict[str, Any]:
     old = home / OLD_STATE_FILE
     if old.exists() and not (home / STATE_FILE).exists():

@@ -80,15 +80,10 @@ def status(ctx: CliContext) -> None:
             f"  last attempt: {time.strftime('%Y-%m-%d %H:%M', time.localtime(last)) if last else 'never'}"
             f" — {s.get('result') or 'no result yet'}",
             f"  sends: {rows[key]['sends']}",
-            "  last request sent: "
-            + ("none yet" if not s.get("last_request") else "\n    " + _indented(s["last_request"])),
+            "  last request sent: " + ("\n    ".join(["", *agent.request_lines(s)]) or "none yet"),
         ]
     lines.append("Nothing else is sent by this device, except backups to its own storage server.")
     ctx.emit("\n".join(lines), rows)
-
-
-def _indented(request: str) -> str:
-    return "\n    ".join(request.replace("\r\n", "\n").rstrip("\n").split("\n"))
 
 
 def _set(ctx: CliContext, which: str, value: bool) -> list[str]:

@@ -32,7 +32,7 @@ from keep.client.engine.patterns import Patterns, any_match
 from keep.client.engine.repository import Repository
 from keep.protocol.blob import BlobType, blob_id
 from keep.protocol.chunker import Chunker
-from keep.protocol.compression import DATA_LEVEL, BlobCompressor
+from keep.protocol.compression import DATA_LEVEL
 from keep.protocol.errors import FormatError, KeepError
 from keep.protocol.limits import CHUNK_AVG, CHUNK_MAX, CHUNK_MIN, MiB
 from keep.protocol.snapshot import Snapshot
@@ -280,7 +280,6 @@ class Archiver:
             buffer_resident=READ_BUFFER + 2 * CHUNK_AVG,
             level=options.compression,
         )
-        self._tree_compressor = BlobCompressor()
         self._progress = progress
         self._last_progress = 0.0
         self._root_dev: int | None = None
@@ -491,13 +490,11 @@ class Archiver:
             return previous
         data = Tree(resolved).to_bytes()
         tid = blob_id(self.repo.keys.id, data)
-        if tid != previous and not self.packer.known(tid, load_index=False):
+        if tid != previous:
             # A changed tree is stored without loading the index just to ask
             # (a directory that changed back to an older state is stored
             # twice, a few KiB); data blobs always go through the full check.
-            codec, payload = self._tree_compressor.compress(data)
-            self.packer.add(BlobType.TREE, tid, codec, payload, len(data), check_index=False)
-            self.repo.cache_tree(tid, data)
+            self.packer.add_tree(tid, data, check_index=False)
         self.stats.dirs += 1
         return tid
 

@@ -73,8 +73,7 @@ class _Copier:
                 nodes.append(node)
         data = Tree(tuple(nodes)).to_bytes()
         new_id = blob_id(self.target.keys.id, data)
-        self._store(BlobType.TREE, new_id, data)
-        self.target.cache_tree(new_id, data)
+        self.packer.add_tree(new_id, data)
         self._trees[tree_id] = new_id
         return new_id
 
@@ -106,13 +105,11 @@ class _Copier:
 
     def _chunk(self, chunk: memoryview) -> bytes:
         chunk_id = blob_id(self.target.keys.id, chunk)
-        self._store(BlobType.DATA, chunk_id, chunk)
+        if not self.packer.known(chunk_id):
+            codec, payload = self.compressor.compress(chunk)
+            # a copy: the buffer the chunk is a view of is cut down after this
+            self.packer.add(BlobType.DATA, chunk_id, codec, bytes(payload), len(chunk), check_index=False)
         return chunk_id
-
-    def _store(self, kind: BlobType, new_id: bytes, data: bytes | memoryview) -> None:
-        if not self.packer.known(new_id):
-            codec, payload = self.compressor.compress(data)
-            self.packer.add(kind, new_id, codec, bytes(payload), len(data), check_index=False)
 
 
 def copy(

@@ -101,20 +101,23 @@ class _Blobs:
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
 
+    def _hit(self, blob_id: bytes) -> bytes | None:
+        """The cached blob, now the most recently used (the lock is held)."""
+        data = self._cached.get(blob_id)
+        if data is not None:
+            self._cached.move_to_end(blob_id)
+        return data
+
     def cached(self, blob_id: bytes) -> bytes | None:
         """The blob if it is in the cache (never fetches: for the event loop)."""
         with self._lock:
-            data = self._cached.get(blob_id)
-            if data is not None:
-                self._cached.move_to_end(blob_id)
-            return data
+            return self._hit(blob_id)
 
     def get(self, blob_id: bytes) -> bytes:
         """The blob's verified plaintext (IntegrityError and friends if no copy verifies)."""
         with self._lock:
-            data = self._cached.get(blob_id)
+            data = self._hit(blob_id)
             if data is not None:
-                self._cached.move_to_end(blob_id)
                 return data
             pending = self._pending.get(blob_id)
             if pending is None:
@@ -143,22 +146,18 @@ class _Blobs:
             self._pool.submit(self._fetch_range, rng)
 
     def _fetch_range(self, rng: RangeFetch) -> None:
-        left = [f.location for f in rng.blobs]
+        left = {f.location.entry.blob_id for f in rng.blobs}
         try:
-            data = memoryview(self._repo.remote.get_range("pack", rng.pack_id, rng.start, rng.end))
-            cipher = self._repo.pack_cipher(left[0])
-            while left:
-                loc = left[0]
-                at = loc.entry.offset - rng.start
-                self._done(
-                    loc.entry.blob_id, self._repo.open_located(loc, data[at : at + loc.entry.length], cipher)
-                )
-                left.pop(0)
-        except (KeepError, FormatError, OSError):
-            pass  # damaged or planted here: any other copy, or the error, blob by blob below
+            data = self._repo.remote.get_range("pack", rng.pack_id, rng.start, rng.end)
+            for loc, plain in self._repo.open_range(data, rng.start, [f.location for f in rng.blobs]):
+                if isinstance(plain, bytes):
+                    self._done(loc.entry.blob_id, plain)
+                    left.discard(loc.entry.blob_id)
+        except (KeepError, OSError):
+            pass  # the range could not be read: each blob alone, below
         finally:
-            for loc in left:  # whatever went wrong, no reader waits for a blob nobody fetches
-                self._fetch_one(loc.entry.blob_id)
+            for blob_id in left:  # damaged or planted here, or unread: any other copy, or the error
+                self._fetch_one(blob_id)
 
     def _fetch_one(self, blob_id: bytes) -> None:
         try:

@@ -25,7 +25,7 @@ from typing import BinaryIO, NamedTuple
 
 from keep.client.engine.repository import Repository
 from keep.protocol.blob import BlobType
-from keep.protocol.compression import Codec
+from keep.protocol.compression import BlobCompressor, Codec
 from keep.protocol.envelope import ObjectCipher, ObjectKind
 from keep.protocol.index import IndexedPack
 from keep.protocol.limits import OPEN_PACKS, PACK_MIN_PADDED, PACK_TARGET, MiB
@@ -106,6 +106,7 @@ class Packer:
         self._error: BaseException | None = None
         self._aborted = False
         self._random, self._random_at = b"", 0
+        self._tree_compressor = BlobCompressor()  # trees come from the engine thread, one at a time
         self._spool_dir = repo.cache_dir / "spool"
         self._spool_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         self._thread = threading.Thread(target=self._run, name="keep-packer", daemon=True)
@@ -141,6 +142,17 @@ class Packer:
         self._outbox_bytes += len(payload)
         if self._outbox_bytes >= HANDOFF_BYTES or len(self._outbox) >= HANDOFF_ITEMS:
             self._hand_off()
+        return True
+
+    def add_tree(self, tree_id: bytes, data: bytes, check_index: bool = True) -> bool:
+        """Compress and store a tree blob unless it is known (with
+        `check_index=False` without loading the index to ask), and keep its
+        plaintext in the repository's tree cache; False if it was known."""
+        if self.known(tree_id, load_index=check_index):
+            return False
+        codec, payload = self._tree_compressor.compress(data)
+        self.add(BlobType.TREE, tree_id, codec, payload, len(data), check_index=False)
+        self.repo.cache_tree(tree_id, data)
         return True
 
     def _hand_off(self) -> None:

@@ -620,15 +620,10 @@ class Restorer:
         except FILE_FAILURES as exc:
             self._give_up(rng.blobs, exc)
             return
-        view = memoryview(data)
-        cipher = self.repo.pack_cipher(rng.blobs[0].location)  # a range is in one pack
-        for fetch in rng.blobs:
-            entry = fetch.location.entry
-            rel = entry.offset - rng.start
-            try:
-                plain = self.repo.open_located(fetch.location, view[rel : rel + entry.length], cipher)
-            except (IntegrityError, FormatError) as exc:
-                self._give_up([fetch], exc)
+        opened = self.repo.open_range(data, rng.start, [f.location for f in rng.blobs])
+        for fetch, (_, plain) in zip(rng.blobs, opened, strict=True):
+            if not isinstance(plain, bytes):
+                self._give_up([fetch], plain)
                 continue
             runs: list[tuple[int, int]] | None = None
             for t in fetch.targets:

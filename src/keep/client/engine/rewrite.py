@@ -25,8 +25,7 @@ from keep.client.engine.packer import Packer
 from keep.client.engine.patterns import Patterns
 from keep.client.engine.prune import forget
 from keep.client.engine.repository import Repository, SnapshotInfo
-from keep.protocol.blob import BlobType, blob_id
-from keep.protocol.compression import BlobCompressor
+from keep.protocol.blob import blob_id
 from keep.protocol.errors import PermissionDeniedError
 from keep.protocol.snapshot import Snapshot
 from keep.protocol.tree import Node, NodeType, Tree
@@ -62,7 +61,6 @@ class TreeRewriter:
         self.excluded = excluded
         self.packer = Packer(repo)
         self.removed = 0
-        self._compressor = BlobCompressor()
         self._done: dict[tuple[bytes, bytes], bytes] = {}  # (tree, path) -> new tree id
 
     def rewrite(self, tree_id: bytes, prefix: bytes = b"") -> bytes:
@@ -84,10 +82,7 @@ class TreeRewriter:
         if tuple(nodes) != tree.nodes:
             data = Tree(tuple(nodes)).to_bytes()
             new_id = blob_id(self.repo.keys.id, data)
-            if not self.packer.known(new_id):
-                codec, payload = self._compressor.compress(data)
-                self.packer.add(BlobType.TREE, new_id, codec, payload, len(data), check_index=False)
-                self.repo.cache_tree(new_id, data)
+            self.packer.add_tree(new_id, data)
         self._done[key] = new_id
         return new_id
 
