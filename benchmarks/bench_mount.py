@@ -2,10 +2,11 @@
 
 One file (half incompressible, half text, like the compare corpus's mix) is
 backed up to a keep-server on 127.0.0.1. Each round, in rotated order:
-`keep restore` of the snapshot (wall time by GNU time; the restored file
-compared byte for byte with the source), and a sequential read of the file
-through a fresh `keep mount` (1 MiB reads, timed from the first to the last
-byte; the SHA-256 of what was read compared with the source's). Page caches
+`keep restore` of the snapshot (wall time by GNU time; the restored tree
+compared with the source, every byte and every piece of metadata), and a
+sequential read of the file through a fresh `keep mount` (1 MiB reads, timed
+from the first to the last byte; the SHA-256 of what was read compared with
+the source's). Page caches
 are not dropped (both tools read the same, warm, server files); the mount's
 own cache starts empty each round. A figure whose bytes did not match is
 not reported.
@@ -28,6 +29,7 @@ from pathlib import Path
 
 from benchmarks.compare import KEEP, Keep, run_measured
 from benchmarks.corpus import random_bytes, text_bytes
+from support.verify import verify_restore
 
 MiB = 1024 * 1024
 
@@ -49,11 +51,9 @@ def make_file(path: Path, size: int) -> str:
 def restore_round(tool: Keep, src: Path, target: Path) -> float:
     shutil.rmtree(target, ignore_errors=True)
     wall, _, _ = run_measured([KEEP, "restore", "latest", "--target", str(target)], tool.env())
-    restored = target / str(src).lstrip("/")
-    with (src / "big.bin").open("rb") as a, (restored / "big.bin").open("rb") as b:
-        while chunk := a.read(8 * MiB):
-            if chunk != b.read(len(chunk)):
-                raise SystemExit("restore: the restored file differs from the source; no figure")
+    problems = verify_restore(src, target / str(src).lstrip("/"))
+    if problems:  # every byte and every piece of metadata, or no figure
+        raise SystemExit(f"restore: the restored tree differs from the source ({problems[0]}); no figure")
     return wall
 
 
