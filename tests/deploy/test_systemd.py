@@ -135,3 +135,43 @@ def test_schedule_install_writes_units_that_verify(tmp_path: Path) -> None:
     assert all(schedule("status")["installed"].values())
     schedule("remove")
     assert not list(unit_dir.glob("keep*"))
+
+
+def test_timer_follows_keep_toml_under_a_running_systemd(tmp_path: Path) -> None:
+    """End to end, under systemd itself: `keep schedule install` enables the
+    units in a running manager, the admin page's way of changing the
+    schedule (a checked write renamed over keep.toml) starts
+    keep-schedule.service through keep-schedule.path, and the live backup
+    timer then runs on the new schedule. user_manager.sh says how this runs
+    without touching the machine (a private mount namespace, /etc as an
+    overlay, systemd's own manager binary)."""
+    if os.geteuid() != 0 or shutil.which("unshare") is None or not Path("/lib/systemd/systemd").exists():
+        pytest.skip("needs root, unshare and systemd (scripts/test-services.sh installs systemd)")
+    host_units = sorted(os.listdir("/etc/systemd/system"))
+    out = subprocess.run(
+        [
+            "unshare",
+            "--mount",
+            "--propagation",
+            "private",
+            str(Path(__file__).with_name("user_manager.sh")),
+            str(tmp_path),
+            str(VENV_BIN / "keep"),
+            sys.executable,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert out.returncode == 0, out.stderr
+    lines = dict(line.split(": ", 1) for line in out.stdout.splitlines())
+    assert "OnCalendar=*-*-* 03:30:00" in lines["installed"]
+    assert lines["path unit"] == "active"
+    assert "OnCalendar=*-*-* 05:10:00" in lines["after change"], out.stdout
+    assert lines["schedule service"] == "success"
+    assert float(lines["seconds"]) < 15
+    print(out.stdout)  # the sandboxing relaxed for this machine, and how long the change took
+    # Everything was written to the overlay, nothing to the machine's own /etc.
+    assert sorted(os.listdir("/etc/systemd/system")) == host_units
+    assert (tmp_path / "etc-upper" / "systemd" / "system" / "keep-backup.timer").exists()
