@@ -69,7 +69,7 @@ def test_no_assert_in_shipped_code() -> None:
     assert offenders == []
 
 
-PLANNERS = ("restore_plan", "prune_plan", "retention", "locations")
+PLANNERS = ("restore_plan", "prune_plan", "retention", "locations", "blob_index")
 
 
 @pytest.mark.parametrize("planner", PLANNERS)

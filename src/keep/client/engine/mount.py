@@ -137,7 +137,7 @@ class _Blobs:
         if not wanted:
             return
         try:
-            ranges = plan([wanted], self._repo.readable, self._repo.pack_sizes)
+            ranges = plan([wanted], self._repo.place, self._repo.pack_sizes)
         except KeyError:  # one is not in the index: each alone, so that one fails alone
             for blob_id in wanted:
                 self._pool.submit(self._fetch_one, blob_id)
@@ -146,7 +146,7 @@ class _Blobs:
             self._pool.submit(self._fetch_range, rng)
 
     def _fetch_range(self, rng: RangeFetch) -> None:
-        left = {f.location.entry.blob_id for f in rng.blobs}
+        left = {f.blob_id for f in rng.blobs}
         try:
             data = self._repo.remote.get_range("pack", rng.pack_id, rng.start, rng.end)
             for loc, plain in self._repo.open_range(data, rng.start, [f.location for f in rng.blobs]):

@@ -16,12 +16,12 @@ import fcntl
 import hashlib
 import os
 import threading
-from collections import ChainMap
 from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from keep.client.device.state import write_private
+from keep.client.engine.blob_index import BlobIndex, PackTable, PackView, Place, Readable
 from keep.client.engine.locations import Location, aligned
 from keep.client.remote import ObjectInfo, Remote
 from keep.protocol import msgcodec
@@ -105,10 +105,15 @@ class Repository:
         # What the indexes say, changed only by this class (load_index,
         # add_pack, replace_packs, drop_location); everyone else reads it
         # through the read-only views below.
-        self._index: dict[bytes, Location] = {}  # live blobs: what a backup may deduplicate against
-        self._condemned_index: dict[bytes, Location] = {}  # blobs found only in condemned packs
-        self._readable: Mapping[bytes, Location] = ChainMap(self._index, self._condemned_index)
-        self._packs: dict[str, IndexedPack] = {}  # every pack a current index names
+        # Packs are numbered in the order they are indexed; the two blob
+        # indexes hold a pack's number and the entry's (blob_index.py).
+        self._tables: list[PackTable] = []
+        self._pack_numbers: dict[str, int] = {}  # every pack a current index names -> its newest table
+        self._index = BlobIndex(self._tables)  # live blobs: what a backup may deduplicate against
+        self._condemned_index = BlobIndex(self._tables)  # blobs found only in condemned packs
+        self._readable = Readable(self._index, self._condemned_index)
+        self._packs: Mapping[str, IndexedPack] = PackView(self._tables, self._pack_numbers)
+        self._replaced: dict[str, IndexedPack] | None = None  # the packs' own TOCs, once prune read them
         self._condemned: dict[str, int] = {}  # condemned pack -> arrival of the index condemning it
         self._pack_sizes: dict[str, int] = {}
         self._other_copies: dict[bytes, list[Location]] = {}  # blobs some index lists in several packs
@@ -199,7 +204,9 @@ class Repository:
         self._index.clear()
         self._condemned_index.clear()
         self._other_copies.clear()
-        self._packs.clear()
+        self._tables.clear()
+        self._pack_numbers.clear()
+        self._packs, self._replaced = PackView(self._tables, self._pack_numbers), None
         self._condemned.clear()
         for key, (info, idx) in current.items():
             for pack_id in idx.condemned if key in owner else ():
@@ -242,41 +249,56 @@ class Repository:
         """Index a pack's blobs (from an index object, a TOC, or an upload
         of this run, which gives its `size`)."""
         pack_id = pack.pack_id.hex()
-        self._packs[pack_id] = pack
+        table = PackTable(pack)
+        number = len(self._tables)
+        self._tables.append(table)
+        self._pack_numbers[pack_id] = number
+        if self._replaced is not None:
+            self._replaced[pack_id] = pack
         if size is not None:
             self._pack_sizes[pack_id] = size
         live, condemned = self._index, self._condemned_index
         if pack_id in self._condemned:
-            for entry in pack.entries:
+            for at, entry in enumerate(pack.entries):
                 if entry.blob_id not in live:
-                    condemned.setdefault(entry.blob_id, Location(pack_id, pack.suite, pack.salt, entry))
+                    condemned.setdefault(entry.blob_id, number, at)
             return
-        for entry in pack.entries:
-            new = Location(pack_id, pack.suite, pack.salt, entry)
-            first = live.setdefault(entry.blob_id, new)
-            if first is not new and first.pack_id != pack_id:
+        tables = self._tables
+        for at, entry in enumerate(pack.entries):
+            first = live.setdefault(entry.blob_id, number, at)
+            if first != number and tables[first].pack_id != pack_id:
                 # Another copy (a re-upload, or a claim planted with a device
                 # credential): kept so that a copy failing verification is
                 # not the end of the blob.
-                self._other_copies.setdefault(entry.blob_id, []).append(new)
-        if condemned:  # a blob also in a live pack is live
+                self._other_copies.setdefault(entry.blob_id, []).append(table.location(at, entry.blob_id))
+        if len(condemned):  # a blob also in a live pack is live
             for entry in pack.entries:
-                condemned.pop(entry.blob_id, None)
+                condemned.pop(entry.blob_id)
 
     def replace_packs(self, contents: Mapping[str, IndexedPack]) -> None:
         """Take what each pack holds from `contents` — the packs' own TOCs,
         which prune decides by — instead of what the indexes claimed."""
-        self._packs = dict(contents)
+        self._replaced = dict(contents)
+        self._packs = self._replaced
 
     def drop_location(self, blob_id: bytes) -> None:
         """Forget where the index says a live blob is, because a fresh copy is
         about to be stored (prune's repack): the new place becomes the first,
         and the packer does not take the blob for stored already."""
-        self._index.pop(blob_id, None)
+        self._index.pop(blob_id)
 
     def locate(self, blob_id: bytes) -> Location | None:
         """Where a blob can be read: a live pack, else a condemned one."""
         return self._index.get(blob_id) or self._condemned_index.get(blob_id)
+
+    def place(self, blob_id: bytes) -> Place | None:
+        """Where `locate` would say, as the index holds it (no Location built)."""
+        return self._readable.place(blob_id)
+
+    def raw_length(self, blob_id: bytes) -> int | None:
+        """The blob's plaintext length, if it is indexed (live or condemned)."""
+        found = self._readable.place(blob_id)
+        return None if found is None else found[0].span(found[1])[2]
 
     def locations(self, blob_id: bytes) -> list[Location]:
         """Every place an index says the blob is, the one `locate` gives first."""

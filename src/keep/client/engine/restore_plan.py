@@ -9,10 +9,11 @@ pack, never one that matches a single blob's frame (docs/threat-model.md).
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import NamedTuple
 
+from keep.client.engine.blob_index import PackTable, Place
 from keep.client.engine.locations import RANGE_ALIGN, Location, aligned
 from keep.protocol.limits import MiB
 
@@ -25,10 +26,20 @@ class Target(NamedTuple):
     offset: int  # where the blob's plaintext goes in that file
 
 
-@dataclass(slots=True)
 class BlobFetch:
-    location: Location
-    targets: list[Target] = field(default_factory=list)
+    """One blob to fetch and everywhere it goes. Where it is stays the
+    index's compact entry until the range is fetched: a plan for a hundred
+    thousand files holds no Location per blob."""
+
+    __slots__ = ("blob_id", "number", "table", "targets")
+
+    def __init__(self, table: PackTable, number: int, blob_id: bytes) -> None:
+        self.table, self.number, self.blob_id = table, number, blob_id
+        self.targets: list[Target] = []
+
+    @property
+    def location(self) -> Location:
+        return self.table.location(self.number, self.blob_id)
 
 
 @dataclass(slots=True)
@@ -41,33 +52,37 @@ class RangeFetch:
 
 def plan(
     files: Sequence[Sequence[bytes]],
-    locate: Mapping[bytes, Location],
+    place: Callable[[bytes], Place | None],
     pack_sizes: Mapping[str, int],
 ) -> list[RangeFetch]:
     """`files[i]` lists file i's blobs in order; each goes where the index's
-    plaintext lengths of the blobs before it end. Raises KeyError for a blob
-    that is not indexed (the caller reports the file)."""
+    plaintext lengths of the blobs before it end. `place` is the index's
+    (`Repository.place`). Raises KeyError for a blob that is not indexed
+    (the caller reports the file)."""
     blobs: dict[bytes, BlobFetch] = {}
     for index, content in enumerate(files):
         offset = 0
         for bid in content:
             fetch = blobs.get(bid)
             if fetch is None:
-                fetch = blobs[bid] = BlobFetch(locate[bid])
+                found = place(bid)
+                if found is None:
+                    raise KeyError(bid)
+                fetch = blobs[bid] = BlobFetch(found[0], found[1], bid)
             fetch.targets.append(Target(index, offset))
-            offset += fetch.location.entry.raw_length
-    by_pack: dict[str, list[BlobFetch]] = defaultdict(list)
+            offset += fetch.table.span(fetch.number)[2]
+    by_pack: dict[str, list[tuple[int, int, BlobFetch]]] = defaultdict(list)
     for fetch in blobs.values():
-        by_pack[fetch.location.pack_id].append(fetch)
+        start, length, _ = fetch.table.span(fetch.number)
+        by_pack[fetch.table.pack_id].append((start, start + length, fetch))
+    del blobs
     out: list[RangeFetch] = []
     for pack_id in sorted(by_pack):
-        members = sorted(by_pack[pack_id], key=lambda f: f.location.entry.offset)
+        members = sorted(by_pack.pop(pack_id), key=lambda m: m[0])
         size = pack_sizes.get(pack_id, 0)
         ranges: list[RangeFetch] = []
         current: RangeFetch | None = None
-        for fetch in members:
-            entry = fetch.location.entry
-            start, end = entry.offset, entry.offset + entry.length
+        for start, end, fetch in members:
             if current is not None and start - current.end <= MERGE_GAP and end - current.start <= RANGE_MAX:
                 current.end = max(current.end, end)
                 current.blobs.append(fetch)

@@ -460,12 +460,12 @@ class Restorer:
             return
         offset = 0
         for bid in node.content:
-            loc = self.repo.locate(bid)
-            if loc is None:
+            raw_length = self.repo.raw_length(bid)
+            if raw_length is None:
                 self.warn(path, f"not restored: blob {bid.hex()[:12]} is missing from the repository")
                 self.stats.files_failed += 1
                 return
-            offset += loc.entry.raw_length
+            offset += raw_length
         # Where each blob goes comes from the index's lengths. If they do not
         # add up to the file's size, or a blob is listed in several packs
         # (one copy may be a planted claim with another length), the file is
@@ -584,7 +584,7 @@ class Restorer:
             ) from None
 
     def _fetch_and_write(self, progress: Callable[[RestoreStats], None] | None) -> None:
-        ranges = plan(self._content, self.repo.readable, self.repo.pack_sizes)
+        ranges = plan(self._content, self.repo.place, self.repo.pack_sizes)
         self._content = []  # the plan holds what is still needed
         self._progress = progress
         try:
