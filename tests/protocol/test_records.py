@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from keep.protocol import msgcodec
+from keep.protocol import msgcodec, tree
 from keep.protocol.blob import BlobType
 from keep.protocol.compression import Codec
 from keep.protocol.envelope import ObjectKind, Suite
@@ -247,3 +247,22 @@ def test_sealed_record_bit_flips_and_truncations(keys: RepositoryKeys) -> None:
         damaged[byte] ^= 0x10
         with pytest.raises(IntegrityError):
             Snapshot.open(keys.data, bytes(damaged))
+
+
+def test_decoded_nodes_share_what_every_node_repeats_but_never_without_bound() -> None:
+    """A restore holds a node per file: mode, owner and group names and the
+    file system's id are kept once, not per node (equal values, same object);
+    a tree of ever-new values does not grow the shared table past its cap."""
+
+    def node(i: int, user: str) -> Node:
+        name = f"f{i:06}".encode()
+        return Node(name, NodeType.FILE, 0o644, 70_000, 70_001, user, "staff" * 2, device_id=2**40 + 3)
+
+    nodes = Tree.from_bytes(Tree(tuple(node(i, "alice" * 3) for i in range(50))).to_bytes()).nodes
+    assert nodes[0] == node(0, "alice" * 3)
+    for field in ("mode", "uid", "gid", "user", "group", "device_id"):
+        assert len({id(getattr(n, field)) for n in nodes}) == 1, field
+    many = Tree(tuple(node(i, f"user{i}") for i in range(tree._SHARED_MAX + 10)))
+    decoded = Tree.from_bytes(many.to_bytes())
+    assert decoded == many
+    assert len(tree._SHARED) <= tree._SHARED_MAX

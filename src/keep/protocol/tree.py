@@ -17,7 +17,7 @@ from __future__ import annotations
 import enum
 import itertools
 from dataclasses import dataclass
-from typing import Any, NamedTuple, Self
+from typing import Any, NamedTuple, Self, TypeVar
 
 from keep.protocol import msgcodec
 from keep.protocol.blob import BLOB_ID_SIZE
@@ -152,17 +152,17 @@ class Node(NamedTuple):
         return cls(
             name,
             node_type,
-            mode,
-            uid,
-            gid,
-            user,
-            group,
+            _shared(mode),
+            _shared(uid),
+            _shared(gid),
+            _shared(user),
+            _shared(group),
             mtime,
             ctime,
             size,
             inode,
             links,
-            device,
+            _shared(device),
             rdev,
             _xattrs(xattrs) if xattrs else (),
             target,
@@ -172,6 +172,22 @@ class Node(NamedTuple):
 
 
 _NODE_TYPES = {int(t): t for t in NodeType}
+# Values that nearly every node of a tree repeats (mode, owner, group, file
+# system) are kept once, not once per decoded node: a restore holds a node per
+# file, and as separate objects these cost ~190 bytes of each. At most
+# _SHARED_MAX values (a tree cannot make it grow without bound).
+_SHARED: dict[object, object] = {}
+_SHARED_MAX = 4096
+_V = TypeVar("_V", int, str)
+
+
+def _shared(value: _V) -> _V:
+    found = _SHARED.get(value)
+    if found is not None:
+        return found  # type: ignore[return-value]
+    if len(_SHARED) < _SHARED_MAX:
+        _SHARED[value] = value
+    return value
 _DOT_NAMES = frozenset((b".", b".."))
 
 

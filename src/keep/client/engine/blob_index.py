@@ -52,6 +52,10 @@ class PackTable:
     def __len__(self) -> int:
         return len(self.table) // RECORD.size
 
+    def blob_ids(self) -> list[bytes]:
+        size, table = RECORD.size, self.table
+        return [table[at + 1 : at + 33] for at in range(0, len(table), size)]
+
     def entry(self, number: int, blob_id: bytes | None = None) -> TocEntry:
         """Entry `number`; `blob_id`, if the caller has it, is used instead of a copy."""
         at = number * RECORD.size

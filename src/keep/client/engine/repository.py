@@ -12,6 +12,7 @@ request that equals one blob's frame (docs/threat-model.md).
 
 from __future__ import annotations
 
+import dataclasses
 import fcntl
 import hashlib
 import os
@@ -184,20 +185,26 @@ class Repository:
             except NotFoundError:
                 if attempt == 2:  # a prune deleted a superseded index after we listed it
                     raise
-        indexes: dict[str, tuple[ObjectInfo, Index]] = {}
-        for info, data in loaded:
+        # Each object is decoded, checked and packed in turn (PackTable): as
+        # parsed objects, all of them at once, they cost ~300 bytes a blob.
+        indexes: dict[str, tuple[ObjectInfo, Index, list[PackTable]]] = {}
+        owner: set[str] = set()  # only the owner may take anything away (below)
+        loaded.reverse()
+        while loaded:
+            info, data = loaded.pop()
             try:
-                indexes[info.id] = (info, Index.open(self.keys.data, data))
+                idx = Index.open(self.keys.data, data)
             except (FormatError, IntegrityError):
                 (self.cache_dir / "index" / info.id).unlink(missing_ok=True)
                 raise
-        # Only the owner may take anything away: the supersede, condemn and
-        # forget lists of an object count only if the owner signed it.
-        owner = {
-            k for k, (_, idx) in indexes.items() if idx.has_control and idx.owner_signed(self.keys.owner)
-        }
+            if idx.has_control and idx.owner_signed(self.keys.owner):
+                owner.add(info.id)
+            indexes[info.id] = (info, dataclasses.replace(idx, packs=()), [PackTable(p) for p in idx.packs])
+            del idx, data
+        # The supersede, condemn and forget lists of an object count only if
+        # the owner signed it.
         self.unsigned_control = tuple(
-            sorted(k for k, (_, idx) in indexes.items() if idx.has_control and k not in owner)
+            sorted(k for k, (_, idx, _) in indexes.items() if idx.has_control and k not in owner)
         )
         superseded = {s.hex() for k in owner for s in indexes[k][1].supersedes}
         current = {k: v for k, v in indexes.items() if k not in superseded}
@@ -208,20 +215,20 @@ class Repository:
         self._pack_numbers.clear()
         self._packs, self._replaced = PackView(self._tables, self._pack_numbers), None
         self._condemned.clear()
-        for key, (info, idx) in current.items():
+        for key, (info, idx, _) in current.items():
             for pack_id in idx.condemned if key in owner else ():
                 self._condemned[pack_id.hex()] = max(info.created, self._condemned.get(pack_id.hex(), 0))
-        for _, idx in current.values():
-            for pack in idx.packs:
-                self.add_pack(pack)
+        for _, _, tables in current.values():
+            for table in tables:
+                self._add_table(table, table.blob_ids())
         self.forgotten = frozenset(
-            f.hex() for key, (_, idx) in current.items() if key in owner for f in idx.forgotten
+            f.hex() for key, (_, idx, _) in current.items() if key in owner for f in idx.forgotten
         )
         # What version 2 objects (before owner signatures) said was forgotten:
         # trusted only once, when a machine first starts its seen-snapshots
         # record from its old cache (SeenSnapshots), as the old code did.
         self.legacy_forgotten = frozenset(
-            f.hex() for _, idx in current.values() if idx.version == 2 for f in idx.forgotten
+            f.hex() for _, idx, _ in current.values() if idx.version == 2 for f in idx.forgotten
         )
         self.listed_index_ids = tuple(indexes)
         self._pack_sizes = {o.id: o.size for o in self.remote.list_objects("pack")}
@@ -248,32 +255,35 @@ class Repository:
     def add_pack(self, pack: IndexedPack, size: int | None = None) -> None:
         """Index a pack's blobs (from an index object, a TOC, or an upload
         of this run, which gives its `size`)."""
-        pack_id = pack.pack_id.hex()
-        table = PackTable(pack)
+        if self._replaced is not None:
+            self._replaced[pack.pack_id.hex()] = pack
+        self._add_table(PackTable(pack), [e.blob_id for e in pack.entries], size)
+
+    def _add_table(self, table: PackTable, blob_ids: list[bytes], size: int | None = None) -> None:
+        """Index a pack's blobs; `blob_ids` are its entries' ids, in order."""
+        pack_id = table.pack_id
         number = len(self._tables)
         self._tables.append(table)
         self._pack_numbers[pack_id] = number
-        if self._replaced is not None:
-            self._replaced[pack_id] = pack
         if size is not None:
             self._pack_sizes[pack_id] = size
         live, condemned = self._index, self._condemned_index
         if pack_id in self._condemned:
-            for at, entry in enumerate(pack.entries):
-                if entry.blob_id not in live:
-                    condemned.setdefault(entry.blob_id, number, at)
+            for at, blob in enumerate(blob_ids):
+                if blob not in live:
+                    condemned.setdefault(blob, number, at)
             return
         tables = self._tables
-        for at, entry in enumerate(pack.entries):
-            first = live.setdefault(entry.blob_id, number, at)
+        for at, blob in enumerate(blob_ids):
+            first = live.setdefault(blob, number, at)
             if first != number and tables[first].pack_id != pack_id:
                 # Another copy (a re-upload, or a claim planted with a device
                 # credential): kept so that a copy failing verification is
                 # not the end of the blob.
-                self._other_copies.setdefault(entry.blob_id, []).append(table.location(at, entry.blob_id))
+                self._other_copies.setdefault(blob, []).append(table.location(at, blob))
         if len(condemned):  # a blob also in a live pack is live
-            for entry in pack.entries:
-                condemned.pop(entry.blob_id)
+            for blob in blob_ids:
+                condemned.pop(blob)
 
     def replace_packs(self, contents: Mapping[str, IndexedPack]) -> None:
         """Take what each pack holds from `contents` — the packs' own TOCs,
