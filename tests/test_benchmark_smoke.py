@@ -43,6 +43,15 @@ def test_compare_harness_smoke() -> None:
     assert "NOT VERIFIED" not in out
 
 
+def test_many_files_benchmark_smoke() -> None:
+    """The memory-as-files-grow harness runs end to end for keep, its
+    restores verified."""
+    out = run_module("benchmarks.bench_many_files", "--files", "200,400", "--tools", "keep", "--restore")
+    assert out.count(" verified") == 2
+    assert "NOT VERIFIED" not in out
+    assert "keep: first backup grows" in out
+
+
 def test_the_harness_withdraws_restores_that_differ_in_any_byte_or_metadata(tmp_path: Path) -> None:
     from benchmarks.compare import Step, table
     from support.verify import verify_restore
