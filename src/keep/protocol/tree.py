@@ -188,6 +188,8 @@ def _shared(value: _V) -> _V:
     if len(_SHARED) < _SHARED_MAX:
         _SHARED[value] = value
     return value
+
+
 _DOT_NAMES = frozenset((b".", b".."))
 
 
