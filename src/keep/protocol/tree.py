@@ -17,7 +17,7 @@ from __future__ import annotations
 import enum
 import itertools
 from dataclasses import dataclass
-from typing import Any, NamedTuple, Self, TypeVar
+from typing import Any, NamedTuple, Self
 
 from keep.protocol import msgcodec
 from keep.protocol.blob import BLOB_ID_SIZE
@@ -149,20 +149,21 @@ class Node(NamedTuple):
         ):
             check_node_fields(f)
             raise FormatError("tree node is malformed")  # not reached: the check names the field
+        share = _SHARED.setdefault if len(_SHARED) < _SHARED_MAX else _SHARED.get
         return cls(
             name,
             node_type,
-            _shared(mode),
-            _shared(uid),
-            _shared(gid),
-            _shared(user),
-            _shared(group),
+            share(mode, mode),
+            share(uid, uid),
+            share(gid, gid),
+            share(user, user),
+            share(group, group),
             mtime,
             ctime,
             size,
             inode,
             links,
-            _shared(device),
+            share(device, device),
             rdev,
             _xattrs(xattrs) if xattrs else (),
             target,
@@ -174,20 +175,11 @@ class Node(NamedTuple):
 _NODE_TYPES = {int(t): t for t in NodeType}
 # Values that nearly every node of a tree repeats (mode, owner, group, file
 # system) are kept once, not once per decoded node: a restore holds a node per
-# file, and as separate objects these cost ~190 bytes of each. At most
-# _SHARED_MAX values (a tree cannot make it grow without bound).
-_SHARED: dict[object, object] = {}
+# file, and as separate objects these cost ~190 bytes of each. New values are
+# added while the table holds fewer than _SHARED_MAX (a tree cannot make it
+# grow without bound).
+_SHARED: dict[Any, Any] = {}
 _SHARED_MAX = 4096
-_V = TypeVar("_V", int, str)
-
-
-def _shared(value: _V) -> _V:
-    found = _SHARED.get(value)
-    if found is not None:
-        return found  # type: ignore[return-value]
-    if len(_SHARED) < _SHARED_MAX:
-        _SHARED[value] = value
-    return value
 
 
 _DOT_NAMES = frozenset((b".", b".."))

@@ -559,8 +559,9 @@ class Archiver:
         parents = {n.name: n for n in parent.nodes} if parent else {}
         kept = self._kept_only(path)
         children: list[_Pending] = []
+        prefix = path if path.endswith(b"/") else path + b"/"  # os.path.join, without its cost per name
         for child_name in entries:
-            child = os.path.join(path, child_name)
+            child = prefix + child_name
             if self._excluded(child, partial(_is_dir, child)) or (kept is not None and child_name != kept):
                 continue
             result = self._entry(child, child_name, parents.get(child_name))
