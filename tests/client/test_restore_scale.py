@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import random
+import threading
 import time
 from pathlib import Path
 
@@ -209,3 +210,45 @@ def test_the_drill_sample_holds_random_files_and_whole_directories() -> None:
     assert len(paths) >= 500 + 20 - 100  # sampled files may fall in the chosen directories
     small, _ = drill.choose(files, 20, 25 * 10, dir_files=500, rng=random.Random(1))
     assert len(small) <= 25  # the byte budget holds
+
+
+def test_a_new_machine_reads_trees_ahead_and_reads_a_failed_one_again(
+    device: Device, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On a new machine (an empty tree cache) each directory's tree is a
+    round trip; the restorer has the trees below a directory read ahead in
+    the background. A read-ahead is checked like any read, and one that fails
+    — here every one, through a remote that inverts what the read-ahead
+    threads receive — is read again when the walk needs it: the restore is
+    still exact, byte for byte."""
+    src = tmp_path / "src"
+    make_small_files(src, 3_000, 10, seed=6)  # 300 directories
+    remote, repo = _backed_up_repo(device, src)
+    real = Remote.get_range
+    by_thread: list[str] = []
+    invert = False
+
+    def watched(self: Remote, kind: str, object_id: str, start: int, end: int) -> bytes:
+        data = real(self, kind, object_id, start, end)
+        name = threading.current_thread().name
+        by_thread.append(name)
+        if invert and name.startswith("keep-trees"):
+            return (int.from_bytes(data) ^ ((1 << 8 * len(data)) - 1)).to_bytes(len(data))
+        return data
+
+    monkeypatch.setattr(Remote, "get_range", watched)
+    with remote:
+        (info,) = repo.snapshots()
+        restorer.Restorer(repo, os.fsencode(tmp_path / "ahead")).run(info.snapshot.tree)
+        assert sum(n.startswith("keep-trees") for n in by_thread) >= 300
+        assert describe(restored(tmp_path / "ahead", src)) == describe(src)
+
+        fresh = Repository(remote, repo.keys, device.home / "c3", repo.suite)
+        fresh.load_index()
+        by_thread.clear()
+        invert = True
+        restorer.Restorer(fresh, os.fsencode(tmp_path / "again")).run(info.snapshot.tree)
+        ahead = sum(n.startswith("keep-trees") for n in by_thread)
+        assert ahead >= 300
+        assert len(by_thread) - ahead >= 300  # each was read again by the walk
+        assert describe(restored(tmp_path / "again", src)) == describe(src)

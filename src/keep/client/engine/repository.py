@@ -12,12 +12,15 @@ request that equals one blob's frame (docs/threat-model.md).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import fcntl
 import hashlib
 import os
 import threading
+from collections import deque
 from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,7 +41,7 @@ from keep.protocol.envelope import (
     Suite,
     frame_ad,
 )
-from keep.protocol.errors import FormatError, IntegrityError, NotFoundError, PermissionDeniedError
+from keep.protocol.errors import FormatError, IntegrityError, KeepError, NotFoundError, PermissionDeniedError
 from keep.protocol.index import Index, IndexedPack
 from keep.protocol.keys import OwnerSigningKey, RepositoryKeys
 from keep.protocol.limits import OBJECT_MAX
@@ -54,6 +57,8 @@ class SnapshotInfo:
 
 
 SEEN_FILE = "seen-snapshots"
+TREE_PREFETCH = 4  # trees read at once in the background (prefetch_trees)
+TREE_PREFETCH_MAX = 256  # prefetched trees held before anyone asks for them
 
 
 class SeenSnapshots:
@@ -128,6 +133,10 @@ class Repository:
         self._local = threading.local()
         self._index_lock = threading.Lock()
         self._index_ready = False
+        self._prefetched: dict[bytes, Future[bytes]] = {}  # prefetch_trees
+        self._prefetch_next: deque[bytes] = deque()  # named by the walk, not yet fetched
+        self._prefetch_pool: ThreadPoolExecutor | None = None
+        self._prefetch_lock = threading.Lock()
 
     # Read-only views of the index ---------------------------------------------
     @property
@@ -450,9 +459,40 @@ class Repository:
                     continue
             raise
 
+    def prefetch_trees(self, tree_ids: Iterable[bytes]) -> None:
+        """Have the trees a walk is about to read fetched in the background,
+        TREE_PREFETCH at a time: a restore on a new machine reads one tree
+        per directory, each a round trip. A depth-first walk names a
+        directory's subtrees as it enters it, and needs them before what it
+        named earlier, so they go to the front of the line. At most
+        TREE_PREFETCH_MAX are fetched ahead of the walk; `read_tree_bytes`
+        takes the read under way, and reads one that failed again itself
+        (its error is raised there)."""
+        with self._prefetch_lock:
+            self._prefetch_next.extendleft(reversed(list(tree_ids)))
+            self._prefetch_more()
+
+    def _prefetch_more(self) -> None:
+        while self._prefetch_next and len(self._prefetched) < TREE_PREFETCH_MAX:
+            tree_id = self._prefetch_next.popleft()
+            if tree_id in self._prefetched or self._tree_path(tree_id).exists():
+                continue
+            if self._prefetch_pool is None:
+                self._prefetch_pool = ThreadPoolExecutor(TREE_PREFETCH, thread_name_prefix="keep-trees")
+            self._prefetched[tree_id] = self._prefetch_pool.submit(self._fetch_tree, tree_id)
+
+    def _tree_path(self, tree_id: bytes) -> Path:
+        return self._tree_cache / tree_id.hex()[:2] / tree_id.hex()
+
     def read_tree_bytes(self, tree_id: bytes) -> bytes:
         """A tree blob's plaintext, through the local tree cache."""
-        path = self._tree_cache / tree_id.hex()[:2] / tree_id.hex()
+        with self._prefetch_lock:
+            pending = self._prefetched.pop(tree_id, None)
+            self._prefetch_more()
+        if pending is not None:
+            with contextlib.suppress(KeepError, OSError):
+                return pending.result()
+        path = self._tree_path(tree_id)
         try:
             data = path.read_bytes()
         except FileNotFoundError:
@@ -460,6 +500,10 @@ class Repository:
         else:
             if blob_id(self.keys.id, data) == tree_id:
                 return data
+        return self._fetch_tree(tree_id)
+
+    def _fetch_tree(self, tree_id: bytes) -> bytes:
+        path = self._tree_path(tree_id)
         self.ensure_index()  # a tree cache miss needs the index to find the tree
         places = [loc for loc in self.locations(tree_id) if loc.entry.blob_type is BlobType.TREE]
         if not places:
