@@ -5,7 +5,7 @@ small files adds a million. As Python objects — a TocEntry, a Location and
 a dict entry per blob — that cost ~450 bytes a blob. Here a pack's table of
 contents is one `bytes` of fixed-size records (PackTable, 50 bytes an
 entry), and the index maps a blob id to one int, the pack's number and the
-entry's (BlobIndex): ~190 bytes a blob, most of it the id itself and the
+entry's (BlobIndex): ~180 bytes a blob, most of it the id itself and the
 dict's slot. TocEntry and Location are built only when someone asks where a
 blob is.
 """
