@@ -252,3 +252,7 @@ def test_a_new_machine_reads_trees_ahead_and_reads_a_failed_one_again(
         assert ahead >= 300
         assert len(by_thread) - ahead >= 300  # each was read again by the walk
         assert describe(restored(tmp_path / "again", src)) == describe(src)
+        # Once the walk is over nothing more is read ahead (nor, after a
+        # failed walk, kept running: the same `finally`).
+        assert fresh._prefetch_pool is None
+        assert not fresh._prefetched

@@ -472,6 +472,16 @@ class Repository:
             self._prefetch_next.extendleft(reversed(list(tree_ids)))
             self._prefetch_more()
 
+    def stop_prefetch(self) -> None:
+        """Drop what is still to be read ahead (the walk is over, or failed:
+        nothing may keep a failing server busy after it)."""
+        with self._prefetch_lock:
+            self._prefetch_next.clear()
+            pool, self._prefetch_pool = self._prefetch_pool, None
+            self._prefetched.clear()
+        if pool is not None:
+            pool.shutdown(wait=False, cancel_futures=True)
+
     def _prefetch_more(self) -> None:
         while self._prefetch_next and len(self._prefetched) < TREE_PREFETCH_MAX:
             tree_id = self._prefetch_next.popleft()

@@ -329,6 +329,7 @@ class Restorer:
             try:
                 self._restore_dir(_Dir(root_fd, b"", _fs_id(root_fd), _listing(root_fd)), root_tree)
             finally:
+                self.repo.stop_prefetch()
                 os.close(root_fd)
             self.stats.files_planned = len(self._files)
             self.stats.bytes_planned = sum(f.node.size for f in self._files)
