@@ -20,7 +20,7 @@ import os
 import threading
 from collections import deque
 from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -500,7 +500,7 @@ class Repository:
             pending = self._prefetched.pop(tree_id, None)
             self._prefetch_more()
         if pending is not None:
-            with contextlib.suppress(KeepError, OSError):
+            with contextlib.suppress(KeepError, OSError, CancelledError):
                 return pending.result()
         path = self._tree_path(tree_id)
         try:
