@@ -84,7 +84,26 @@ class PackTable:
 Place = tuple[PackTable, int]  # a pack's table and the entry's number in it
 
 
-class BlobIndex(Mapping[bytes, Location]):
+class _Placing(Mapping[bytes, Location]):
+    """Blob id -> Location, built from `place` (what subclasses keep)."""
+
+    __slots__ = ()
+
+    def place(self, blob_id: bytes) -> Place | None:
+        raise NotImplementedError
+
+    def __getitem__(self, blob_id: bytes) -> Location:
+        found = self.get(blob_id)
+        if found is None:
+            raise KeyError(blob_id)
+        return found
+
+    def get(self, blob_id: bytes, default: Location | None = None) -> Location | None:  # type: ignore[override]
+        found = self.place(blob_id)
+        return default if found is None else found[0].location(found[1], blob_id)
+
+
+class BlobIndex(_Placing):
     """Blob id -> where it is, over a list of PackTables shared with the
     repository (which numbers the packs). Membership, what a backup asks
     millions of times, is one dict lookup; a Location is built per lookup."""
@@ -94,16 +113,6 @@ class BlobIndex(Mapping[bytes, Location]):
     def __init__(self, tables: list[PackTable]) -> None:
         self._tables = tables
         self._slots: dict[bytes, int] = {}
-
-    def __getitem__(self, blob_id: bytes) -> Location:
-        slot = self._slots[blob_id]
-        return self._tables[slot >> ENTRY_BITS].location(slot & _ENTRY_MASK, blob_id)
-
-    def get(self, blob_id: bytes, default: Location | None = None) -> Location | None:  # type: ignore[override]
-        slot = self._slots.get(blob_id)
-        if slot is None:
-            return default
-        return self._tables[slot >> ENTRY_BITS].location(slot & _ENTRY_MASK, blob_id)
 
     def __contains__(self, blob_id: object) -> bool:
         return blob_id in self._slots
@@ -131,19 +140,13 @@ class BlobIndex(Mapping[bytes, Location]):
         self._slots.clear()
 
 
-class Readable(Mapping[bytes, Location]):
+class Readable(_Placing):
     """Live blobs first, then those found only in condemned packs."""
 
     __slots__ = ("_condemned", "_live")
 
     def __init__(self, live: BlobIndex, condemned: BlobIndex) -> None:
         self._live, self._condemned = live, condemned
-
-    def __getitem__(self, blob_id: bytes) -> Location:
-        found = self._live.get(blob_id) or self._condemned.get(blob_id)
-        if found is None:
-            raise KeyError(blob_id)
-        return found
 
     def __contains__(self, blob_id: object) -> bool:
         return blob_id in self._live or blob_id in self._condemned

@@ -308,7 +308,7 @@ class Repository:
 
     def locate(self, blob_id: bytes) -> Location | None:
         """Where a blob can be read: a live pack, else a condemned one."""
-        return self._index.get(blob_id) or self._condemned_index.get(blob_id)
+        return self._readable.get(blob_id)
 
     def place(self, blob_id: bytes) -> Place | None:
         """Where `locate` would say, as the index holds it (no Location built)."""
@@ -316,7 +316,7 @@ class Repository:
 
     def raw_length(self, blob_id: bytes) -> int | None:
         """The blob's plaintext length, if it is indexed (live or condemned)."""
-        found = self._readable.place(blob_id)
+        found = self.place(blob_id)
         return None if found is None else found[0].span(found[1])[2]
 
     def locations(self, blob_id: bytes) -> list[Location]:
@@ -523,7 +523,7 @@ class Repository:
         return data
 
     def cache_tree(self, tree_id: bytes, data: bytes) -> None:
-        write_private(self._tree_cache / tree_id.hex()[:2] / tree_id.hex(), data)
+        write_private(self._tree_path(tree_id), data)
 
     # Snapshots -----------------------------------------------------------------
     def save_snapshot(self, snapshot: Snapshot) -> str:

@@ -350,15 +350,12 @@ class Restorer:
 
     def _restore_dir(self, d: _Dir, tree_id: bytes) -> None:
         tree = Tree.from_bytes(self.repo.read_tree_bytes(tree_id))
-        self.repo.prefetch_trees(
-            node.subtree
-            for node in tree.nodes
-            if node.subtree is not None
-            and self._wanted(os.path.join(d.rel, node.name) if d.rel else node.name, node)[1]
-        )
+        entries = []
         for node in tree.nodes:
             path = os.path.join(d.rel, node.name) if d.rel else node.name
-            restore, descend = self._wanted(path, node)
+            entries.append((node, path, *self._wanted(path, node)))
+        self.repo.prefetch_trees(node.subtree for node, _, _, descend in entries if descend and node.subtree)
+        for node, path, restore, descend in entries:
             if not (restore or descend):
                 continue
             self.stats.matched += restore
