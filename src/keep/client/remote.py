@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import os
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -178,16 +179,22 @@ class Remote:
         object_id = object_id or hashlib.sha256(data).hexdigest()
         return self._upload(kind, object_id, data, len(data))
 
-    def put_file_async(self, kind: str, spool: BinaryIO, size: int, object_id: str) -> Future[str]:
-        """Upload `size` bytes of `spool` (from its start) in the background and
-        close it afterwards; bounded like `put_object_async`."""
-        return self._upload(kind, object_id, spool, size)
+    def put_file_async(self, kind: str, spool: BinaryIO, size: int) -> Future[str]:
+        """Upload the `size` bytes of `spool` in the background and close it
+        afterwards; bounded like `put_object_async`. The object's id, the
+        SHA-256 of those bytes, is computed on the upload thread (hashing
+        releases the GIL there, instead of holding up the caller) and is the
+        future's result."""
+        return self._upload(kind, None, spool, size)
 
-    def _upload(self, kind: str, object_id: str, body: bytes | BinaryIO, size: int) -> Future[str]:
+    def _upload(self, kind: str, object_id: str | None, body: bytes | BinaryIO, size: int) -> Future[str]:
         self._upload_slots.acquire()
 
         def upload() -> str:
+            nonlocal object_id
             try:
+                if object_id is None:
+                    object_id = _spool_digest(body, size)
                 status, raw, ctype = self._request(
                     "PUT",
                     object_path(kind, object_id),
@@ -292,6 +299,28 @@ class Remote:
 def _json_or_none(raw: bytes, ctype: str) -> Any:
     """The JSON body of a reply, or None if it has none."""
     return _parse_json(raw) if ctype == "application/json" and raw else None
+
+
+_read_buffers = threading.local()
+
+
+def _spool_digest(body: bytes | BinaryIO, size: int) -> str:
+    """SHA-256 of the first `size` bytes of `body`, read back from the page
+    cache into this thread's one reusable 256 KiB buffer (pread, so the file's
+    position does not matter; a fresh block per read fragmented the heap)."""
+    if isinstance(body, bytes):
+        return hashlib.sha256(body).hexdigest()
+    buffer = getattr(_read_buffers, "buffer", None)
+    if buffer is None:
+        buffer = _read_buffers.buffer = memoryview(bytearray(256 * 1024))
+    digest, fd, offset = hashlib.sha256(), body.fileno(), 0
+    while offset < size:
+        got = os.preadv(fd, [buffer[: min(len(buffer), size - offset)]], offset)
+        if not got:
+            raise OSError(f"spool file ends at {offset} of its {size} bytes")
+        digest.update(buffer[:got])
+        offset += got
+    return digest.hexdigest()
 
 
 def _reply_error(status: int, raw: bytes, ctype: str, url: str) -> KeepError:
