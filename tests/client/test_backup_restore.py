@@ -330,15 +330,19 @@ def test_files_cut_across_read_buffers_give_the_chunks_of_the_whole_file(
     assert describe(restored_src) == describe(src)
 
 
-def test_a_failure_behind_the_pipeline_fails_the_backup_not_a_file(device: Device, tmp_path: Path) -> None:
+@pytest.mark.parametrize("size", [3 * MiB, 1000], ids=["pipeline", "small-file-path"])
+def test_a_failure_behind_the_pipeline_fails_the_backup_not_a_file(
+    device: Device, tmp_path: Path, size: int
+) -> None:
     """An error raised while a result is handed on (here: the spool disk is
     full when a blob reaches the packer) may surface while another file is
     being read; it must end the backup with that error, not become a
-    "cannot read" warning about the file that happened to be open."""
+    "cannot read" warning about the file that happened to be open. The same
+    for a small file, whose blob is sealed while it is being read."""
     src = tmp_path / "src"
     src.mkdir()
     for n in range(6):
-        (src / f"f{n}.bin").write_bytes(os.urandom(3 * MiB))
+        (src / f"f{n}.bin").write_bytes(os.urandom(size))
     device.init()
     state = DeviceState.load(device.home)
     with Remote(state.server_url, state.device_token) as remote:

@@ -92,7 +92,7 @@ def test_small_results_waiting_behind_a_slow_chunk_stay_bounded(pipeline: ChunkP
     gate = threading.Event()
     original = pipeline._work
 
-    def slow(chunk: memoryview) -> ChunkResult:
+    def slow(chunk: bytes | memoryview) -> ChunkResult:
         if len(chunk) > BATCH_BYTES:
             gate.wait(5)
         return original(chunk)

@@ -63,15 +63,10 @@ class TocEntry(NamedTuple):
     raw_length: int  # plaintext length after decompression
     frame: int
 
-    def to_list(self) -> list[object]:
-        return [
-            int(self.blob_type),
-            self.blob_id,
-            int(self.codec),
-            self.offset,
-            self.length,
-            self.raw_length,
-        ]
+    def to_list(self) -> tuple[object, ...]:
+        """The encoded fields (all but `frame`, which is the position): a
+        slice of the tuple, whose enums msgpack writes as the ints they are."""
+        return self[:6]
 
     @classmethod
     def from_list(cls, value: object, frame: int) -> Self:

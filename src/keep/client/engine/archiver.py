@@ -25,7 +25,13 @@ from dataclasses import dataclass, field
 from functools import cache, partial
 
 from keep.client.engine import explore
-from keep.client.engine.chunk_pipeline import ChunkPipeline, ChunkResult, DeliveryError, ReadBuffer
+from keep.client.engine.chunk_pipeline import (
+    INLINE_MAX,
+    ChunkPipeline,
+    ChunkResult,
+    DeliveryError,
+    ReadBuffer,
+)
 from keep.client.engine.packer import Packer
 from keep.client.engine.path_warning import PathWarning
 from keep.client.engine.patterns import Patterns, any_match
@@ -38,6 +44,8 @@ from keep.protocol.limits import CHUNK_AVG, CHUNK_MAX, CHUNK_MIN, MiB
 from keep.protocol.snapshot import Snapshot
 from keep.protocol.tree import Node, NodeType, Tree
 
+SMALL_FILE_MAX = INLINE_MAX  # files up to this size take the one-pass path (_read_small)
+O_NOATIME = getattr(os, "O_NOATIME", 0)
 POOLED_READ_MIN = 1 * MiB  # smaller reads use os.read into ordinary bytes
 # Bytes read per call; with the tail carried over (at most CHUNK_MAX) a pooled
 # buffer holds READ_BUFFER + CHUNK_MAX.
@@ -104,18 +112,37 @@ def _group(gid: int) -> str:
         return ""
 
 
-def _xattrs(path: bytes) -> tuple[tuple[bytes, bytes], ...]:
+def _xattrs(where: bytes | int) -> tuple[tuple[bytes, bytes], ...]:
+    """The extended attributes of a path (not followed if a link) or of an
+    open descriptor (no path lookup: what the small-file path uses)."""
+    follow = isinstance(where, int)  # follow_symlinks=False is refused with a descriptor
     try:
-        names = os.listxattr(path, follow_symlinks=False)
+        names = os.listxattr(where, follow_symlinks=follow)
     except OSError:
+        return ()
+    if not names:
         return ()
     out = []
     for name in sorted(names):
         try:
-            out.append((name.encode(), os.getxattr(path, name, follow_symlinks=False)))
+            out.append((name.encode(), os.getxattr(where, name, follow_symlinks=follow)))
         except OSError:
             continue
     return tuple(out)
+
+
+def _open_source(path: bytes) -> int:
+    """A source file opened for reading: not through a link, without
+    touching its access time where allowed, and non-blocking, so that a FIFO
+    or device put in its place since it was listed cannot stall the backup
+    (regular files ignore the flag)."""
+    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
+    try:
+        return os.open(path, flags | O_NOATIME)
+    except PermissionError:
+        if not O_NOATIME:
+            raise
+        return os.open(path, flags)  # O_NOATIME needs ownership
 
 
 def _is_cache_dir(path: bytes) -> bool:
@@ -215,6 +242,7 @@ def _meta_node(
     content: tuple[bytes, ...] = (),
     subtree: bytes | None = None,
     target: bytes = b"",
+    xattrs: tuple[tuple[bytes, bytes], ...] | None = None,
 ) -> Node:
     """The node for `st`, built in one go (dataclass `replace` costs ~35 µs)."""
     mode = st.st_mode
@@ -246,7 +274,7 @@ def _meta_node(
         st.st_nlink,
         st.st_dev,
         st.st_rdev if node_type in (NodeType.CHARDEV, NodeType.BLOCKDEV) else 0,
-        _xattrs(path),
+        _xattrs(path) if xattrs is None else xattrs,
         target,
         content,
         subtree,
@@ -584,7 +612,10 @@ class Archiver:
             self._tick()
             return prev
         try:
-            pending = self._read_file(path, name, st)
+            if st.st_size <= SMALL_FILE_MAX:
+                pending: Node | _PendingFile = self._read_small(path, name, st)
+            else:
+                pending = self._read_file(path, name, st)
         except FileNotFoundError:
             self._warn(path, "vanished before it could be read")
             self.stats.bytes_total -= st.st_size
@@ -602,12 +633,54 @@ class Archiver:
         self._tick()
         return pending
 
-    def _read_file(self, path: bytes, name: bytes, st: os.stat_result) -> _PendingFile:
-        flags = os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_NOATIME", 0)
+    def _read_small(self, path: bytes, name: bytes, st: os.stat_result) -> Node | _PendingFile:
+        """A file of at most SMALL_FILE_MAX bytes, in one pass on the engine
+        thread: one read, its one chunk identified, compressed and sealed at
+        once, its node built while the descriptor is open (extended
+        attributes without a path lookup). The chunk pipeline's queue is not
+        involved: nothing waits on this file. Measured on 100,000 files of
+        0.1-2 KB: see docs/engine.md "Small files"."""
+        fd = _open_source(path)
+        self.stats.current = path
         try:
-            fd = os.open(path, flags)
-        except PermissionError:
-            fd = os.open(path, flags & ~getattr(os, "O_NOATIME", 0))  # O_NOATIME needs ownership
+            # The descriptor is checked after the read: opened non-blocking, a
+            # FIFO or device swapped in since the lstat cannot stall it, and
+            # at most size + 1 bytes are asked for.
+            data = os.read(fd, st.st_size + 1)
+            fst = os.fstat(fd)
+            if not stat.S_ISREG(fst.st_mode) or fst.st_ino != st.st_ino:
+                raise OSError(errno.ESTALE, "replaced while being opened")
+            xattrs = _xattrs(fd)
+        except IsADirectoryError:
+            raise OSError(errno.ESTALE, "replaced while being opened") from None
+        finally:
+            os.close(fd)
+        size = len(data)
+        if size > st.st_size:  # it grew since the lstat: read in full, with a warning
+            return self._read_file(path, name, st)
+        self.stats.bytes_read += size
+        self.stats.bytes_done += size
+        if size != st.st_size or fst.st_mtime_ns != st.st_mtime_ns:
+            self._warn(path, "changed while being read; the snapshot has what was read")
+        content = (self._store_small(data),)  # an empty file too: one empty blob
+        return _meta_node(name, st, path, size=size, content=content, xattrs=xattrs)
+
+    def _store_small(self, data: bytes) -> bytes:
+        """Identify, compress and seal one small chunk here; its id. A
+        failure past the read (a full spool disk) ends the backup, as one in
+        the pipeline's sinks does: it is not a problem of this file."""
+        try:
+            result = self.pipeline.work_here(data)
+            if result.payload is not None:
+                self.packer.add(
+                    BlobType.DATA, result.blob_id, result.codec, result.payload, result.raw_length
+                )
+        except Exception as exc:
+            raise DeliveryError(exc) from exc
+        return result.blob_id
+
+    def _read_file(self, path: bytes, name: bytes, st: os.stat_result) -> _PendingFile:
+        fd = _open_source(path)
         pending = _PendingFile(name, path, st)
         self.stats.current = path
         try:
@@ -650,7 +723,8 @@ class Archiver:
                 eof = got < want
                 total += got
                 self.stats.bytes_done += got
-                # A final buffer below the minimum chunk size is one chunk.
+                # A final buffer below the minimum chunk size is one chunk
+                # (an empty file is one empty blob).
                 lengths = [len(view)] if eof and len(view) < CHUNK_MIN else self.chunker.cut(view, final=eof)
                 offset = 0
                 for length in lengths:

@@ -160,14 +160,20 @@ class ChunkPipeline:
             compressor = self._local.c = BlobCompressor(self._level)
         return compressor
 
-    def _work(self, chunk: memoryview) -> ChunkResult:
+    def _work(self, chunk: bytes | memoryview) -> ChunkResult:
         bid = blob_id(self._id_key, chunk)
         if self._known(bid):
             return ChunkResult(bid, Codec.RAW, None, len(chunk))
         codec, payload = self._compressor().compress(chunk)
         if codec is Codec.RAW:
-            payload = bytes(chunk)  # never a view into a read buffer that will be reused
+            payload = bytes(chunk)  # never a view into a read buffer that will be reused (bytes: no copy)
         return ChunkResult(bid, codec, payload, len(chunk))
+
+    def work_here(self, chunk: bytes) -> ChunkResult:
+        """Process a chunk of at most INLINE_MAX bytes on the calling (engine)
+        thread and return its result at once, outside the submission order:
+        for a caller whose result nothing else waits behind (a small file)."""
+        return self._work(chunk)
 
     def _work_batch(self, chunks: list[memoryview]) -> list[ChunkResult]:
         return [self._work(chunk) for chunk in chunks]

@@ -1,0 +1,157 @@
+"""A source file that changes between the walk's lstat and its read.
+
+The walk lists and lstats an entry, then opens and reads it; in between the
+owner's programs may replace, grow or swap it. Each case is forced
+deterministically by handing the archiver the lstat taken before the change,
+on both read paths (a file of at most SMALL_FILE_MAX bytes is read in one
+pass; larger ones go through the chunk pipeline). The backup must never hang
+(a FIFO put in a file's place is opened non-blocking), never store one file's
+bytes under another's inode without saying so, and say what happened as a
+warning about that path."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from keep.client.device.state import DeviceState
+from keep.client.engine.archiver import SMALL_FILE_MAX, Archiver, BackupOptions
+from keep.client.engine.repository import Repository
+from keep.client.remote import Remote
+from keep.protocol.blob import blob_id
+from keep.protocol.chunker import Chunker
+from keep.protocol.limits import CHUNK_MIN
+from keep.protocol.tree import Node
+from tests.client.conftest import Device
+
+SIZES = [100, SMALL_FILE_MAX, SMALL_FILE_MAX + 1, 3 * CHUNK_MIN]
+IDS = ["small", "small-max", "just-past-small", "pipeline"]
+
+
+@pytest.fixture
+def archiver(device: Device) -> Iterator[Archiver]:
+    device.init()
+    state = DeviceState.load(device.home)
+    with Remote(state.server_url, state.device_token) as remote:
+        made = Archiver(Repository(remote, state.keys, device.home / "c2", state.suite), BackupOptions())
+        try:
+            yield made
+        finally:
+            made.pipeline.close()
+            made.packer.abort()
+
+
+def back_up_one(archiver: Archiver, path: Path, st: os.stat_result) -> Node | None:
+    """The node the archiver makes of `path`, given the lstat `st` the walk took."""
+    pending = archiver._file(os.fsencode(path), os.fsencode(path.name), st, None)
+    archiver.pipeline.drain()
+    if pending is None or isinstance(pending, Node):
+        return pending
+    return pending.finish()
+
+
+def expected_ids(archiver: Archiver, data: bytes) -> tuple[bytes, ...]:
+    key = archiver.repo.keys.id
+    if len(data) < CHUNK_MIN:
+        return (blob_id(key, data),)  # an empty file is one empty blob
+    view, offset, ids = memoryview(data), 0, []
+    for length in Chunker(archiver.repo.keys.chunker).cut(data, final=True):
+        ids.append(blob_id(key, view[offset : offset + length]))
+        offset += length
+    return tuple(ids)
+
+
+def warnings_for(archiver: Archiver, path: Path) -> list[str]:
+    return [w.message for w in archiver.warnings if w.path == str(path)]
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("size", SIZES, ids=IDS)
+def test_a_file_replaced_by_a_fifo_is_a_warning_not_a_hang(
+    archiver: Archiver, tmp_path: Path, size: int
+) -> None:
+    path = tmp_path / "f"
+    path.write_bytes(os.urandom(size))
+    st = os.lstat(path)
+    path.unlink()
+    os.mkfifo(path)  # no writer: a blocking open would wait for ever
+    assert back_up_one(archiver, path, st) is None
+    assert warnings_for(archiver, path) == ["cannot read: replaced while being opened"]
+
+
+@pytest.mark.parametrize("size", SIZES, ids=IDS)
+def test_a_file_replaced_by_a_directory_is_a_warning(archiver: Archiver, tmp_path: Path, size: int) -> None:
+    path = tmp_path / "f"
+    path.write_bytes(os.urandom(size))
+    st = os.lstat(path)
+    path.unlink()
+    path.mkdir()
+    assert back_up_one(archiver, path, st) is None
+    assert warnings_for(archiver, path) == ["cannot read: replaced while being opened"]
+
+
+@pytest.mark.parametrize("size", SIZES, ids=IDS)
+def test_a_file_replaced_by_another_file_is_a_warning(archiver: Archiver, tmp_path: Path, size: int) -> None:
+    """Another inode under the same name (an editor's save-by-rename): not
+    stored under the first one's metadata."""
+    path = tmp_path / "f"
+    path.write_bytes(os.urandom(size))
+    st = os.lstat(path)
+    keep_inode_alive = tmp_path / "old"
+    path.rename(keep_inode_alive)  # so the new file cannot reuse the inode number
+    path.write_bytes(os.urandom(size))
+    assert back_up_one(archiver, path, st) is None
+    assert warnings_for(archiver, path) == ["cannot read: replaced while being opened"]
+
+
+@pytest.mark.parametrize("size", SIZES, ids=IDS)
+def test_a_file_that_grew_is_stored_whole_with_a_warning(
+    archiver: Archiver, tmp_path: Path, size: int
+) -> None:
+    path = tmp_path / "f"
+    path.write_bytes(os.urandom(size))
+    st = os.lstat(path)
+    with path.open("ab") as f:
+        f.write(os.urandom(5000))  # across the small-file bound for the small sizes
+    node = back_up_one(archiver, path, st)
+    assert node is not None
+    data = path.read_bytes()
+    assert node.size == len(data) == size + 5000
+    assert node.content == expected_ids(archiver, data)
+    assert warnings_for(archiver, path) == ["changed while being read; the snapshot has what was read"]
+
+
+@pytest.mark.parametrize("size", SIZES, ids=IDS)
+def test_a_file_that_shrank_is_stored_as_read_with_a_warning(
+    archiver: Archiver, tmp_path: Path, size: int
+) -> None:
+    path = tmp_path / "f"
+    path.write_bytes(os.urandom(size))
+    st = os.lstat(path)
+    os.truncate(path, size // 2)
+    node = back_up_one(archiver, path, st)
+    assert node is not None
+    data = path.read_bytes()
+    assert node.size == len(data) == size // 2
+    assert node.content == expected_ids(archiver, data)
+    assert warnings_for(archiver, path) == ["changed while being read; the snapshot has what was read"]
+
+
+@pytest.mark.parametrize("size", [0, 1, SMALL_FILE_MAX], ids=["empty", "one-byte", "small-max"])
+def test_a_small_files_node_has_its_xattrs_and_content(archiver: Archiver, tmp_path: Path, size: int) -> None:
+    """The one-pass path reads extended attributes from the open descriptor:
+    the same attributes, sorted by name, as the path-based read."""
+    path = tmp_path / "f"
+    data = os.urandom(size)
+    path.write_bytes(data)
+    os.setxattr(path, "user.zeta", b"last")
+    os.setxattr(path, "user.alpha", b"first")
+    node = back_up_one(archiver, path, os.lstat(path))
+    assert node is not None
+    assert node.xattrs == ((b"user.alpha", b"first"), (b"user.zeta", b"last"))
+    assert node.size == size
+    assert node.content == expected_ids(archiver, data)
+    assert archiver.warnings == []
