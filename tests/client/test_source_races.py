@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from keep.client.device.state import DeviceState
+from keep.client.engine import archiver as archiver_module
 from keep.client.engine.archiver import SMALL_FILE_MAX, Archiver, BackupOptions
 from keep.client.engine.repository import Repository
 from keep.client.remote import Remote
@@ -143,14 +144,18 @@ def test_a_file_that_shrank_is_stored_as_read_with_a_warning(
 @pytest.mark.parametrize("size", [0, 1, SMALL_FILE_MAX], ids=["empty", "one-byte", "small-max"])
 def test_a_small_files_node_has_its_xattrs_and_content(archiver: Archiver, tmp_path: Path, size: int) -> None:
     """The one-pass path reads extended attributes from the open descriptor:
-    the same attributes, sorted by name, as the path-based read."""
+    the same attributes, sorted by name, as the path-based read, and a node
+    equal in every field to the one the general path builds."""
     path = tmp_path / "f"
     data = os.urandom(size)
     path.write_bytes(data)
     os.setxattr(path, "user.zeta", b"last")
     os.setxattr(path, "user.alpha", b"first")
-    node = back_up_one(archiver, path, os.lstat(path))
+    st = os.lstat(path)
+    node = back_up_one(archiver, path, st)
     assert node is not None
+    # Built field by field on this path: the same node as the general builder's.
+    assert node == archiver_module._meta_node(b"f", st, os.fsencode(path), content=node.content)
     assert node.xattrs == ((b"user.alpha", b"first"), (b"user.zeta", b"last"))
     assert node.size == size
     assert node.content == expected_ids(archiver, data)

@@ -452,7 +452,8 @@ class Archiver:
         before = {n.name: n for n in parent.nodes} if parent else {}
         kept = self._kept_only(path)
         for entry in entries:
-            if self._excluded(entry.path, partial(entry.is_dir, follow_symlinks=False)) or (
+            excluded = self._excluded
+            if (excluded and excluded(entry.path, partial(entry.is_dir, follow_symlinks=False))) or (
                 kept is not None and entry.name != kept
             ):
                 continue
@@ -588,9 +589,12 @@ class Archiver:
         kept = self._kept_only(path)
         children: list[_Pending] = []
         prefix = path if path.endswith(b"/") else path + b"/"  # os.path.join, without its cost per name
+        excluded = self._excluded
         for child_name in entries:
             child = prefix + child_name
-            if self._excluded(child, partial(_is_dir, child)) or (kept is not None and child_name != kept):
+            if (excluded and excluded(child, partial(_is_dir, child))) or (
+                kept is not None and child_name != kept
+            ):
                 continue
             result = self._entry(child, child_name, parents.get(child_name))
             if result is not None:
@@ -663,16 +667,21 @@ class Archiver:
         if size != st.st_size or fst.st_mtime_ns != st.st_mtime_ns:
             self._warn(path, "changed while being read; the snapshot has what was read")
         content = (self._store_small(data),)  # an empty file too: one empty blob
-        return _meta_node(name, st, path, size=size, content=content, xattrs=xattrs)
+        uid, gid = st.st_uid, st.st_gid
+        return Node(
+            name, NodeType.FILE, stat.S_IMODE(st.st_mode), uid, gid, _user(uid), _group(gid),
+            st.st_mtime_ns, st.st_ctime_ns, size, st.st_ino, st.st_nlink, st.st_dev, 0,
+            xattrs, b"", content, None,
+        )  # fmt: skip
 
     def _store_small(self, data: bytes) -> bytes:
         """Identify, compress and seal one small chunk here; its id. A
         failure past the read (a full spool disk) ends the backup, as one in
         the pipeline's sinks does: it is not a problem of this file."""
         try:
-            result = self.pipeline.work_here(data)
+            result = self.pipeline.work_here(data)  # asks `packer.known`: nothing is added in between
             if result.payload is not None:
-                self.packer.add(
+                self.packer.add_unknown(
                     BlobType.DATA, result.blob_id, result.codec, result.payload, result.raw_length
                 )
         except Exception as exc:

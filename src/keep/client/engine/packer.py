@@ -145,6 +145,14 @@ class Packer:
         self._seal(blob_type, blob_id, codec, payload, raw)
         return True
 
+    def add_unknown(
+        self, blob_type: BlobType, blob_id: bytes, codec: Codec, payload: bytes | memoryview, raw: int
+    ) -> None:
+        """Seal a blob that `known` has just called new, on this thread with
+        nothing added since (the small-file path): `add` without asking twice."""
+        self._pending.add(blob_id)
+        self._seal(blob_type, blob_id, codec, payload, raw)
+
     def add_tree(self, tree_id: bytes, data: bytes, check_index: bool = True) -> bool:
         """Compress and store a tree blob unless it is known (with
         `check_index=False` without loading the index to ask), and keep its

@@ -70,9 +70,13 @@ class Patterns:
         return bool(self._spec.match_file(rel))
 
 
-def any_match(selectors: Iterable[Patterns]) -> Callable[[bytes, Callable[[], bool]], bool]:
-    """One test for several pattern lists (excludes and case-blind excludes)."""
+def any_match(selectors: Iterable[Patterns]) -> Callable[[bytes, Callable[[], bool]], bool] | None:
+    """One test for several pattern lists (excludes and case-blind excludes);
+    None when they are all empty, so a walk without excludes asks nothing
+    per entry."""
     active = [s for s in selectors if s]
+    if not active:
+        return None
 
     def match(path: bytes, is_dir: Callable[[], bool] = _always_false) -> bool:
         return any(s.match(path, is_dir) for s in active)
