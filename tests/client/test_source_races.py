@@ -12,7 +12,7 @@ warning about that path."""
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -69,74 +69,63 @@ def warnings_for(archiver: Archiver, path: Path) -> list[str]:
     return [w.message for w in archiver.warnings if w.path == str(path)]
 
 
-@pytest.mark.timeout(60)
-@pytest.mark.parametrize("size", SIZES, ids=IDS)
-def test_a_file_replaced_by_a_fifo_is_a_warning_not_a_hang(
-    archiver: Archiver, tmp_path: Path, size: int
-) -> None:
-    path = tmp_path / "f"
-    path.write_bytes(os.urandom(size))
-    st = os.lstat(path)
+def to_fifo(path: Path) -> None:
     path.unlink()
     os.mkfifo(path)  # no writer: a blocking open would wait for ever
-    assert back_up_one(archiver, path, st) is None
-    assert warnings_for(archiver, path) == ["cannot read: replaced while being opened"]
 
 
-@pytest.mark.parametrize("size", SIZES, ids=IDS)
-def test_a_file_replaced_by_a_directory_is_a_warning(archiver: Archiver, tmp_path: Path, size: int) -> None:
-    path = tmp_path / "f"
-    path.write_bytes(os.urandom(size))
-    st = os.lstat(path)
+def to_directory(path: Path) -> None:
     path.unlink()
     path.mkdir()
-    assert back_up_one(archiver, path, st) is None
-    assert warnings_for(archiver, path) == ["cannot read: replaced while being opened"]
 
 
+def to_another_file(path: Path) -> None:
+    """Another inode under the same name (an editor's save-by-rename): it
+    must not be stored under the first one's metadata."""
+    path.rename(path.with_name("old"))  # kept, so its inode number cannot be reused
+    path.write_bytes(os.urandom(100))
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("replace", [to_fifo, to_directory, to_another_file], ids=["fifo", "dir", "inode"])
 @pytest.mark.parametrize("size", SIZES, ids=IDS)
-def test_a_file_replaced_by_another_file_is_a_warning(archiver: Archiver, tmp_path: Path, size: int) -> None:
-    """Another inode under the same name (an editor's save-by-rename): not
-    stored under the first one's metadata."""
-    path = tmp_path / "f"
-    path.write_bytes(os.urandom(size))
-    st = os.lstat(path)
-    keep_inode_alive = tmp_path / "old"
-    path.rename(keep_inode_alive)  # so the new file cannot reuse the inode number
-    path.write_bytes(os.urandom(size))
-    assert back_up_one(archiver, path, st) is None
-    assert warnings_for(archiver, path) == ["cannot read: replaced while being opened"]
-
-
-@pytest.mark.parametrize("size", SIZES, ids=IDS)
-def test_a_file_that_grew_is_stored_whole_with_a_warning(
-    archiver: Archiver, tmp_path: Path, size: int
+def test_a_replaced_file_is_a_warning_never_a_hang(
+    archiver: Archiver, tmp_path: Path, size: int, replace: Callable[[Path], None]
 ) -> None:
     path = tmp_path / "f"
     path.write_bytes(os.urandom(size))
     st = os.lstat(path)
+    replace(path)
+    assert back_up_one(archiver, path, st) is None
+    assert warnings_for(archiver, path) == ["cannot read: replaced while being opened"]
+
+
+def grow(path: Path, size: int) -> int:
     with path.open("ab") as f:
         f.write(os.urandom(5000))  # across the small-file bound for the small sizes
-    node = back_up_one(archiver, path, st)
-    assert node is not None
-    data = path.read_bytes()
-    assert node.size == len(data) == size + 5000
-    assert node.content == expected_ids(archiver, data)
-    assert warnings_for(archiver, path) == ["changed while being read; the snapshot has what was read"]
+    return size + 5000
 
 
+def shrink(path: Path, size: int) -> int:
+    os.truncate(path, size // 2)
+    return size // 2
+
+
+@pytest.mark.parametrize("resize", [grow, shrink], ids=["grew", "shrank"])
 @pytest.mark.parametrize("size", SIZES, ids=IDS)
-def test_a_file_that_shrank_is_stored_as_read_with_a_warning(
-    archiver: Archiver, tmp_path: Path, size: int
+def test_a_file_that_changed_size_is_stored_as_read_with_a_warning(
+    archiver: Archiver, tmp_path: Path, size: int, resize: Callable[[Path, int], int]
 ) -> None:
+    """A file that grew is read to its new end (the one-pass path hands it
+    to the full read); one that shrank is stored as it now is."""
     path = tmp_path / "f"
     path.write_bytes(os.urandom(size))
     st = os.lstat(path)
-    os.truncate(path, size // 2)
+    new_size = resize(path, size)
     node = back_up_one(archiver, path, st)
     assert node is not None
     data = path.read_bytes()
-    assert node.size == len(data) == size // 2
+    assert node.size == len(data) == new_size
     assert node.content == expected_ids(archiver, data)
     assert warnings_for(archiver, path) == ["changed while being read; the snapshot has what was read"]
 
