@@ -242,7 +242,6 @@ def _meta_node(
     content: tuple[bytes, ...] = (),
     subtree: bytes | None = None,
     target: bytes = b"",
-    xattrs: tuple[tuple[bytes, bytes], ...] | None = None,
 ) -> Node:
     """The node for `st`, built in one go (dataclass `replace` costs ~35 µs)."""
     mode = st.st_mode
@@ -274,7 +273,7 @@ def _meta_node(
         st.st_nlink,
         st.st_dev,
         st.st_rdev if node_type in (NodeType.CHARDEV, NodeType.BLOCKDEV) else 0,
-        _xattrs(path) if xattrs is None else xattrs,
+        _xattrs(path),
         target,
         content,
         subtree,
@@ -451,8 +450,8 @@ class Archiver:
         parent = self._load_parent_subtree(prev)
         before = {n.name: n for n in parent.nodes} if parent else {}
         kept = self._kept_only(path)
+        excluded = self._excluded
         for entry in entries:
-            excluded = self._excluded
             if (excluded and excluded(entry.path, partial(entry.is_dir, follow_symlinks=False))) or (
                 kept is not None and entry.name != kept
             ):
