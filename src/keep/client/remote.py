@@ -15,6 +15,7 @@ import hashlib
 import json
 import os
 import threading
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, BinaryIO
@@ -185,19 +186,21 @@ class Remote:
         SHA-256 of those bytes, is computed on the upload thread (hashing
         releases the GIL there, instead of holding up the caller) and is the
         future's result."""
-        return self._upload(kind, None, spool, size)
+        return self._upload(kind, lambda: _spool_digest(spool, size), spool, size)
 
-    def _upload(self, kind: str, object_id: str | None, body: bytes | BinaryIO, size: int) -> Future[str]:
+    def _upload(
+        self, kind: str, object_id: str | Callable[[], str], body: bytes | BinaryIO, size: int
+    ) -> Future[str]:
+        """Upload in the background; `object_id` is the id, or computes it on
+        the upload thread."""
         self._upload_slots.acquire()
 
         def upload() -> str:
-            nonlocal object_id
             try:
-                if object_id is None:
-                    object_id = _spool_digest(body, size)
+                oid = object_id if isinstance(object_id, str) else object_id()
                 status, raw, ctype = self._request(
                     "PUT",
-                    object_path(kind, object_id),
+                    object_path(kind, oid),
                     data=body,
                     headers={"Content-Type": "application/octet-stream", "Content-Length": str(size)},
                 )
@@ -207,7 +210,7 @@ class Remote:
                     body.close()
             if status not in (200, 201):
                 raise _reply_error(status, raw, ctype, self.base_url)
-            return object_id
+            return oid
 
         try:
             return self._uploads.submit(upload)
@@ -304,12 +307,10 @@ def _json_or_none(raw: bytes, ctype: str) -> Any:
 _read_buffers = threading.local()
 
 
-def _spool_digest(body: bytes | BinaryIO, size: int) -> str:
+def _spool_digest(body: BinaryIO, size: int) -> str:
     """SHA-256 of the first `size` bytes of `body`, read back from the page
     cache into this thread's one reusable 256 KiB buffer (pread, so the file's
     position does not matter; a fresh block per read fragmented the heap)."""
-    if isinstance(body, bytes):
-        return hashlib.sha256(body).hexdigest()
     buffer = getattr(_read_buffers, "buffer", None)
     if buffer is None:
         buffer = _read_buffers.buffer = memoryview(bytearray(256 * 1024))

@@ -145,6 +145,19 @@ def _open_source(path: bytes) -> int:
         return os.open(path, flags)  # O_NOATIME needs ownership
 
 
+def _replaced() -> OSError:
+    return OSError(errno.ESTALE, "replaced while being opened")
+
+
+def _same_file(fd: int, st: os.stat_result) -> os.stat_result:
+    """The open file's fstat, if it is still the regular file the walk's
+    lstat `st` saw (same inode); else the error that makes it a warning."""
+    fst = os.fstat(fd)
+    if not stat.S_ISREG(fst.st_mode) or fst.st_ino != st.st_ino:
+        raise _replaced()
+    return fst
+
+
 def _is_cache_dir(path: bytes) -> bool:
     try:
         with open(os.path.join(path, CACHEDIR_TAG), "rb") as f:
@@ -242,11 +255,16 @@ def _meta_node(
     content: tuple[bytes, ...] = (),
     subtree: bytes | None = None,
     target: bytes = b"",
+    xattrs: tuple[tuple[bytes, bytes], ...] | None = None,
 ) -> Node:
-    """The node for `st`, built in one go (dataclass `replace` costs ~35 µs)."""
+    """The node for `st`, built in one go (dataclass `replace` costs ~35 µs).
+    `xattrs`, if the caller read them already (from an open descriptor), are
+    used instead of reading them by path."""
     mode = st.st_mode
     node_type = (
-        NodeType.DIR
+        NodeType.FILE  # the common case first
+        if stat.S_ISREG(mode)
+        else NodeType.DIR
         if stat.S_ISDIR(mode)
         else NodeType.SYMLINK
         if stat.S_ISLNK(mode)
@@ -273,7 +291,7 @@ def _meta_node(
         st.st_nlink,
         st.st_dev,
         st.st_rdev if node_type in (NodeType.CHARDEV, NodeType.BLOCKDEV) else 0,
-        _xattrs(path),
+        _xattrs(path) if xattrs is None else xattrs,
         target,
         content,
         subtree,
@@ -650,12 +668,10 @@ class Archiver:
             # FIFO or device swapped in since the lstat cannot stall it, and
             # at most size + 1 bytes are asked for.
             data = os.read(fd, st.st_size + 1)
-            fst = os.fstat(fd)
-            if not stat.S_ISREG(fst.st_mode) or fst.st_ino != st.st_ino:
-                raise OSError(errno.ESTALE, "replaced while being opened")
+            fst = _same_file(fd, st)
             xattrs = _xattrs(fd)
         except IsADirectoryError:
-            raise OSError(errno.ESTALE, "replaced while being opened") from None
+            raise _replaced() from None
         finally:
             os.close(fd)
         size = len(data)
@@ -666,12 +682,7 @@ class Archiver:
         if size != st.st_size or fst.st_mtime_ns != st.st_mtime_ns:
             self._warn(path, "changed while being read; the snapshot has what was read")
         content = (self._store_small(data),)  # an empty file too: one empty blob
-        uid, gid = st.st_uid, st.st_gid
-        return Node(
-            name, NodeType.FILE, stat.S_IMODE(st.st_mode), uid, gid, _user(uid), _group(gid),
-            st.st_mtime_ns, st.st_ctime_ns, size, st.st_ino, st.st_nlink, st.st_dev, 0,
-            xattrs, b"", content, None,
-        )  # fmt: skip
+        return _meta_node(name, st, path, size=size, content=content, xattrs=xattrs)
 
     def _store_small(self, data: bytes) -> bytes:
         """Identify, compress and seal one small chunk here; its id. A
@@ -692,9 +703,7 @@ class Archiver:
         pending = _PendingFile(name, path, st)
         self.stats.current = path
         try:
-            fst = os.fstat(fd)
-            if not stat.S_ISREG(fst.st_mode) or fst.st_ino != st.st_ino:
-                raise OSError(errno.ESTALE, "replaced while being opened")
+            _same_file(fd, st)
             total = self._read_chunks(fd, pending, st.st_size)
             self.stats.bytes_read += total
             after = os.fstat(fd)

@@ -141,8 +141,7 @@ class Packer:
         """Seal the blob into an open pack; False if it is already stored."""
         if self.known(blob_id, load_index=check_index):
             return False
-        self._pending.add(blob_id)
-        self._seal(blob_type, blob_id, codec, payload, raw)
+        self.add_unknown(blob_type, blob_id, codec, payload, raw)
         return True
 
     def add_unknown(
