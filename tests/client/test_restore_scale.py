@@ -11,6 +11,7 @@ evict meanwhile."""
 
 from __future__ import annotations
 
+import gc
 import os
 import random
 import threading
@@ -256,3 +257,34 @@ def test_a_new_machine_reads_trees_ahead_and_reads_a_failed_one_again(
         # failed walk, kept running: the same `finally`).
         assert fresh._prefetch_pool is None
         assert not fresh._prefetched
+
+
+def test_a_restore_pauses_the_garbage_collector_and_always_restarts_it(
+    device: Device, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The collector is off while a restore builds its per-file state (it
+    would walk all of it again at every full collection) and on again after,
+    whether the restore ends well or is stopped."""
+    src = tmp_path / "src"
+    make_small_files(src, 50, 10, seed=6)
+    remote, repo = _backed_up_repo(device, src)
+    seen: list[bool] = []
+    real = restorer.Restorer._fetch_and_write
+
+    def watched(self: restorer.Restorer, progress: object) -> None:
+        seen.append(gc.isenabled())
+        if len(seen) == 2:
+            raise OSError(28, "No space left on device")
+        real(self, progress)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(restorer.Restorer, "_fetch_and_write", watched)
+    with remote:
+        (info,) = repo.snapshots()
+        assert gc.isenabled()
+        restorer.Restorer(repo, os.fsencode(tmp_path / "out")).run(info.snapshot.tree)
+        assert gc.isenabled()
+        with pytest.raises(OSError, match="No space"):
+            restorer.Restorer(repo, os.fsencode(tmp_path / "out2")).run(info.snapshot.tree)
+        assert gc.isenabled()
+    assert seen == [False, False]
+    assert describe(restored(tmp_path / "out", src)) == describe(src)

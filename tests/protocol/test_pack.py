@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import contextlib
 import random
+import re
 
 import pytest
 from hypothesis import given, settings
@@ -12,7 +13,8 @@ from keep.protocol.compression import BlobCompressor, BlobDecompressor, Codec
 from keep.protocol.envelope import ObjectCipher, ObjectKind, Suite
 from keep.protocol.errors import FormatError, IntegrityError, KeepError
 from keep.protocol.keys import RepositoryKeys
-from keep.protocol.pack import PackReader, PackWriter, write_pack
+from keep.protocol.limits import BLOB_RAW_MAX, PACK_MAX, TREE_RAW_MAX
+from keep.protocol.pack import PackReader, PackWriter, TocEntry, write_pack
 from keep.protocol.padding import padded_pack_size
 
 SALT = bytes(range(32))
@@ -118,3 +120,55 @@ def test_streaming_writer_output_equals_write_pack(keys: RepositoryKeys) -> None
     again = write_pack(cipher, [(BlobType.DATA, blob_id(keys.id, b"x"), Codec.RAW, b"x", 1)], 4096)
     assert b"".join(parts) == again
     assert len(again) == 4096
+
+
+ENTRY_EDGES: list[object] = [
+    None, True, False, -1, 0, 1, 2, 3, 255, 256, 39, 40, 41, 15, 16, 17,
+    PACK_MAX, PACK_MAX + 1, BLOB_RAW_MAX, BLOB_RAW_MAX + 1, TREE_RAW_MAX, TREE_RAW_MAX + 1,
+    2**64, b"", bytes(31), bytes(32), bytes(33), "x" * 32, [], 1.5,
+]  # fmt: skip
+BASE_ENTRY = [int(BlobType.DATA), bytes(32), int(Codec.ZSTD), 40, 16, 0]
+
+
+def assert_entry_decodes_like_the_reference(value: object) -> None:
+    try:
+        reference: TocEntry | str = TocEntry.checked_entry(value, 7)
+    except FormatError as exc:
+        reference = str(exc)
+    if isinstance(reference, str):  # the refusal names the same field
+        with pytest.raises(FormatError, match=f"^{re.escape(reference)}$"):
+            TocEntry.from_list(value, 7)
+        return
+    decoded = TocEntry.from_list(value, 7)
+    assert decoded == reference
+    assert list(decoded.to_list()) == value
+    assert decoded.frame == 7
+    assert type(decoded.blob_type) is BlobType
+    assert type(decoded.codec) is Codec
+
+
+@pytest.mark.parametrize("index", range(6))
+def test_every_edge_value_in_every_toc_field_is_judged_like_the_reference(index: int) -> None:
+    """`TocEntry.from_list` decides with one combined test (the index has an
+    entry per blob); it must accept exactly what the field-by-field
+    reference accepts, for both blob types."""
+    for kind in BlobType:
+        for value in ENTRY_EDGES:
+            fields: list[object] = [int(kind), *BASE_ENTRY[1:]]
+            fields[index] = value
+            assert_entry_decodes_like_the_reference(fields)
+
+
+entry_values = st.one_of(st.sampled_from(ENTRY_EDGES), st.integers(), st.binary(max_size=33))
+
+
+@settings(max_examples=1000)
+@given(st.lists(st.tuples(st.integers(0, 5), entry_values), max_size=3), st.lists(entry_values, max_size=7))
+def test_toc_entry_decoding_agrees_with_the_reference(
+    changes: list[tuple[int, object]], other_shape: list[object]
+) -> None:
+    fields = list(BASE_ENTRY)
+    for index, value in changes:
+        fields[index] = value
+    assert_entry_decodes_like_the_reference(fields)
+    assert_entry_decodes_like_the_reference(other_shape)

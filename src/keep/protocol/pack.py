@@ -49,6 +49,8 @@ FOOTER = struct.Struct(
 )
 FOOTER_SEALED_SIZE = FOOTER.size + TAG_SIZE
 RAW_LIMIT = {BlobType.DATA: BLOB_RAW_MAX, BlobType.TREE: TREE_RAW_MAX}
+_BLOB_TYPES = {int(t): t for t in BlobType}
+_CODECS = {int(c): c for c in Codec}
 
 
 class TocEntry(NamedTuple):
@@ -70,6 +72,30 @@ class TocEntry(NamedTuple):
 
     @classmethod
     def from_list(cls, value: object, frame: int) -> Self:
+        """Decode and validate one entry. Loading the index decodes one per
+        blob in the repository, so the decision is one combined test (the
+        field-by-field helpers cost 3.5 of 4.5 µs per entry); `checked_entry`
+        names the field when it fails and is the reference it must agree with."""
+        if type(value) is list and len(value) == 6:
+            kind, blob_id, codec, offset, length, raw_length = value
+            blob_type = _BLOB_TYPES.get(kind) if type(kind) is int else None
+            codec_value = _CODECS.get(codec) if type(codec) is int else None
+            if (
+                blob_type is not None
+                and codec_value is not None
+                and type(blob_id) is bytes
+                and len(blob_id) == BLOB_ID_SIZE
+                and type(offset) is type(length) is type(raw_length) is int
+                and HEADER.size <= offset <= PACK_MAX
+                and TAG_SIZE <= length <= PACK_MAX
+                and 0 <= raw_length <= RAW_LIMIT[blob_type]
+            ):
+                return cls(blob_type, blob_id, codec_value, offset, length, raw_length, frame)
+        return cls.checked_entry(value, frame)
+
+    @classmethod
+    def checked_entry(cls, value: object, frame: int) -> Self:
+        """`from_list` field by field: raises a `FormatError` naming the first bad field."""
         fields = msgcodec.as_list(value, "TOC entry", 6)
         try:
             blob_type = BlobType(msgcodec.as_int(fields[0], "blob type", 0, 255))
