@@ -268,3 +268,110 @@ def test_a_directory_swapped_mid_restore_is_refused(
     if swap == "directory":
         assert list(victim.iterdir()) == []
     assert no_temporaries(target)
+
+
+def _job(out: Path, name: bytes, data: bytes, mode: int = 0o640) -> file_writer.Job:
+    st = out.stat()
+    return file_writer.Job(
+        0,
+        b"",
+        (st.st_dev, st.st_ino),
+        b".keep-restore-test-1",
+        name,
+        data,
+        len(data),
+        mode,
+        None,
+        (),
+        1_234_567_890_123,
+    )
+
+
+@pytest.mark.parametrize("unnamed", [True, False], ids=["unnamed-file", "named-temporary"])
+def test_a_file_gets_its_name_only_once_complete_and_replaces_an_old_one_whole(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, unnamed: bool
+) -> None:
+    """While a file is written nothing under its final name is new, and with
+    an unnamed file not even a temporary name exists; once done the name holds
+    exactly the data, mode and mtime; an existing file is replaced, not
+    written into."""
+    monkeypatch.setattr(file_writer, "_unnamed_files", unnamed)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "old").write_bytes(b"old content")
+    old_inode = (out / "old").stat().st_ino
+    during: list[list[str]] = []
+    real_set_meta = file_writer.set_meta
+
+    def looking(*args: Any) -> None:
+        during.append(sorted(os.listdir(out)))
+        real_set_meta(*args)
+
+    monkeypatch.setattr(file_writer, "set_meta", looking)
+    dirs = file_writer._Directories(os.fsencode(tmp_path / "out"))
+    try:
+        file_writer.write_job(dirs, _job(out, b"new", b"n" * 5000))
+        file_writer.write_job(dirs, _job(out, b"old", b"replaced", 0o600))
+    finally:
+        dirs.close()
+    temp = [".keep-restore-test-1"] if not unnamed else []
+    assert during == [sorted(["old", *temp]), sorted(["old", "new", *temp])]
+    assert sorted(os.listdir(out)) == ["new", "old"]
+    assert (out / "new").read_bytes() == b"n" * 5000
+    assert (out / "old").read_bytes() == b"replaced"
+    assert (out / "old").stat().st_ino != old_inode
+    assert [(out / n).stat().st_mtime_ns for n in ("new", "old")] == [1_234_567_890_123] * 2
+    assert [(out / n).stat().st_mode & 0o7777 for n in ("new", "old")] == [0o640, 0o600]
+
+
+@pytest.mark.parametrize("unnamed", [True, False], ids=["unnamed-file", "named-temporary"])
+def test_a_write_that_fails_leaves_nothing_and_the_old_file_as_it_was(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, unnamed: bool
+) -> None:
+    monkeypatch.setattr(file_writer, "_unnamed_files", unnamed)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "old").write_bytes(b"old content")
+
+    def full(*args: Any) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(file_writer, "pwrite_all", full)
+    dirs = file_writer._Directories(os.fsencode(out))
+    try:
+        for name in (b"new", b"old"):
+            with pytest.raises(OSError, match="No space"):
+                file_writer.write_job(dirs, _job(out, name, b"data"))
+    finally:
+        dirs.close()
+    assert os.listdir(out) == ["old"]
+    assert (out / "old").read_bytes() == b"old content"
+
+
+def test_without_unnamed_files_the_writer_falls_back_to_a_named_temporary(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A file system that cannot make unnamed files (EOPNOTSUPP) is learnt
+    once; the file is still written, through a temporary name."""
+    monkeypatch.setattr(file_writer, "_unnamed_files", True)
+    real_open = os.open
+    refused: list[int] = []
+
+    def no_tmpfile(path: Any, flags: int, *args: Any, **kwargs: Any) -> int:
+        if flags & os.O_TMPFILE == os.O_TMPFILE:
+            refused.append(flags)
+            raise OSError(95, "Operation not supported")
+        return real_open(path, flags, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", no_tmpfile)
+    out = tmp_path / "out"
+    out.mkdir()
+    dirs = file_writer._Directories(os.fsencode(out))
+    try:
+        for n in range(3):
+            file_writer.write_job(dirs, _job(out, b"f%d" % n, b"x" * n))
+    finally:
+        dirs.close()
+    assert len(refused) == 1
+    assert sorted(os.listdir(out)) == ["f0", "f1", "f2"]
+    assert [(out / f"f{n}").read_bytes() for n in range(3)] == [b"", b"x", b"xx"]

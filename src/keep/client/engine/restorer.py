@@ -16,7 +16,8 @@ in its own directory, created by its first write and truncated to its size
 once complete it gets its ownership, xattrs, mode and times through its
 descriptor and is renamed over the final name: an existing file is only
 ever replaced by a complete, verified one. A file of one blob is written in
-one go by a writer (`file_writer`: helper processes for large restores); the
+one go by a writer (`file_writer`: helper processes for large restores),
+without a name until it is complete where the file system allows; the
 thread that writes the last blob of a larger file finishes it. A file whose
 data fails verification or cannot be fetched is removed instead and named
 in a warning; the old file stays. A failure that stops the whole restore
