@@ -248,17 +248,20 @@ def test_a_directory_swapped_mid_restore_is_refused(
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     victim = restored(target, src) / "d0001"
-    real_fetch = restorer.Restorer._fetch_and_write
+    real_fetch = restorer.Restorer._fetch_planned
+    swapped: list[bool] = []
 
-    def swap_then_fetch(self: restorer.Restorer, progress: Any) -> None:
-        victim.rename(victim.with_name("moved-away"))
-        if swap == "symlink":
-            victim.symlink_to(elsewhere)
-        else:
-            victim.mkdir()
-        real_fetch(self, progress)
+    def swap_then_fetch(self: restorer.Restorer) -> None:
+        if not swapped:  # before the first files are handed to the fetch threads
+            swapped.append(True)
+            victim.rename(victim.with_name("moved-away"))
+            if swap == "symlink":
+                victim.symlink_to(elsewhere)
+            else:
+                victim.mkdir()
+        real_fetch(self)
 
-    monkeypatch.setattr(restorer.Restorer, "_fetch_and_write", swap_then_fetch)
+    monkeypatch.setattr(restorer.Restorer, "_fetch_planned", swap_then_fetch)
     r = restorer.Restorer(repo, os.fsencode(target))
     (info,) = repo.snapshots()
     reason = "Not a directory" if swap == "symlink" else "replaced during the restore"

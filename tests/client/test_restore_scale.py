@@ -27,6 +27,7 @@ from keep.client.engine.repository import Repository
 from keep.client.remote import Remote
 from keep.protocol.tree import Node, NodeType
 from tests.client.conftest import Device
+from tests.client.tmpfs import tmpfs
 from tests.client.tree_builder import describe
 
 
@@ -269,15 +270,15 @@ def test_a_restore_pauses_the_garbage_collector_and_always_restarts_it(
     make_small_files(src, 50, 10, seed=6)
     remote, repo = _backed_up_repo(device, src)
     seen: list[bool] = []
-    real = restorer.Restorer._fetch_and_write
+    real = restorer.Restorer._fetch_planned
 
-    def watched(self: restorer.Restorer, progress: object) -> None:
+    def watched(self: restorer.Restorer) -> None:
         seen.append(gc.isenabled())
         if len(seen) == 2:
             raise OSError(28, "No space left on device")
-        real(self, progress)  # type: ignore[arg-type]
+        real(self)
 
-    monkeypatch.setattr(restorer.Restorer, "_fetch_and_write", watched)
+    monkeypatch.setattr(restorer.Restorer, "_fetch_planned", watched)
     with remote:
         (info,) = repo.snapshots()
         assert gc.isenabled()
@@ -288,3 +289,93 @@ def test_a_restore_pauses_the_garbage_collector_and_always_restarts_it(
         assert gc.isenabled()
     assert seen == [False, False]
     assert describe(restored(tmp_path / "out", src)) == describe(src)
+
+
+def _tree_for_batches(src: Path) -> None:
+    """3,000 small files in 30 directories, files of several blobs, the same
+    content in the first and the last directory (a blob two batches share)
+    and a hardlink from the last directory to the first."""
+    make_small_files(src / "small", 3_000, 100, seed=8)
+    rng = random.Random(12)
+    for n in range(6):
+        (src / "small" / f"d{n * 5:04}" / "multi.bin").write_bytes(
+            rng.randbytes(rng.randint(1_500_000, 2_500_000))
+        )
+    shared = rng.randbytes(3000)
+    (src / "small/d0000/shared.bin").write_bytes(shared)
+    (src / "small/d0029/shared-too.bin").write_bytes(shared)
+    os.link(src / "small/d0000/f000001.txt", src / "small/d0029/linked.txt")
+
+
+@pytest.mark.parametrize(
+    "helpers_from", [50, 1_000, 10**9], ids=["helpers", "helpers-from-the-tenth-batch", "fetch-threads-write"]
+)
+def test_files_planned_in_batches_come_out_whole(
+    device: Device, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, helpers_from: int
+) -> None:
+    """31 batches of 100 files: the fetch threads write the first while later
+    ones are planned, a blob two batches share is fetched for each, and
+    helpers take over the one-blob files once enough are planned."""
+    src = tmp_path / "src"
+    _tree_for_batches(src)
+    remote, repo = _backed_up_repo(device, src)
+    monkeypatch.setattr(restorer, "PLAN_BATCH", 100)
+    monkeypatch.setattr(restorer, "RANGES_AHEAD", 1)
+    monkeypatch.setattr(restorer, "HELPERS_FROM", helpers_from)
+    written_at_each_batch: list[int] = []
+    real = restorer.Restorer._fetch_batch
+
+    def counting(self: restorer.Restorer, content: list[tuple[bytes, ...]], first: int) -> None:
+        written_at_each_batch.append(self.stats.files_written)
+        real(self, content, first)
+
+    monkeypatch.setattr(restorer.Restorer, "_fetch_batch", counting)
+    target = tmp_path / "out"
+    with remote:
+        (info,) = repo.snapshots()
+        r = restorer.Restorer(repo, os.fsencode(target))
+        stats = r.run(info.snapshot.tree)
+        assert r.verify() == []
+    assert isinstance(r._writer, file_writer.HelperWriters) == (helpers_from < 10**9)
+    assert len(written_at_each_batch) == 31
+    assert written_at_each_batch[-1] > 0  # files were in place before the last batch was planned
+    assert stats.warnings == []
+    assert describe(restored(target, src)) == describe(src)
+    assert not list(target.rglob(".keep-restore-*"))
+
+
+@pytest.mark.parametrize("helpers_from", [50, 10**9], ids=["helpers", "fetch-threads-write"])
+def test_a_failed_write_stops_the_planning_and_leaves_every_file_whole_or_absent(
+    device: Device, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, helpers_from: int
+) -> None:
+    """The disk fills a few batches in: the restore stops with one line, no
+    further batch is planned, no temporary file is left."""
+    src = tmp_path / "src"
+    _tree_for_batches(src)
+    remote, repo = _backed_up_repo(device, src)
+    monkeypatch.setattr(restorer, "PLAN_BATCH", 100)
+    monkeypatch.setattr(restorer, "RANGES_AHEAD", 1)
+    monkeypatch.setattr(restorer, "HELPERS_FROM", helpers_from)
+    batches: list[int] = []
+    real = restorer.Restorer._fetch_batch
+
+    def counting(self: restorer.Restorer, content: list[tuple[bytes, ...]], first: int) -> None:
+        batches.append(first)
+        real(self, content, first)
+
+    monkeypatch.setattr(restorer.Restorer, "_fetch_batch", counting)
+    target = tmp_path / "out"
+    with remote, tmpfs(tmp_path / "out", "2m"):  # full a few batches in
+        (info,) = repo.snapshots()
+        with pytest.raises(restorer.RestoreStoppedError, match="the disk is full") as stopped:
+            restorer.Restorer(repo, os.fsencode(target)).run(info.snapshot.tree)
+        assert "\n" not in str(stopped.value)
+        assert len(batches) < 25  # of the 31
+        out = restored(target, src)
+        assert not list(target.rglob(".keep-restore-*"))
+        whole = 0
+        for path in out.rglob("*"):
+            if path.is_file():
+                assert path.read_bytes() == (src / path.relative_to(out)).read_bytes(), path
+                whole += 1
+        assert whole > 0

@@ -47,8 +47,15 @@ HOLE_BLOCK = 64 * 1024  # zero runs of this size inside a blob stay holes
 _ZERO_BLOCK = bytes(HOLE_BLOCK)
 DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 CREATE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-BATCH_FILES = 64  # files per batch …
-BATCH_BYTES = 1 << 20  # … or this much data, whichever comes first
+# Files per batch, or this much data, whichever comes first. Every batch is
+# a pipe write by one thread and an answer read by another, and each of those
+# threads must then win the interpreter lock back from one that computes (up
+# to its 5 ms switch interval): 100,000 files in batches of 64 took 5.05 s,
+# in batches of 512 4.81 s; with the walk running alongside, 5.56 and 4.74 s.
+# More bytes per batch bought nothing and cost memory (4 MiB: a 1 GB restore
+# peaked at 137 MiB, 120 MiB with 1 MiB).
+BATCH_FILES = 512
+BATCH_BYTES = 1 << 20
 PIPE_SIZE = 1 << 20  # a batch or two waits in the pipe while the helper writes one
 _LENGTH = struct.Struct(">I")
 

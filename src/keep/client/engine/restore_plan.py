@@ -54,13 +54,14 @@ def plan(
     files: Sequence[Sequence[bytes]],
     place: Callable[[bytes], Place | None],
     pack_sizes: Mapping[str, int],
+    first: int = 0,
 ) -> list[RangeFetch]:
-    """`files[i]` lists file i's blobs in order; each goes where the index's
-    plaintext lengths of the blobs before it end. `place` is the index's
+    """`files[i]` lists the blobs of file `first + i` in order; each goes
+    where the index's plaintext lengths of the blobs before it end. `place` is the index's
     (`Repository.place`). Raises KeyError for a blob that is not indexed
     (the caller reports the file)."""
     blobs: dict[bytes, BlobFetch] = {}
-    for index, content in enumerate(files):
+    for index, content in enumerate(files, first):
         offset = 0
         for bid in content:
             fetch = blobs.get(bid)
