@@ -57,9 +57,9 @@ def plan(
     first: int = 0,
 ) -> list[RangeFetch]:
     """`files[i]` lists the blobs of file `first + i` in order; each goes
-    where the index's plaintext lengths of the blobs before it end. `place` is the index's
-    (`Repository.place`). Raises KeyError for a blob that is not indexed
-    (the caller reports the file)."""
+    where the index's plaintext lengths of the blobs before it end. `place`
+    is the index's (`Repository.place`). Raises KeyError for a blob that is
+    not indexed (the caller reports the file)."""
     blobs: dict[bytes, BlobFetch] = {}
     for index, content in enumerate(files, first):
         offset = 0

@@ -15,11 +15,11 @@ Every file is written under a temporary name in its own directory, created
 by its first write and truncated to its size (unwritten regions stay sparse
 holes; all-zero blocks are not written), and once complete it gets its
 ownership, xattrs, mode and times through its descriptor and is renamed
-over the final name: an existing file is only
-ever replaced by a complete, verified one. A file of one blob is written in
-one go by a writer (`file_writer`: helper processes for large restores),
-without a name until it is complete where the file system allows; the
-thread that writes the last blob of a larger file finishes it. A file whose
+over the final name: an existing file is only ever replaced by a complete,
+verified one. A file of one blob is written in one go by a writer
+(`file_writer`: helper processes for large restores), without a name until
+it is complete where the file system allows; the thread that writes the
+last blob of a larger file finishes it. A file whose
 data fails verification or cannot be fetched is removed instead and named
 in a warning; the old file stays. A failure that stops the whole restore
 (server unreachable, disk full, interrupt) removes every temporary file
@@ -90,8 +90,8 @@ class RestoreError(KeepError):
 
 
 class _Stopped(Exception):  # noqa: N818 — an internal signal, never seen outside this module
-    """A fetch or a write failed (`cause`): the restore stops. Not an
-    OSError, so that the walk's per-entry handling lets it through."""
+    """A fetch or a write failed (`cause`): the restore stops. Its own
+    type, so that `_fetching` tells it from a failure of its body."""
 
     def __init__(self, cause: Exception) -> None:
         super().__init__(str(cause))
