@@ -307,6 +307,29 @@ def _tree_for_batches(src: Path) -> None:
     os.link(src / "small/d0000/f000001.txt", src / "small/d0029/linked.txt")
 
 
+def _in_batches_of_100(
+    device: Device, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, helpers_from: int
+) -> tuple[Path, Remote, Repository, list[tuple[int, int]]]:
+    """The batch tree, backed up; the restorer set to plan 100 files at a
+    time; and a list that gets (first file, files written so far) as each
+    batch is planned."""
+    src = tmp_path / "src"
+    _tree_for_batches(src)
+    remote, repo = _backed_up_repo(device, src)
+    monkeypatch.setattr(restorer, "PLAN_BATCH", 100)
+    monkeypatch.setattr(restorer, "RANGES_AHEAD", 1)
+    monkeypatch.setattr(restorer, "HELPERS_FROM", helpers_from)
+    batches: list[tuple[int, int]] = []
+    real = restorer.Restorer._fetch_batch
+
+    def counting(self: restorer.Restorer, content: list[tuple[bytes, ...]], first: int) -> None:
+        batches.append((first, self.stats.files_written))
+        real(self, content, first)
+
+    monkeypatch.setattr(restorer.Restorer, "_fetch_batch", counting)
+    return src, remote, repo, batches
+
+
 @pytest.mark.parametrize(
     "helpers_from", [50, 1_000, 10**9], ids=["helpers", "helpers-from-the-tenth-batch", "fetch-threads-write"]
 )
@@ -316,20 +339,7 @@ def test_files_planned_in_batches_come_out_whole(
     """31 batches of 100 files: the fetch threads write the first while later
     ones are planned, a blob two batches share is fetched for each, and
     helpers take over the one-blob files once enough are planned."""
-    src = tmp_path / "src"
-    _tree_for_batches(src)
-    remote, repo = _backed_up_repo(device, src)
-    monkeypatch.setattr(restorer, "PLAN_BATCH", 100)
-    monkeypatch.setattr(restorer, "RANGES_AHEAD", 1)
-    monkeypatch.setattr(restorer, "HELPERS_FROM", helpers_from)
-    written_at_each_batch: list[int] = []
-    real = restorer.Restorer._fetch_batch
-
-    def counting(self: restorer.Restorer, content: list[tuple[bytes, ...]], first: int) -> None:
-        written_at_each_batch.append(self.stats.files_written)
-        real(self, content, first)
-
-    monkeypatch.setattr(restorer.Restorer, "_fetch_batch", counting)
+    src, remote, repo, batches = _in_batches_of_100(device, tmp_path, monkeypatch, helpers_from)
     target = tmp_path / "out"
     with remote:
         (info,) = repo.snapshots()
@@ -337,8 +347,8 @@ def test_files_planned_in_batches_come_out_whole(
         stats = r.run(info.snapshot.tree)
         assert r.verify() == []
     assert isinstance(r._writer, file_writer.HelperWriters) == (helpers_from < 10**9)
-    assert len(written_at_each_batch) == 31
-    assert written_at_each_batch[-1] > 0  # files were in place before the last batch was planned
+    assert [first for first, _ in batches] == list(range(0, 3_100, 100))
+    assert batches[-1][1] > 0  # files were in place before the last batch was planned
     assert stats.warnings == []
     assert describe(restored(target, src)) == describe(src)
     assert not list(target.rglob(".keep-restore-*"))
@@ -350,20 +360,7 @@ def test_a_failed_write_stops_the_planning_and_leaves_every_file_whole_or_absent
 ) -> None:
     """The disk fills a few batches in: the restore stops with one line, no
     further batch is planned, no temporary file is left."""
-    src = tmp_path / "src"
-    _tree_for_batches(src)
-    remote, repo = _backed_up_repo(device, src)
-    monkeypatch.setattr(restorer, "PLAN_BATCH", 100)
-    monkeypatch.setattr(restorer, "RANGES_AHEAD", 1)
-    monkeypatch.setattr(restorer, "HELPERS_FROM", helpers_from)
-    batches: list[int] = []
-    real = restorer.Restorer._fetch_batch
-
-    def counting(self: restorer.Restorer, content: list[tuple[bytes, ...]], first: int) -> None:
-        batches.append(first)
-        real(self, content, first)
-
-    monkeypatch.setattr(restorer.Restorer, "_fetch_batch", counting)
+    src, remote, repo, batches = _in_batches_of_100(device, tmp_path, monkeypatch, helpers_from)
     target = tmp_path / "out"
     with remote, tmpfs(tmp_path / "out", "2m"):  # full a few batches in
         (info,) = repo.snapshots()
