@@ -11,6 +11,7 @@ evict meanwhile."""
 
 from __future__ import annotations
 
+import _thread
 import gc
 import os
 import random
@@ -376,3 +377,37 @@ def test_a_failed_write_stops_the_planning_and_leaves_every_file_whole_or_absent
                 assert path.read_bytes() == (src / path.relative_to(out)).read_bytes(), path
                 whole += 1
         assert whole > 0
+
+
+def test_ctrl_c_while_the_last_ranges_are_fetched_drops_those_not_started(
+    device: Device, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An interrupt that reaches the restorer while it waits for the fetch
+    threads stops them: ranges not started are dropped, not fetched first."""
+    src = tmp_path / "src"
+    make_small_files(src, 600, 100, seed=14)
+    remote, repo = _backed_up_repo(device, src)
+    monkeypatch.setattr(restore_plan, "RANGE_MAX", 64 * 1024)  # one range per few files: dozens of them
+    monkeypatch.setattr(restorer, "RANGES_AHEAD", 1_000)  # all queued before the last wait
+    started: list[int] = []
+    real = restorer.Restorer._fetch_range
+
+    def slow(self: restorer.Restorer, rng: restore_plan.RangeFetch) -> None:
+        if not self._stop.is_set():
+            started.append(1)
+            if len(started) == 4:
+                _thread.interrupt_main()  # Ctrl-C, delivered to the waiting main thread
+            time.sleep(0.05)
+        real(self, rng)
+
+    monkeypatch.setattr(restorer.Restorer, "_fetch_range", slow)
+    target = tmp_path / "out"
+    with remote:
+        (info,) = repo.snapshots()
+        r = restorer.Restorer(repo, os.fsencode(target))
+        with pytest.raises(KeyboardInterrupt):
+            r.run(info.snapshot.tree)
+        ranges = len(restore_plan.plan([f.node.content for f in r._files], repo.place, repo.pack_sizes))
+    assert ranges >= 20
+    assert len(started) < ranges // 2
+    assert not list(target.rglob(".keep-restore-*"))

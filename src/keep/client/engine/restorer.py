@@ -289,7 +289,7 @@ class Restorer:
         # helpers once enough are planned (`_fetch_batch`).
         self._inline = InlineWriter(self.target, self._written, self._write_failed)
         self._writer: InlineWriter | HelperWriters = self._inline
-        self._singles = 0  # one-blob files planned so far
+        self._singles = 0  # one-blob files planned while the fetch threads write them
         self._write_failure: OSError | None = None  # the first a writer reported: it stops the restore
         self._careful: list[int] = []  # files restored blob by blob (`_restore_carefully`)
 
@@ -630,12 +630,12 @@ class Restorer:
                 with ThreadPoolExecutor(self.threads, thread_name_prefix="keep-restore") as self._pool:
                     try:
                         yield
-                    except BaseException:
+                        self._wait_fetched()
+                    except BaseException:  # Ctrl-C while waiting, too: what is not started is dropped
                         self._stop.set()
                         with contextlib.suppress(_Stopped):  # the first failure is the one to report
                             self._wait_fetched()
                         raise
-                    self._wait_fetched()
             finally:  # every file a writer was given is in place or reported before anything is said
                 self._pool = None
                 self._writer.close(abandon=self._stop.is_set())
@@ -667,12 +667,15 @@ class Restorer:
         a write has failed."""
         if self._pool is None:
             raise RuntimeError("files planned outside `_fetching`")
-        self._singles += sum(self._files[i].single for i in range(first, first + len(content)))
-        if self._writer is self._inline and self._singles >= HELPERS_FROM:
-            try:
-                self._writer = HelperWriters(self.target, HELPER_PROCESSES, self._written, self._write_failed)
-            except OSError as exc:
-                raise _Stopped(exc) from None
+        if self._writer is self._inline:
+            self._singles += sum(self._files[i].single for i in range(first, first + len(content)))
+            if self._singles >= HELPERS_FROM:
+                try:
+                    self._writer = HelperWriters(
+                        self.target, HELPER_PROCESSES, self._written, self._write_failed
+                    )
+                except OSError as exc:
+                    raise _Stopped(exc) from None
         if self._write_failure is not None:
             raise _Stopped(self._write_failure)
         for rng in plan(content, self.repo.place, self.repo.pack_sizes, first):
