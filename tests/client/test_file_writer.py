@@ -166,8 +166,13 @@ def test_ctrl_c_stops_the_restore_and_its_helpers(device: Device, tmp_path: Path
         assert proc.poll() is None, "the restore ended before it could be interrupted"
         assert time.monotonic() < deadline
         time.sleep(0.005)
+    # Frozen at once, so that it cannot finish between the look above and
+    # the interrupt (the helpers, in process groups of their own, go on).
+    os.killpg(proc.pid, signal.SIGSTOP)
+    assert proc.poll() is None, "the restore ended before it could be interrupted"
     helpers = helpers_of(proc.pid)
     os.killpg(proc.pid, signal.SIGINT)
+    os.killpg(proc.pid, signal.SIGCONT)
     _, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 130, stderr
     assert b"interrupted" in stderr
