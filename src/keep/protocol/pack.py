@@ -49,8 +49,8 @@ FOOTER = struct.Struct(
 )
 FOOTER_SEALED_SIZE = FOOTER.size + TAG_SIZE
 RAW_LIMIT = {BlobType.DATA: BLOB_RAW_MAX, BlobType.TREE: TREE_RAW_MAX}
-_BLOB_TYPES = {int(t): t for t in BlobType}
-_CODECS = {int(c): c for c in Codec}
+BLOB_TYPES = {int(t): t for t in BlobType}  # the enum member for each value, without Enum's call
+CODECS = {int(c): c for c in Codec}
 
 
 class TocEntry(NamedTuple):
@@ -78,8 +78,8 @@ class TocEntry(NamedTuple):
         names the field when it fails and is the reference it must agree with."""
         if type(value) is list and len(value) == 6:
             kind, blob_id, codec, offset, length, raw_length = value
-            blob_type = _BLOB_TYPES.get(kind) if type(kind) is int else None
-            codec_value = _CODECS.get(codec) if type(codec) is int else None
+            blob_type = BLOB_TYPES.get(kind) if type(kind) is int else None
+            codec_value = CODECS.get(codec) if type(codec) is int else None
             if (
                 blob_type is not None
                 and codec_value is not None

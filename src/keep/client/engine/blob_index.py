@@ -16,11 +16,9 @@ import struct
 from collections.abc import Iterator, Mapping
 
 from keep.client.engine.locations import Location
-from keep.protocol.blob import BlobType
-from keep.protocol.compression import Codec
 from keep.protocol.index import IndexedPack
 from keep.protocol.limits import PACK_MAX_BLOBS
-from keep.protocol.pack import TocEntry
+from keep.protocol.pack import BLOB_TYPES, CODECS, TocEntry
 
 # blob type, blob id, codec, offset, sealed length, raw length, frame; all
 # bounded by PACK_MAX (64 MiB) or PACK_MAX_BLOBS, so 32 bits hold them
@@ -30,8 +28,6 @@ _SPAN = struct.Struct("<III")  # offset, sealed length, raw length
 _SPAN_AT = 1 + 32 + 1
 ENTRY_BITS = (PACK_MAX_BLOBS - 1).bit_length()  # a slot is pack number << ENTRY_BITS | entry number
 _ENTRY_MASK = (1 << ENTRY_BITS) - 1
-_BLOB_TYPES = {int(t): t for t in BlobType}
-_CODECS = {int(c): c for c in Codec}
 
 
 class PackTable:
@@ -62,7 +58,7 @@ class PackTable:
         kind, codec, offset, length, raw_length, frame = _FIELDS.unpack_from(self.table, at)
         if blob_id is None:
             blob_id = self.table[at + 1 : at + 33]
-        return TocEntry(_BLOB_TYPES[kind], blob_id, _CODECS[codec], offset, length, raw_length, frame)
+        return TocEntry(BLOB_TYPES[kind], blob_id, CODECS[codec], offset, length, raw_length, frame)
 
     def span(self, number: int) -> tuple[int, int, int]:
         """Entry `number`'s offset, sealed length and raw length."""
@@ -73,7 +69,7 @@ class PackTable:
 
     def entries(self) -> tuple[TocEntry, ...]:
         return tuple(
-            TocEntry(_BLOB_TYPES[kind], blob_id, _CODECS[codec], offset, length, raw_length, frame)
+            TocEntry(BLOB_TYPES[kind], blob_id, CODECS[codec], offset, length, raw_length, frame)
             for kind, blob_id, codec, offset, length, raw_length, frame in RECORD.iter_unpack(self.table)
         )
 
