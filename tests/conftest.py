@@ -7,6 +7,7 @@ from __future__ import annotations
 import itertools
 import os
 import shutil
+import signal
 from collections.abc import Iterator
 
 import pytest
@@ -21,6 +22,17 @@ from support.services import (
 )
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Ctrl-C as a terminal delivers it, however the suite was started. A
+    shell without job control starts background jobs (`make test &`, nohup)
+    with SIGINT ignored, and an ignored signal is inherited: the tests that
+    interrupt a restore would then see it carry on and exit 0. A Python
+    handler is not inherited across exec, so every program a test starts
+    gets the default disposition back."""
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.hookimpl(hookwrapper=True)
