@@ -26,6 +26,8 @@ from keep.client.engine import drill, file_writer, packer, restore_plan, restore
 from keep.client.engine.archiver import Archiver, BackupOptions
 from keep.client.engine.repository import Repository
 from keep.client.remote import Remote
+from keep.protocol.index import Index
+from keep.protocol.keys import DataKey
 from keep.protocol.tree import Node, NodeType
 from tests.client.conftest import Device
 from tests.client.tmpfs import tmpfs
@@ -290,6 +292,35 @@ def test_a_restore_pauses_the_garbage_collector_and_always_restarts_it(
         assert gc.isenabled()
     assert seen == [False, False]
     assert describe(restored(tmp_path / "out", src)) == describe(src)
+
+
+def test_loading_the_index_pauses_the_collector_and_always_restarts_it(
+    device: Device, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Loading the index builds an object per pack and per blob id, kept to
+    the end: the collector is off meanwhile and on again after, also when
+    the load fails."""
+    src = tmp_path / "src"
+    make_small_files(src, 50, 10, seed=7)
+    remote, repo = _backed_up_repo(device, src)
+    seen: list[bool] = []
+    real = Index.open
+
+    def watched(data_key: DataKey, data: bytes) -> Index:
+        seen.append(gc.isenabled())
+        if len(seen) == 2:
+            raise OSError(5, "Input/output error")
+        return real(data_key, data)
+
+    monkeypatch.setattr(Index, "open", watched)
+    with remote:
+        assert gc.isenabled()
+        repo.load_index()
+        assert gc.isenabled()
+        with pytest.raises(OSError, match="Input/output"):
+            repo.load_index()
+        assert gc.isenabled()
+    assert seen == [False, False]
 
 
 def _tree_for_batches(src: Path) -> None:

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from keep.client.device.state import write_private
+from keep.client.engine import collector
 from keep.client.engine.blob_index import BlobIndex, PackTable, PackView, Place, Readable
 from keep.client.engine.locations import Location, aligned
 from keep.client.remote import ObjectInfo, Remote
@@ -184,6 +185,10 @@ class Repository:
 
     def load_index(self, skip: Collection[str] = ()) -> None:
         """Load every index object (but those in `skip`), from the cache where possible."""
+        with collector.paused():  # an object per pack and per blob id, kept to the end
+            self._load_index(skip)
+
+    def _load_index(self, skip: Collection[str]) -> None:
         for attempt in (1, 2):
             listed = sorted(
                 (o for o in self.remote.list_objects("index") if o.id not in skip), key=lambda o: o.id

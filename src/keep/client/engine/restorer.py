@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import gc
 import itertools
 import os
 import secrets
@@ -44,7 +43,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from keep.client.engine import file_writer
+from keep.client.engine import collector, file_writer
 from keep.client.engine.file_writer import (
     DIR_FLAGS,
     DirectoryReplacedError,
@@ -345,7 +344,7 @@ class Restorer:
 
     # Phase 1 ---------------------------------------------------------------
     def run(self, root_tree: bytes, progress: Callable[[RestoreStats], None] | None = None) -> RestoreStats:
-        with _collector_paused():
+        with collector.paused():
             return self._run(root_tree, progress)
 
     def _run(self, root_tree: bytes, progress: Callable[[RestoreStats], None] | None) -> RestoreStats:
@@ -989,24 +988,6 @@ def compare_file(keys: RepositoryKeys, root: bytes, path: bytes, node: Node) -> 
     finally:
         os.close(fd)
     return ""
-
-
-@contextlib.contextmanager
-def _collector_paused() -> Iterator[None]:
-    """Python's cyclic garbage collector off for the length of a restore.
-    A restore builds an object per file and per blob that lives to its end,
-    and every full collection walks all of them again: 100,000 small files
-    cost ~10 full collections of ~0.1 s each, and planning took 0.75 s with
-    the collector on against 0.30 s off. A restore makes no cyclic garbage
-    worth collecting on the way (32 objects over those 100,000 files, counted
-    with `gc.collect()` at its end), so nothing accumulates meanwhile."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
 
 
 def _listing(dir_fd: int) -> frozenset[bytes]:
