@@ -7,12 +7,13 @@ file is either the snapshot's or as it was, and no helper outlives it."""
 from __future__ import annotations
 
 import os
+import random
 import signal
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -383,3 +384,34 @@ def test_without_unnamed_files_the_writer_falls_back_to_a_named_temporary(
     assert len(refused) == 1
     assert sorted(os.listdir(out)) == ["f0", "f1", "f2"]
     assert [(out / f"f{n}").read_bytes() for n in range(3)] == [b"", b"x", b"xx"]
+
+
+def test_data_runs_are_exactly_the_blocks_that_hold_a_nonzero_byte() -> None:
+    """Against a plain reference, on blocks that are zero, or zero but for
+    their first or last byte, or random, and tails of every kind: a block
+    with one nonzero byte is never left as a hole."""
+
+    def reference(data: bytes) -> list[tuple[int, int]]:
+        runs: list[tuple[int, int]] = []
+        for start in range(0, len(data), file_writer.HOLE_BLOCK):
+            end = min(start + file_writer.HOLE_BLOCK, len(data))
+            if any(data[start:end]):
+                if runs and runs[-1][1] == start:
+                    runs[-1] = (runs[-1][0], end)
+                else:
+                    runs.append((start, end))
+        return runs
+
+    block = file_writer.HOLE_BLOCK
+    rng = random.Random(20)
+    kinds: list[Callable[[int], bytes]] = [
+        bytes,
+        lambda n: b"\x01" + bytes(n - 1),
+        lambda n: bytes(n - 1) + b"\x80",
+        rng.randbytes,
+    ]
+    assert file_writer.data_runs(b"") == []
+    for _ in range(300):
+        sizes = [block] * rng.randint(0, 6) + [rng.choice([block, rng.randint(1, block - 1)])]
+        data = b"".join(rng.choice(kinds)(n) for n in sizes)
+        assert file_writer.data_runs(data) == reference(data)
