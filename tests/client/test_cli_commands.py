@@ -8,6 +8,8 @@ import pkgutil
 import subprocess
 import sys
 
+import pytest
+
 import keep.client.cli
 from keep.client.cli.main import COMMANDS, OLD_NAMES, cli
 from tests.client.conftest import KEEP
@@ -43,3 +45,34 @@ def test_backup_imports_neither_the_admin_page_nor_the_agent() -> None:
     loaded = json.loads(out)
     assert "keep.client.cli.backup" in loaded
     assert not {"keep.client.cli.admin", "keep.client.cli.agent", "keep.client.cli.maintenance"} & set(loaded)
+
+
+@pytest.mark.parametrize(
+    ("args", "module"),
+    [
+        (["backup", "/srv"], "backup"),
+        (["--json", "restore", "latest", "--target", "/tmp/x"], "restore"),
+        (["--ca-file", "/etc/ssl/ca.pem", "snapshots"], "listing"),
+        (["snapshots", "--json"], "listing"),
+        (["phonehome"], "checkin"),
+        (["--help"], None),
+        (["no-such-command"], None),
+    ],
+)
+def test_the_program_loads_the_command_asked_for_before_it_runs(args: list[str], module: str | None) -> None:
+    """`keep` imports the command's module with the collector off and
+    freezes what the imports made, then runs the command with the collector
+    on (docs/architecture.md); an argument that names no command loads none."""
+    code = (
+        "import gc, json, sys; import keep.client.cli.program as entry, keep.client.cli.main as m; "
+        "before = set(sys.modules); "
+        "m.main = lambda: print(json.dumps([gc.isenabled(), gc.get_freeze_count() > 0, "
+        "sorted(k for k in set(sys.modules) - before if k.startswith('keep.client.cli.'))])); "
+        f"sys.argv = ['keep', *{args!r}]; entry.main()"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    enabled, frozen, loaded = json.loads(out)
+    assert enabled
+    assert frozen
+    commands = {f"keep.client.cli.{m}" for m in (*COMMANDS.values(), *OLD_NAMES.values())}
+    assert [m for m in loaded if m in commands] == ([f"keep.client.cli.{module}"] if module else [])

@@ -139,6 +139,21 @@ def main() -> None:
     cli(args=global_flags_first(sys.argv[1:]), prog_name="keep")
 
 
+def load_command(args: list[str]) -> None:
+    """Import the module of the command that `args` (the program's
+    arguments) name, as running it would; nothing if they name none."""
+    args = global_flags_first(args)
+    for at, arg in enumerate(args):
+        if arg.startswith("-"):
+            continue
+        if at > 0 and args[at - 1] == "--ca-file":
+            continue  # the option's value
+        module = COMMANDS.get(arg) or OLD_NAMES.get(arg)
+        if module is not None:
+            importlib.import_module(f"keep.client.cli.{module}")
+        return
+
+
 def global_flags_first(args: list[str]) -> list[str]:
     """`keep snapshots --json` as well as `keep --json snapshots`: the global
     `--json` is moved to the front (never one after a `--`)."""
