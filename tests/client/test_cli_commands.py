@@ -76,3 +76,16 @@ def test_the_program_loads_the_command_asked_for_before_it_runs(args: list[str],
     assert frozen
     commands = {f"keep.client.cli.{m}" for m in (*COMMANDS.values(), *OLD_NAMES.values())}
     assert [m for m in loaded if m in commands] == ([f"keep.client.cli.{module}"] if module else [])
+
+
+def test_a_command_that_fails_to_load_is_one_line_not_a_traceback() -> None:
+    """A broken install (the command's module cannot be imported) is said
+    in one line with exit code 1, as before the program loaded it early."""
+    code = (
+        "import sys; sys.modules['keep.client.cli.backup'] = None; "
+        "import keep.client.cli.program as entry; sys.argv = ['keep', 'backup', '/srv']; entry.main()"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert out.returncode == 1
+    assert out.stderr.startswith("keep: internal error (ModuleNotFoundError")
+    assert "Traceback" not in out.stderr

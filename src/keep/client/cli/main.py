@@ -3,6 +3,7 @@ become a message and an exit code (docs/cli.md lists the codes)."""
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import json
 import os
@@ -141,7 +142,9 @@ def main() -> None:
 
 def load_command(args: list[str]) -> None:
     """Import the module of the command that `args` (the program's
-    arguments) name, as running it would; nothing if they name none."""
+    arguments) name, as running it would; nothing if they name none. A
+    module that fails to import is left to the command line, which imports
+    it again and reports the failure in one line."""
     args = global_flags_first(args)
     for at, arg in enumerate(args):
         if arg.startswith("-"):
@@ -150,7 +153,8 @@ def load_command(args: list[str]) -> None:
             continue  # the option's value
         module = COMMANDS.get(arg) or OLD_NAMES.get(arg)
         if module is not None:
-            importlib.import_module(f"keep.client.cli.{module}")
+            with contextlib.suppress(Exception):
+                importlib.import_module(f"keep.client.cli.{module}")
         return
 
 
