@@ -4,6 +4,7 @@ real CLI against the real server."""
 from __future__ import annotations
 
 import errno
+import gc
 import os
 import random
 import shutil
@@ -492,3 +493,59 @@ def test_many_small_files_are_indexed_in_bounded_index_objects(
     assert sum(sizes) >= 300  # every file's blob (and the trees) indexed
     device.run("restore", "latest", "--target", str(tmp_path / "out"))
     assert describe(restored(tmp_path / "out", src)) == describe(src)
+
+
+def test_a_backup_pauses_the_collector_and_leaves_no_garbage_per_pack(
+    device: Device, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The cyclic collector is off for the length of a backup (it would walk
+    every node and index entry again at each full collection: 0.9x the time
+    of 100,000 small files) and on again after, however the backup ends. So
+    what a backup leaves for the collector must not grow with its packs:
+    each upload through `socket.sendfile` left a cycle (4 objects)."""
+    monkeypatch.setattr(packer, "PACK_BLOBS_MAX", 25)
+    src = tmp_path / "src"
+    src.mkdir()
+    for n in range(300):
+        (src / f"f{n:03}").write_bytes(b"small file %d\n" % n)
+    device.init()
+    state = DeviceState.load(device.home)
+    seen: list[bool] = []
+    with Remote(state.server_url, state.device_token) as remote:
+        repo = Repository(remote, state.keys, device.home / "c2", state.suite)
+        archiver = Archiver(repo, BackupOptions(host="test"))
+        real_add = archiver.packer.add_unknown
+
+        def add(*args: Any, **kwargs: Any) -> None:
+            seen.append(gc.isenabled())
+            real_add(*args, **kwargs)
+
+        archiver.packer.add_unknown = add  # type: ignore[method-assign]
+        assert gc.isenabled()
+        archiver.run([os.fsencode(src)], None)
+        assert seen
+        assert not any(seen)
+        assert gc.isenabled()
+
+        for n in range(300):  # new content: as many packs again
+            (src / f"f{n:03}").write_bytes(b"changed small file %d\n" % n)
+        gc.collect()
+        gc.disable()  # the backup's pause nests in this one: nothing is collected until counted
+        try:
+            result = Archiver(repo, BackupOptions(host="test")).run([os.fsencode(src)], None)
+            garbage = gc.collect()
+        finally:
+            gc.enable()
+        assert result.packs >= 12
+        assert garbage <= 20  # the chunk pipeline's read buffers, once
+
+        failing = Archiver(repo, BackupOptions(host="test"))
+
+        def full(*args: Any, **kwargs: Any) -> None:
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        failing.packer.add_unknown = full  # type: ignore[method-assign]
+        (src / "new").write_bytes(b"new file\n")
+        with pytest.raises(OSError, match="No space left"):
+            failing.run([os.fsencode(src)], None)
+        assert gc.isenabled()

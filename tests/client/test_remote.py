@@ -4,15 +4,20 @@ treats a reply cut short."""
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import os
 import socket
 import threading
+from pathlib import Path
+from typing import BinaryIO
 
 import pytest
 
 from keep.client.remote import InsecureTransportError, Remote
+from keep.client.transport import send_file
 from keep.protocol.errors import KeepError
+from keep.protocol.limits import MiB
 
 
 @pytest.mark.parametrize(
@@ -69,3 +74,70 @@ def test_a_reply_cut_short_by_the_connection_is_retried() -> None:
     thread.join(5)
     listener.close()
     assert served == [0, 1]
+
+
+def _body(tmp_path: Path, size: int) -> BinaryIO:
+    path = tmp_path / "body"
+    path.write_bytes(os.urandom(size))
+    return path.open("rb")
+
+
+def test_a_file_body_goes_out_whole_and_leaves_no_garbage(tmp_path: Path) -> None:
+    """8 MiB through a socket with a timeout (non-blocking underneath, so
+    sendfile(2) waits for room as the reader drains it), byte for byte, and
+    no reference cycle behind: a backup pauses the collector for its whole
+    length, and `socket.sendfile` leaves one per call."""
+    size = 8 * MiB + 123
+    with _body(tmp_path, size) as body:
+        expected = body.read()
+        a, b = socket.socketpair()
+        a.settimeout(10)
+        got = bytearray()
+
+        def drain() -> None:
+            while len(got) < size and (piece := b.recv(1 << 16)):
+                got.extend(piece)
+
+        reader = threading.Thread(target=drain)
+        reader.start()
+        gc.collect()
+        was = gc.isenabled()
+        gc.disable()
+        try:
+            send_file(a, body, size)
+            reader.join(timeout=30)
+            assert gc.collect() == 0
+        finally:
+            if was:
+                gc.enable()
+            a.close()
+            b.close()
+    assert bytes(got) == expected
+
+
+def test_a_file_body_that_cannot_be_sent_in_time_is_a_timeout(tmp_path: Path) -> None:
+    """The peer reads nothing: once the socket buffers are full the wait
+    for room ends at the socket's timeout, as a network failure."""
+    with _body(tmp_path, 32 * MiB) as body:
+        a, b = socket.socketpair()
+        a.settimeout(0.2)
+        try:
+            with pytest.raises(TimeoutError):
+                send_file(a, body, 32 * MiB)
+        finally:
+            a.close()
+            b.close()
+
+
+def test_a_file_body_shorter_than_its_length_is_an_error(tmp_path: Path) -> None:
+    """A body that ends before the length its request announced is not sent
+    as if complete (the request would be cut short)."""
+    with _body(tmp_path, 1000) as body:
+        a, b = socket.socketpair()
+        a.settimeout(5)
+        try:
+            with pytest.raises(OSError, match="ended after 1000 of its 2000 bytes"):
+                send_file(a, body, 2000)
+        finally:
+            a.close()
+            b.close()

@@ -17,9 +17,12 @@ used: the device connects to its servers directly (docs/cli.md).
 
 from __future__ import annotations
 
+import errno
 import http.client
 import ipaddress
+import os
 import random
+import select
 import socket
 import ssl
 import threading
@@ -247,7 +250,7 @@ class Transport:
             body.flush()
             if conn.sock is None:
                 raise ConnectionResetError("connection closed before the body was sent")
-            conn.sock.sendfile(body, 0, int(headers["Content-Length"]))
+            send_file(conn.sock, body, int(headers["Content-Length"]))
         if self._record is not None and isinstance(conn, _Recording):
             self._record(bytes(conn.sent))
         resp = conn.getresponse()
@@ -270,6 +273,31 @@ class Transport:
             self._drop_connection()
         content_type = (resp.getheader("Content-Type") or "").split(";")[0].strip()
         return Reply(resp.status, raw, content_type, _seconds(resp.getheader("Retry-After")))
+
+
+def send_file(sock: socket.socket, file: BinaryIO, count: int) -> None:
+    """The first `count` bytes of `file` to `sock`: by sendfile(2) (the
+    kernel copies them), or under TLS by sends. `socket.sendfile` does the
+    same, but every call of it leaves a reference cycle behind (its
+    selector), garbage that only the cyclic collector frees — and a backup
+    pauses the collector (`collector.paused`) for its whole length."""
+    if isinstance(sock, ssl.SSLSocket):
+        sock.sendfile(file, 0, count)  # sends through TLS: no selector
+        return
+    timeout = sock.gettimeout()
+    writable = select.poll()
+    writable.register(sock, select.POLLOUT)
+    sent = 0
+    while sent < count:
+        if timeout is not None and not writable.poll(timeout * 1000):
+            raise TimeoutError("timed out sending a request body")
+        try:
+            n = os.sendfile(sock.fileno(), file.fileno(), sent, count - sent)
+        except BlockingIOError:
+            continue
+        if n == 0:
+            raise OSError(errno.EIO, f"a request body ended after {sent} of its {count} bytes")
+        sent += n
 
 
 class _Recording(http.client.HTTPConnection):

@@ -24,7 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cache, partial
 
-from keep.client.engine import explore
+from keep.client.engine import collector, explore
 from keep.client.engine.chunk_pipeline import (
     INLINE_MAX,
     ChunkPipeline,
@@ -335,6 +335,10 @@ class Archiver:
 
     # Public -----------------------------------------------------------------
     def run(self, sources: list[bytes], parent: tuple[str, Snapshot] | None) -> BackupResult:
+        with collector.paused():  # a node per file and an entry per blob, kept to the end
+            return self._run(sources, parent)
+
+    def _run(self, sources: list[bytes], parent: tuple[str, Snapshot] | None) -> BackupResult:
         paths = sorted({os.path.abspath(s) for s in sources})
         for a in paths:
             for b in paths:
