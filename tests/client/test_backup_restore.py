@@ -18,7 +18,7 @@ import pytest
 import zstandard
 
 from keep.client.device.state import DeviceState
-from keep.client.engine import packer
+from keep.client.engine import collector, packer
 from keep.client.engine.archiver import READ_BUFFER, Archiver, BackupOptions
 from keep.client.engine.repository import Repository
 from keep.client.remote import Remote
@@ -531,12 +531,9 @@ def test_a_backup_pauses_the_collector_and_leaves_no_garbage_per_pack(
 
         _write_300_small_files(src, b"changed small file")  # new content: as many packs again
         gc.collect()
-        gc.disable()  # the backup's pause nests in this one: nothing is collected until counted
-        try:
+        with collector.paused():  # the backup's pause nests in this one: nothing is collected until counted
             result = Archiver(repo, BackupOptions(host="test")).run([os.fsencode(src)], None)
             garbage = gc.collect()
-        finally:
-            gc.enable()
         assert result.packs >= 12
         assert garbage <= 20  # the chunk pipeline's read buffers, once
 

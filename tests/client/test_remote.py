@@ -14,6 +14,7 @@ from typing import BinaryIO
 
 import pytest
 
+from keep.client.engine import collector
 from keep.client.remote import InsecureTransportError, Remote
 from keep.client.transport import send_file
 from keep.protocol.errors import KeepError
@@ -101,17 +102,10 @@ def test_a_file_body_goes_out_whole_and_leaves_no_garbage(tmp_path: Path) -> Non
         reader = threading.Thread(target=drain)
         reader.start()
         gc.collect()
-        was = gc.isenabled()
-        gc.disable()
-        try:
+        with a, b, collector.paused():
             send_file(a, body, size)
             reader.join(timeout=30)
             assert gc.collect() == 0
-        finally:
-            if was:
-                gc.enable()
-            a.close()
-            b.close()
     assert bytes(got) == expected
 
 
@@ -121,12 +115,8 @@ def test_a_file_body_that_cannot_be_sent_in_time_is_a_timeout(tmp_path: Path) ->
     with _body(tmp_path, 32 * MiB) as body:
         a, b = socket.socketpair()
         a.settimeout(0.2)
-        try:
-            with pytest.raises(TimeoutError):
-                send_file(a, body, 32 * MiB)
-        finally:
-            a.close()
-            b.close()
+        with a, b, pytest.raises(TimeoutError):
+            send_file(a, body, 32 * MiB)
 
 
 def test_a_file_body_shorter_than_its_length_is_an_error(tmp_path: Path) -> None:
@@ -135,9 +125,5 @@ def test_a_file_body_shorter_than_its_length_is_an_error(tmp_path: Path) -> None
     with _body(tmp_path, 1000) as body:
         a, b = socket.socketpair()
         a.settimeout(5)
-        try:
-            with pytest.raises(OSError, match="ended after 1000 of its 2000 bytes"):
-                send_file(a, body, 2000)
-        finally:
-            a.close()
-            b.close()
+        with a, b, pytest.raises(OSError, match="ended after 1000 of its 2000 bytes"):
+            send_file(a, body, 2000)

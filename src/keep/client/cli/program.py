@@ -10,16 +10,13 @@ from __future__ import annotations
 import gc
 import sys
 
+from keep.client.engine import collector
+
 
 def main() -> None:
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
+    with collector.paused():
         from keep.client.cli import main as command_line
 
         command_line.load_command(sys.argv[1:])
         gc.freeze()
-    finally:
-        if enabled:
-            gc.enable()
     command_line.main()
