@@ -3,12 +3,12 @@ and the id the upload thread computes from it is the SHA-256 of those bytes."""
 
 from __future__ import annotations
 
-import hashlib
 import os
 import random
 import tempfile
 from pathlib import Path
 
+import blake3
 import pytest
 
 from keep.client import remote
@@ -69,12 +69,12 @@ def test_large_frames_are_written_when_a_megabyte_is_gathered(tmp_path: Path) ->
 
 
 @pytest.mark.parametrize("size", [0, 1, 256 * 1024 - 1, 256 * 1024, 256 * 1024 + 1, 3 * 1024 * 1024 + 17])
-def test_spool_digest_is_the_sha256_of_the_first_size_bytes(size: int) -> None:
+def test_spool_digest_is_the_blake3_of_the_first_size_bytes(size: int) -> None:
     data = os.urandom(size + 100)  # bytes past `size` are not part of the pack
     with tempfile.TemporaryFile() as spool:
         spool.write(data)
         spool.seek(5)  # the file's position does not matter
-        assert remote._spool_digest(spool, size) == hashlib.sha256(data[:size]).hexdigest()
+        assert remote._spool_digest(spool, size) == blake3.blake3(data[:size]).hexdigest()
 
 
 def test_spool_digest_refuses_a_spool_shorter_than_its_pack() -> None:

@@ -17,8 +17,9 @@ import pytest
 from keep.client.engine import collector
 from keep.client.remote import InsecureTransportError, Remote
 from keep.client.transport import send_file
-from keep.protocol.errors import KeepError
+from keep.protocol.errors import IntegrityError, KeepError
 from keep.protocol.limits import MiB
+from keep.protocol.object_id import object_id
 
 
 @pytest.mark.parametrize(
@@ -75,6 +76,45 @@ def test_a_reply_cut_short_by_the_connection_is_retried() -> None:
     thread.join(5)
     listener.close()
     assert served == [0, 1]
+
+
+def _serve_once(body: bytes) -> tuple[int, threading.Thread]:
+    """A port that answers one request with `body`, whatever was asked."""
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def serve() -> None:
+        with listener:
+            conn, _ = listener.accept()
+            with conn:
+                request = b""
+                while b"\r\n\r\n" not in request:
+                    request += conn.recv(65536)
+                conn.sendall(f"HTTP/1.1 200 OK\r\nContent-Length: {len(body)}\r\n\r\n".encode() + body)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    return listener.getsockname()[1], thread
+
+
+@pytest.mark.parametrize("named_by", ["blake3", "sha256", "neither"])
+def test_a_whole_object_must_hash_to_its_name_under_either_hash(named_by: str) -> None:
+    """New objects are named by BLAKE3, older ones by SHA-256: a download is
+    accepted under either name and refused under any other, so a server
+    cannot pass other bytes off under an object's name."""
+    body = os.urandom(50_000)
+    name = {
+        "blake3": object_id(body),
+        "sha256": hashlib.sha256(body).hexdigest(),
+        "neither": object_id(body[:-1]),
+    }[named_by]
+    port, thread = _serve_once(body)
+    with Remote(f"http://127.0.0.1:{port}") as remote:
+        if named_by == "neither":
+            with pytest.raises(IntegrityError, match="does not hash to its name"):
+                remote.get_object("pack", name)
+        else:
+            assert remote.get_object("pack", name) == body
+    thread.join(5)
 
 
 def _body(tmp_path: Path, size: int) -> BinaryIO:

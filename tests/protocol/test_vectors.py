@@ -19,6 +19,7 @@ from keep.protocol.index import Index
 from keep.protocol.keys import Kek, MasterKey, OwnerPublicKey, RecoveryKey
 from keep.protocol.keyslot import KeySlot
 from keep.protocol.limits import DEVICE_NAME_MAX
+from keep.protocol.object_id import is_named_by, object_id
 from keep.protocol.pack import PackReader
 from keep.protocol.recovery import decode_recovery_key
 from keep.protocol.snapshot import Snapshot
@@ -35,6 +36,22 @@ def load(name: str) -> Any:
 @pytest.mark.parametrize("name", sorted(make_vectors.BUILDERS))
 def test_vectors_match_the_code(name: str) -> None:
     assert make_vectors.BUILDERS[name]() == load(name)
+
+
+def test_object_id_vectors_name_their_bytes_and_nothing_else() -> None:
+    cases = load("object_id")["cases"]
+    # BLAKE3's published hashes of "" and "abc": the library is the real BLAKE3.
+    assert cases[0][1] == "af1349b9f5f9a1a6a0404dea36dcc9499bcb25c9adc112b7cc9a93cae41f3262"
+    assert cases[1][1] == "6437b3ac38465133ffb63b75273a8db548c558465d79db03fd359c6cd5bd9d85"
+    for data_hex, by_blake3, by_sha256 in cases:
+        data = bytes.fromhex(data_hex)
+        assert object_id(data) == by_blake3
+        assert is_named_by(data, by_blake3)
+        assert is_named_by(data, by_sha256)
+        tampered = data[:-1] + bytes([data[-1] ^ 1]) if data else b"\0"
+        assert not is_named_by(tampered, by_blake3)
+        assert not is_named_by(tampered, by_sha256)
+        assert not is_named_by(data, by_blake3[::-1])
 
 
 def test_keyslot_vector_unwraps_to_the_master_key() -> None:

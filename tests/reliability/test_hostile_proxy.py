@@ -33,7 +33,8 @@ async def relay(request: web.Request) -> web.StreamResponse:
     if "record_ranges" in mode and "Range" in request.headers:
         first, last = request.headers["Range"].removeprefix("bytes=").split("-")
         mode["record_ranges"].append((int(first), int(last)))
-    headers = {k: v for k, v in request.headers.items() if k.lower() not in ("host", *HOP)}
+    dropped = {"host", *HOP, *mode.get("drop_request_headers", ())}
+    headers = {k: v for k, v in request.headers.items() if k.lower() not in dropped}
     async with (
         aiohttp.ClientSession(auto_decompress=False) as session,
         session.request(

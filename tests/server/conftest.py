@@ -5,7 +5,6 @@ OpenAPI document the server itself serves."""
 from __future__ import annotations
 
 import base64
-import hashlib
 import os
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -20,6 +19,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from keep.protocol.kdf import KdfParams
 from keep.protocol.keys import AuthKey, Kek, MasterKey
 from keep.protocol.keyslot import KeySlot, SlotKind
+from keep.protocol.object_id import BLAKE3, HASH_HEADER, object_id
 from keep.server.app import create_app
 from keep.server.openapi import openapi_document
 from keep.server.settings import Settings
@@ -127,9 +127,15 @@ async def enroll(api: Api, owner: Owner, name: str = "device") -> tuple[str, str
 
 
 async def put(api: Api, token: str, data: bytes, kind: str = "pack") -> tuple[int, Any]:
-    oid = hashlib.sha256(data).hexdigest()
+    """Upload `data` as the client does: named by BLAKE3, and saying so."""
+    oid = object_id(data)
     status, body, _ = await api.call(
-        "PUT", f"/v1/objects/{kind}/{oid}", "/v1/objects/{kind}/{object_id}", token, data=data
+        "PUT",
+        f"/v1/objects/{kind}/{oid}",
+        "/v1/objects/{kind}/{object_id}",
+        token,
+        data=data,
+        headers={HASH_HEADER: BLAKE3},
     )
     return status, body
 

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from keep.protocol.object_id import BLAKE3, HASH_HEADER, SHA256, object_id
+from keep.server.cli import _scrub
 from keep.server.settings import Settings
 from tests.server.conftest import Api, Owner, create_owner, enroll, put
 
@@ -15,7 +17,7 @@ T = "/v1/objects/{kind}/{object_id}"
 
 async def test_put_get_head_round_trip(api: Api, owner: Owner) -> None:
     data = os.urandom(3 * 1024 * 1024 + 5)
-    oid = hashlib.sha256(data).hexdigest()
+    oid = object_id(data)
     assert await put(api, owner.session, data) == (201, {"created": True, "size": len(data)})
     status, body, _ = await api.call("GET", f"/v1/objects/pack/{oid}", T, owner.session)
     assert status == 200
@@ -34,7 +36,7 @@ async def test_put_is_idempotent(api: Api, owner: Owner) -> None:
 
 async def test_range_requests(api: Api, owner: Owner) -> None:
     data = bytes(range(256)) * 100
-    oid = hashlib.sha256(data).hexdigest()
+    oid = object_id(data)
     await put(api, owner.session, data)
     status, body, resp = await api.call(
         "GET", f"/v1/objects/pack/{oid}", T, owner.session, headers={"Range": "bytes=100-299"}
@@ -59,6 +61,37 @@ async def test_hash_mismatch_stores_nothing(api: Api, owner: Owner, settings: Se
     status, _, _ = await api.call("GET", f"/v1/objects/pack/{wrong}", T, owner.session)
     assert status == 404
     assert _stored_files(settings) == []
+
+
+async def test_the_hash_header_says_which_hash_names_the_object(
+    api: Api, owner: Owner, settings: Settings
+) -> None:
+    """BLAKE3 for a client that says so, SHA-256 for one that says nothing
+    (objects written before BLAKE3); each upload is checked under the hash it
+    names, never the other, and an unknown hash is refused before any byte is
+    stored."""
+    data = os.urandom(70_000)
+    by_blake3, by_sha256 = object_id(data), hashlib.sha256(data).hexdigest()
+    blake3_header = {HASH_HEADER: BLAKE3}
+    status, body, _ = await api.call("PUT", f"/v1/objects/pack/{by_blake3}", T, owner.session, data=data)
+    assert (status, body["code"]) == (400, "hash_mismatch")
+    status, body, _ = await api.call(
+        "PUT", f"/v1/objects/pack/{by_sha256}", T, owner.session, data=data, headers=blake3_header
+    )
+    assert (status, body["code"]) == (400, "hash_mismatch")
+    status, body, _ = await api.call(
+        "PUT", f"/v1/objects/pack/{by_sha256}", T, owner.session, data=data, headers={HASH_HEADER: "md5"}
+    )
+    assert (status, body["code"]) == (400, "bad_request")
+    assert HASH_HEADER in body["message"]
+    assert _stored_files(settings) == []
+    for oid, headers in ((by_blake3, blake3_header), (by_sha256, {HASH_HEADER: SHA256}), (by_sha256, {})):
+        status, _, _ = await api.call(
+            "PUT", f"/v1/objects/pack/{oid}", T, owner.session, data=data, headers=headers
+        )
+        assert status in (200, 201)
+        status, body, _ = await api.call("GET", f"/v1/objects/pack/{oid}", T, owner.session)
+        assert (status, body) == (200, data)
 
 
 def _stored_files(settings: Settings) -> list[Path]:
@@ -90,7 +123,7 @@ async def test_upload_without_length_is_refused(api: Api, owner: Owner) -> None:
 
 
 async def test_listing_is_paged(api: Api, owner: Owner) -> None:
-    ids = sorted([hashlib.sha256(str(i).encode()).hexdigest() for i in range(7)])
+    ids = sorted([object_id(str(i).encode()) for i in range(7)])
     for i in range(7):
         await put(api, owner.session, str(i).encode(), kind="index")
     seen: list[str] = []
@@ -128,7 +161,7 @@ async def test_quota_exceeded_stores_nothing(tmp_path: Path) -> None:
 
 async def test_delete_by_owner(api: Api, owner: Owner) -> None:
     await put(api, owner.session, b"doomed")
-    oid = hashlib.sha256(b"doomed").hexdigest()
+    oid = object_id(b"doomed")
     status, _, _ = await api.call("DELETE", f"/v1/objects/pack/{oid}", T, owner.session)
     assert status == 204
     status, _, _ = await api.call("GET", f"/v1/objects/pack/{oid}", T, owner.session)
@@ -143,13 +176,14 @@ async def test_interrupted_upload_leaves_nothing(api: Api, owner: Owner, setting
     """A client that announces 1 MiB, sends half and disconnects leaves no object
     and no temp file behind."""
     data = os.urandom(1024 * 1024)
-    oid = hashlib.sha256(data).hexdigest()
+    oid = object_id(data)
     host, port = api.client.server.host, api.client.server.port
     _, writer = await asyncio.open_connection(host, port)
     writer.write(
         (
             f"PUT /v1/objects/pack/{oid} HTTP/1.1\r\nHost: x\r\n"
-            f"Authorization: Bearer {owner.session}\r\nContent-Length: {len(data)}\r\n\r\n"
+            f"Authorization: Bearer {owner.session}\r\nContent-Length: {len(data)}\r\n"
+            f"{HASH_HEADER}: {BLAKE3}\r\n\r\n"
         ).encode()
         + data[: len(data) // 2]
     )
@@ -176,6 +210,28 @@ async def test_concurrent_uploads_of_the_same_object(api: Api, owner: Owner, n: 
 async def test_device_can_upload_and_read(api: Api, owner: Owner) -> None:
     _, token = await enroll(api, owner)
     assert (await put(api, token, b"from device"))[0] == 201
-    oid = hashlib.sha256(b"from device").hexdigest()
+    oid = object_id(b"from device")
     status, body, _ = await api.call("GET", f"/v1/objects/pack/{oid}", T, token)
     assert (status, body) == (200, b"from device")
+
+
+async def test_scrub_knows_both_hashes_and_finds_rot_under_either(
+    api: Api, owner: Owner, settings: Settings
+) -> None:
+    """One read per object checks it against both names: objects written by
+    this client (BLAKE3) and before it (SHA-256) are healthy, and a flipped
+    byte in either is damage."""
+    new, old = os.urandom(90_000), os.urandom(90_000)
+    assert (await put(api, owner.session, new))[0] == 201
+    old_id = hashlib.sha256(old).hexdigest()
+    assert (await api.call("PUT", f"/v1/objects/pack/{old_id}", T, owner.session, data=old))[0] == 201
+    [report] = await _scrub(settings)
+    assert (report.objects, report.healthy) == (2, True)
+    for path in _stored_files(settings):
+        body = bytearray(path.read_bytes())
+        body[len(body) // 2] ^= 1
+        path.write_bytes(bytes(body))
+    [report] = await _scrub(settings)
+    assert sorted(report.damaged) == sorted(
+        ("pack", oid, "content does not hash to its name") for oid in (object_id(new), old_id)
+    )

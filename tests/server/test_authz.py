@@ -8,10 +8,11 @@ from typing import Any
 
 import pytest
 
+from keep.protocol.object_id import object_id
 from tests.server.conftest import Api, b64, create_owner, enroll, put
 
-OBJ = hashlib.sha256(b"alice's object").hexdigest()
-NEW = hashlib.sha256(b"new object").hexdigest()
+OBJ = object_id(b"alice's object")  # uploaded by `put`, as the client does
+NEW = hashlib.sha256(b"new object").hexdigest()  # uploaded without the hash header: SHA-256
 OT = "/v1/objects/{kind}/{object_id}"
 
 # (method, path, template, json, data) — paths use {device} / {lock} placeholders.
@@ -115,7 +116,7 @@ async def test_device_cannot_delete_or_overwrite_even_with_crafted_requests(api:
     alice = await create_owner(api)
     _, device = await enroll(api, alice)
     await put(api, alice.session, b"precious")
-    oid = hashlib.sha256(b"precious").hexdigest()
+    oid = object_id(b"precious")
     # overwrite attempt: same name, other body -> hash mismatch, original intact
     status, body, _ = await api.call("PUT", f"/v1/objects/pack/{oid}", OT, device, data=b"ransom")
     assert status in (200, 400)

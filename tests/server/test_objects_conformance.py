@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from keep.protocol.object_id import BLAKE3, HASHES, SHA256, object_id
 from keep.server.backends import object_store
 from keep.server.storage.objects import HashMismatchError, ObjectStore, SizeMismatchError
 
@@ -40,8 +41,8 @@ async def read_all(store: ObjectStore, oid: str, start: int, end: int) -> bytes:
 
 async def test_put_stat_read_delete(store: ObjectStore) -> None:
     data = os.urandom(1_500_000)
-    oid = hashlib.sha256(data).hexdigest()
-    await store.put("acct", "pack", oid, len(data), chunks(data))
+    oid = object_id(data)
+    await store.put("acct", "pack", oid, len(data), chunks(data), hashed_by=BLAKE3)
     stat = await store.stat("acct", "pack", oid)
     assert stat is not None
     assert stat.size == len(data)
@@ -56,13 +57,15 @@ async def test_put_stat_read_delete(store: ObjectStore) -> None:
 
 async def test_hash_and_size_mismatch_store_nothing(store: ObjectStore) -> None:
     data = b"x" * 1000
-    oid = hashlib.sha256(data).hexdigest()
+    oid = object_id(data)
     with pytest.raises(HashMismatchError):
-        await store.put("acct", "pack", "0" * 64, len(data), chunks(data))
+        await store.put("acct", "pack", "0" * 64, len(data), chunks(data), hashed_by=BLAKE3)
+    with pytest.raises(HashMismatchError):  # named by one hash, checked by the other
+        await store.put("acct", "pack", oid, len(data), chunks(data), hashed_by=SHA256)
     with pytest.raises(SizeMismatchError):
-        await store.put("acct", "pack", oid, len(data) + 1, chunks(data))
+        await store.put("acct", "pack", oid, len(data) + 1, chunks(data), hashed_by=BLAKE3)
     with pytest.raises(SizeMismatchError):
-        await store.put("acct", "pack", oid, len(data) - 1, chunks(data))
+        await store.put("acct", "pack", oid, len(data) - 1, chunks(data), hashed_by=BLAKE3)
     assert await store.stat("acct", "pack", oid) is None
     assert [x async for x in store.iter_objects("acct")] == []
 
@@ -73,17 +76,17 @@ async def test_failed_stream_leaves_nothing(store: ObjectStore) -> None:
         raise ConnectionResetError
 
     with pytest.raises(ConnectionResetError):
-        await store.put("acct", "pack", "1" * 64, 100, broken())
+        await store.put("acct", "pack", "1" * 64, 100, broken(), hashed_by=BLAKE3)
     assert await store.stat("acct", "pack", "1" * 64) is None
     assert [x async for x in store.iter_objects("acct")] == []
 
 
 async def test_accounts_are_isolated_and_deleted_whole(store: ObjectStore) -> None:
     data = b"shared content"
-    oid = hashlib.sha256(data).hexdigest()
-    await store.put("a", "pack", oid, len(data), chunks(data))
+    oid = object_id(data)
+    await store.put("a", "pack", oid, len(data), chunks(data), hashed_by=BLAKE3)
     assert await store.stat("b", "pack", oid) is None
-    await store.put("b", "pack", oid, len(data), chunks(data))
+    await store.put("b", "pack", oid, len(data), chunks(data), hashed_by=BLAKE3)
     await store.delete_account("a")
     assert await store.stat("a", "pack", oid) is None
     assert await store.stat("b", "pack", oid) is not None
@@ -91,6 +94,16 @@ async def test_accounts_are_isolated_and_deleted_whole(store: ObjectStore) -> No
 
 async def test_concurrent_puts_of_the_same_object(store: ObjectStore) -> None:
     data = os.urandom(300_000)
-    oid = hashlib.sha256(data).hexdigest()
-    await asyncio.gather(*(store.put("acct", "pack", oid, len(data), chunks(data)) for _ in range(6)))
+    oid = object_id(data)
+    await asyncio.gather(
+        *(store.put("acct", "pack", oid, len(data), chunks(data), hashed_by=BLAKE3) for _ in range(6))
+    )
+    assert await read_all(store, oid, 0, len(data)) == data
+
+
+@pytest.mark.parametrize("hashed_by", HASHES)
+async def test_each_object_hash_names_what_it_stores(store: ObjectStore, hashed_by: str) -> None:
+    data = os.urandom(250_000)
+    oid = object_id(data) if hashed_by == BLAKE3 else hashlib.sha256(data).hexdigest()
+    await store.put("acct", "pack", oid, len(data), chunks(data, 7_000), hashed_by=hashed_by)
     assert await read_all(store, oid, 0, len(data)) == data

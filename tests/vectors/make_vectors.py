@@ -31,6 +31,7 @@ from keep.protocol.keys import (
     credential_keys,
 )
 from keep.protocol.keyslot import KeySlot, SlotKind
+from keep.protocol.object_id import object_id
 from keep.protocol.pack import write_pack
 from keep.protocol.padding import padme
 from keep.protocol.recovery import encode_recovery_key
@@ -194,6 +195,14 @@ def chunker_vectors() -> dict[str, Any]:
     }
 
 
+def object_id_vectors() -> dict[str, Any]:
+    """Object ids: BLAKE3 names new objects, SHA-256 those written before it.
+    The last case is the AES-256-GCM pack of `pack.json`."""
+    pack = bytes.fromhex(pack_vectors()["suites"]["AES_256_GCM"])
+    data = [b"", b"abc", stream(b"object", 100_000), pack]
+    return {"cases": [[h(d), object_id(d), hashlib.sha256(d).hexdigest()] for d in data]}
+
+
 def padme_vectors() -> dict[str, Any]:
     lengths = [0, 1, 2, 3, 9, 100, 1000, 4097, 65_537, 1_000_000, 16 * 2**20 + 1, 2**30 + 7]
     return {"cases": [[n, padme(n)] for n in lengths]}
@@ -206,6 +215,7 @@ BUILDERS = {
     "pack": pack_vectors,
     "records": record_vectors,
     "chunker": chunker_vectors,
+    "object_id": object_id_vectors,
     "padme": padme_vectors,
 }
 

@@ -11,16 +11,15 @@ captive portal) is named as such.
 from __future__ import annotations
 
 import base64
-import hashlib
 import json
 import os
 import threading
-from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
 from keep.client.transport import JSON_MAX, InsecureTransportError, Transport
+from keep.protocol import object_id as objectid
 from keep.protocol.api import LIST_LIMIT_MAX, Route, object_path, route_path
 from keep.protocol.errors import (
     AuthError,
@@ -113,6 +112,7 @@ class Remote:
         self.base_url = self.http.base_url
         self.ca_file = ca_file
         self.token = token
+        self.object_hash = objectid.WRITTEN  # SHA-256 once a server shows it knows no other
         self._uploads = ThreadPoolExecutor(upload_concurrency, thread_name_prefix="keep-upload")
         self._upload_slots = threading.BoundedSemaphore(upload_concurrency)
 
@@ -173,44 +173,27 @@ class Remote:
     def put_object(self, kind: str, data: bytes) -> str:
         return self.put_object_async(kind, data).result()
 
-    def put_object_async(self, kind: str, data: bytes, object_id: str | None = None) -> Future[str]:
+    def put_object_async(self, kind: str, data: bytes) -> Future[str]:
         """Upload in the background; at most `upload_concurrency` at once
-        (the caller blocks here when all slots are busy — backpressure).
-        `object_id`, if the caller already hashed `data`, saves hashing twice."""
-        object_id = object_id or hashlib.sha256(data).hexdigest()
-        return self._upload(kind, object_id, data, len(data))
+        (the caller blocks here when all slots are busy — backpressure). The
+        future's result is the object's id."""
+        return self._upload(kind, data, len(data))
 
     def put_file_async(self, kind: str, spool: BinaryIO, size: int) -> Future[str]:
         """Upload the `size` bytes of `spool` in the background and close it
-        afterwards; bounded like `put_object_async`. The object's id, the
-        SHA-256 of those bytes, is computed on the upload thread (hashing
-        releases the GIL there, instead of holding up the caller) and is the
-        future's result."""
-        return self._upload(kind, lambda: _spool_digest(spool, size), spool, size)
+        afterwards; bounded like `put_object_async`."""
+        return self._upload(kind, spool, size)
 
-    def _upload(
-        self, kind: str, object_id: str | Callable[[], str], body: bytes | BinaryIO, size: int
-    ) -> Future[str]:
-        """Upload in the background; `object_id` is the id, or computes it on
-        the upload thread."""
+    def _upload(self, kind: str, body: bytes | BinaryIO, size: int) -> Future[str]:
         self._upload_slots.acquire()
 
         def upload() -> str:
             try:
-                oid = object_id if isinstance(object_id, str) else object_id()
-                status, raw, ctype = self._request(
-                    "PUT",
-                    object_path(kind, oid),
-                    data=body,
-                    headers={"Content-Type": "application/octet-stream", "Content-Length": str(size)},
-                )
+                return self._put(kind, body, size)
             finally:
                 self._upload_slots.release()
                 if not isinstance(body, bytes):
                     body.close()
-            if status not in (200, 201):
-                raise _reply_error(status, raw, ctype, self.base_url)
-            return oid
 
         try:
             return self._uploads.submit(upload)
@@ -218,9 +201,37 @@ class Remote:
             self._upload_slots.release()
             raise
 
+    def _put(self, kind: str, body: bytes | BinaryIO, size: int) -> str:
+        """PUT `body` under its object id, computed here on the upload thread
+        (hashing releases the GIL, instead of holding up the engine thread).
+
+        The id is BLAKE3, and the request says so. A keep-server older than
+        BLAKE3 ids ignores that header and checks SHA-256, so it answers
+        hash_mismatch: from then on this client names objects by SHA-256,
+        which every reader accepts (docs/format.md §1)."""
+        while True:
+            hashed_by = self.object_hash
+            oid = _object_id(body, size, hashed_by)
+            status, raw, ctype = self._request(
+                "PUT",
+                object_path(kind, oid),
+                data=body,
+                headers={
+                    "Content-Type": "application/octet-stream",
+                    "Content-Length": str(size),
+                    objectid.HASH_HEADER: hashed_by,
+                },
+            )
+            if status in (200, 201):
+                return oid
+            if hashed_by != objectid.UNNAMED and _error_code(raw, ctype) == ErrorCode.HASH_MISMATCH:
+                self.object_hash = objectid.UNNAMED
+                continue
+            raise _reply_error(status, raw, ctype, self.base_url)
+
     def get_object(self, kind: str, object_id: str, limit: int = OBJECT_MAX) -> bytes:
         data = self._get(kind, object_id, None, limit)
-        if hashlib.sha256(data).hexdigest() != object_id:
+        if not objectid.is_named_by(data, object_id):
             raise IntegrityError(f"{kind} {object_id[:12]} does not hash to its name")
         return data
 
@@ -307,14 +318,24 @@ def _json_or_none(raw: bytes, ctype: str) -> Any:
 _read_buffers = threading.local()
 
 
-def _spool_digest(body: BinaryIO, size: int) -> str:
-    """SHA-256 of the first `size` bytes of `body`, read back from the page
-    cache into this thread's one reusable 256 KiB buffer (pread, so the file's
-    position does not matter; a fresh block per read fragmented the heap)."""
+def _object_id(body: bytes | BinaryIO, size: int, hashed_by: str) -> str:
+    """The id of an upload's body under the object-id hash `hashed_by`."""
+    if isinstance(body, bytes):
+        digest = objectid.new_hasher(hashed_by)
+        digest.update(body)
+        return digest.hexdigest()
+    return _spool_digest(body, size, hashed_by)
+
+
+def _spool_digest(body: BinaryIO, size: int, hashed_by: str = objectid.WRITTEN) -> str:
+    """The object id of the first `size` bytes of `body`, read back from the
+    page cache into this thread's one reusable 256 KiB buffer (pread, so the
+    file's position does not matter; a fresh block per read fragmented the
+    heap)."""
     buffer = getattr(_read_buffers, "buffer", None)
     if buffer is None:
         buffer = _read_buffers.buffer = memoryview(bytearray(256 * 1024))
-    digest, fd, offset = hashlib.sha256(), body.fileno(), 0
+    digest, fd, offset = objectid.new_hasher(hashed_by), body.fileno(), 0
     while offset < size:
         got = os.preadv(fd, [buffer[: min(len(buffer), size - offset)]], offset)
         if not got:
@@ -322,6 +343,15 @@ def _spool_digest(body: BinaryIO, size: int) -> str:
         digest.update(buffer[:got])
         offset += got
     return digest.hexdigest()
+
+
+def _error_code(raw: bytes, ctype: str) -> str | None:
+    """The `code` of keep-server's error reply, if this is one."""
+    try:
+        parsed = _json_or_none(raw, ctype)
+    except ProtocolViolationError:
+        return None
+    return parsed.get("code") if isinstance(parsed, dict) else None
 
 
 def _reply_error(status: int, raw: bytes, ctype: str, url: str) -> KeepError:

@@ -15,6 +15,7 @@ from aiohttp import web
 
 from keep.protocol.api import LIST_LIMIT_MAX, LOCK_MODES, LOCK_TTL_MAX, OBJECT_KINDS, Route, is_object_id
 from keep.protocol.errors import ErrorCode
+from keep.protocol.object_id import HASH_HEADER, HASHES, UNNAMED
 from keep.server.api_error import ApiError
 from keep.server.auth import Principal, Role, authenticate, check_owner, require_owner
 from keep.server.json_body import bad, field, read_json
@@ -31,7 +32,7 @@ def _target(request: web.Request) -> tuple[str, str]:
     if kind not in KINDS:
         raise ApiError(ErrorCode.NOT_FOUND, "unknown object kind")
     if "object_id" in request.match_info and not is_object_id(object_id):
-        raise bad("object ids are 64 lowercase hex digits (SHA-256 of the body)")
+        raise bad("object ids are 64 lowercase hex digits (the body's hash)")
     return kind, object_id
 
 
@@ -46,6 +47,9 @@ async def put_object(request: web.Request) -> web.Response:
     principal = await authenticate(request)
     svc = services(request)
     kind, object_id = _target(request)
+    hashed_by = request.headers.get(HASH_HEADER, UNNAMED)
+    if hashed_by not in HASHES:
+        raise bad(f"{HASH_HEADER} names an unknown hash (known: {', '.join(HASHES)})")
     size = request.content_length
     if size is None:
         raise ApiError(ErrorCode.LENGTH_REQUIRED, "uploads need a Content-Length")
@@ -58,7 +62,7 @@ async def put_object(request: web.Request) -> web.Response:
     if usage.quota is not None and usage.bytes + size > usage.quota:
         raise ApiError(ErrorCode.QUOTA_EXCEEDED, "the account's storage quota is exhausted")
     try:
-        await svc.objects.put(account, kind, object_id, size, _body(request))
+        await svc.objects.put(account, kind, object_id, size, _body(request), hashed_by=hashed_by)
     except HashMismatchError:
         raise ApiError(ErrorCode.HASH_MISMATCH, "body does not hash to the object id") from None
     except SizeMismatchError:

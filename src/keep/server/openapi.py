@@ -19,6 +19,7 @@ from keep.protocol.api import (
     Route,
 )
 from keep.protocol.errors import ErrorCode
+from keep.protocol.object_id import HASH_HEADER, HASHES, UNNAMED
 
 OBJECT_ID = {"type": "string", "pattern": OBJECT_ID_RE.pattern}
 B64 = {"type": "string", "contentEncoding": "base64"}
@@ -215,6 +216,16 @@ def openapi_document() -> dict[str, Any]:
     get_object["parameters"] = [
         {"name": "Range", "in": "header", "required": False, "schema": {"type": "string"}}
     ]
+    put_object = _op("Store an object (idempotent)", {200: "PutResult", 201: "PutResult"}, binary_body=True)
+    put_object["parameters"] = [
+        {
+            "name": HASH_HEADER,
+            "in": "header",
+            "required": False,
+            "description": f"the hash that names the object; absent: {UNNAMED}",
+            "schema": {"enum": list(HASHES)},
+        }
+    ]
     paths: dict[str, Any] = {
         "/healthz": {"get": _op("Liveness", {200: "Health"}, auth=False)},
         Route.KDF: {
@@ -264,11 +275,7 @@ def openapi_document() -> dict[str, Any]:
         },
         Route.OBJECT: {
             "parameters": OBJECT_PARAMS,
-            "put": _op(
-                "Store an object (idempotent)",
-                {200: "PutResult", 201: "PutResult"},
-                binary_body=True,
-            ),
+            "put": put_object,
             "get": get_object,
             "head": _op("Object size", {200: None}),
             "delete": _op("Delete an object (owner only)", {204: None}),

@@ -1,7 +1,8 @@
 """`keep-server scrub`: find bit rot without any key.
 
-Every object is named by the SHA-256 of its bytes, so the server can re-hash
-each stored body and compare. Scrub also reports objects the metadata records
+Every object is named by the hash of its bytes (BLAKE3, or SHA-256 for
+objects written before BLAKE3: `keep.protocol.object_id`), so the server can
+re-hash each stored body under both, in one read, and compare. Scrub also reports objects the metadata records
 but the store lost, and bodies the metadata does not know (left by a crash
 between the two writes; harmless, but worth an operator's look). Results are
 per account name, since that is what an operator acts on.
@@ -9,11 +10,11 @@ per account name, since that is what an operator acts on.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 from keep.protocol.api import LIST_LIMIT_MAX, OBJECT_KINDS
+from keep.protocol.object_id import HASHES, new_hasher
 from keep.server.storage.metadata import MetadataStore
 from keep.server.storage.objects import ObjectStore
 
@@ -60,16 +61,17 @@ async def _verify(
     stat = await objects.stat(account_id, kind, object_id)
     if stat is None:  # deleted while we scanned
         return ""
-    digest = hashlib.sha256()
+    digests = [new_hasher(name) for name in HASHES]
     size = 0
     async for block in objects.read(account_id, kind, object_id, 0, stat.size):
-        digest.update(block)
+        for digest in digests:
+            digest.update(block)
         size += len(block)
     result.objects += 1
     result.bytes += size
     if size != stat.size:
         return f"read {size} bytes of {stat.size}"
-    if digest.hexdigest() != object_id:
+    if all(digest.hexdigest() != object_id for digest in digests):
         return "content does not hash to its name"
     return ""
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import fcntl
-import hashlib
 import os
 import threading
 from collections import deque
@@ -46,6 +45,7 @@ from keep.protocol.errors import FormatError, IntegrityError, KeepError, NotFoun
 from keep.protocol.index import Index, IndexedPack
 from keep.protocol.keys import OwnerSigningKey, RepositoryKeys
 from keep.protocol.limits import OBJECT_MAX
+from keep.protocol.object_id import is_named_by
 from keep.protocol.pack import FOOTER, FOOTER_SEALED_SIZE, open_blob, parse_toc
 from keep.protocol.snapshot import Snapshot
 
@@ -260,7 +260,7 @@ class Repository:
         for info in listed:
             path = cache / info.id
             data = path.read_bytes() if path.exists() else b""
-            if hashlib.sha256(data).hexdigest() != info.id:
+            if not is_named_by(data, info.id):
                 data = self.remote.get_object(kind, info.id)
                 write_private(path, data)
             out.append((info, data))

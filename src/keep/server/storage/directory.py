@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import errno
-import hashlib
 import os
 import re
 import shutil
@@ -23,6 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from keep.protocol.api import is_object_id
+from keep.protocol.object_id import new_hasher
 from keep.server.storage.objects import (
     HashMismatchError,
     ObjectStore,
@@ -57,11 +57,11 @@ class _Upload:
     in progress, so the descriptor is never closed under it (and never
     reused by a new connection while a stale write still targets it)."""
 
-    def __init__(self, tmp_dir: Path) -> None:
+    def __init__(self, tmp_dir: Path, hashed_by: str) -> None:
+        self.hash = new_hasher(hashed_by)
         tmp_dir.mkdir(parents=True, exist_ok=True)
         self.fd, name = tempfile.mkstemp(dir=tmp_dir, prefix="upload-")
         self.path = Path(name)
-        self.hash = hashlib.sha256()
         self._lock = threading.Lock()
 
     def write(self, parts: list[bytes]) -> None:
@@ -126,12 +126,19 @@ class DirectoryObjectStore(ObjectStore):
         self._sync_pool.shutdown(wait=True)
 
     async def put(
-        self, account_id: str, kind: str, object_id: str, size: int, body: AsyncIterator[bytes]
+        self,
+        account_id: str,
+        kind: str,
+        object_id: str,
+        size: int,
+        body: AsyncIterator[bytes],
+        *,
+        hashed_by: str,
     ) -> None:
         final = self._path(account_id, kind, object_id)
         loop = asyncio.get_running_loop()
         try:
-            upload = await loop.run_in_executor(self._pool, _Upload, self._root / account_id / TMP)
+            upload = await loop.run_in_executor(self._pool, _Upload, self._root / account_id / TMP, hashed_by)
         except OSError as exc:
             if exc.errno in (errno.ENOSPC, errno.EDQUOT):
                 raise StorageFullError from None

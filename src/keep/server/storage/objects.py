@@ -47,9 +47,17 @@ class ObjectStore(abc.ABC):
 
     @abc.abstractmethod
     async def put(
-        self, account_id: str, kind: str, object_id: str, size: int, body: AsyncIterator[bytes]
+        self,
+        account_id: str,
+        kind: str,
+        object_id: str,
+        size: int,
+        body: AsyncIterator[bytes],
+        *,
+        hashed_by: str,
     ) -> None:
-        """Store exactly `size` bytes from `body` if they hash to `object_id`;
+        """Store exactly `size` bytes from `body` if they hash to `object_id`
+        under the object-id hash `hashed_by` (`keep.protocol.object_id`);
         atomic: a failure or crash leaves no visible object."""
 
     @abc.abstractmethod

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime
-import hashlib
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 from typing import Any
@@ -29,6 +28,7 @@ from aiobotocore.session import get_session
 from botocore.exceptions import ClientError
 
 from keep.protocol.api import OBJECT_KINDS, is_object_id
+from keep.protocol.object_id import new_hasher
 from keep.server.storage.objects import HashMismatchError, ObjectStore, SizeMismatchError, StoredObject
 
 PART_SIZE = 8 * 1024 * 1024  # S3 parts must be >= 5 MiB except the last
@@ -90,11 +90,18 @@ class S3ObjectStore(ObjectStore):
                     )
 
     async def put(
-        self, account_id: str, kind: str, object_id: str, size: int, body: AsyncIterator[bytes]
+        self,
+        account_id: str,
+        kind: str,
+        object_id: str,
+        size: int,
+        body: AsyncIterator[bytes],
+        *,
+        hashed_by: str,
     ) -> None:
         key = self._key(account_id, kind, object_id)
         loop = asyncio.get_running_loop()
-        digest = hashlib.sha256()  # fed a part at a time on a worker thread
+        digest = new_hasher(hashed_by)  # fed a part at a time on a worker thread
         buffered: list[bytes] = []
         held = received = 0
         upload_id: str | None = None
