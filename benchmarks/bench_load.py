@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import hashlib
 import os
 import statistics
 import sys
@@ -25,6 +24,7 @@ from pathlib import Path
 import aiohttp
 
 from benchmarks.bench_server import _rss_kib, setup_account
+from keep.protocol.object_id import BLAKE3, HASH_HEADER, object_id
 from support.servers import keep_server
 
 PACK = 16 * 1024 * 1024
@@ -35,9 +35,9 @@ async def run(url: str, seconds: float, small_clients: int, uploaders: int) -> d
     conn = aiohttp.TCPConnector(limit=small_clients + uploaders + 4)
     async with aiohttp.ClientSession(connector=conn) as session:
         token = await setup_account(session, url)
-        headers = {"Authorization": f"Bearer {token}"}
+        headers = {"Authorization": f"Bearer {token}", HASH_HEADER: BLAKE3}  # as the client uploads
         seed = os.urandom(1024)
-        known = hashlib.sha256(seed).hexdigest()
+        known = object_id(seed)
         async with session.put(f"{url}/v1/objects/index/{known}", data=seed, headers=headers) as r:
             r.raise_for_status()
         deadline = time.monotonic() + seconds
@@ -72,7 +72,7 @@ async def run(url: str, seconds: float, small_clients: int, uploaders: int) -> d
             while time.monotonic() < deadline:
                 block[:16] = os.urandom(16)
                 data = bytes(block)
-                oid = hashlib.sha256(data).hexdigest()
+                oid = object_id(data)
                 try:
                     async with session.put(f"{url}/v1/objects/pack/{oid}", data=data, headers=headers) as r:
                         await r.read()

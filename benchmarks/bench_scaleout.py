@@ -26,6 +26,7 @@ from pathlib import Path
 import aiohttp
 
 from benchmarks.bench_server import OBJECT_SIZE, make_objects, setup_account
+from keep.protocol.object_id import BLAKE3, HASH_HEADER
 from support.servers import keep_server
 from support.services import create_bucket, create_database, moto_s3, postgres_cluster
 
@@ -54,7 +55,7 @@ async def put_all(urls: list[str], objects: list[tuple[str, bytes]]) -> tuple[fl
     conn = aiohttp.TCPConnector(limit=CLIENTS * 2)
     async with aiohttp.ClientSession(connector=conn) as session:
         token = await setup_account(session, urls[0])
-        headers = {"Authorization": f"Bearer {token}"}
+        headers = {"Authorization": f"Bearer {token}", HASH_HEADER: BLAKE3}  # as the client uploads
         queue: asyncio.Queue[tuple[int, str, bytes]] = asyncio.Queue()
         for i, (oid, data) in enumerate(objects):
             queue.put_nowait((i, oid, data))

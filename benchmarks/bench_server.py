@@ -22,6 +22,7 @@ from pathlib import Path
 
 import aiohttp
 
+from keep.protocol.object_id import BLAKE3, HASH_HEADER, object_id
 from support.servers import keep_server
 
 OBJECT_SIZE = 16 * 1024 * 1024
@@ -59,7 +60,7 @@ def make_objects(n: int) -> list[tuple[str, bytes]]:
     for i in range(n):
         base[:8] = i.to_bytes(8, "big") + bytes(0)
         data = bytes(base)
-        out.append((hashlib.sha256(data).hexdigest(), data))
+        out.append((object_id(data), data))
     return out
 
 
@@ -74,7 +75,7 @@ async def transfer(
     queue: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue()
     for item in objects:
         queue.put_nowait(item)
-    headers = {"Authorization": f"Bearer {token}"}
+    headers = {"Authorization": f"Bearer {token}", HASH_HEADER: BLAKE3}  # as the client uploads
 
     async def worker() -> None:
         while not queue.empty():
@@ -135,7 +136,7 @@ async def run(objects_count: int, base: Path) -> None:
                         f"server {server_cpu:.2f} s, client {client_cpu:.2f} s"
                     )
             fresh = make_objects(objects_count // 2)
-            fresh = [(hashlib.sha256(d + b"x").hexdigest(), d + b"x") for _, d in fresh]
+            fresh = [(object_id(d + b"x"), d + b"x") for _, d in fresh]
             p50, p99 = await latency_under_load(session, url, token, fresh, 2000)
             print(f"  small GET /v1/usage under 4 uploading clients: p50 {p50:.1f} ms, p99 {p99:.1f} ms")
         rss = _rss_kib(proc.pid)
