@@ -24,6 +24,7 @@ from pathlib import Path
 from keep.protocol.api import is_object_id
 from keep.protocol.object_id import new_hasher
 from keep.server.storage.objects import (
+    Body,
     HashMismatchError,
     ObjectStore,
     SizeMismatchError,
@@ -126,14 +127,7 @@ class DirectoryObjectStore(ObjectStore):
         self._sync_pool.shutdown(wait=True)
 
     async def put(
-        self,
-        account_id: str,
-        kind: str,
-        object_id: str,
-        size: int,
-        body: AsyncIterator[bytes],
-        *,
-        hashed_by: str,
+        self, account_id: str, kind: str, object_id: str, size: int, body: Body, *, hashed_by: str
     ) -> None:
         final = self._path(account_id, kind, object_id)
         loop = asyncio.get_running_loop()

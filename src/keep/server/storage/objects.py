@@ -13,6 +13,8 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
+Body = AsyncIterator[bytes]  # an upload's bytes as they arrive
+
 
 class HashMismatchError(Exception):
     """Raised by `put` when the body does not hash to its id (nothing stored)."""
@@ -47,14 +49,7 @@ class ObjectStore(abc.ABC):
 
     @abc.abstractmethod
     async def put(
-        self,
-        account_id: str,
-        kind: str,
-        object_id: str,
-        size: int,
-        body: AsyncIterator[bytes],
-        *,
-        hashed_by: str,
+        self, account_id: str, kind: str, object_id: str, size: int, body: Body, *, hashed_by: str
     ) -> None:
         """Store exactly `size` bytes from `body` if they hash to `object_id`
         under the object-id hash `hashed_by` (`keep.protocol.object_id`);

@@ -29,7 +29,7 @@ from botocore.exceptions import ClientError
 
 from keep.protocol.api import OBJECT_KINDS, is_object_id
 from keep.protocol.object_id import new_hasher
-from keep.server.storage.objects import HashMismatchError, ObjectStore, SizeMismatchError, StoredObject
+from keep.server.storage.objects import Body, HashMismatchError, ObjectStore, SizeMismatchError, StoredObject
 
 PART_SIZE = 8 * 1024 * 1024  # S3 parts must be >= 5 MiB except the last
 READ_BLOCK = 1024 * 1024
@@ -90,14 +90,7 @@ class S3ObjectStore(ObjectStore):
                     )
 
     async def put(
-        self,
-        account_id: str,
-        kind: str,
-        object_id: str,
-        size: int,
-        body: AsyncIterator[bytes],
-        *,
-        hashed_by: str,
+        self, account_id: str, kind: str, object_id: str, size: int, body: Body, *, hashed_by: str
     ) -> None:
         key = self._key(account_id, kind, object_id)
         loop = asyncio.get_running_loop()
