@@ -2,10 +2,11 @@
 
 Every object is named by the hash of its bytes (BLAKE3, or SHA-256 for
 objects written before BLAKE3: `keep.protocol.object_id`), so the server can
-re-hash each stored body under both, in one read, and compare. Scrub also reports objects the metadata records
-but the store lost, and bodies the metadata does not know (left by a crash
-between the two writes; harmless, but worth an operator's look). Results are
-per account name, since that is what an operator acts on.
+re-hash each stored body under both, in one read, and compare. Scrub also
+reports objects the metadata records but the store lost, and bodies the
+metadata does not know (left by a crash between the two writes; harmless,
+but worth an operator's look). Results are per account name, since that is
+what an operator acts on.
 """
 
 from __future__ import annotations
