@@ -9,20 +9,24 @@ import random
 import re
 from pathlib import Path
 
+from keep.client.engine.chunk_pipeline import INFLIGHT_MAX
 from tests.client.conftest import Device, Terminal
 from tests.client.tree_builder import describe
 
 
 def slow_tree(tmp_path: Path) -> Path:
-    """Small files, then one file that takes seconds at zstd level 19."""
+    """Small files, then one file that takes seconds at zstd level 19 and is
+    larger than the bytes the backup lets in flight, so reading it has to
+    wait for compression and the progress line moves at that pace (a file
+    that fits in flight is read, and counted, in an instant)."""
     src = tmp_path / "src"
     src.mkdir()
     for i in range(300):
         (src / f"small-{i:03}.txt").write_text(f"file {i}\n" * 50)
     rng = random.Random(7)
     words = [bytes(rng.choices(b"abcdefghijklmnop", k=rng.randint(2, 9))) for _ in range(4000)]
-    text = b" ".join(rng.choice(words) for _ in range(2_200_000))  # ~12 MB of compressible text
-    (src / "zz-big.txt").write_bytes(text)
+    text = b" ".join(rng.choice(words) for _ in range(2_200_000))  # ~14 MB of compressible text
+    (src / "zz-big.txt").write_bytes(text * (INFLIGHT_MAX // len(text) + 2))
     return src
 
 
