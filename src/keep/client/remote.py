@@ -224,7 +224,8 @@ class Remote:
             )
             if status in (200, 201):
                 return oid
-            if hashed_by != objectid.UNNAMED and _error_code(raw, ctype) == ErrorCode.HASH_MISMATCH:
+            error = _error_body(raw, ctype) or {}
+            if hashed_by != objectid.UNNAMED and error.get("code") == ErrorCode.HASH_MISMATCH:
                 self.object_hash = objectid.UNNAMED
                 continue
             raise _reply_error(status, raw, ctype, self.base_url)
@@ -345,24 +346,22 @@ def _spool_digest(body: BinaryIO, size: int, hashed_by: str = objectid.WRITTEN) 
     return digest.hexdigest()
 
 
-def _error_code(raw: bytes, ctype: str) -> str | None:
-    """The `code` of keep-server's error reply, if this is one."""
+def _error_body(raw: bytes, ctype: str) -> dict[str, Any] | None:
+    """keep-server's error body (a JSON object with a string `code`), or
+    None if the reply is not one."""
     try:
         parsed = _json_or_none(raw, ctype)
     except ProtocolViolationError:
         return None
-    return parsed.get("code") if isinstance(parsed, dict) else None
+    if not isinstance(parsed, dict) or not isinstance(parsed.get("code"), str):
+        return None
+    return parsed
 
 
 def _reply_error(status: int, raw: bytes, ctype: str, url: str) -> KeepError:
     """The error for a reply that is not the expected one."""
-    try:
-        parsed = _json_or_none(raw, ctype)
-    except ProtocolViolationError:
-        parsed = None
-    if not isinstance(parsed, dict) or not isinstance(parsed.get("code"), str):
-        return _foreign_reply(status, url)
-    return _error(status, parsed, url)
+    body = _error_body(raw, ctype)
+    return _foreign_reply(status, url) if body is None else _error(status, body, url)
 
 
 def _foreign_reply(status: int, url: str) -> KeepError:
