@@ -1,23 +1,32 @@
 """The HTTP adapter: its transport policy (checked without touching the
-network: the constructor decides before any connection exists) and how it
-treats a reply cut short."""
+network: the constructor decides before any connection exists), how it
+treats a reply cut short, and ranges read a piece at a time."""
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import hashlib
 import os
 import socket
 import threading
+import tracemalloc
 from pathlib import Path
 from typing import BinaryIO
 
 import pytest
 
+from keep.client import transport
 from keep.client.engine import collector
 from keep.client.remote import InsecureTransportError, Remote
 from keep.client.transport import send_file
-from keep.protocol.errors import IntegrityError, KeepError
+from keep.protocol.errors import (
+    IntegrityError,
+    KeepError,
+    NotFoundError,
+    ProtocolViolationError,
+    ServerUnreachableError,
+)
 from keep.protocol.limits import MiB
 from keep.protocol.object_id import object_id
 
@@ -167,3 +176,165 @@ def test_a_file_body_shorter_than_its_length_is_an_error(tmp_path: Path) -> None
         a.settimeout(5)
         with a, b, pytest.raises(OSError, match="ended after 1000 of its 2000 bytes"):
             send_file(a, body, 2000)
+
+
+class _RangeServer:
+    """One object's byte ranges on a raw socket, on keep-alive connections.
+    The n-th request is answered as `replies[n]` says: "whole" (206 with the
+    range), "cut" (the range's length promised, half of it sent, the
+    connection closed), "short" (206 one byte short, said so), "long" (a
+    length one byte longer than asked), "404", or "200" (the whole object,
+    the Range ignored). Records each Range asked and the connection it came
+    on."""
+
+    def __init__(self, data: bytes, replies: list[str]) -> None:
+        self.data, self.replies = memoryview(data), replies
+        self.asked: list[tuple[int, int, int]] = []  # (first, last, connection number)
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        connections = 0
+        with self.listener:
+            while len(self.asked) < len(self.replies):
+                conn, _ = self.listener.accept()
+                connections += 1
+                with conn, contextlib.suppress(ConnectionError):  # the client dropped it
+                    while len(self.asked) < len(self.replies) and self._answer(conn, connections):
+                        pass
+
+    def _answer(self, conn: socket.socket, connection: int) -> bool:
+        """One request on `conn`; False once the connection is over."""
+        request = b""
+        while b"\r\n\r\n" not in request:
+            piece = conn.recv(65536)
+            if not piece:
+                return False
+            request += piece
+        spec = next(line for line in request.split(b"\r\n") if line.lower().startswith(b"range:"))
+        first, last = (int(x) for x in spec.split(b"=")[1].split(b"-"))
+        reply = self.replies[len(self.asked)]
+        self.asked.append((first, last, connection))
+        part = self.data[first : last + 1]
+        status, declared, sent = 206, len(part), part
+        if reply == "404":
+            status, declared, sent = 404, 2, memoryview(b"{}")
+        elif reply == "200":
+            status, declared, sent = 200, len(self.data), self.data
+        elif reply == "short":
+            declared, sent = len(part) - 1, part[:-1]
+        elif reply == "long":
+            declared = len(part) + 1
+        conn.sendall(f"HTTP/1.1 {status} X\r\nContent-Length: {declared}\r\n\r\n".encode())
+        if reply == "cut":
+            conn.sendall(part[: len(part) // 2])
+            return False
+        conn.sendall(sent)
+        return reply != "long"
+
+
+def test_a_range_is_read_a_piece_at_a_time_and_asked_again_from_where_it_broke(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A connection that breaks in the middle of a range is not the end of
+    it, nor a reason to fetch it all again: what was read stays read, and
+    the rest is asked for from the end of the last whole piece."""
+    monkeypatch.setattr(transport, "_jittered", lambda delay: 0.0)
+    data = os.urandom(4 * MiB)
+    start, end = 64 * 1024, 4 * MiB
+    server = _RangeServer(data, ["cut", "whole"])
+    with Remote(f"http://127.0.0.1:{server.port}") as remote:
+        with remote.range_reader("pack", "ab" * 32, start, end) as reader:
+            got = [reader.read(MiB), reader.read(MiB)]  # the cut falls inside the second piece
+            reader.skip(MiB)
+            got.append(reader.read(end - reader.position))
+    assert b"".join(got[:2]) == data[start : start + 2 * MiB]
+    assert got[2] == data[start + 3 * MiB : end]
+    assert [(first, last) for first, last, _ in server.asked] == [(start, end - 1), (start + MiB, end - 1)]
+    server.thread.join(5)
+
+
+def test_a_range_reader_holds_one_piece_not_the_range() -> None:
+    """32 MiB taken in 1 MiB pieces: what the reader allocates at its peak
+    is about one piece (a fetch thread of a restore holds one blob)."""
+    data = os.urandom(32 * MiB)
+    server = _RangeServer(data, ["whole"])
+    total = 0
+    with Remote(f"http://127.0.0.1:{server.port}") as remote:
+        tracemalloc.start()
+        try:
+            with remote.range_reader("pack", "ab" * 32, 0, len(data)) as reader:
+                while reader.position < len(data):
+                    piece = reader.read(MiB)
+                    assert piece == data[total : total + MiB]
+                    total += len(piece)
+                    del piece
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+    assert total == len(data)
+    assert peak < 4 * MiB, peak
+    server.thread.join(5)
+
+
+def test_a_range_that_keeps_breaking_ends_as_unreachable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(transport, "_jittered", lambda delay: 0.0)
+    data = os.urandom(MiB)
+    server = _RangeServer(data, ["cut"] * transport.RETRIES)
+    with Remote(f"http://127.0.0.1:{server.port}") as remote:
+        reader = remote.range_reader("pack", "ab" * 32, 0, MiB)
+        with reader, pytest.raises(ServerUnreachableError, match="cannot reach the server") as caught:
+            reader.read(MiB)
+    assert "\n" not in str(caught.value)
+    assert len(server.asked) == transport.RETRIES
+    server.thread.join(5)
+
+
+@pytest.mark.parametrize(
+    ("reply", "error", "says", "next_connection"),
+    [
+        ("short", IntegrityError, "short range", 2),
+        ("long", ProtocolViolationError, "larger than allowed", 2),
+        ("404", NotFoundError, "has no pack", 1),
+        ("200", KeepError, "HTTP 200", 2),
+    ],
+)
+def test_a_range_the_server_answers_wrongly_is_refused(
+    reply: str, error: type, says: str, next_connection: int
+) -> None:
+    """Fewer bytes than asked (damage the files that needed them), more
+    (never read), no object, or the whole object where a range was asked:
+    each a clear error. A connection whose body was left unread is not used
+    again; after a 404's short body it is."""
+    data = os.urandom(MiB)
+    server = _RangeServer(data, [reply, "whole"])
+    with Remote(f"http://127.0.0.1:{server.port}") as remote:
+        with remote.range_reader("pack", "ab" * 32, 0, MiB) as reader, pytest.raises(error, match=says):
+            reader.read(MiB)
+        assert remote.get_range("pack", "ab" * 32, 0, 100) == data[:100]
+    assert server.asked[1][2] == next_connection
+    server.thread.join(5)
+
+
+def test_a_range_closed_part_way_leaves_no_unread_body_behind(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A reader closed before its end (the restore stopping) drops its
+    connection: the thread's next request goes out at once on a new one
+    (no failure, no retry), and its reply is not mistaken for the rest of
+    the old body."""
+
+    def no_retry(delay: float) -> float:
+        raise AssertionError("a request was retried")
+
+    monkeypatch.setattr(transport, "_jittered", no_retry)
+    data = os.urandom(4 * MiB)
+    server = _RangeServer(data, ["whole", "whole", "whole"])
+    with Remote(f"http://127.0.0.1:{server.port}") as remote:
+        with remote.range_reader("pack", "ab" * 32, 0, len(data)) as reader:
+            assert reader.read(MiB) == data[:MiB]
+        assert remote.get_range("pack", "ab" * 32, 10, 20) == data[10:20]
+        with remote.range_reader("pack", "ab" * 32, 0, 100) as reader:  # read to its end: kept alive
+            assert reader.read(100) == data[:100]
+    assert [c for _, _, c in server.asked] == [1, 2, 2]
+    server.thread.join(5)

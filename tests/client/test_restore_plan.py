@@ -1,6 +1,7 @@
-"""The restore plan's ranges (restore_plan.plan, pure): what a fetch thread
-holds at once — its range and the plaintext of one blob — stays within
-HOLD_MAX, and every blob is fetched once, by a range that covers it."""
+"""The restore plan's ranges (restore_plan.plan, pure): each within
+RANGE_MAX, filled whatever the blobs' plaintext (a fetch thread holds one
+blob at a time, not its range), and every blob fetched once, by a range
+that covers it."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import os
 import random
 
 from keep.client.engine.blob_index import PackTable
-from keep.client.engine.restore_plan import HOLD_MAX, MERGE_GAP, RANGE_MAX, plan
+from keep.client.engine.restore_plan import MERGE_GAP, RANGE_MAX, plan
 from keep.protocol.blob import BlobType
 from keep.protocol.compression import Codec
 from keep.protocol.envelope import Suite
@@ -43,26 +44,22 @@ def _plan(table: PackTable, ids: list[bytes]) -> list[list[bytes]]:
     return out
 
 
-def _held(table: PackTable, ids: list[bytes], members: list[bytes]) -> tuple[int, int]:
-    """(bytes between the first member's start and the last one's end, the
-    largest plaintext among them): what a thread holds is their sum."""
+def _fetched(table: PackTable, ids: list[bytes], members: list[bytes]) -> int:
+    """Bytes between the first member's start and the last one's end."""
     spans = [table.span(ids.index(b)) for b in members]
-    return max(o + n for o, n, _ in spans) - min(o for o, _, _ in spans), max(r for _, _, r in spans)
+    return max(o + n for o, n, _ in spans) - min(o for o, _, _ in spans)
 
 
-def test_zero_runs_are_not_merged_into_full_ranges() -> None:
+def test_zero_runs_fill_ranges_like_any_blob() -> None:
     """Runs of zeros: 8 MiB of plaintext behind a few hundred bytes each,
-    among ordinary 1 MiB blobs. The old rule merged them into 8 MiB ranges,
-    16 MiB held by a thread; now range plus largest plaintext stays within
-    HOLD_MAX."""
-    assert HOLD_MAX < RANGE_MAX + CHUNK_MAX  # the limit binds where a full range meets a full chunk
+    among ordinary 1 MiB blobs. A thread opens one blob at a time off the
+    connection, so their plaintext does not shorten the ranges: 9 MiB of
+    sealed bytes in two requests."""
     blobs = [(1 * MiB, 1 * MiB)] * 3 + [(300, CHUNK_MAX)] + [(1 * MiB, 1 * MiB)] * 6 + [(300, CHUNK_MAX)] * 2
     table, ids = _pack(blobs)
     ranges = _plan(table, ids)
-    for members in ranges:
-        fetched, largest = _held(table, ids, members)
-        assert fetched + largest <= HOLD_MAX
-    assert len(ranges) > 2  # 9 MiB of sealed bytes: more than two ranges once the zero runs count
+    assert [len(members) for members in ranges] == [8, 4]
+    assert all(_fetched(table, ids, members) <= RANGE_MAX for members in ranges)
 
 
 def test_ordinary_blobs_still_fill_ranges_up_to_range_max() -> None:
@@ -71,7 +68,7 @@ def test_ordinary_blobs_still_fill_ranges_up_to_range_max() -> None:
     assert [len(members) for members in ranges] == [16, 16, 8]  # 20 MiB in ranges of RANGE_MAX
 
 
-def test_a_blob_alone_may_pass_the_hold_limit() -> None:
+def test_a_blob_of_range_max_has_a_range_of_its_own() -> None:
     table, ids = _pack([(8 * MiB, 8 * MiB), (100, 8 * MiB)])
     assert _plan(table, ids) == [[ids[0]], [ids[1]]]
 
@@ -86,6 +83,4 @@ def test_random_layouts_fetch_every_blob_once_and_within_bounds() -> None:
         table, ids = _pack(blobs, gap=rng.choice((0, 1000, MERGE_GAP + 1)))
         for members in _plan(table, ids):
             if len(members) > 1:
-                fetched, largest = _held(table, ids, members)
-                assert fetched <= RANGE_MAX
-                assert fetched + largest <= HOLD_MAX
+                assert _fetched(table, ids, members) <= RANGE_MAX

@@ -24,6 +24,7 @@ import pytest
 from keep.client.device.state import DeviceState
 from keep.client.engine import drill, file_writer, packer, restore_plan, restorer
 from keep.client.engine.archiver import Archiver, BackupOptions
+from keep.client.engine.locations import Location
 from keep.client.engine.repository import Repository
 from keep.client.remote import Remote
 from keep.protocol.index import Index
@@ -446,3 +447,34 @@ def test_ctrl_c_while_the_last_ranges_are_fetched_drops_those_not_started(
     for path in out.rglob("*"):  # what was written is whole; the rest is absent
         if path.is_file():
             assert path.read_bytes() == (src / path.relative_to(out)).read_bytes(), path
+
+
+def test_a_blob_placed_inside_the_one_before_it_is_read_on_its_own(device: Device, tmp_path: Path) -> None:
+    """A range is read forwards, one blob at a time; an index entry that
+    places a blob where the range has already passed (overlapping another:
+    an entry planted with a device credential can) is read with a request
+    of its own, and every blob still opens to its bytes."""
+    src = tmp_path / "src"
+    src.mkdir()
+    files = [src / f"f{n}" for n in range(3)]
+    for f in files:
+        f.write_bytes(os.urandom(100_000))
+    remote, repo = _backed_up_repo(device, src)
+    with remote:
+        places: dict[Path, Location] = {}
+        for f in files:
+            fd = os.open(f, os.O_RDONLY)
+            try:
+                (bid,) = restorer.content_ids(fd, repo.keys)
+            finally:
+                os.close(fd)
+            loc = repo.locate(bid)
+            assert loc is not None
+            places[f] = loc
+        first, second = sorted(files[:2], key=lambda f: places[f].entry.offset)
+        a, b = places[first], places[second]
+        assert a.pack_id == b.pack_id
+        start, end = a.entry.offset, b.entry.offset + b.entry.length
+        with remote.range_reader("pack", a.pack_id, start, end) as reader:
+            opened = [plain for _, plain in repo.open_range(reader, [a, b, a])]
+    assert opened == [first.read_bytes(), second.read_bytes(), first.read_bytes()]

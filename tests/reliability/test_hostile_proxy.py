@@ -1,7 +1,8 @@
 """A man in the middle (or a compromised server) in front of a real
 keep-server, altering replies on purpose: truncated objects, a flipped bit in
-a ranged read, an index left out of the listing, a snapshot left out of the
-listing (an older state served again).
+a ranged read, a connection cut in the middle of a range, an index left
+out of the listing, a snapshot left out of the listing (an older state
+served again).
 The client refuses clearly or recovers; it never writes corrupt data to a
 restore target."""
 
@@ -48,7 +49,10 @@ async def relay(request: web.Request) -> web.StreamResponse:
         data_get = path.startswith("/v1/objects/pack/") and request.method == "GET" and len(data) > 256 << 10
         if mode.get("pack_404") and data_get:
             return web.json_response({"code": "not_found", "message": "no such object"}, status=404)
-        if mode.get("cut") and data_get:
+        cut_once = mode.get("cut_once")  # the paths cut so far: each is cut once
+        if (mode.get("cut") or (cut_once is not None and path not in cut_once)) and data_get:
+            if cut_once is not None:
+                cut_once.add(path)
             # Promise the whole reply, send half, then drop the connection.
             cut = web.StreamResponse(status=reply.status, headers=out_headers)
             cut.content_length = len(data)
@@ -108,6 +112,23 @@ def test_damaged_pack_replies_are_refused_and_never_written(
     tamper[1].clear()
     dev.run("restore", snapshot, "--target", str(tmp_path / "clean"))
     assert describe(restored(tmp_path / "clean", src)) == describe(src)
+
+
+def test_a_range_cut_part_way_is_read_on_from_where_it_broke(
+    tamper: tuple[str, dict[str, Any]], device: Device, tmp_path: Path
+) -> None:
+    """The connection breaks half-way through each pack's range: the
+    restore asks for the rest, from the first blob it had not read whole,
+    not for the whole range again, and restores everything exactly."""
+    dev, src, snapshot = set_up(tamper, device, tmp_path)
+    ranges: list[tuple[int, int]] = []
+    tamper[1].update(cut_once=set(), record_ranges=ranges)
+    target = tmp_path / "restore"
+    dev.run("restore", snapshot, "--target", str(target))
+    assert describe(restored(target, src)) == describe(src)
+    assert tamper[1]["cut_once"]  # something was cut
+    resumed = [(a, z) for a, z in ranges if any(earlier < a and end == z for earlier, end in ranges)]
+    assert len(resumed) >= len(tamper[1]["cut_once"])
 
 
 def test_a_dropped_index_is_recovered_from_the_packs(

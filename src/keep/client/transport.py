@@ -11,8 +11,10 @@ exhaust memory; no redirects followed, so a credential never goes where it
 was not sent. Retries, when the caller allows them: on network errors, 5xx
 and 429, after the server's Retry-After in seconds (at most RETRY_AFTER_MAX)
 or else after an exponential backoff jittered by ±50%, so devices that failed
-together do not return together; never on other 4xx. HTTP(S)_PROXY is not
-used: the device connects to its servers directly (docs/cli.md).
+together do not return together; never on other 4xx. A large body can be
+read a piece at a time (`BodyStream`), and a range of an object resumed
+where its connection broke (`RangeReader`). HTTP(S)_PROXY is not used: the
+device connects to its servers directly (docs/cli.md).
 """
 
 from __future__ import annotations
@@ -53,9 +55,51 @@ class InsecureTransportError(KeepError):
 
 class Reply(NamedTuple):
     status: int
-    body: bytes
+    body: bytes  # empty when `stream` carries it
     content_type: str  # without parameters: "application/json"
     retry_after: float | None  # seconds, if the server said
+    stream: BodyStream | None = None  # a 2xx body not read yet (`Transport.request(stream=True)`)
+
+
+class BodyStream:
+    """A reply body taken off the connection as the caller reads it, so a
+    large one is never held whole. It is read on the thread that asked for
+    it, and read to its end or closed before that thread's next request;
+    closing it part-way drops the connection (what is left of the body is
+    never read). At most the limit the request gave is read."""
+
+    def __init__(
+        self,
+        transport: Transport,
+        conn: http.client.HTTPConnection,
+        resp: http.client.HTTPResponse,
+        limit: int,
+    ) -> None:
+        self._transport, self._conn, self._resp = transport, conn, resp
+        self.left = limit  # bytes the caller may still read
+        header = resp.getheader("Content-Length")
+        self.length = int(header) if header is not None and header.isdigit() else None  # as declared
+
+    def read(self, n: int) -> bytes:
+        """The body's next `n` bytes. A body that ends before them is a
+        network failure (http.client.IncompleteRead), as in `request`; one
+        longer than the limit is a protocol violation."""
+        if n > self.left:
+            self.close()
+            raise ProtocolViolationError("the server sent a body larger than allowed")
+        data = self._resp.read(n)
+        self.left -= len(data)
+        if len(data) < n:
+            self.close()
+            raise http.client.IncompleteRead(data, n - len(data))
+        return data
+
+    def close(self) -> None:
+        """Done with the body: the connection stays for the next request
+        only if the body was read to its end and the server keeps it open."""
+        if not self._resp.isclosed() or self._resp.will_close:
+            self._resp.close()
+            self._transport._drop(self._conn)
 
 
 def _is_loopback(host: str) -> bool:
@@ -141,9 +185,15 @@ class Transport:
     def _drop_connection(self) -> None:
         conn = getattr(self._local, "conn", None)
         if conn is not None:
-            conn.close()
+            self._drop(conn)
+
+    def _drop(self, conn: http.client.HTTPConnection) -> None:
+        """Close `conn` and forget it; this thread's next request opens a new one."""
+        conn.close()
+        if getattr(self._local, "conn", None) is conn:
             self._local.conn = None
-            with self._lock:
+        with self._lock:
+            if conn in self._connections:
                 self._connections.remove(conn)  # a long run with many drops holds no dead ones
 
     # Requests -------------------------------------------------------------------
@@ -156,11 +206,14 @@ class Transport:
         headers: dict[str, str] | None = None,
         limit: int = JSON_MAX,
         retry: bool = True,
+        stream: bool = False,
     ) -> Reply:
         """One request (`path` below the base URL), retried as the module
         says if `retry`. A file body must carry its Content-Length header and
         starts again from its beginning on a retry. Network failures that
-        outlast the retries raise ServerUnreachableError."""
+        outlast the retries raise ServerUnreachableError. With `stream`, a
+        2xx reply's body is left on the connection for the caller to read
+        (`Reply.stream`); a failure while reading it is the caller's to retry."""
         hdrs = {"User-Agent": USER_AGENT, **(headers or {})}
         if isinstance(body, bytes):
             hdrs["Content-Length"] = str(len(body))
@@ -174,7 +227,7 @@ class Transport:
                 body.seek(0)
             reused = getattr(self._local, "conn", None) is not None
             try:
-                reply = self._exchange(method, path, body, hdrs, limit)
+                reply = self._exchange(method, path, body, hdrs, limit, stream)
             except ssl.SSLCertVerificationError as exc:
                 self._drop_connection()
                 raise ServerUnreachableError(
@@ -187,7 +240,7 @@ class Transport:
                     continue  # the server closed an idle keep-alive connection: not a failure
                 attempt += 1
                 if attempt >= attempts:
-                    raise self._unreachable(exc) from None
+                    raise self.unreachable(exc) from None
                 time.sleep(_jittered(delay))
                 delay *= 2
                 continue
@@ -200,7 +253,7 @@ class Transport:
                 continue
             return reply
 
-    def _unreachable(self, exc: BaseException) -> ServerUnreachableError:
+    def unreachable(self, exc: BaseException) -> ServerUnreachableError:
         """What went wrong reaching the server, and what to check, in one line."""
         url = self.base_url
         if self._answered:  # it did answer before: the server went away, or the network
@@ -235,7 +288,13 @@ class Transport:
         return ServerUnreachableError(what)
 
     def _exchange(
-        self, method: str, path: str, body: bytes | BinaryIO | None, headers: dict[str, str], limit: int
+        self,
+        method: str,
+        path: str,
+        body: bytes | BinaryIO | None,
+        headers: dict[str, str],
+        limit: int,
+        stream: bool = False,
     ) -> Reply:
         """One request on this thread's connection; the body read is bounded.
         A file body goes out with sendfile(2): the kernel copies it to the
@@ -259,6 +318,10 @@ class Transport:
         if declared is not None and declared > limit:
             self._drop_connection()
             raise ProtocolViolationError("the server sent a body larger than allowed")
+        content_type = (resp.getheader("Content-Type") or "").split(";")[0].strip()
+        retry_after = _seconds(resp.getheader("Retry-After"))
+        if stream and 200 <= resp.status < 300:
+            return Reply(resp.status, b"", content_type, retry_after, BodyStream(self, conn, resp, limit))
         raw = resp.read(limit + 1)
         if len(raw) > limit:
             self._drop_connection()
@@ -271,8 +334,64 @@ class Transport:
             raise http.client.IncompleteRead(raw, declared - len(raw))
         if resp.will_close:
             self._drop_connection()
-        content_type = (resp.getheader("Content-Type") or "").split(";")[0].strip()
-        return Reply(resp.status, raw, content_type, _seconds(resp.getheader("Retry-After")))
+        return Reply(resp.status, raw, content_type, retry_after)
+
+
+class RangeReader:
+    """Bytes [start, end) of one object, read piece by piece (`read`,
+    `skip`) off the body `open(position)` returns for bytes position…end —
+    so a caller that takes one blob at a time holds one blob, never the
+    range. A body that breaks part-way is asked for again from where the
+    last whole piece ended: at most RETRIES breaks in all, after a backoff
+    like `Transport.request`'s, then ServerUnreachableError. Read on one
+    thread; close it (or use it as a context manager) when done."""
+
+    SKIP_PIECE = 256 * 1024  # bytes read at a time to skip a gap
+
+    def __init__(self, transport: Transport, open: Callable[[int], BodyStream], start: int, end: int) -> None:
+        self._transport, self._open, self.end = transport, open, end
+        self.position = start
+        self._body: BodyStream | None = None
+        self._breaks = 0
+
+    def read(self, n: int) -> bytes:
+        """The next `n` bytes (the range must hold them)."""
+        if n < 0 or self.position + n > self.end:
+            raise ValueError(f"{n} bytes at {self.position} are outside the range")
+        delay = BACKOFF_FIRST
+        while True:
+            try:
+                if self._body is None:
+                    self._body = self._open(self.position)
+                data = self._body.read(n)
+            except (OSError, http.client.HTTPException) as exc:
+                self.close()
+                self._breaks += 1
+                if self._breaks >= RETRIES:
+                    raise self._transport.unreachable(exc) from None
+                time.sleep(_jittered(delay))
+                delay *= 2
+                continue
+            self.position += n
+            return data
+
+    def skip(self, n: int) -> None:
+        """Read past the next `n` bytes, a piece at a time."""
+        while n > 0:
+            piece = min(n, self.SKIP_PIECE)
+            self.read(piece)
+            n -= piece
+
+    def close(self) -> None:
+        if self._body is not None:
+            self._body.close()
+            self._body = None
+
+    def __enter__(self) -> RangeReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def send_file(sock: socket.socket, file: BinaryIO, count: int) -> None:

@@ -148,11 +148,11 @@ class _Blobs:
     def _fetch_range(self, rng: RangeFetch) -> None:
         left = {f.blob_id for f in rng.blobs}
         try:
-            data = self._repo.remote.get_range("pack", rng.pack_id, rng.start, rng.end)
-            for loc, plain in self._repo.open_range(data, rng.start, [f.location for f in rng.blobs]):
-                if isinstance(plain, bytes):
-                    self._done(loc.entry.blob_id, plain)
-                    left.discard(loc.entry.blob_id)
+            with self._repo.remote.range_reader("pack", rng.pack_id, rng.start, rng.end) as reader:
+                for loc, plain in self._repo.open_range(reader, [f.location for f in rng.blobs]):
+                    if isinstance(plain, bytes):
+                        self._done(loc.entry.blob_id, plain)
+                        left.discard(loc.entry.blob_id)
         except (KeepError, OSError):
             pass  # the range could not be read: each blob alone, below
         finally:

@@ -28,6 +28,7 @@ from keep.client.engine import collector
 from keep.client.engine.blob_index import BlobIndex, PackTable, PackView, Place, Readable
 from keep.client.engine.locations import Location, aligned
 from keep.client.remote import ObjectInfo, Remote
+from keep.client.transport import RangeReader
 from keep.protocol import msgcodec
 from keep.protocol.blob import BlobType, blob_id
 from keep.protocol.compression import BlobDecompressor
@@ -427,17 +428,23 @@ class Repository:
         return open_blob(cipher, loc.entry, sealed, self.keys.id, self._decompressor())
 
     def open_range(
-        self, data: bytes, start: int, places: Sequence[Location]
+        self, reader: RangeReader, places: Sequence[Location]
     ) -> Iterator[tuple[Location, bytes | IntegrityError | FormatError]]:
-        """Each blob in `data`, bytes `start`… of one pack, fetched together:
-        authenticated, decompressed and re-hashed with one key derivation for
-        all of them. A blob that fails comes as its error; the rest go on."""
-        view = memoryview(data)
+        """Each blob of `places` (in the pack's order) off `reader`, a range
+        of their pack: read one at a time, authenticated, decompressed and
+        re-hashed, with one key derivation for all of them. A blob that
+        fails comes as its error; the rest go on. What the reader fails
+        with (the server gone, the range short or missing) is raised.
+        A blob the index places inside the one before it (an entry planted
+        with a device credential can) is read on its own."""
         cipher = self.pack_cipher(places[0])  # a range is in one pack
         for loc in places:
-            at = loc.entry.offset - start
             try:
-                plain = self.open_located(loc, view[at : at + loc.entry.length], cipher)
+                if loc.entry.offset < reader.position:
+                    plain = self.read_located(loc)
+                else:
+                    reader.skip(loc.entry.offset - reader.position)
+                    plain = self.open_located(loc, reader.read(loc.entry.length), cipher)
             except (IntegrityError, FormatError) as exc:
                 yield loc, exc
                 continue

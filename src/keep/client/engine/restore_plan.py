@@ -5,11 +5,10 @@ them by pack, merge ranges whose gap is below MERGE_GAP, and widen every range
 to RANGE_ALIGN boundaries — so the server sees a few large aligned reads per
 pack, never one that matches a single blob's frame (docs/threat-model.md).
 
-A fetch thread holds its whole range while it opens the blobs in it one at a
-time, so what it holds at most is the range plus its largest plaintext: a
-range is closed before that would pass HOLD_MAX. An 8 MiB run of zeros
-compresses to a few bytes of range and opens to 8 MiB; merged into a full
-8 MiB range it made a thread hold 16.
+A fetch thread takes its range off the connection one blob at a time
+(`transport.RangeReader`), so what it holds is one blob's sealed bytes and
+plaintext, whatever the range's size: RANGE_MAX bounds the work of one
+request, not memory.
 """
 
 from __future__ import annotations
@@ -25,7 +24,6 @@ from keep.protocol.limits import MiB
 
 MERGE_GAP = 1 * MiB
 RANGE_MAX = 8 * MiB
-HOLD_MAX = 12 * MiB  # range bytes + the largest plaintext in it (one blob can pass it alone)
 
 
 class Target(NamedTuple):
@@ -79,10 +77,10 @@ def plan(
                 fetch = blobs[bid] = BlobFetch(found[0], found[1], bid)
             fetch.targets.append(Target(index, offset))
             offset += fetch.table.span(fetch.number)[2]
-    by_pack: dict[str, list[tuple[int, int, int, BlobFetch]]] = defaultdict(list)
+    by_pack: dict[str, list[tuple[int, int, BlobFetch]]] = defaultdict(list)
     for fetch in blobs.values():
-        start, length, raw_length = fetch.table.span(fetch.number)
-        by_pack[fetch.table.pack_id].append((start, start + length, raw_length, fetch))
+        start, length, _ = fetch.table.span(fetch.number)
+        by_pack[fetch.table.pack_id].append((start, start + length, fetch))
     del blobs
     out: list[RangeFetch] = []
     for pack_id in sorted(by_pack):
@@ -90,20 +88,12 @@ def plan(
         size = pack_sizes.get(pack_id, 0)
         ranges: list[RangeFetch] = []
         current: RangeFetch | None = None
-        largest = 0  # plaintext length of the current range's largest blob
-        for start, end, raw_length, fetch in members:
-            if (
-                current is not None
-                and start - current.end <= MERGE_GAP
-                and end - current.start <= RANGE_MAX
-                and end - current.start + max(largest, raw_length) <= HOLD_MAX
-            ):
+        for start, end, fetch in members:
+            if current is not None and start - current.end <= MERGE_GAP and end - current.start <= RANGE_MAX:
                 current.end = max(current.end, end)
                 current.blobs.append(fetch)
-                largest = max(largest, raw_length)
                 continue
             current = RangeFetch(pack_id, start, end, [fetch])
-            largest = raw_length
             ranges.append(current)
         for rng in ranges:
             limit = size if size > 0 else rng.end + RANGE_ALIGN

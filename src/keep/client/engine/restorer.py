@@ -698,35 +698,46 @@ class Restorer:
                 raise _Stopped(exc) from None
 
     def _fetch_range(self, rng: RangeFetch) -> None:
-        """Fetch one range, verify each blob in it and write it everywhere it belongs."""
+        """Fetch one range a blob at a time, verify each blob and write it
+        everywhere it belongs: a fetch thread holds one blob, not the range."""
         if self._stop.is_set():
             return
-        try:
-            data = self.repo.remote.get_range("pack", rng.pack_id, rng.start, rng.end)
-        except FILE_FAILURES as exc:
-            self._give_up(rng.blobs, exc)
-            return
-        opened = self.repo.open_range(data, rng.start, [f.location for f in rng.blobs])
-        for fetch, (_, plain) in zip(rng.blobs, opened, strict=True):
-            if not isinstance(plain, bytes):
-                self._give_up([fetch], plain)
-                continue
-            runs: list[tuple[int, int]] | None = None
-            for t in fetch.targets:
-                f = self._files[t.file]
-                if f.single:
-                    self._write_whole(t.file, f, plain)
+        fetches, rng.blobs = rng.blobs, []  # what is done can go with the range
+        opened = 0
+        with self.repo.remote.range_reader("pack", rng.pack_id, rng.start, rng.end) as reader:
+            blobs = self.repo.open_range(reader, [f.location for f in fetches])
+            while True:
+                try:
+                    _, plain = next(blobs)
+                except StopIteration:
+                    break
+                except FILE_FAILURES as exc:  # the range is missing or short: none of what is left is there
+                    self._give_up(fetches[opened:], exc)
+                    break
+                fetch = fetches[opened]
+                opened += 1
+                if not isinstance(plain, bytes):
+                    self._give_up([fetch], plain)
                     continue
-                if runs is None:
-                    runs = data_runs(plain)
-                if runs and f.failure is None:
-                    self._write(t.file, memoryview(plain), runs, t.offset)
-                self._wrote(t.file, len(plain))
-        rng.blobs = []  # what is done can go
+                self._place(fetch, plain)
         with self._lock:
-            self.stats.bytes_fetched += len(data)
+            self.stats.bytes_fetched += rng.end - rng.start
         if self._progress is not None:
             self._progress(self.stats)
+
+    def _place(self, fetch: BlobFetch, plain: bytes) -> None:
+        """Write a verified blob everywhere it belongs."""
+        runs: list[tuple[int, int]] | None = None
+        for t in fetch.targets:
+            f = self._files[t.file]
+            if f.single:
+                self._write_whole(t.file, f, plain)
+                continue
+            if runs is None:
+                runs = data_runs(plain)
+            if runs and f.failure is None:
+                self._write(t.file, memoryview(plain), runs, t.offset)
+            self._wrote(t.file, len(plain))
 
     def _write_whole(self, index: int, f: _File, plain: bytes) -> None:
         """A file made of one blob: the writer creates, writes and finishes
