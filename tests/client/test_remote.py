@@ -338,3 +338,18 @@ def test_a_range_closed_part_way_leaves_no_unread_body_behind(monkeypatch: pytes
             assert reader.read(100) == data[:100]
     assert [c for _, _, c in server.asked] == [1, 2, 2]
     server.thread.join(5)
+
+
+def test_the_end_of_a_widened_range_is_read_off_and_the_connection_kept() -> None:
+    """A restore's range runs past its last blob (widened to 64 KiB
+    boundaries): what is left, when little, is read off at the end so the
+    thread's next range goes out on the same connection, not a new one."""
+    data = os.urandom(2 * MiB)
+    server = _RangeServer(data, ["whole", "whole"])
+    with Remote(f"http://127.0.0.1:{server.port}") as remote:
+        with remote.range_reader("pack", "ab" * 32, 0, MiB) as reader:
+            assert reader.read(MiB - 60_000) == data[: MiB - 60_000]
+        with remote.range_reader("pack", "ab" * 32, MiB, 2 * MiB) as reader:
+            assert reader.read(MiB) == data[MiB:]
+    assert [c for _, _, c in server.asked] == [1, 1]
+    server.thread.join(5)

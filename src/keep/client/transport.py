@@ -19,6 +19,7 @@ device connects to its servers directly (docs/cli.md).
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import http.client
 import ipaddress
@@ -347,6 +348,11 @@ class RangeReader:
     thread; close it (or use it as a context manager) when done."""
 
     SKIP_PIECE = 256 * 1024  # bytes read at a time to skip a gap
+    # What is left of a body when the caller is done (a range is widened past
+    # its last blob, to RANGE_ALIGN) is read off, up to this much, so that the
+    # connection serves the next request: dropping it cost the small-files
+    # restore a new connection per range.
+    DRAIN_MAX = 256 * 1024
 
     def __init__(self, transport: Transport, open: Callable[[int], BodyStream], start: int, end: int) -> None:
         self._transport, self._open, self.end = transport, open, end
@@ -382,16 +388,25 @@ class RangeReader:
             self.read(piece)
             n -= piece
 
-    def close(self) -> None:
-        if self._body is not None:
-            self._body.close()
-            self._body = None
+    def close(self, drain: bool = False) -> None:
+        """Done with the range. With `drain`, up to DRAIN_MAX bytes still
+        unread are read off and the connection is kept; otherwise (and on
+        any failure to read them) it is dropped."""
+        body, self._body = self._body, None
+        if body is None:
+            return
+        left = self.end - self.position
+        if drain and 0 < left <= self.DRAIN_MAX:
+            with contextlib.suppress(OSError, http.client.HTTPException, ProtocolViolationError):
+                body.read(left)
+                self.position = self.end
+        body.close()
 
     def __enter__(self) -> RangeReader:
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def __exit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
+        self.close(drain=exc_type is None)  # after a failure, nothing more is read
 
 
 def send_file(sock: socket.socket, file: BinaryIO, count: int) -> None:
