@@ -353,3 +353,34 @@ def test_the_end_of_a_widened_range_is_read_off_and_the_connection_kept() -> Non
             assert reader.read(MiB) == data[MiB:]
     assert [c for _, _, c in server.asked] == [1, 1]
     server.thread.join(5)
+
+
+def test_small_pieces_are_read_ahead_and_a_break_resumes_at_the_first_byte_not_read_off(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A range of 4 KiB blobs is taken off the body READ_AHEAD bytes at a
+    time, not a socket read per blob; when the connection breaks half-way,
+    the rest is asked for from the first byte not yet read off the body,
+    and every piece is exact."""
+    monkeypatch.setattr(transport, "_jittered", lambda delay: 0.0)
+    sizes: list[int] = []
+    real_read = transport.BodyStream.read
+
+    def counted(self: transport.BodyStream, n: int) -> bytes:
+        sizes.append(n)
+        return real_read(self, n)
+
+    monkeypatch.setattr(transport.BodyStream, "read", counted)
+    data = os.urandom(MiB)
+    server = _RangeServer(data, ["cut", "whole"])
+    pieces = []
+    with Remote(f"http://127.0.0.1:{server.port}") as remote:
+        with remote.range_reader("pack", "ab" * 32, 0, MiB) as reader:
+            while reader.position < MiB:
+                pieces.append(reader.read(4096))
+                reader.skip(0)
+    assert b"".join(pieces) == data
+    ahead = transport.RangeReader.READ_AHEAD
+    assert sizes == [ahead] * (MiB // ahead + 1)  # one of them broke and was asked again
+    assert [(first, last) for first, last, _ in server.asked] == [(0, MiB - 1), (MiB // 2, MiB - 1)]
+    server.thread.join(5)

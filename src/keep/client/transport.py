@@ -342,12 +342,16 @@ class RangeReader:
     """Bytes [start, end) of one object, read piece by piece (`read`,
     `skip`) off the body `open(position)` returns for bytes position…end —
     so a caller that takes one blob at a time holds one blob, never the
-    range. A body that breaks part-way is asked for again from where the
-    last whole piece ended: at most RETRIES breaks in all, after a backoff
-    like `Transport.request`'s, then ServerUnreachableError. Read on one
-    thread; close it (or use it as a context manager) when done."""
+    range. Small pieces are served from up to READ_AHEAD bytes read at once.
+    A body that breaks part-way is asked for again from the first byte not
+    yet read off it: at most RETRIES breaks in all, after a backoff like
+    `Transport.request`'s, then ServerUnreachableError. Read on one thread;
+    close it (or use it as a context manager) when done."""
 
-    SKIP_PIECE = 256 * 1024  # bytes read at a time to skip a gap
+    # Pieces smaller than this are served from one read of this many bytes
+    # (a range of 4 KiB blobs would otherwise be one small socket read per
+    # blob, each giving up the interpreter lock and waiting to win it back).
+    READ_AHEAD = 256 * 1024
     # What is left of a body when the caller is done (a range is widened past
     # its last blob, to RANGE_ALIGN) is read off, up to this much, so that the
     # connection serves the next request: dropping it cost the small-files
@@ -356,7 +360,8 @@ class RangeReader:
 
     def __init__(self, transport: Transport, open: Callable[[int], BodyStream], start: int, end: int) -> None:
         self._transport, self._open, self.end = transport, open, end
-        self.position = start
+        self.position = start  # of the next byte the caller gets
+        self._ahead = memoryview(b"")  # bytes read off the body, not yet given out
         self._body: BodyStream | None = None
         self._breaks = 0
 
@@ -364,42 +369,70 @@ class RangeReader:
         """The next `n` bytes (the range must hold them)."""
         if n < 0 or self.position + n > self.end:
             raise ValueError(f"{n} bytes at {self.position} are outside the range")
+        ahead = self._ahead
+        if n <= len(ahead):
+            self._ahead = ahead[n:]
+            self.position += n
+            return bytes(ahead[:n])
+        want = n - len(ahead)
+        fetched = self.position + len(ahead)  # where the body is
+        take = want if want >= self.READ_AHEAD else min(self.READ_AHEAD, self.end - fetched)
+        data = self._take(fetched, take)
+        self.position += n
+        if take == want:
+            self._ahead = memoryview(b"")
+            return data if not ahead else b"".join((ahead, data))
+        self._ahead = memoryview(data)[want:]
+        return b"".join((ahead, data[:want])) if ahead else data[:want]
+
+    def skip(self, n: int) -> None:
+        """Read past the next `n` bytes."""
+        if n < 0 or self.position + n > self.end:
+            raise ValueError(f"{n} bytes at {self.position} are outside the range")
+        buffered = min(n, len(self._ahead))
+        self._ahead = self._ahead[buffered:]
+        self.position += buffered
+        n -= buffered
+        while n > 0:  # a gap between blobs: read off and dropped, a piece at a time
+            piece = min(n, self.READ_AHEAD)
+            self._take(self.position, piece)
+            self.position += piece
+            n -= piece
+
+    def _take(self, at: int, count: int) -> bytes:
+        """`count` bytes off the body, which is at `at`; a body that breaks
+        is asked for again from `at`."""
         delay = BACKOFF_FIRST
         while True:
             try:
                 if self._body is None:
-                    self._body = self._open(self.position)
-                data = self._body.read(n)
+                    self._body = self._open(at)
+                return self._body.read(count)
             except (OSError, http.client.HTTPException) as exc:
-                self.close()
+                self._drop()
                 self._breaks += 1
                 if self._breaks >= RETRIES:
                     raise self._transport.unreachable(exc) from None
                 time.sleep(_jittered(delay))
                 delay *= 2
-                continue
-            self.position += n
-            return data
 
-    def skip(self, n: int) -> None:
-        """Read past the next `n` bytes, a piece at a time."""
-        while n > 0:
-            piece = min(n, self.SKIP_PIECE)
-            self.read(piece)
-            n -= piece
+    def _drop(self) -> None:
+        if self._body is not None:
+            self._body.close()
+            self._body = None
 
     def close(self, drain: bool = False) -> None:
         """Done with the range. With `drain`, up to DRAIN_MAX bytes still
         unread are read off and the connection is kept; otherwise (and on
         any failure to read them) it is dropped."""
         body, self._body = self._body, None
+        self._ahead = memoryview(b"")
         if body is None:
             return
-        left = self.end - self.position
+        left = body.left
         if drain and 0 < left <= self.DRAIN_MAX:
             with contextlib.suppress(OSError, http.client.HTTPException, ProtocolViolationError):
                 body.read(left)
-                self.position = self.end
         body.close()
 
     def __enter__(self) -> RangeReader:
