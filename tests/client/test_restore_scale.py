@@ -27,6 +27,7 @@ from keep.client.engine.archiver import Archiver, BackupOptions
 from keep.client.engine.locations import Location
 from keep.client.engine.repository import Repository
 from keep.client.remote import Remote
+from keep.protocol.errors import IntegrityError
 from keep.protocol.index import Index
 from keep.protocol.keys import DataKey
 from keep.protocol.tree import Node, NodeType
@@ -449,11 +450,14 @@ def test_ctrl_c_while_the_last_ranges_are_fetched_drops_those_not_started(
             assert path.read_bytes() == (src / path.relative_to(out)).read_bytes(), path
 
 
-def test_a_blob_placed_inside_the_one_before_it_is_read_on_its_own(device: Device, tmp_path: Path) -> None:
+def test_a_range_is_opened_forwards_and_ends_where_it_cannot_be_read_on(
+    device: Device, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A range is read forwards, one blob at a time; an index entry that
     places a blob where the range has already passed (overlapping another:
     an entry planted with a device credential can) is read with a request
-    of its own, and every blob still opens to its bytes."""
+    of its own, and every blob still opens to its bytes. A failure to read
+    the range on is the range's, not a blob's: raised once."""
     src = tmp_path / "src"
     src.mkdir()
     files = [src / f"f{n}" for n in range(3)]
@@ -477,4 +481,24 @@ def test_a_blob_placed_inside_the_one_before_it_is_read_on_its_own(device: Devic
         start, end = a.entry.offset, b.entry.offset + b.entry.length
         with remote.range_reader("pack", a.pack_id, start, end) as reader:
             opened = [plain for _, plain in repo.open_range(reader, [a, b, a])]
+        # A range that cannot be read on (here: the server has fewer bytes
+        # when asked again) ends there: raised once, not one failed request
+        # per blob left.
+        reads: list[int] = []
+        reader = remote.range_reader("pack", a.pack_id, start, end)
+        real_read = reader.read
+
+        def short_on_resume(n: int) -> bytes:
+            reads.append(n)
+            if len(reads) > 1:
+                raise IntegrityError("pack: the server returned a short range")
+            return real_read(n)
+
+        monkeypatch.setattr(reader, "read", short_on_resume)
+        with reader:
+            blobs = repo.open_range(reader, [a, b, a])
+            assert next(blobs)[1] == first.read_bytes()
+            with pytest.raises(IntegrityError, match="short range"):
+                next(blobs)
+        assert len(reads) == 2
     assert opened == [first.read_bytes(), second.read_bytes(), first.read_bytes()]

@@ -18,9 +18,10 @@ import fcntl
 import os
 import threading
 from collections import deque
-from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 from keep.client.device.state import write_private
@@ -433,22 +434,19 @@ class Repository:
         """Each blob of `places` (in the pack's order) off `reader`, a range
         of their pack: read one at a time, authenticated, decompressed and
         re-hashed, with one key derivation for all of them. A blob that
-        fails comes as its error; the rest go on. What the reader fails
-        with (the server gone, the range short or missing) is raised.
+        fails to open comes as its error; the rest go on. What the reader
+        fails with (the server gone, the range short or missing) is raised:
+        nothing after it can be read.
         A blob the index places inside the one before it (an entry planted
         with a device credential can) is read on its own."""
         cipher = self.pack_cipher(places[0])  # a range is in one pack
         for loc in places:
-            try:
-                if loc.entry.offset < reader.position:
-                    plain = self.read_located(loc)
-                else:
-                    reader.skip(loc.entry.offset - reader.position)
-                    plain = self.open_located(loc, reader.read(loc.entry.length), cipher)
-            except (IntegrityError, FormatError) as exc:
-                yield loc, exc
+            if loc.entry.offset < reader.position:
+                yield loc, _or_error(partial(self.read_located, loc))
                 continue
-            yield loc, plain
+            reader.skip(loc.entry.offset - reader.position)
+            sealed = reader.read(loc.entry.length)  # a failure to read ends the range: raised
+            yield loc, _or_error(partial(self.open_located, loc, sealed, cipher))
 
     def read_blob(self, blob_id: bytes) -> bytes:
         self.ensure_index()
@@ -601,3 +599,11 @@ def snapshot_by_id(ref: str, snapshots: list[SnapshotInfo]) -> SnapshotInfo:
             f"no snapshot matches {ref!r}" if not matches else f"{ref!r} matches several snapshots"
         )
     return matches[0]
+
+
+def _or_error(opener: Callable[[], bytes]) -> bytes | IntegrityError | FormatError:
+    """A blob opened, or why it could not be (its copy is damaged or planted)."""
+    try:
+        return opener()
+    except (IntegrityError, FormatError) as exc:
+        return exc
