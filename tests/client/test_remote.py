@@ -384,3 +384,28 @@ def test_small_pieces_are_read_ahead_and_a_break_resumes_at_the_first_byte_not_r
     assert sizes == [ahead] * (MiB // ahead + 1)  # one of them broke and was asked again
     assert [(first, last) for first, last, _ in server.asked] == [(0, MiB - 1), (MiB // 2, MiB - 1)]
     server.thread.join(5)
+
+
+def test_a_resumed_range_starts_on_a_boundary_not_where_a_blob_starts(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Where a reader resumes would show the server where a blob begins
+    (a hostile server can cut connections at will): it asks again from the
+    `align` boundary before that, as a range's own start is aligned, and
+    drops what it had already."""
+    monkeypatch.setattr(transport, "_jittered", lambda delay: 0.0)
+    data = os.urandom(2 * MiB)
+    server = _RangeServer(data, ["cut", "whole"])
+    blob = 300_000  # larger than READ_AHEAD: read straight off the body
+    pieces = []
+    with Remote(f"http://127.0.0.1:{server.port}") as remote:
+        with remote.range_reader("pack", "ab" * 32, 0, len(data), align=65536) as reader:
+            while reader.position < len(data):
+                pieces.append(reader.read(min(blob, len(data) - reader.position)))
+    assert b"".join(pieces) == data
+    broke_in = 3 * blob  # the fourth piece spans the cut at 1 MiB
+    assert [(first, last) for first, last, _ in server.asked] == [
+        (0, len(data) - 1),
+        (broke_in - broke_in % 65536, len(data) - 1),
+    ]
+    server.thread.join(5)

@@ -18,6 +18,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
+from keep.client.engine.locations import RANGE_ALIGN
 from support.servers import app_in_thread
 from tests.client.conftest import Device
 from tests.client.test_faults import random_tree, restored
@@ -118,8 +119,9 @@ def test_a_range_cut_part_way_is_read_on_from_where_it_broke(
     tamper: tuple[str, dict[str, Any]], device: Device, tmp_path: Path
 ) -> None:
     """The connection breaks half-way through each pack's range: the
-    restore asks for the rest, from the first blob it had not read whole,
-    not for the whole range again, and restores everything exactly."""
+    restore asks for the rest — from the 64 KiB boundary before the first
+    byte it had not read, not the whole range again, and not from where a
+    blob starts — and restores everything exactly."""
     dev, src, snapshot = set_up(tamper, device, tmp_path)
     ranges: list[tuple[int, int]] = []
     tamper[1].update(cut_once=set(), record_ranges=ranges)
@@ -129,6 +131,9 @@ def test_a_range_cut_part_way_is_read_on_from_where_it_broke(
     assert tamper[1]["cut_once"]  # something was cut
     resumed = [(a, z) for a, z in ranges if any(earlier < a and end == z for earlier, end in ranges)]
     assert len(resumed) >= len(tamper[1]["cut_once"])
+    # Where a read resumes is no more precise than where a range starts
+    # (the server chose where to cut; it must not learn where a blob begins).
+    assert all(first % RANGE_ALIGN == 0 for first, _ in ranges)
 
 
 def test_a_dropped_index_is_recovered_from_the_packs(

@@ -248,12 +248,12 @@ class Remote:
             raise IntegrityError(f"{kind} {object_id[:12]}: the server returned a short range")
         return data
 
-    def range_reader(self, kind: str, object_id: str, start: int, end: int) -> RangeReader:
+    def range_reader(self, kind: str, object_id: str, start: int, end: int, align: int = 1) -> RangeReader:
         """Bytes [start, end) of an object, taken off the connection as the
         caller reads them (`RangeReader`: a broken connection is asked again
-        for the rest). Their integrity is checked by the AEAD frames they
-        contain, not here; a server that has fewer of them raises
-        IntegrityError, one without the object NotFoundError."""
+        for the rest, from a multiple of `align`). Their integrity is checked
+        by the AEAD frames they contain, not here; a server that has fewer of
+        them raises IntegrityError, one without the object NotFoundError."""
         path = object_path(kind, object_id)
 
         def open_rest(position: int) -> BodyStream:
@@ -271,7 +271,7 @@ class Remote:
                 raise NotFoundError(f"the server has no {kind} {object_id[:12]}")
             raise _reply_error(reply.status, reply.body, reply.content_type, self.base_url)
 
-        return RangeReader(self.http, open_rest, start, end)
+        return RangeReader(self.http, open_rest, start, end, align)
 
     def _get(self, kind: str, object_id: str, rng: tuple[int, int] | None, limit: int) -> bytes:
         headers = {"Range": f"bytes={rng[0]}-{rng[1] - 1}"} if rng else None

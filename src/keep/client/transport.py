@@ -344,9 +344,11 @@ class RangeReader:
     so a caller that takes one blob at a time holds one blob, never the
     range. Small pieces are served from up to READ_AHEAD bytes read at once.
     A body that breaks part-way is asked for again from the first byte not
-    yet read off it: at most RETRIES breaks in all, after a backoff like
-    `Transport.request`'s, then ServerUnreachableError. Read on one thread;
-    close it (or use it as a context manager) when done."""
+    yet read off it, rounded down to a multiple of `align` (so that where a
+    reader resumes says no more than where a range starts): at most RETRIES
+    breaks in all, after a backoff like `Transport.request`'s, then
+    ServerUnreachableError. Read on one thread; close it (or use it as a
+    context manager) when done."""
 
     # Pieces smaller than this are served from one read of this many bytes
     # (a range of 4 KiB blobs would otherwise be one small socket read per
@@ -358,8 +360,11 @@ class RangeReader:
     # restore a new connection per range.
     DRAIN_MAX = 256 * 1024
 
-    def __init__(self, transport: Transport, open: Callable[[int], BodyStream], start: int, end: int) -> None:
+    def __init__(
+        self, transport: Transport, open: Callable[[int], BodyStream], start: int, end: int, align: int = 1
+    ) -> None:
         self._transport, self._open, self.end = transport, open, end
+        self._start, self._align = start, align
         self.position = start  # of the next byte the caller gets
         self._ahead = memoryview(b"")  # bytes read off the body, not yet given out
         self._body: BodyStream | None = None
@@ -406,7 +411,10 @@ class RangeReader:
         while True:
             try:
                 if self._body is None:
-                    self._body = self._open(at)
+                    resume = max(self._start, at - at % self._align)
+                    self._body = self._open(resume)
+                    if resume < at:
+                        self._body.read(at - resume)  # asked for again, from the boundary before it
                 return self._body.read(count)
             except (OSError, http.client.HTTPException) as exc:
                 self._drop()

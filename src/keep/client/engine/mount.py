@@ -41,6 +41,7 @@ from typing import TypeVar, cast
 import pyfuse3
 import trio
 
+from keep.client.engine.locations import RANGE_ALIGN
 from keep.client.engine.repository import Repository, SnapshotInfo
 from keep.client.engine.restore_plan import RangeFetch, plan
 from keep.protocol.errors import FormatError, KeepError
@@ -148,7 +149,9 @@ class _Blobs:
     def _fetch_range(self, rng: RangeFetch) -> None:
         left = {f.blob_id for f in rng.blobs}
         try:
-            with self._repo.remote.range_reader("pack", rng.pack_id, rng.start, rng.end) as reader:
+            with self._repo.remote.range_reader(
+                "pack", rng.pack_id, rng.start, rng.end, RANGE_ALIGN
+            ) as reader:
                 for loc, plain in self._repo.open_range(reader, [f.location for f in rng.blobs]):
                     if isinstance(plain, bytes):
                         self._done(loc.entry.blob_id, plain)

@@ -52,6 +52,7 @@ from keep.client.engine.file_writer import (
     Job,
     data_runs,
 )
+from keep.client.engine.locations import RANGE_ALIGN
 from keep.client.engine.path_warning import PathWarning
 from keep.client.engine.patterns import Patterns
 from keep.client.engine.repository import Repository
@@ -704,7 +705,7 @@ class Restorer:
             return
         fetches, rng.blobs = rng.blobs, []  # what is done can go with the range
         opened = 0
-        with self.repo.remote.range_reader("pack", rng.pack_id, rng.start, rng.end) as reader:
+        with self.repo.remote.range_reader("pack", rng.pack_id, rng.start, rng.end, RANGE_ALIGN) as reader:
             blobs = self.repo.open_range(reader, [f.location for f in fetches])
             while True:
                 try:
