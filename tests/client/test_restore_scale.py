@@ -502,3 +502,47 @@ def test_a_range_is_opened_forwards_and_ends_where_it_cannot_be_read_on(
                 next(blobs)
         assert len(reads) == 2
     assert opened == [first.read_bytes(), second.read_bytes(), first.read_bytes()]
+
+
+def test_the_fetch_threads_never_open_two_large_blobs_at_once(
+    device: Device, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Disk-image-like files (4 MiB of data, then 8 MiB of zeros: chunks cut
+    at the 8 MiB maximum) restored with the production thread count: while
+    one thread holds such a blob (sealed bytes, payload, plaintext) the
+    other waits rather than open a second, so the two never hold more than
+    `HOLD_MAX` together; ordinary blobs still open side by side. Each blob
+    is held open a while, so that without the limit the threads would
+    overlap; the files come back exact."""
+    src = tmp_path / "src"
+    src.mkdir()
+    rng = random.Random(3)
+    for n in range(4):
+        (src / f"disk{n}.img").write_bytes(rng.randbytes(4 << 20) + bytes(8 << 20))
+    for n in range(40):
+        (src / f"small{n}").write_bytes(rng.randbytes(300_000))
+    remote, repo = _backed_up_repo(device, src)
+    real = Repository.open_located
+    lock = threading.Lock()
+    opening: list[int] = []  # plaintext sizes of the blobs being opened now
+    together: list[list[int]] = []
+
+    def watched(self: Repository, loc: Location, sealed: bytes | memoryview, cipher: object = None) -> bytes:
+        with lock:
+            opening.append(loc.entry.raw_length)
+            together.append(list(opening))
+        try:
+            time.sleep(0.05 if loc.entry.raw_length > restorer.HOLD_MAX // 4 else 0.005)
+            return real(self, loc, sealed, cipher)  # type: ignore[arg-type]
+        finally:
+            with lock:
+                opening.remove(loc.entry.raw_length)
+
+    monkeypatch.setattr(Repository, "open_located", watched)
+    with remote:
+        (info,) = repo.snapshots()
+        restorer.Restorer(repo, os.fsencode(tmp_path / "out")).run(info.snapshot.tree)
+    assert describe(restored(tmp_path / "out", src)) == describe(src)
+    large = restorer.HOLD_MAX // 4
+    assert all(sum(raw > large for raw in moment) <= 1 for moment in together)
+    assert any(len(moment) > 1 for moment in together)  # two threads did open blobs side by side

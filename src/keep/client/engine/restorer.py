@@ -61,6 +61,7 @@ from keep.protocol.blob import blob_id
 from keep.protocol.chunker import Chunker
 from keep.protocol.errors import ExitCode, FormatError, IntegrityError, KeepError, NotFoundError
 from keep.protocol.keys import RepositoryKeys
+from keep.protocol.limits import MiB
 from keep.protocol.tree import Node, NodeType, Tree
 
 FETCH_THREADS = 2  # they verify and decompress (the helpers write): one per core here
@@ -79,6 +80,12 @@ PLAN_BATCH = 4_096
 RANGES_AHEAD = 2
 HELPER_PROCESSES = 2
 OPEN_FILES_MAX = 256  # idle descriptors kept open; held ones are never closed
+# What the fetch threads hold at once while they open blobs: each blob's
+# sealed bytes, its decrypted payload and its plaintext. A thread waits for
+# room before it reads a blob off its range (one blob alone may pass it).
+# Two threads opening 8 MiB chunks (a disk image's: 4 MiB sealed, 8 MiB of
+# plaintext) held 32 MiB at once; 1 MiB chunks never wait.
+HOLD_MAX = 16 * MiB
 TEMP_PREFIX = b".keep-restore-"
 # Damage confined to the files that needed the data: those files are not
 # restored, every other file is. Anything else stops the restore.
@@ -193,6 +200,29 @@ def _display(path: bytes) -> str:
     return path.decode(errors="replace")
 
 
+class _Budget:
+    """Bytes held by several threads at once, at most `limit` (a thread that
+    holds nothing may take more alone: a blob larger than the limit still
+    opens, only without company)."""
+
+    def __init__(self, limit: int) -> None:
+        self._limit, self._held = limit, 0
+        self._room = threading.Condition()
+
+    @contextlib.contextmanager
+    def hold(self, size: int) -> Iterator[None]:
+        with self._room:
+            while self._held and self._held + size > self._limit:
+                self._room.wait()
+            self._held += size
+        try:
+            yield
+        finally:
+            with self._room:
+                self._held -= size
+                self._room.notify_all()
+
+
 class _OpenFiles:
     """Descriptors of the files being written, shared by the fetch threads.
 
@@ -284,6 +314,7 @@ class Restorer:
         self._temps = itertools.count(1)  # next() is atomic: one thread at a time runs it
         self._open_files = _OpenFiles(self._open_temp, OPEN_FILES_MAX)
         self._stop = threading.Event()
+        self._holding = _Budget(HOLD_MAX)  # what the fetch threads hold at once
         self._progress: Callable[[RestoreStats], None] | None = None
         # Who writes one-blob files in phase 2: the fetch threads, then
         # helpers once enough are planned (`_fetch_batch`).
@@ -700,27 +731,26 @@ class Restorer:
 
     def _fetch_range(self, rng: RangeFetch) -> None:
         """Fetch one range a blob at a time, verify each blob and write it
-        everywhere it belongs: a fetch thread holds one blob, not the range."""
+        everywhere it belongs: a fetch thread holds one blob, not the range,
+        and the threads together hold at most HOLD_MAX (`_Budget`)."""
         if self._stop.is_set():
             return
         fetches, rng.blobs = rng.blobs, []  # what is done can go with the range
-        opened = 0
         with self.repo.remote.range_reader("pack", rng.pack_id, rng.start, rng.end, RANGE_ALIGN) as reader:
             blobs = self.repo.open_range(reader, [f.location for f in fetches])
-            while True:
-                try:
-                    _, plain = next(blobs)
-                except StopIteration:
-                    break
-                except FILE_FAILURES as exc:  # the range is missing or short: none of what is left is there
-                    self._give_up(fetches[opened:], exc)
-                    break
-                fetch = fetches[opened]
-                opened += 1
-                if not isinstance(plain, bytes):
-                    self._give_up([fetch], plain)
-                    continue
-                self._place(fetch, plain)
+            for at, fetch in enumerate(fetches):
+                _, sealed, raw = fetch.table.span(fetch.number)
+                with self._holding.hold(2 * sealed + raw):
+                    try:
+                        _, plain = next(blobs)
+                    except FILE_FAILURES as exc:  # the range is missing or short: the rest is not there
+                        self._give_up(fetches[at:], exc)
+                        break
+                    if isinstance(plain, bytes):
+                        self._place(fetch, plain)
+                    else:
+                        self._give_up([fetch], plain)
+                    del plain  # released before the room is
         with self._lock:
             self.stats.bytes_fetched += rng.end - rng.start
         if self._progress is not None:
