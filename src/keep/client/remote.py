@@ -39,9 +39,10 @@ UPLOAD_CONCURRENCY = 4  # packs in flight: overlaps the server's per-object fsyn
 __all__ = [
     "InsecureTransportError",
     "ObjectInfo",
+    "RangeReader",
     "Remote",
     "Usage",
-]  # InsecureTransportError: raised by Remote()
+]  # InsecureTransportError: raised by Remote(); RangeReader: returned by Remote.range_reader
 
 
 @dataclass(frozen=True, slots=True)

@@ -28,8 +28,7 @@ from keep.client.device.state import write_private
 from keep.client.engine import collector
 from keep.client.engine.blob_index import BlobIndex, PackTable, PackView, Place, Readable
 from keep.client.engine.locations import Location, aligned
-from keep.client.remote import ObjectInfo, Remote
-from keep.client.transport import RangeReader
+from keep.client.remote import ObjectInfo, RangeReader, Remote
 from keep.protocol import msgcodec
 from keep.protocol.blob import BlobType, blob_id
 from keep.protocol.compression import BlobDecompressor
