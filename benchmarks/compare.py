@@ -25,10 +25,13 @@ another's. The report gives every round's ratios and the per-step medians:
 on a shared VM one run of one command can be off by a quarter.
 
 Nothing is deleted before the end (it needs ~2 GB per tool and round): on a
-journal-less ext4 like this VM's, ext4 skips inodes freed in the last ~30 s
-when it allocates new ones, so files created right after a large deletion —
-a restore, a tool's cache — were created ever more slowly (three restores in
-a row, each after deleting the previous one: 2.8, 4.9, 7.0 s).
+journal-less ext4 like this VM's, ext4 skips inodes freed in the last 60 s
+(300 s while their inode-table block is dirty) when it allocates new ones,
+checking each, so files created after a large deletion — a restore, a
+tool's cache — were created ever more slowly (three restores in a row,
+each after deleting the previous one: 2.8, 4.9, 7.0 s). The run waits at
+its start (up to 7 minutes) until creating a file is fast again, measures
+it before every tool's turn and says so if it was slow.
 
     python -m benchmarks.compare [--scale 1.0] [--small-files 100000] [--tools keep,restic,borg] [--rounds 3]
     python -m benchmarks.compare --smoke --tools keep     # tiny data, CI
@@ -191,6 +194,38 @@ def proc_cpu(pid: int | None) -> float:
     except OSError:
         return 0.0
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+# Creating an empty file normally takes ~25 µs on this VM's ext4. That file
+# system has no journal, and without one the kernel will not reuse an inode
+# freed in the last 60 s (300 s while its inode-table block is dirty) and
+# checks every such inode at each allocation: after a large deletion (a
+# previous run's clean-up, a test suite's) a create took 761 µs for minutes,
+# and restores of many files measured then measure that.
+CREATE_SLOW_US = 60.0
+SETTLE_MAX = 420.0  # seconds the run waits at its start for creation to be fast again
+
+
+def create_us(where: Path, count: int = 500) -> float:
+    """Microseconds to create one empty file, in a new directory under
+    `where`. The files stay until the run ends: deleting them would set off
+    what this measures."""
+    probe = Path(tempfile.mkdtemp(prefix="create-probe-", dir=where))
+    start = time.perf_counter()
+    for n in range(count):
+        (probe / str(n)).touch()
+    return (time.perf_counter() - start) / count * 1e6
+
+
+def settle(where: Path, wait_max: float) -> float:
+    """Wait, at most `wait_max` seconds, until creating a file is fast again
+    (`CREATE_SLOW_US`); the last measurement."""
+    deadline = time.monotonic() + wait_max
+    took = create_us(where)
+    while took > CREATE_SLOW_US and time.monotonic() < deadline:
+        time.sleep(15)
+        took = create_us(where)
+    return took
 
 
 def du_mib(path: Path) -> float:
@@ -559,11 +594,17 @@ def main() -> None:
             f"{small_bytes / 1e6:.0f} MB; {os.cpu_count()} cores",
             flush=True,
         )
+        waited = time.monotonic()
+        took = settle(base, 0 if args.smoke else SETTLE_MAX)
+        print(f"creating a file: {took:.0f} µs (waited {time.monotonic() - waited:.0f} s for it)", flush=True)
+        creates: list[float] = []
         steps: list[Step] = []
         tools = args.tools.split(",")
         for number in range(1, (1 if args.smoke else args.rounds) + 1):
             shift = (number - 1) % len(tools)
             for name in tools[shift:] + tools[:shift]:
+                creates.append(create_us(base))
+                print(f"round {number}, {name}: creating a file took {creates[-1]:.0f} µs", flush=True)
                 done = run_tool(
                     name,
                     base / f"round{number}" / name,
@@ -580,6 +621,12 @@ def main() -> None:
         for other in ("restic", "restic-local", "borg"):
             if other in tools:
                 print("\n" + ratios(steps, other))
+        slow = max(creates)
+        if slow > CREATE_SLOW_US:
+            print(
+                f"\nFILE CREATION WAS SLOW ({slow:.0f} µs, above {CREATE_SLOW_US:.0f}): something deleted "
+                "many files within minutes of a step; restores of many files are slowed by it"
+            )
         unverified = [s for s in steps if not s.counts]
         if unverified:
             print(
