@@ -246,7 +246,7 @@ class Remote:
         AEAD frames they contain, not here."""
         data = self._get(kind, object_id, (start, end), end - start)
         if len(data) != end - start:
-            raise IntegrityError(f"{kind} {object_id[:12]}: the server returned a short range")
+            raise _short_range(kind, object_id)
         return data
 
     def range_reader(self, kind: str, object_id: str, start: int, end: int, align: int = 1) -> RangeReader:
@@ -265,12 +265,10 @@ class Remote:
                 if body.length is None or body.length == end - position:
                     return body
                 body.close()
-                raise IntegrityError(f"{kind} {object_id[:12]}: the server returned a short range")
+                raise _short_range(kind, object_id)
             if body is not None:
                 body.close()
-            if reply.status == 404:
-                raise NotFoundError(f"the server has no {kind} {object_id[:12]}")
-            raise _reply_error(reply.status, reply.body, reply.content_type, self.base_url)
+            raise self._not_served(kind, object_id, reply.status, reply.body, reply.content_type)
 
         return RangeReader(self.http, open_rest, start, end, align)
 
@@ -278,10 +276,14 @@ class Remote:
         headers = {"Range": f"bytes={rng[0]}-{rng[1] - 1}"} if rng else None
         status, raw, ctype = self._request("GET", object_path(kind, object_id), headers=headers, limit=limit)
         if status not in ((206,) if rng else (200,)):
-            if status == 404:
-                raise NotFoundError(f"the server has no {kind} {object_id[:12]}")
-            raise _reply_error(status, raw, ctype, self.base_url)
+            raise self._not_served(kind, object_id, status, raw, ctype)
         return raw
+
+    def _not_served(self, kind: str, object_id: str, status: int, raw: bytes, ctype: str) -> KeepError:
+        """The error for a GET of an object answered with `status` instead of its bytes."""
+        if status == 404:
+            return NotFoundError(f"the server has no {kind} {object_id[:12]}")
+        return _reply_error(status, raw, ctype, self.base_url)
 
     def delete_object(self, kind: str, object_id: str) -> None:
         self.request_json("DELETE", object_path(kind, object_id), ok=(204, 404))
@@ -386,6 +388,10 @@ def _error_body(raw: bytes, ctype: str) -> dict[str, Any] | None:
     if not isinstance(parsed, dict) or not isinstance(parsed.get("code"), str):
         return None
     return parsed
+
+
+def _short_range(kind: str, object_id: str) -> IntegrityError:
+    return IntegrityError(f"{kind} {object_id[:12]}: the server returned a short range")
 
 
 def _reply_error(status: int, raw: bytes, ctype: str, url: str) -> KeepError:
