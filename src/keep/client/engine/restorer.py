@@ -737,10 +737,10 @@ class Restorer:
             return
         fetches, rng.blobs = rng.blobs, []  # what is done can go with the range
         with self.repo.remote.range_reader("pack", rng.pack_id, rng.start, rng.end, RANGE_ALIGN) as reader:
-            blobs = self.repo.open_range(reader, [f.location for f in fetches])
-            for at, fetch in enumerate(fetches):
-                _, sealed, raw = fetch.table.span(fetch.number)
-                with self._holding.hold(2 * sealed + raw):
+            places = [f.location for f in fetches]
+            blobs = self.repo.open_range(reader, places)
+            for at, (fetch, loc) in enumerate(zip(fetches, places, strict=True)):
+                with self._holding.hold(2 * loc.entry.length + loc.entry.raw_length):
                     try:
                         _, plain = next(blobs)
                     except FILE_FAILURES as exc:  # the range is missing or short: the rest is not there
