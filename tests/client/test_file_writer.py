@@ -196,6 +196,11 @@ def test_a_helper_gets_no_secret_and_no_terminal_signal(
     monkeypatch.setenv("KEEP_PASSWORD_COMMAND", "pass show keep")
     proc = file_writer._start_helper(os.fsencode(tmp_path))
     try:
+        # Popen returns once the exec began, before the kernel has set the new
+        # command line and environment: one empty batch answered means it ran.
+        stdin, stdout = file_writer._pipes(proc)
+        file_writer._write_frame(stdin, [])
+        assert file_writer._read_frame(stdout) == ((), ())
         environ = Path(f"/proc/{proc.pid}/environ").read_bytes()
         cmdline = Path(f"/proc/{proc.pid}/cmdline").read_bytes().split(b"\0")
         assert b"KEEP_" not in environ
