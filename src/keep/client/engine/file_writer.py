@@ -387,7 +387,7 @@ class HelperWriters:
                 continue
             in_flight.put([job.file for job in batch])
             try:
-                _write_frame(stdin, [tuple(job) for job in batch])
+                _write_frame(stdin, batch)  # a Job packs as the list of its fields
             except OSError:
                 broken = True  # the receiver fails the batch it was told of
         in_flight.put(None)

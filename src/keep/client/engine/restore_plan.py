@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from operator import itemgetter
 from typing import NamedTuple
 
 from keep.client.engine.blob_index import PackTable, Place
@@ -31,15 +32,19 @@ class Target(NamedTuple):
     offset: int  # where the blob's plaintext goes in that file
 
 
+_new_target = tuple.__new__  # a Target without the call its generated __new__ adds (one per blob)
+
+
 class BlobFetch:
     """One blob to fetch and everywhere it goes. Where it is stays the
     index's compact entry until the range is fetched: a plan for a hundred
-    thousand files holds no Location per blob."""
+    thousand files holds no Location per blob, only the entry's span."""
 
-    __slots__ = ("blob_id", "number", "table", "targets")
+    __slots__ = ("blob_id", "length", "number", "raw_length", "start", "table", "targets")
 
     def __init__(self, table: PackTable, number: int, blob_id: bytes) -> None:
         self.table, self.number, self.blob_id = table, number, blob_id
+        self.start, self.length, self.raw_length = table.span(number)
         self.targets: list[Target] = []
 
     @property
@@ -66,25 +71,25 @@ def plan(
     is the index's (`Repository.place`). Raises KeyError for a blob that is
     not indexed (the caller reports the file)."""
     blobs: dict[bytes, BlobFetch] = {}
+    known = blobs.get
     for index, content in enumerate(files, first):
         offset = 0
         for bid in content:
-            fetch = blobs.get(bid)
+            fetch = known(bid)
             if fetch is None:
                 found = place(bid)
                 if found is None:
                     raise KeyError(bid)
                 fetch = blobs[bid] = BlobFetch(found[0], found[1], bid)
-            fetch.targets.append(Target(index, offset))
-            offset += fetch.table.span(fetch.number)[2]
+            fetch.targets.append(_new_target(Target, (index, offset)))
+            offset += fetch.raw_length
     by_pack: dict[str, list[tuple[int, int, BlobFetch]]] = defaultdict(list)
     for fetch in blobs.values():
-        start, length, _ = fetch.table.span(fetch.number)
-        by_pack[fetch.table.pack_id].append((start, start + length, fetch))
+        by_pack[fetch.table.pack_id].append((fetch.start, fetch.start + fetch.length, fetch))
     del blobs
     out: list[RangeFetch] = []
     for pack_id in sorted(by_pack):
-        members = sorted(by_pack.pop(pack_id), key=lambda m: m[0])
+        members = sorted(by_pack.pop(pack_id), key=itemgetter(0))
         size = pack_sizes.get(pack_id, 0)
         ranges: list[RangeFetch] = []
         current: RangeFetch | None = None

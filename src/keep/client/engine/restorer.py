@@ -71,7 +71,7 @@ FETCH_THREADS = 2  # they verify and decompress (the helpers write): one per cor
 HELPERS_FROM = 2_000  # measured: helpers 1.10x the wall time at 1,000 files, 0.80x at 3,000
 # Phase 2 plans this many files at a time, and gives the fetch threads at
 # most RANGES_AHEAD ranges each beyond the one they are on: a plan costs
-# ~200 bytes a file while it lasts. 100,000 small files planned in one piece
+# ~400 bytes a file while it lasts. 100,000 small files planned in one piece
 # peaked at 191 MiB, in batches at 147 MiB, in 0.91x the time. (Planning
 # and fetching alongside the walk peaked at 145 MiB but took 1.10x the time,
 # 1.33x on a new machine: the walk took the interpreter lock from the fetch
@@ -181,7 +181,7 @@ class _File:
     @property
     def path(self) -> bytes:
         """The final path, relative to the target."""
-        return os.path.join(self.parent, self.node.name) if self.parent else self.node.name
+        return self.parent + b"/" + self.node.name if self.parent else self.node.name  # a name holds no "/"
 
 
 @dataclass(slots=True)
@@ -203,23 +203,26 @@ def _display(path: bytes) -> str:
 class _Budget:
     """Bytes held by several threads at once, at most `limit` (a thread that
     holds nothing may take more alone: a blob larger than the limit still
-    opens, only without company)."""
+    opens, only without company). Taken and given back once per blob, so
+    both are a plain lock's enter and exit unless a thread has to wait."""
 
     def __init__(self, limit: int) -> None:
-        self._limit, self._held = limit, 0
-        self._room = threading.Condition()
+        self._limit, self._held, self._waiting = limit, 0, 0
+        self._lock = threading.Lock()
+        self._room = threading.Condition(self._lock)
 
-    @contextlib.contextmanager
-    def hold(self, size: int) -> Iterator[None]:
-        with self._room:
+    def take(self, size: int) -> None:
+        with self._lock:
             while self._held and self._held + size > self._limit:
+                self._waiting += 1
                 self._room.wait()
+                self._waiting -= 1
             self._held += size
-        try:
-            yield
-        finally:
-            with self._room:
-                self._held -= size
+
+    def give(self, size: int) -> None:
+        with self._lock:
+            self._held -= size
+            if self._waiting:
                 self._room.notify_all()
 
 
@@ -413,7 +416,7 @@ class Restorer:
         tree = Tree.from_bytes(self.repo.read_tree_bytes(tree_id))
         entries = []
         for node in tree.nodes:
-            path = os.path.join(d.rel, node.name) if d.rel else node.name
+            path = d.rel + b"/" + node.name if d.rel else node.name
             entries.append((node, path, *self._wanted(path, node)))
         self.repo.prefetch_trees(node.subtree for node, _, _, descend in entries if descend and node.subtree)
         for node, path, restore, descend in entries:
@@ -685,7 +688,7 @@ class Restorer:
     def _fetch_planned(self) -> None:
         """Plan the walked files PLAN_BATCH at a time and give each batch's
         ranges to the fetch threads, staying RANGES_AHEAD ranges per thread
-        ahead of them: the plan of a batch (~200 bytes a file) lives only
+        ahead of them: the plan of a batch (~400 bytes a file) lives only
         until its ranges are written."""
         content, self._content = self._content, []
         for first in range(0, len(content), PLAN_BATCH):
@@ -740,7 +743,9 @@ class Restorer:
             places = [f.location for f in fetches]
             blobs = self.repo.open_range(reader, places)
             for at, (fetch, loc) in enumerate(zip(fetches, places, strict=True)):
-                with self._holding.hold(2 * loc.entry.length + loc.entry.raw_length):
+                room = 2 * loc.entry.length + loc.entry.raw_length
+                self._holding.take(room)
+                try:
                     try:
                         _, plain = next(blobs)
                     except FILE_FAILURES as exc:  # the range is missing or short: the rest is not there
@@ -751,6 +756,8 @@ class Restorer:
                     else:
                         self._give_up([fetch], plain)
                     del plain  # released before the room is
+                finally:
+                    self._holding.give(room)
         with self._lock:
             self.stats.bytes_fetched += rng.end - rng.start
         if self._progress is not None:
