@@ -33,7 +33,13 @@ each after deleting the previous one: 2.8, 4.9, 7.0 s). The run waits at
 its start (up to 7 minutes) until creating a file is fast again, measures
 it before every tool's turn and says so if it was slow.
 
+With --restore-tmpfs DIR the restores go into DIR, which must be on a tmpfs,
+and each is removed once verified: the same restores without the disk's
+file system in their write path, to tell a tool's own time from that of the
+file system it writes into (the backups still read the corpus from disk).
+
     python -m benchmarks.compare [--scale 1.0] [--small-files 100000] [--tools keep,restic,borg] [--rounds 3]
+    python -m benchmarks.compare --restore-tmpfs /mnt/r   # after: mount -t tmpfs -o size=4g tmpfs /mnt/r
     python -m benchmarks.compare --smoke --tools keep     # tiny data, CI
 """
 
@@ -44,6 +50,7 @@ import contextlib
 import json
 import os
 import random
+import shutil
 import signal
 import socket
 import statistics
@@ -429,22 +436,49 @@ def measure(tool: Tool, step: str, cmd: list[str], data_bytes: int, cwd: Path | 
     )
 
 
-def restore_step(tool: Tool, step: str, source: Path, data_bytes: int) -> Step:
+def restore_step(tool: Tool, step: str, source: Path, data_bytes: int, into: Path | None = None) -> Step:
     """Measure a full restore of `source`'s latest backup, then verify every
     byte and piece of metadata; the step is marked unverified if anything
-    differs (its throughput is then withdrawn)."""
-    target = tool.work / step.replace(" ", "-").replace(":", "")
+    differs (its throughput is then withdrawn). With `into` (a tmpfs, see
+    `tmpfs_mount`) the restore goes there and is removed once verified."""
+    name = step.replace(" ", "-").replace(":", "")
+    if into is None:
+        target = tool.work / name
+    else:
+        target = Path(tempfile.mkdtemp(prefix=f"{tool.name}-{name}-", dir=into))
     cmd, cwd = tool.restore(target, source)
     result = measure(tool, step, cmd, data_bytes, cwd)
     problems = verify_restore(source, target / str(source).lstrip("/"))
     result.verified = not problems
     for problem in problems:
         print(f"{tool.name}: {step}: NOT VERIFIED: {problem}", flush=True)
+    if into is not None:
+        shutil.rmtree(target)  # memory, not disk: nothing for ext4 to be slowed by
     return result
 
 
+def tmpfs_mount(path: Path) -> bool:
+    """Whether `path` is on a tmpfs (the last mount in /proc/self/mounts
+    that holds it decides)."""
+    real, fstype, best = os.path.realpath(path), "", ""
+    with open("/proc/self/mounts") as mounts:
+        for line in mounts:
+            _, point, kind = line.split()[:3]
+            point = point.replace("\\040", " ")
+            inside = real == point or real.startswith(point.rstrip("/") + "/")
+            if inside and len(point) >= len(best):
+                best, fstype = point, kind
+    return fstype == "tmpfs"
+
+
 def run_tool(
-    name: str, work: Path, corpus: Path, corpus_bytes: int, small: Path | None, small_bytes: int
+    name: str,
+    work: Path,
+    corpus: Path,
+    corpus_bytes: int,
+    small: Path | None,
+    small_bytes: int,
+    restore_into: Path | None = None,
 ) -> list[Step]:
     tool = TOOLS[name](work)
     tool.work.mkdir(parents=True)
@@ -456,14 +490,14 @@ def run_tool(
         mutated = mutate(corpus)
         steps.append(measure(tool, "backup after mutation", tool.backup_cmd(corpus), mutated))
         size = sum(p.stat().st_size for p in corpus.rglob("*") if p.is_file())
-        steps.append(restore_step(tool, "full restore", corpus, size))
+        steps.append(restore_step(tool, "full restore", corpus, size, restore_into))
         undo_mutation(corpus)
         if small is not None:
             steps.append(measure(tool, "small files: first backup", tool.backup_cmd(small), small_bytes))
             steps.append(
                 measure(tool, "small files: unchanged re-backup", tool.backup_cmd(small), small_bytes)
             )
-            steps.append(restore_step(tool, "small files: restore", small, small_bytes))
+            steps.append(restore_step(tool, "small files: restore", small, small_bytes, restore_into))
     return steps
 
 
@@ -580,7 +614,16 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="repeat everything, rotating the tools' order")
     parser.add_argument("--smoke", action="store_true", help="tiny corpus, one round")
     parser.add_argument("--json", type=Path, help="also write the steps as JSON here")
+    parser.add_argument(
+        "--restore-tmpfs",
+        type=Path,
+        metavar="DIR",
+        help="restore into DIR, which must be on a tmpfs, each restore removed once verified: "
+        "restores without the disk's file system in their way",
+    )
     args = parser.parse_args()
+    if args.restore_tmpfs is not None and not tmpfs_mount(args.restore_tmpfs):
+        parser.error(f"{args.restore_tmpfs} is not on a tmpfs")
     scale, small_count = (0.02, 300) if args.smoke else (args.scale, args.small_files)
     compile_keep()
     with tempfile.TemporaryDirectory(prefix="keep-compare-") as tmp:
@@ -594,6 +637,8 @@ def main() -> None:
             f"{small_bytes / 1e6:.0f} MB; {os.cpu_count()} cores",
             flush=True,
         )
+        if args.restore_tmpfs is not None:
+            print(f"restores go into {args.restore_tmpfs} (a tmpfs), each removed once verified", flush=True)
         waited = time.monotonic()
         took = settle(base, 0 if args.smoke else SETTLE_MAX)
         print(f"creating a file: {took:.0f} µs (waited {time.monotonic() - waited:.0f} s for it)", flush=True)
@@ -612,6 +657,7 @@ def main() -> None:
                     corpus_bytes,
                     small if small_count else None,
                     small_bytes,
+                    args.restore_tmpfs,
                 )
                 for s in done:
                     s.round = number

@@ -46,6 +46,65 @@ def test_compare_harness_smoke() -> None:
     assert "round 1, keep: creating a file took" in out
 
 
+def test_compare_restores_into_a_tmpfs_and_removes_each_once_verified(tmp_path: Path) -> None:
+    """--restore-tmpfs: the same verified restores, written to memory; a
+    directory on the disk is refused before anything runs."""
+    from tests.client.tmpfs import tmpfs
+
+    with tmpfs(tmp_path / "restores", "256m") as restores:
+        out = run_module("benchmarks.compare", "--smoke", "--tools", "keep", "--restore-tmpfs", str(restores))
+        assert "| full restore | keep |" in out
+        assert "| small files: restore | keep |" in out
+        assert "NOT VERIFIED" not in out
+        assert f"restores go into {restores} (a tmpfs)" in out
+        assert list(restores.iterdir()) == []
+    refused = subprocess.run(
+        [sys.executable, "-m", "benchmarks.compare", "--smoke", "--restore-tmpfs", str(tmp_path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert refused.returncode == 2
+    assert f"{tmp_path} is not on a tmpfs" in refused.stderr
+
+
+def test_a_restore_step_with_a_tmpfs_restores_there_verifies_and_removes_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from benchmarks import compare
+    from tests.client.tmpfs import tmpfs
+
+    source = tmp_path / "source"
+    (source / "d").mkdir(parents=True)
+    (source / "d" / "f").write_bytes(b"restored bytes")
+    targets: list[Path] = []
+
+    class Copy(compare.Tool):
+        """Restores by copying the source, keeping its metadata."""
+
+        name = "copy"
+
+        def restore(self, target: Path, source: Path) -> tuple[list[str], Path | None]:
+            targets.append(target)
+            into = target / str(source).lstrip("/")
+            into.parent.mkdir(parents=True, exist_ok=True)
+            return ["cp", "-a", str(source), str(into)], None
+
+    def run(tool: compare.Tool, step: str, cmd: list[str], data_bytes: int, cwd: Path | None) -> compare.Step:
+        subprocess.run(cmd, check=True)
+        return compare.Step(tool.name, step, 0.0, 0.0, 0.0, 0.0, 0.0, data_bytes / 1e6)
+
+    monkeypatch.setattr(compare, "measure", run)
+    with tmpfs(tmp_path / "restores", "16m") as restores:
+        step = compare.restore_step(Copy(tmp_path / "work"), "full restore", source, 14, restores)
+        assert step.verified
+        assert targets[0].parent == restores
+        assert list(restores.iterdir()) == []  # removed once verified
+    assert not (tmp_path / "work").exists()  # nothing went to the tool's own directory
+
+
 def test_the_comparison_waits_for_file_creation_to_be_fast_again(monkeypatch: pytest.MonkeyPatch) -> None:
     """After a large deletion a journal-less ext4 creates files slowly for
     minutes: the run waits (within its limit) until a probe is fast again,
