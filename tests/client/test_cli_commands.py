@@ -47,6 +47,22 @@ def test_backup_imports_neither_the_admin_page_nor_the_agent() -> None:
     assert not {"keep.client.cli.admin", "keep.client.cli.agent", "keep.client.cli.maintenance"} & set(loaded)
 
 
+@pytest.mark.parametrize("command", ["backup", "restore"])
+def test_the_daily_commands_start_without_what_they_do_not_use(command: str) -> None:
+    """Every module imported is start-up time on every timer run: a backup
+    or a restore does not import the archive formats (`keep dump`), git's
+    patterns (only once there are patterns), Argon2 (only a password
+    derives a key) or difflib (only a mistyped setting)."""
+    code = (
+        "import json, sys; from keep.client.cli import main; "
+        f"main.load_command([{command!r}]); print(json.dumps(sorted(sys.modules)))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    loaded = {name.split(".")[0] for name in json.loads(out)}
+    assert f"keep.client.cli.{command}" in json.loads(out)
+    assert not {"tarfile", "zipfile", "pathspec", "argon2", "difflib"} & loaded
+
+
 @pytest.mark.parametrize(
     ("args", "module"),
     [

@@ -14,8 +14,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Self
 
-from argon2.low_level import Type, hash_secret_raw
-
 from keep.protocol.errors import FormatError, KdfPolicyError
 from keep.protocol.keys import PasswordKey
 
@@ -112,6 +110,11 @@ def derive_password_key(
         raise FormatError("the password is empty")
     if len(password) > PASSWORD_MAX:
         raise FormatError("the password is too long")
+    # Imported here: a device's daily work (backup, restore, check-in) never
+    # derives a key from the password, and argon2 with its cffi binding adds
+    # ~5 ms to the start of every command.
+    from argon2.low_level import Type, hash_secret_raw
+
     raw = hash_secret_raw(
         secret=password,
         salt=salt,

@@ -16,6 +16,7 @@ import click
 from keep.client.cli.main import CliContext, cli
 from keep.client.cli.session import UsageError, open_repository, pick_snapshot, snapshot_filter_options
 from keep.client.engine import explore, snapshot_filter
+from keep.client.engine.dump import dump_file, dump_tree
 from keep.client.engine.lease import Lease
 from keep.client.text import display_path, human_bytes, local_time, rfc3339
 from keep.protocol.errors import NotFoundError
@@ -174,9 +175,9 @@ def dump(ctx: CliContext, snapshot: str, path: str, archive: str, target: Path |
             )
         with _output(target) as out:
             if node.type is NodeType.FILE:
-                explore.dump_file(repo, node, out)
+                dump_file(repo, node, out)
             else:
-                explore.dump_tree(repo, info.snapshot.tree, where, out, archive)
+                dump_tree(repo, info.snapshot.tree, where, out, archive)
 
 
 @contextmanager

@@ -9,7 +9,6 @@ dataclasses to each other.
 
 from __future__ import annotations
 
-import difflib
 import os
 import tomllib
 from dataclasses import dataclass, fields
@@ -123,6 +122,8 @@ _KINDS = {"str": (str, "a string"), "bool": (bool, "true or false"), "int": (int
 
 
 def _near(name: str, choices: list[str]) -> str:
+    import difflib  # only for a mistyped setting: not on every start
+
     close = difflib.get_close_matches(name, choices, n=1, cutoff=0.6)
     return f" (did you mean {close[0]!r}?)" if close else ""
 

@@ -22,9 +22,6 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterable
 
-from pathspec import GitIgnoreSpec
-from pathspec.patterns.gitwildmatch import GitWildMatchPatternError
-
 from keep.protocol.errors import ExitCode, KeepError
 
 
@@ -46,11 +43,16 @@ class Patterns:
         self.ignore_case = ignore_case
         if ignore_case:
             texts = [t.lower() for t in texts]
-        try:
-            self._spec = GitIgnoreSpec.from_lines(texts)
-        except GitWildMatchPatternError as exc:
-            raise PatternError(f"not a pattern git's rules can read: {exc}") from None
-        self._any = bool(self._spec.patterns)
+        self._any = False
+        if texts:  # pathspec is imported only where there are patterns: most backups have none
+            from pathspec import GitIgnoreSpec
+            from pathspec.patterns.gitwildmatch import GitWildMatchPatternError
+
+            try:
+                self._spec = GitIgnoreSpec.from_lines(texts)
+            except GitWildMatchPatternError as exc:
+                raise PatternError(f"not a pattern git's rules can read: {exc}") from None
+            self._any = bool(self._spec.patterns)
         # Directory-only patterns ("build/") need to know what a path is.
         self._dir_only = any(t.rstrip().endswith("/") for t in texts)
 
