@@ -801,7 +801,9 @@ class Restorer:
 
     def _written(self, index: int) -> None:
         f = self._files[index]
-        f.done = True
+        # In place: its temporary name is not needed again (100,000 of them
+        # held to the end were ~6 MiB of the restore's peak).
+        f.done, f.temp = True, None
         with self._lock:
             self.stats.files_written += 1
             self.stats.bytes_written += f.node.size
@@ -824,7 +826,7 @@ class Restorer:
         if f.temp is None:  # cannot be: `fd` is its temporary file
             raise RuntimeError(f"{_display(f.path)} has no temporary name")
         os.rename(f.temp, f.node.name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
-        f.done = True
+        f.done, f.temp = True, None
         self.stats.files_written += 1  # several threads: a display figure, not a result
         self.stats.current = f.path
 
