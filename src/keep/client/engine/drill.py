@@ -111,7 +111,9 @@ def drill(repo: Repository, info: SnapshotInfo, home: Path, count: int = SAMPLE_
             stats = restorer.run(info.snapshot.tree)
             warnings = {"/" + w.path.lstrip("/"): w.message for w in stats.warnings}
         for path, node in sample:
-            problem = compare_file(repo.keys, os.fsencode(scratch), path.lstrip(b"/"), node)
+            problem = compare_file(
+                repo.keys, os.fsencode(scratch), path.lstrip(b"/"), node.size, node.content
+            )
             if problem and os.fsdecode(path) in warnings:
                 problem += f" ({warnings[os.fsdecode(path)]})"
             if problem:
