@@ -18,6 +18,7 @@ import random
 import threading
 import time
 import tracemalloc
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -165,6 +166,18 @@ def _backed_up_repo(device: Device, src: Path) -> tuple[Remote, Repository]:
     return remote, repo
 
 
+def _at_walk_end(monkeypatch: pytest.MonkeyPatch, look: Callable[[], None]) -> None:
+    """Call `look` whenever a restore has walked its trees, before it
+    fetches anything (what it raises stops the restore there)."""
+    real = restorer.Restorer._fetch_planned
+
+    def watched(self: restorer.Restorer) -> None:
+        look()
+        real(self)
+
+    monkeypatch.setattr(restorer.Restorer, "_fetch_planned", watched)
+
+
 def test_what_the_walk_keeps_of_each_file_is_bounded(
     device: Device, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -177,13 +190,7 @@ def test_what_the_walk_keeps_of_each_file_is_bounded(
     make_small_files(src, 10_000, 500, seed=4)
     remote, repo = _backed_up_repo(device, src)
     walked: list[int] = []
-    real = restorer.Restorer._fetch_planned
-
-    def measured(self: restorer.Restorer) -> None:
-        walked.append(tracemalloc.get_traced_memory()[0])
-        real(self)
-
-    monkeypatch.setattr(restorer.Restorer, "_fetch_planned", measured)
+    _at_walk_end(monkeypatch, lambda: walked.append(tracemalloc.get_traced_memory()[0]))
     with remote:
         (info,) = repo.snapshots()
         repo.read_tree_bytes(info.snapshot.tree)
@@ -312,15 +319,13 @@ def test_a_restore_pauses_the_garbage_collector_and_always_restarts_it(
     make_small_files(src, 50, 10, seed=6)
     remote, repo = _backed_up_repo(device, src)
     seen: list[bool] = []
-    real = restorer.Restorer._fetch_planned
 
-    def watched(self: restorer.Restorer) -> None:
+    def look() -> None:
         seen.append(gc.isenabled())
         if len(seen) == 2:
             raise OSError(28, "No space left on device")
-        real(self)
 
-    monkeypatch.setattr(restorer.Restorer, "_fetch_planned", watched)
+    _at_walk_end(monkeypatch, look)
     with remote:
         (info,) = repo.snapshots()
         assert gc.isenabled()
