@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from keep.client.device.state import DeviceState
-from keep.client.engine import file_writer, restorer
+from keep.client.engine import file_writer, helper_process, restorer
 from keep.client.engine.repository import Repository
 from keep.client.remote import Remote
 from keep.protocol.errors import ExitCode
@@ -102,16 +102,16 @@ def test_a_helper_that_dies_stops_the_restore_and_leaves_nothing_half_done(
         if started:
             return real_start(target)
         code = (
-            "import sys, keep.client.engine.file_writer as w\n"
+            "import sys, keep.client.engine.file_writer as w, keep.client.engine.helper_process as h\n"
             "inp, out = sys.stdin.buffer, sys.stdout.buffer\n"
-            "d = w._Directories(w._read_frame(inp))\n"
-            "for job in w._read_frame(inp):\n"
+            "d = w._Directories(h.read_frame(inp))\n"
+            "for job in h.read_frame(inp):\n"
             "    w.write_job(d, w.Job(*job))\n"
             "sys.exit(9)\n"  # before answering: the restorer cannot know what it wrote
         )
         proc = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
         assert proc.stdin is not None
-        file_writer._write_frame(proc.stdin, target)
+        helper_process.write_frame(proc.stdin, target)
         started.append(proc.pid)
         return proc
 
@@ -184,34 +184,6 @@ def test_ctrl_c_stops_the_restore_and_its_helpers(device: Device, tmp_path: Path
         assert not Path(f"/proc/{pid}").exists()
     device.run("restore", "latest", "--target", str(target))  # a second run completes the tree
     assert describe(out) == describe(src)
-
-
-def test_a_helper_gets_no_secret_and_no_terminal_signal(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Its command line names no file and no secret, its environment holds
-    none of keep's settings (a password may be among them), and it is in a
-    process group of its own."""
-    monkeypatch.setenv("KEEP_PASSWORD", "correct horse battery staple")
-    monkeypatch.setenv("KEEP_PASSWORD_COMMAND", "pass show keep")
-    proc = file_writer._start_helper(os.fsencode(tmp_path))
-    try:
-        # Popen returns once the exec began, before the kernel has set the new
-        # command line and environment: one empty batch answered means it ran.
-        stdin, stdout = file_writer._pipes(proc)
-        file_writer._write_frame(stdin, [])
-        assert file_writer._read_frame(stdout) == ((), ())
-        environ = Path(f"/proc/{proc.pid}/environ").read_bytes()
-        cmdline = Path(f"/proc/{proc.pid}/cmdline").read_bytes().split(b"\0")
-        assert b"KEEP_" not in environ
-        assert b"correct horse" not in environ
-        assert cmdline[1:3] == [b"-m", b"keep.client.engine.file_writer"]
-        assert os.fsencode(tmp_path) not in b" ".join(cmdline)
-        assert os.getpgid(proc.pid) == proc.pid != os.getpgid(0)
-    finally:
-        assert proc.stdin is not None
-        proc.stdin.close()
-        assert proc.wait(timeout=30) == 0
 
 
 def test_a_helper_that_cannot_start_is_one_error_and_nothing_is_left(

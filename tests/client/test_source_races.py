@@ -32,8 +32,14 @@ SIZES = [100, SMALL_FILE_MAX, SMALL_FILE_MAX + 1, 3 * CHUNK_MIN]
 IDS = ["small", "small-max", "just-past-small", "pipeline"]
 
 
-@pytest.fixture
-def archiver(device: Device) -> Iterator[Archiver]:
+@pytest.fixture(params=["engine", "helper"])
+def archiver(
+    device: Device, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Archiver]:
+    """An archiver that reads small files itself, or (`helper`) one that
+    hands every one to the source-reading helper process."""
+    if request.param == "helper":
+        monkeypatch.setattr(archiver_module, "INLINE_FILES", 0)
     device.init()
     state = DeviceState.load(device.home)
     with Remote(state.server_url, state.device_token) as remote:
@@ -43,11 +49,14 @@ def archiver(device: Device) -> Iterator[Archiver]:
         finally:
             made.pipeline.close()
             made.packer.abort()
+            if made._reader is not None:
+                made._reader.close()
 
 
 def back_up_one(archiver: Archiver, path: Path, st: os.stat_result) -> Node | None:
     """The node the archiver makes of `path`, given the lstat `st` the walk took."""
     pending = archiver._file(os.fsencode(path), os.fsencode(path.name), st, None)
+    archiver._send_small()
     archiver.pipeline.drain()
     if pending is None or isinstance(pending, Node):
         return pending
@@ -149,3 +158,15 @@ def test_a_small_files_node_has_its_xattrs_and_content(archiver: Archiver, tmp_p
     assert node.size == size
     assert node.content == expected_ids(archiver, data)
     assert archiver.warnings == []
+
+
+@pytest.mark.parametrize("size", SIZES, ids=IDS)
+def test_a_file_that_vanished_is_a_warning(archiver: Archiver, tmp_path: Path, size: int) -> None:
+    path = tmp_path / "f"
+    path.write_bytes(os.urandom(size))
+    st = os.lstat(path)
+    path.unlink()
+    assert back_up_one(archiver, path, st) is None
+    assert warnings_for(archiver, path) == ["vanished before it could be read"]
+    assert archiver.stats.bytes_total == 0
+    assert archiver.stats.files_new == 0

@@ -36,6 +36,16 @@ from keep.client.engine.packer import Packer
 from keep.client.engine.path_warning import PathWarning
 from keep.client.engine.patterns import Patterns, any_match
 from keep.client.engine.repository import Repository
+from keep.client.engine.source_reader import (
+    BATCH_FILES,
+    INLINE_FILES,
+    Answer,
+    SourceReader,
+    open_source,
+    read_small,
+    same_file,
+    xattrs_of,
+)
 from keep.protocol.blob import BlobType, blob_id
 from keep.protocol.chunker import Chunker
 from keep.protocol.compression import DATA_LEVEL
@@ -44,8 +54,7 @@ from keep.protocol.limits import CHUNK_AVG, CHUNK_MAX, CHUNK_MIN, MiB
 from keep.protocol.snapshot import Snapshot
 from keep.protocol.tree import Node, NodeType, Tree
 
-SMALL_FILE_MAX = INLINE_MAX  # files up to this size take the one-pass path (_read_small)
-O_NOATIME = getattr(os, "O_NOATIME", 0)
+SMALL_FILE_MAX = INLINE_MAX  # files up to this size take the one-pass path (read_small)
 POOLED_READ_MIN = 1 * MiB  # smaller reads use os.read into ordinary bytes
 # Bytes read per call; with the tail carried over (at most CHUNK_MAX) a pooled
 # buffer holds READ_BUFFER + CHUNK_MAX.
@@ -112,52 +121,6 @@ def _group(gid: int) -> str:
         return ""
 
 
-def _xattrs(where: bytes | int) -> tuple[tuple[bytes, bytes], ...]:
-    """The extended attributes of a path (not followed if a link) or of an
-    open descriptor (no path lookup: what the small-file path uses)."""
-    follow = isinstance(where, int)  # follow_symlinks=False is refused with a descriptor
-    try:
-        names = os.listxattr(where, follow_symlinks=follow)
-    except OSError:
-        return ()
-    if not names:
-        return ()
-    out = []
-    for name in sorted(names):
-        try:
-            out.append((name.encode(), os.getxattr(where, name, follow_symlinks=follow)))
-        except OSError:
-            continue
-    return tuple(out)
-
-
-def _open_source(path: bytes) -> int:
-    """A source file opened for reading: not through a link, without
-    touching its access time where allowed, and non-blocking, so that a FIFO
-    or device put in its place since it was listed cannot stall the backup
-    (regular files ignore the flag)."""
-    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
-    try:
-        return os.open(path, flags | O_NOATIME)
-    except PermissionError:
-        if not O_NOATIME:
-            raise
-        return os.open(path, flags)  # O_NOATIME needs ownership
-
-
-def _replaced() -> OSError:
-    return OSError(errno.ESTALE, "replaced while being opened")
-
-
-def _same_file(fd: int, st: os.stat_result) -> os.stat_result:
-    """The open file's fstat, if it is still the regular file the walk's
-    lstat `st` saw (same inode); else the error that makes it a warning."""
-    fst = os.fstat(fd)
-    if not stat.S_ISREG(fst.st_mode) or fst.st_ino != st.st_ino:
-        raise _replaced()
-    return fst
-
-
 def _is_cache_dir(path: bytes) -> bool:
     try:
         with open(os.path.join(path, CACHEDIR_TAG), "rb") as f:
@@ -205,7 +168,28 @@ class _PendingDir:
         return _meta_node(self.name, self.st, self.path, subtree=self.subtree)
 
 
-_Pending = Node | _PendingFile | _PendingDir
+class _PendingSmall:
+    """A small file the source-reading helper reads; its node is made when
+    the answer is delivered (None if it could not be read: a warning says
+    why, and the directory's tree leaves it out)."""
+
+    __slots__ = ("done", "name", "node", "path", "prev", "st")
+
+    def __init__(self, name: bytes, path: bytes, st: os.stat_result, prev: Node | None) -> None:
+        self.name = name
+        self.path = path
+        self.st = st
+        self.prev = prev
+        self.node: Node | None = None
+        self.done = False
+
+    def finish(self) -> Node | None:
+        if not self.done:
+            raise FormatError("internal: small file not read")
+        return self.node
+
+
+_Pending = Node | _PendingFile | _PendingDir | _PendingSmall
 
 
 def _unchanged(prev: Node | None, st: os.stat_result) -> bool:
@@ -290,7 +274,7 @@ def _meta_node(
         st.st_nlink,
         st.st_dev,
         st.st_rdev if node_type in (NodeType.CHARDEV, NodeType.BLOCKDEV) else 0,
-        _xattrs(path),
+        xattrs_of(path),
         target,
         content,
         subtree,
@@ -332,6 +316,10 @@ class Archiver:
             [Patterns(options.excludes), Patterns(options.iexcludes, ignore_case=True)]
         )
         self._markers = tuple(map(os.fsencode, options.exclude_if_present))
+        self._reader: SourceReader | None = None  # the helper reading small files, once started
+        self._small: list[_PendingSmall] = []  # queued for it, not yet sent
+        self._small_read_here = 0  # small files read on the engine thread before it started
+        self._no_reader = False  # it could not be started: the engine reads them all
 
     # Public -----------------------------------------------------------------
     def run(self, sources: list[bytes], parent: tuple[str, Snapshot] | None) -> BackupResult:
@@ -361,6 +349,7 @@ class Archiver:
             self._save_tree(
                 self._root_nodes(present, parent_root), parent[1].tree if parent else None, root, parent_root
             )
+            self._send_small()
             self.pipeline.drain()
             if root.subtree is None:
                 raise FormatError("internal: root tree not stored")
@@ -373,6 +362,8 @@ class Archiver:
             raise
         finally:
             self.pipeline.close()
+            if self._reader is not None:
+                self._reader.close()
         seconds = time.monotonic() - self.stats.started
         snapshot = Snapshot(
             time_ns=time.time_ns(),
@@ -528,10 +519,13 @@ class Archiver:
         id to `into`. `previous` is the id of the same directory's tree in the
         parent snapshot: if nothing changed the ids are equal and the index
         need not even be loaded. `parent` is that tree decoded, if it was."""
+        self._send_small()  # the tree waits for its small files' answers
         self.pipeline.then(lambda: setattr(into, "subtree", self._store_tree(nodes, previous, parent)))
 
     def _store_tree(self, nodes: list[_Pending], previous: bytes | None, parent: Tree | None) -> bytes:
-        resolved = tuple(n if isinstance(n, Node) else n.finish() for n in nodes)
+        resolved = tuple(
+            node for node in (n if isinstance(n, Node) else n.finish() for n in nodes) if node is not None
+        )
         if previous is not None and parent is not None and resolved == parent.nodes:
             # The very entries `previous` was decoded from (its id was checked
             # when it was read): the same tree, not encoded and hashed again.
@@ -625,7 +619,7 @@ class Archiver:
 
     def _file(
         self, path: bytes, name: bytes, st: os.stat_result, prev: Node | None
-    ) -> Node | _PendingFile | None:
+    ) -> Node | _PendingFile | _PendingSmall | None:
         self.stats.bytes_total += st.st_size
         if _unchanged(prev, st):
             # The parent snapshot was written only after all its blobs were
@@ -635,19 +629,29 @@ class Archiver:
             self.stats.bytes_done += st.st_size
             self._tick()
             return prev
+        if st.st_size <= SMALL_FILE_MAX:
+            if self._reader is None and not self._start_reader():
+                self.stats.current = path
+                answer = read_small(path, st.st_size, st.st_ino)
+                return self._small_read(path, name, st, prev, answer, delivering=False)
+            return self._small_later(path, name, st, prev)
         try:
-            if st.st_size <= SMALL_FILE_MAX:
-                pending: Node | _PendingFile = self._read_small(path, name, st)
-            else:
-                pending = self._read_file(path, name, st)
-        except FileNotFoundError:
-            self._warn(path, "vanished before it could be read")
-            self.stats.bytes_total -= st.st_size
-            return None
+            pending = self._read_file(path, name, st)
         except OSError as exc:
-            self._warn(path, f"cannot read: {exc.strerror}")
-            self.stats.bytes_total -= st.st_size
+            self._unreadable(path, st, exc.errno, exc.strerror)
             return None
+        self._read_one(path, st, prev)
+        return pending
+
+    def _unreadable(self, path: bytes, st: os.stat_result, code: int | None, message: str | None) -> None:
+        if code == errno.ENOENT:
+            self._warn(path, "vanished before it could be read")
+        else:
+            self._warn(path, f"cannot read: {message}")
+        self.stats.bytes_total -= st.st_size
+
+    def _read_one(self, path: bytes, st: os.stat_result, prev: Node | None) -> None:
+        """Count a file read (new or changed) and report it."""
         if prev is None:
             self.stats.files_new += 1
         else:
@@ -655,36 +659,45 @@ class Archiver:
         if self._on_file is not None:
             self._on_file("new" if prev is None else "changed", path, st.st_size)
         self._tick()
-        return pending
 
-    def _read_small(self, path: bytes, name: bytes, st: os.stat_result) -> Node | _PendingFile:
-        """A file of at most SMALL_FILE_MAX bytes, in one pass on the engine
-        thread: one read, its one chunk identified, compressed and sealed at
-        once, its node built while the descriptor is open (extended
-        attributes without a path lookup). The chunk pipeline's queue is not
-        involved: nothing waits on this file. Measured on 100,000 files of
-        0.1-2 KB: see docs/engine.md "Small files"."""
-        fd = _open_source(path)
-        self.stats.current = path
-        try:
-            # The descriptor is checked after the read: opened non-blocking, a
-            # FIFO or device swapped in since the lstat cannot stall it, and
-            # at most size + 1 bytes are asked for.
-            data = os.read(fd, st.st_size + 1)
-            fst = _same_file(fd, st)
-            xattrs = _xattrs(fd)
-        except IsADirectoryError:
-            raise _replaced() from None
-        finally:
-            os.close(fd)
+    def _small_read(
+        self,
+        path: bytes,
+        name: bytes,
+        st: os.stat_result,
+        prev: Node | None,
+        answer: Answer,
+        *,
+        delivering: bool,
+    ) -> Node | _PendingFile | None:
+        """The rest of a small file's one pass, given what reading it gave
+        (`read_small`, here or in the helper): its one chunk identified,
+        compressed and sealed at once, its node built. The chunk pipeline's
+        queue is not involved: nothing waits on this file. Measured on
+        100,000 files of 0.1-2 KB: see docs/engine.md "Small files".
+        `delivering`: called from the pipeline's delivery of the helper's
+        answers, where a file that grew cannot be handed to the pipeline (its
+        directory's tree is already queued behind it) and is read in full
+        here instead."""
+        if answer[0]:
+            self._unreadable(path, st, answer[0], answer[1])
+            return None
+        _, data, mtime_ns, xattrs = answer
         size = len(data)
         if size > st.st_size:  # it grew since the lstat: read in full, with a warning
-            return self._read_file(path, name, st)
+            try:
+                pending = self._read_file(path, name, st, here=delivering)
+            except OSError as exc:
+                self._unreadable(path, st, exc.errno, exc.strerror)
+                return None
+            self._read_one(path, st, prev)
+            return pending
         self.stats.bytes_read += size
         self.stats.bytes_done += size
-        if size != st.st_size or fst.st_mtime_ns != st.st_mtime_ns:
+        if size != st.st_size or mtime_ns != st.st_mtime_ns:
             self._warn(path, "changed while being read; the snapshot has what was read")
-        content = (self._store_small(data),)  # an empty file too: one empty blob
+        content = (self._store_here(data),)  # an empty file too: one empty blob
+        self._read_one(path, st, prev)
         # Built here, not by _meta_node: its generic type and field choices
         # cost 5-8 % of a 100,000-small-file backup (paired runs).
         uid, gid = st.st_uid, st.st_gid
@@ -694,8 +707,50 @@ class Archiver:
             xattrs, b"", content, None,
         )  # fmt: skip
 
-    def _store_small(self, data: bytes) -> bytes:
-        """Identify, compress and seal one small chunk here; its id. A
+    def _start_reader(self) -> bool:
+        """Whether small files now go to the helper: once INLINE_FILES were
+        read here, it is started. One that cannot start (no processes left)
+        is no reason to fail a backup: the engine goes on reading them."""
+        if self._no_reader:
+            return False
+        self._small_read_here += 1
+        if self._small_read_here <= INLINE_FILES:
+            return False
+        try:
+            self._reader = SourceReader()
+        except OSError:
+            self._no_reader = True
+            return False
+        return True
+
+    def _small_later(self, path: bytes, name: bytes, st: os.stat_result, prev: Node | None) -> _PendingSmall:
+        """Queue a small file for the helper to read; the batch goes out when
+        full or when a tree must wait for it."""
+        pending = _PendingSmall(name, path, st, prev)
+        self._small.append(pending)
+        if len(self._small) >= BATCH_FILES:
+            self._send_small()
+        return pending
+
+    def _send_small(self) -> None:
+        """Send the queued small files to the helper; their answers take their
+        turn in the pipeline, ahead of anything submitted after them."""
+        batch, self._small = self._small, []
+        if not batch or self._reader is None:
+            return
+        future = self._reader.read([(p.path, p.st.st_size, p.st.st_ino) for p in batch])
+
+        def deliver(answers: tuple[Answer, ...]) -> None:
+            for pending, answer in zip(batch, answers, strict=True):
+                path = self.stats.current = pending.path
+                node = self._small_read(path, pending.name, pending.st, pending.prev, answer, delivering=True)
+                pending.node = node.finish() if isinstance(node, _PendingFile) else node
+                pending.done = True
+
+        self.pipeline.later(future, deliver, sum(p.st.st_size for p in batch))
+
+    def _store_here(self, data: bytes | memoryview) -> bytes:
+        """Identify, compress and seal one chunk here; its id. A
         failure past the read (a full spool disk) ends the backup, as one in
         the pipeline's sinks does: it is not a problem of this file."""
         try:
@@ -708,13 +763,16 @@ class Archiver:
             raise DeliveryError(exc) from exc
         return result.blob_id
 
-    def _read_file(self, path: bytes, name: bytes, st: os.stat_result) -> _PendingFile:
-        fd = _open_source(path)
+    def _read_file(self, path: bytes, name: bytes, st: os.stat_result, *, here: bool = False) -> _PendingFile:
+        """Read a file through the chunk pipeline, or with `here` entirely on
+        the engine thread (its chunks done at once, the pipeline not touched:
+        what a small file that grew gets while the pipeline delivers)."""
+        fd = open_source(path)
         pending = _PendingFile(name, path, st)
         self.stats.current = path
         try:
-            _same_file(fd, st)
-            total = self._read_chunks(fd, pending, st.st_size)
+            same_file(fd, st.st_ino)
+            total = self._read_chunks(fd, pending, st.st_size, here)
             self.stats.bytes_read += total
             after = os.fstat(fd)
         finally:
@@ -724,7 +782,7 @@ class Archiver:
         pending.size = total
         return pending
 
-    def _read_chunks(self, fd: int, pending: _PendingFile, size: int) -> int:
+    def _read_chunks(self, fd: int, pending: _PendingFile, size: int, here: bool) -> int:
         """Read `fd` to its end, cut it and submit the chunks; bytes read."""
         total = 0
         carry = memoryview(b"")
@@ -734,7 +792,7 @@ class Archiver:
                 # Ask for what is left (+1 to see EOF in the same call).
                 remaining = size - total
                 want = remaining + 1 if 0 <= remaining < READ_BUFFER else READ_BUFFER
-                if want < POOLED_READ_MIN:
+                if want < POOLED_READ_MIN or here:
                     block = os.read(fd, want)
                     got = len(block)
                     view = memoryview(bytes(carry) + block if carry else block)
@@ -755,18 +813,23 @@ class Archiver:
                 lengths = [len(view)] if eof and len(view) < CHUNK_MIN else self.chunker.cut(view, final=eof)
                 offset = 0
                 for length in lengths:
-                    self._submit(pending, view[offset : offset + length], buffer)
+                    self._submit(pending, view[offset : offset + length], buffer, here)
                     offset += length
                 if eof:
                     if offset < len(view):
-                        self._submit(pending, view[offset:], buffer)
+                        self._submit(pending, view[offset:], buffer, here)
                     return total
                 carry = view[offset:]
         finally:
             if buffer is not None:
                 buffer.release()
 
-    def _submit(self, pending: _PendingFile, chunk: memoryview, buffer: ReadBuffer | None) -> None:
+    def _submit(
+        self, pending: _PendingFile, chunk: memoryview, buffer: ReadBuffer | None, here: bool
+    ) -> None:
+        if here:
+            pending.content.append(self._store_here(chunk))
+            return
         position = len(pending.content)
         pending.content.append(None)
 

@@ -31,7 +31,7 @@ import threading
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 from keep.protocol.blob import blob_id
 from keep.protocol.compression import DATA_LEVEL, BlobCompressor, Codec
@@ -54,6 +54,14 @@ class ChunkResult(NamedTuple):
 
 
 Sink = Callable[[ChunkResult], None]
+
+
+class Pending(Protocol):
+    """Work done elsewhere: a worker's future, or a helper's answers."""
+
+    def done(self) -> bool: ...
+
+    def result(self) -> Any: ...
 
 
 class DeliveryError(Exception):
@@ -127,7 +135,7 @@ class ChunkPipeline:
         self._local = threading.local()
         self._local.c = BlobCompressor(level)  # the engine thread's (checks the level now)
         # (result or None for a callback, what to do with it on the engine thread, bytes in flight)
-        self._queue: deque[tuple[Future[Any] | None, Callable[[Any], None], int]] = deque()
+        self._queue: deque[tuple[Pending | None, Callable[[Any], None], int]] = deque()
         self._inflight = 0
         self._batch = _Batch()
         self._buffer_size = buffer_size
@@ -169,11 +177,18 @@ class ChunkPipeline:
             payload = bytes(chunk)  # never a view into a read buffer that will be reused (bytes: no copy)
         return ChunkResult(bid, codec, payload, len(chunk))
 
-    def work_here(self, chunk: bytes) -> ChunkResult:
-        """Process a chunk of at most INLINE_MAX bytes on the calling (engine)
-        thread and return its result at once, outside the submission order:
-        for a caller whose result nothing else waits behind (a small file)."""
+    def work_here(self, chunk: bytes | memoryview) -> ChunkResult:
+        """Process a chunk on the calling (engine) thread and return its
+        result at once, outside the submission order: for a caller whose
+        result nothing else waits behind (a small file)."""
         return self._work(chunk)
+
+    def later(self, future: Pending, deliver: Callable[[Any], None], size: int) -> None:
+        """Deliver `future`'s result (work done elsewhere: a helper reading
+        small files) on the engine thread in its turn, after every earlier
+        submission; `size`: bytes it brings, counted against the bound."""
+        self._send_batch()
+        self._enqueue(future, deliver, size)
 
     def _work_batch(self, chunks: list[memoryview]) -> list[ChunkResult]:
         return [self._work(chunk) for chunk in chunks]
@@ -225,7 +240,7 @@ class ChunkPipeline:
 
         self._enqueue(self._pool.submit(self._work_batch, batch.chunks), deliver, batch.size)
 
-    def _enqueue(self, future: Future[Any] | None, deliver: Callable[[Any], None], size: int) -> None:
+    def _enqueue(self, future: Pending | None, deliver: Callable[[Any], None], size: int) -> None:
         """Queue a result to come (`future`) or one already at hand (None;
         delivered at once when nothing is ahead of it)."""
         while self._inflight + size > INFLIGHT_MAX and self._queue:
@@ -249,6 +264,8 @@ class ChunkPipeline:
         value = future.result() if future is not None else None  # a worker's error is not wrapped
         try:
             deliver(value)
+        except DeliveryError:
+            raise  # already says what failed (a chunk stored while a helper's answers are delivered)
         except Exception as exc:
             raise DeliveryError(exc) from exc
 
@@ -259,7 +276,7 @@ class ChunkPipeline:
 
     def close(self) -> None:
         for future, _, _ in self._queue:
-            if future is not None:
+            if isinstance(future, Future):
                 future.cancel()
         self._queue.clear()
         self._batch = _Batch()

@@ -19,29 +19,25 @@ only if it is still the directory the restorer made (device and inode):
 without a name (or under a temporary name, created exclusively and never
 through a symlink), then owner, extended attributes, mode and times through
 the descriptor, then a link under the final name (or a rename over it;
-`write_job`). It runs in its
-own process group and ignores interrupts (the restorer decides when to
-stop), and exits when its stdin closes, so it never outlives the restore.
-
-Frames on both pipes: a 4-byte big-endian length, then msgpack.
+`write_job`). It is started, and talks, as every helper does
+(`helper_process`), and it ignores interrupts: the restorer decides when to
+stop.
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
-import fcntl
 import os
 import queue
 import signal
-import struct
 import subprocess
-import sys
 import threading
 from collections.abc import Callable, Iterable
-from typing import IO, Any, NamedTuple
+from typing import NamedTuple
 
-import msgpack
+from keep.client.engine import helper_process
+from keep.client.engine.helper_process import pipes, read_frame, write_frame
 
 HOLE_BLOCK = 64 * 1024  # zero runs of this size inside a blob stay holes
 _ZERO_BLOCK = bytes(HOLE_BLOCK)
@@ -56,8 +52,6 @@ CREATE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEX
 # peaked at 137 MiB, 120 MiB with 1 MiB).
 BATCH_FILES = 512
 BATCH_BYTES = 1 << 20
-PIPE_SIZE = 1 << 20  # a batch or two waits in the pipe while the helper writes one
-_LENGTH = struct.Struct(">I")
 
 
 class Job(NamedTuple):
@@ -244,35 +238,17 @@ def _unlink_quietly(name: bytes, dir_fd: int) -> None:
         os.unlink(name, dir_fd=dir_fd)
 
 
-def _read_frame(stream: IO[bytes]) -> Any:
-    head = stream.read(_LENGTH.size)
-    if len(head) < _LENGTH.size:
-        return None
-    (length,) = _LENGTH.unpack(head)
-    body = stream.read(length)
-    if len(body) < length:
-        return None
-    return msgpack.unpackb(body, use_list=False)
-
-
-def _write_frame(stream: IO[bytes], message: Any) -> None:
-    body = msgpack.packb(message)
-    stream.write(_LENGTH.pack(len(body)))
-    stream.write(body)
-    stream.flush()
-
-
 def main() -> None:
     """The helper: the first frame is the target directory, every later one
     a batch of jobs, answered with [[file numbers written], [[file number,
     errno, strerror] of each that failed]]."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    inp, out = os.fdopen(0, "rb", buffering=PIPE_SIZE), os.fdopen(1, "wb")
-    target = _read_frame(inp)
+    inp, out = os.fdopen(0, "rb", buffering=helper_process.PIPE_SIZE), os.fdopen(1, "wb")
+    target = read_frame(inp)
     if not isinstance(target, bytes):
         return
     dirs = _Directories(target)
-    while (batch := _read_frame(inp)) is not None:
+    while (batch := read_frame(inp)) is not None:
         written: list[int] = []
         failed: list[tuple[int, int, str]] = []
         for fields in batch:
@@ -283,7 +259,7 @@ def main() -> None:
                 failed.append((job.file, exc.errno or 0, exc.strerror or str(exc)))
             else:
                 written.append(job.file)
-        _write_frame(out, (written, failed))
+        write_frame(out, (written, failed))
     dirs.close()
 
 
@@ -340,7 +316,7 @@ class HelperWriters:
                 self._helpers.append(_start_helper(target))
         except BaseException:  # no thread runs yet: end the helpers that did start
             for proc in self._helpers:
-                _pipes(proc)[0].close()
+                pipes(proc)[0].close()
                 proc.wait()
             raise
         for proc in self._helpers:
@@ -379,7 +355,7 @@ class HelperWriters:
     def _send(self, proc: subprocess.Popen[bytes], in_flight: queue.Queue[list[int] | None]) -> None:
         """Feed one helper. Once it cannot take more (it exited), keep taking
         batches and fail their files, so nothing waits on the queue."""
-        stdin, _ = _pipes(proc)
+        stdin, _ = pipes(proc)
         broken = False
         while (batch := self._queue.get()) is not None:
             if broken:
@@ -387,7 +363,7 @@ class HelperWriters:
                 continue
             in_flight.put([job.file for job in batch])
             try:
-                _write_frame(stdin, batch)  # a Job packs as the list of its fields
+                write_frame(stdin, batch)  # a Job packs as the list of its fields
             except OSError:
                 broken = True  # the receiver fails the batch it was told of
         in_flight.put(None)
@@ -395,10 +371,10 @@ class HelperWriters:
             stdin.close()
 
     def _receive(self, proc: subprocess.Popen[bytes], in_flight: queue.Queue[list[int] | None]) -> None:
-        _, stdout = _pipes(proc)
+        _, stdout = pipes(proc)
         gone = False
         while (indexes := in_flight.get()) is not None:
-            answer = None if gone else _read_frame(stdout)
+            answer = None if gone else read_frame(stdout)
             if answer is None:
                 gone = True
                 self._lost(indexes)
@@ -416,29 +392,9 @@ class HelperWriters:
 
 
 def _start_helper(target: bytes) -> subprocess.Popen[bytes]:
-    # A helper needs none of keep's settings, and a password may be among them.
-    env = {k: v for k, v in os.environ.items() if not k.startswith("KEEP_")}
-    # Its own process group: a terminal's Ctrl-C goes to the restorer alone,
-    # even while the helper is still starting (before it ignores SIGINT).
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "keep.client.engine.file_writer"],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        env=env,
-        process_group=0,
-    )
-    stdin, _ = _pipes(proc)
-    with contextlib.suppress(OSError):  # the default 64 KiB works, a little slower
-        fcntl.fcntl(stdin.fileno(), fcntl.F_SETPIPE_SZ, PIPE_SIZE)
-    _write_frame(stdin, target)
+    proc = helper_process.start("keep.client.engine.file_writer")
+    write_frame(pipes(proc)[0], target)
     return proc
-
-
-def _pipes(proc: subprocess.Popen[bytes]) -> tuple[IO[bytes], IO[bytes]]:
-    """A helper's stdin and stdout (both are always pipes)."""
-    if proc.stdin is None or proc.stdout is None:
-        raise RuntimeError("a file-writing helper was started without its pipes")
-    return proc.stdin, proc.stdout
 
 
 if __name__ == "__main__":
