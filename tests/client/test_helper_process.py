@@ -12,6 +12,7 @@ from typing import NamedTuple
 import pytest
 
 from keep.client.engine import file_writer, helper_process, source_reader
+from keep.protocol.compression import DATA_LEVEL
 
 
 class Started(NamedTuple):
@@ -36,7 +37,7 @@ def file_writer_helper(tmp_path: Path) -> Started:
 
 
 def source_reader_helper(tmp_path: Path) -> Started:
-    reader = source_reader.SourceReader()
+    reader = source_reader.SourceReader(DATA_LEVEL)
 
     def end() -> int:
         reader.close()

@@ -23,6 +23,7 @@ from keep.client.engine.archiver import SMALL_FILE_MAX, Archiver, BackupOptions
 from keep.client.engine.repository import Repository
 from keep.client.remote import Remote
 from keep.protocol.blob import blob_id
+from keep.protocol.compression import DATA_LEVEL, Codec
 from keep.protocol.tree import Node, NodeType, Tree
 from tests.client.conftest import Device
 
@@ -39,15 +40,19 @@ def repo(device: Device) -> Iterator[Repository]:
 
 def make_tree(root: Path) -> None:
     """FILES small files in directories of 150 (every third exactly 2048
-    bytes, every fiftieth empty, every seventh with extended attributes),
-    with a file too large for the one-pass path after every hundredth."""
+    bytes, every fiftieth empty, every seventh with extended attributes,
+    every other one text that compresses), with a file too large for the
+    one-pass path after every hundredth."""
     rng = random.Random(3)
     for n in range(FILES):
         d = root / f"d{n // 150:02}"
         d.mkdir(parents=True, exist_ok=True)
         size = 0 if n % 50 == 0 else 2048 if n % 3 == 0 else rng.randint(1, SMALL_FILE_MAX)
         path = d / f"f{n:05}"
-        path.write_bytes(rng.randbytes(size))
+        if n % 2:
+            path.write_bytes((f"line {n} of a text file\n" * 200).encode()[:size])
+        else:
+            path.write_bytes(rng.randbytes(size))
         if n % 7 == 0:
             os.setxattr(path, "user.n", str(n).encode())
             os.setxattr(path, "user.a", b"first")
@@ -82,7 +87,7 @@ def engine_only(repo: Repository, src: Path, monkeypatch: pytest.MonkeyPatch) ->
         return back_up(repo, src)
 
 
-def _must_not_start(self: source_reader.SourceReader) -> None:
+def _must_not_start(self: source_reader.SourceReader, level: int) -> None:
     raise AssertionError("a helper was started")
 
 
@@ -108,24 +113,31 @@ def helpers_started(monkeypatch: pytest.MonkeyPatch, code: str | None = None) ->
 def test_the_helper_stores_what_the_engine_stores(
     repo: Repository, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The same snapshot tree, to the byte, whoever read the files; and each
-    small file's one blob is its content's id."""
+    """The same snapshot tree, to the byte, whoever read the files; each
+    small file's one blob is its content's id and reads back as its bytes,
+    compressed (by the helper) where that pays."""
     src = tmp_path / "src"
     make_tree(src)
-    expected = engine_only(repo, src, monkeypatch)
     started = helpers_started(monkeypatch)
-    assert back_up(repo, src) == expected
+    tree = back_up(repo, src)
     assert len(started) == 1  # after the first INLINE_FILES small files
-    nodes = files_in(repo, expected)
+    assert not Path(f"/proc/{started[0]}").exists()  # ended with the backup
+    nodes = files_in(repo, tree)
     small = list(src.rglob("f*"))
     assert len(small) == FILES
+    repo.load_index()
+    codecs = []
     for path in small:
         node = nodes[os.fsencode(path)]
         data = path.read_bytes()
         assert node.content == (blob_id(repo.keys.id, data),)
         assert node.size == len(data)
+        assert repo.read_blob(node.content[0]) == data
+        codecs.append(repo.index[node.content[0]].entry.codec)
         assert dict(node.xattrs) == {k.encode(): os.getxattr(path, k) for k in os.listxattr(path)}
-    assert not Path(f"/proc/{started[0]}").exists()  # ended with the backup
+    assert Codec.ZSTD in codecs
+    assert Codec.RAW in codecs
+    assert engine_only(repo, src, monkeypatch) == tree
 
 
 def test_answers_that_come_late_still_land_in_their_own_directory(
@@ -140,6 +152,7 @@ def test_answers_that_come_late_still_land_in_their_own_directory(
     slow = (
         "import sys, time\n"
         "from keep.client.engine import helper_process as h, source_reader as r\n"
+        "h.read_frame(sys.stdin.buffer)  # the level: these answers are left to the engine to compress\n"
         "while (batch := h.read_frame(sys.stdin.buffer)) is not None:\n"
         "    time.sleep(0.03)\n"
         "    h.write_frame(sys.stdout.buffer, [r.read_small(*f) for f in batch])\n"
@@ -169,6 +182,7 @@ def test_a_helper_that_dies_stops_the_backup_with_one_error_and_no_snapshot(
     dying = (
         "import sys\n"
         "from keep.client.engine import helper_process as h, source_reader as r\n"
+        "h.read_frame(sys.stdin.buffer)\n"
         "batch = h.read_frame(sys.stdin.buffer)\n"
         "h.write_frame(sys.stdout.buffer, [r.read_small(*f) for f in batch])\n"
         "sys.exit(9)\n"
@@ -210,7 +224,7 @@ def test_a_backup_that_stops_with_answers_out_ends_its_helper_at_once(tmp_path: 
     for n in range(source_reader.BATCH_FILES * source_reader.MAX_BATCHES_OUT):
         (tmp_path / f"f{n:04}").write_bytes(bytes([n % 251]) * SMALL_FILE_MAX)
     files = sorted(tmp_path.iterdir())
-    reader = source_reader.SourceReader()
+    reader = source_reader.SourceReader(DATA_LEVEL)
     pid = reader._proc.pid
     for start in range(0, len(files), source_reader.BATCH_FILES):
         batch = files[start : start + source_reader.BATCH_FILES]

@@ -682,7 +682,7 @@ class Archiver:
         if answer[0]:
             self._unreadable(path, st, answer[0], answer[1])
             return None
-        _, data, mtime_ns, xattrs = answer
+        _, data, mtime_ns, xattrs, codec, packed = answer
         size = len(data)
         if size > st.st_size:  # it grew since the lstat: read in full, with a warning
             try:
@@ -696,7 +696,7 @@ class Archiver:
         self.stats.bytes_done += size
         if size != st.st_size or mtime_ns != st.st_mtime_ns:
             self._warn(path, "changed while being read; the snapshot has what was read")
-        content = (self._store_here(data),)  # an empty file too: one empty blob
+        content = (self._store_here(data, codec, packed),)  # an empty file too: one empty blob
         self._read_one(path, st, prev)
         # Built here, not by _meta_node: its generic type and field choices
         # cost 5-8 % of a 100,000-small-file backup (paired runs).
@@ -717,7 +717,7 @@ class Archiver:
         if self._small_read_here <= INLINE_FILES:
             return False
         try:
-            self._reader = SourceReader()
+            self._reader = SourceReader(self.options.compression)
         except OSError:
             self._no_reader = True
             return False
@@ -749,12 +749,16 @@ class Archiver:
 
         self.pipeline.later(future, deliver, sum(p.st.st_size for p in batch))
 
-    def _store_here(self, data: bytes | memoryview) -> bytes:
-        """Identify, compress and seal one chunk here; its id. A
-        failure past the read (a full spool disk) ends the backup, as one in
-        the pipeline's sinks does: it is not a problem of this file."""
+    def _store_here(
+        self, data: bytes | memoryview, codec: int | None = None, packed: bytes | None = None
+    ) -> bytes:
+        """Identify, compress (unless the helper did: `codec`, `packed`) and
+        seal one chunk here; its id. A failure past the read (a full spool
+        disk) ends the backup, as one in the pipeline's sinks does: it is
+        not a problem of this file."""
         try:
-            result = self.pipeline.work_here(data)  # asks `packer.known`: nothing is added in between
+            # asks `packer.known`: nothing is added in between
+            result = self.pipeline.work_here(data, codec, packed)
             if result.payload is not None:
                 self.packer.add_unknown(
                     BlobType.DATA, result.blob_id, result.codec, result.payload, result.raw_length

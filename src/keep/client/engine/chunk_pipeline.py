@@ -33,6 +33,8 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, NamedTuple, Protocol
 
+import zstandard
+
 from keep.protocol.blob import blob_id
 from keep.protocol.compression import DATA_LEVEL, BlobCompressor, Codec
 from keep.protocol.keys import IdKey
@@ -177,11 +179,24 @@ class ChunkPipeline:
             payload = bytes(chunk)  # never a view into a read buffer that will be reused (bytes: no copy)
         return ChunkResult(bid, codec, payload, len(chunk))
 
-    def work_here(self, chunk: bytes | memoryview) -> ChunkResult:
+    def work_here(
+        self, chunk: bytes | memoryview, codec: int | None = None, packed: bytes | None = None
+    ) -> ChunkResult:
         """Process a chunk on the calling (engine) thread and return its
         result at once, outside the submission order: for a caller whose
-        result nothing else waits behind (a small file)."""
-        return self._work(chunk)
+        result nothing else waits behind (a small file). With `codec`, it
+        was compressed already, at this pipeline's level (by the helper that
+        read it): `packed` is its zstd frame, or None where RAW was chosen."""
+        if codec is None:
+            return self._work(chunk)
+        bid = blob_id(self._id_key, chunk)
+        if self._known(bid):
+            return ChunkResult(bid, Codec.RAW, None, len(chunk))
+        if codec == Codec.RAW:
+            return ChunkResult(bid, Codec.RAW, bytes(chunk), len(chunk))
+        if codec != Codec.ZSTD or packed is None or zstandard.frame_content_size(packed) != len(chunk):
+            raise ValueError("internal: a chunk compressed elsewhere does not match its plaintext")
+        return ChunkResult(bid, Codec.ZSTD, packed, len(chunk))
 
     def later(self, future: Pending, deliver: Callable[[Any], None], size: int) -> None:
         """Deliver `future`'s result (work done elsewhere: a helper reading

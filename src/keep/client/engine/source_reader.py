@@ -18,9 +18,11 @@ walks on while the helper reads; the engine thread takes the answers off the
 pipe itself when it looks at them (a thread of ours receiving them would
 have to win the interpreter lock from the engine for every batch).
 
-The helper holds no key and opens no connection: it is given paths, sizes
-and inode numbers and answers with what it read — the bytes, the mtime the
-open file had, its extended attributes — or the error that stopped it. It
+The helper holds no key and opens no connection: it is given the zstd
+level, then paths, sizes and inode numbers, and answers with what it read —
+the bytes, the mtime the open file had, its extended attributes, and the
+bytes compressed as the engine would have (zstd took 14 % of the engine
+thread's time on those 100,000 files) — or the error that stopped it. It
 reads nothing the engine would not have read, as the same user. It is
 started, and talks, as every helper does (`helper_process`), and ignores
 interrupts: the backup decides when to stop.
@@ -43,6 +45,7 @@ import msgpack
 
 from keep.client.engine import helper_process
 from keep.client.engine.helper_process import LENGTH, pipes, read_frame, write_frame
+from keep.protocol.compression import BlobCompressor, Codec
 from keep.protocol.errors import KeepError
 
 O_NOATIME = getattr(os, "O_NOATIME", 0)
@@ -52,7 +55,10 @@ MAX_BATCHES_OUT = 16  # requests sent and not yet answered
 CLOSE_WAIT = 5.0  # seconds a helper has to exit once the backup ends
 
 Xattrs = tuple[tuple[bytes, bytes], ...]
-# What reading one small file gave: (0, data, mtime_ns, xattrs), or (errno, strerror).
+# What reading one small file gave: (0, data, mtime_ns, xattrs, codec, packed),
+# or (errno, strerror). codec is None where nothing was compressed (the
+# engine compresses), else the `Codec` chosen, with packed its zstd frame or
+# None for RAW.
 Answer = tuple[Any, ...]
 
 
@@ -102,11 +108,12 @@ def xattrs_of(where: bytes | int) -> Xattrs:
     return tuple(out)
 
 
-def read_small(path: bytes, size: int, ino: int) -> Answer:
+def read_small(path: bytes, size: int, ino: int, compressor: BlobCompressor | None = None) -> Answer:
     """Read a file the walk saw as `size` bytes (at most a few KiB) at inode
-    `ino`, in one pass. At most size + 1 bytes are asked for, so a file that
-    grew shows as a longer answer; the descriptor is checked after the read
-    (opened non-blocking, a FIFO or device swapped in cannot stall it)."""
+    `ino`, in one pass, and with `compressor` compress what was read. At
+    most size + 1 bytes are asked for, so a file that grew shows as a
+    longer answer; the descriptor is checked after the read (opened
+    non-blocking, a FIFO or device swapped in cannot stall it)."""
     try:
         fd = open_source(path)
         try:
@@ -119,17 +126,25 @@ def read_small(path: bytes, size: int, ino: int) -> Answer:
             os.close(fd)
     except OSError as exc:
         return (exc.errno or errno.EIO, exc.strerror or str(exc))
-    return (0, data, fst.st_mtime_ns, xattrs)
+    if compressor is None or len(data) > size:  # one that grew is read again in full
+        return (0, data, fst.st_mtime_ns, xattrs, None, None)
+    codec, packed = compressor.compress(data)
+    return (0, data, fst.st_mtime_ns, xattrs, codec, packed if codec is Codec.ZSTD else None)
 
 
 def main() -> None:
-    """The helper: every frame is a batch of [path, size, inode], answered
-    with one `read_small` answer for each."""
+    """The helper: the first frame is the zstd level of file data, every
+    later one a batch of [path, size, inode], answered with one `read_small`
+    answer for each, compressed at that level."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     inp, out = os.fdopen(0, "rb", buffering=helper_process.PIPE_SIZE), os.fdopen(1, "wb")
+    level = read_frame(inp)
+    if not isinstance(level, int):
+        return
+    compressor = BlobCompressor(level)
     try:
         while (batch := read_frame(inp)) is not None:
-            write_frame(out, [read_small(path, size, ino) for path, size, ino in batch])
+            write_frame(out, [read_small(path, size, ino, compressor) for path, size, ino in batch])
     except BrokenPipeError:  # the backup stopped taking answers: it has ended
         os._exit(0)  # nothing to flush, and no second broken pipe at exit
 
@@ -173,7 +188,7 @@ class SourceReader:
     a time (so neither pipe can fill while the engine writes: no deadlock);
     `close` ends the helper."""
 
-    def __init__(self) -> None:
+    def __init__(self, level: int) -> None:
         self._proc = helper_process.start("keep.client.engine.source_reader")
         stdin, stdout = pipes(self._proc)
         self._in = stdin
@@ -184,6 +199,10 @@ class SourceReader:
         self._received = bytearray()
         self._waiting: deque[Answers] = deque()  # sent, not yet answered, oldest first
         self._gone: ReaderStoppedError | None = None
+        try:
+            write_frame(self._in, level)
+        except OSError:
+            self._stopped()
 
     def read(self, batch: list[tuple[bytes, int, int]]) -> Answers:
         """Ask for [(path, size, inode)]; one answer each, in order."""
