@@ -547,3 +547,44 @@ def test_a_backup_pauses_the_collector_and_leaves_no_garbage_per_pack(
         with pytest.raises(OSError, match="No space left"):
             failing.run([os.fsencode(src)], None)
         assert gc.isenabled()
+
+
+def test_the_tree_cache_is_checked_and_never_written_through_a_link(device: Device, tmp_path: Path) -> None:
+    """A cached tree is named by its id and checked against it whenever it
+    is read: a torn or altered file, or a link planted at its name, gives way
+    to the tree read from the server; and caching a tree never writes through
+    a planted link or over a file already there."""
+    src = tmp_path / "src"
+    make_rich_tree(src)
+    device.init()
+    device.run("backup", str(src))
+    state = DeviceState.load(device.home)
+    victim = tmp_path / "victim"
+    victim.write_bytes(b"not a tree")
+    with Remote(state.server_url, state.device_token) as remote:
+        repo = Repository(remote, state.keys, device.home / "cache", state.suite)
+        subtrees, walk = [], [repo.snapshots()[0].snapshot.tree]
+        while walk:
+            tid = walk.pop()
+            subtrees.append(tid)
+            walk += [n.subtree for n in Tree.from_bytes(repo.read_tree_bytes(tid)).nodes if n.subtree]
+        subtrees = list(dict.fromkeys(subtrees))
+        assert len(subtrees) >= 3
+        torn, planted, linked = subtrees[:3]
+        expected = {tid: blob_id(repo.keys.id, repo.read_tree_bytes(tid)) for tid in subtrees[:3]}
+        assert all(expected[tid] == tid for tid in expected)
+        cached = {tid: repo._tree_path(tid) for tid in subtrees[:3]}
+        data = {tid: cached[tid].read_bytes() for tid in subtrees[:3]}
+        cached[torn].write_bytes(data[torn][: len(data[torn]) // 2])
+        cached[planted].write_bytes(data[linked])  # another tree's bytes under this name
+        cached[linked].unlink()
+        cached[linked].symlink_to(victim)
+        repo.cache_tree(linked, data[linked])  # a link in the way: left alone, nothing written through it
+        assert victim.read_bytes() == b"not a tree"
+        repo.cache_tree(planted, data[planted])  # a file in the way: left as it is
+        assert cached[planted].read_bytes() == data[linked]
+        for tid in subtrees[:3]:
+            assert repo.read_tree_bytes(tid) == data[tid]
+            assert cached[tid].read_bytes() == data[tid]  # replaced by the tree read from the server
+            assert not cached[tid].is_symlink()
+    assert victim.read_bytes() == b"not a tree"

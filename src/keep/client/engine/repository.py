@@ -132,6 +132,7 @@ class Repository:
         self.owner_key: OwnerSigningKey | None = None  # set once the owner has logged in
         self._seen = SeenSnapshots(cache_dir.parent / SEEN_FILE, cache_dir / "snapshot")
         self._tree_cache = cache_dir / "trees"
+        self._tree_cache_dir = os.fspath(self._tree_cache)
         self._local = threading.local()
         self._index_lock = threading.Lock()
         self._index_ready = False
@@ -532,7 +533,33 @@ class Repository:
         return data
 
     def cache_tree(self, tree_id: bytes, data: bytes) -> None:
-        write_private(self._tree_path(tree_id), data)
+        """Keep a tree just stored in the local cache, written in place under
+        its final name: created exclusively (never through a link, never over
+        a file already there), no temporary name and no rename. That is safe
+        because a cached tree is checked against its id whenever it is read
+        (a torn or altered one is read from the server again and replaced),
+        and it halves what a first backup of many directories spends here."""
+        hexid = tree_id.hex()
+        path = os.path.join(self._tree_cache_dir, hexid[:2], hexid)
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+        try:
+            try:
+                fd = os.open(path, flags, 0o600)
+            except FileNotFoundError:
+                os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+                fd = os.open(path, flags, 0o600)
+        except FileExistsError:
+            return  # cached already (or something else is there: it is checked when read)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+            raise
+        finally:
+            os.close(fd)
 
     # Snapshots -----------------------------------------------------------------
     def save_snapshot(self, snapshot: Snapshot) -> str:
