@@ -79,6 +79,15 @@ def files_in(repo: Repository, tree_id: bytes, prefix: bytes = b"") -> dict[byte
     return out
 
 
+def tree_ids(repo: Repository, root: bytes) -> set[bytes]:
+    found, walk = set(), [root]
+    while walk:
+        tid = walk.pop()
+        found.add(tid)
+        walk += [n.subtree for n in Tree.from_bytes(repo.read_tree_bytes(tid)).nodes if n.subtree]
+    return found
+
+
 def engine_only(repo: Repository, src: Path, monkeypatch: pytest.MonkeyPatch) -> bytes:
     """The root tree of a backup that reads every small file on the engine thread."""
     with monkeypatch.context() as m:
@@ -137,6 +146,10 @@ def test_the_helper_stores_what_the_engine_stores(
         assert dict(node.xattrs) == {k.encode(): os.getxattr(path, k) for k in os.listxattr(path)}
     assert Codec.ZSTD in codecs
     assert Codec.RAW in codecs
+    trees = tree_ids(repo, tree)
+    assert len(trees) > FILES // 150
+    for tid in trees:  # cached, most by the helper, each whole by the time the backup ended
+        assert blob_id(repo.keys.id, Path(repo.tree_cache_path(tid)).read_bytes()) == tid
     assert engine_only(repo, src, monkeypatch) == tree
 
 
@@ -149,13 +162,15 @@ def test_answers_that_come_late_still_land_in_their_own_directory(
     src = tmp_path / "src"
     make_tree(src)
     expected = engine_only(repo, src, monkeypatch)
-    slow = (
-        "import sys, time\n"
-        "from keep.client.engine import helper_process as h, source_reader as r\n"
-        "h.read_frame(sys.stdin.buffer)  # the level: these answers are left to the engine to compress\n"
-        "while (batch := h.read_frame(sys.stdin.buffer)) is not None:\n"
-        "    time.sleep(0.03)\n"
-        "    h.write_frame(sys.stdout.buffer, [r.read_small(*f) for f in batch])\n"
+    slow = (  # the real helper, a little slower at every file
+        "import time\n"
+        "from keep.client.engine import source_reader as r\n"
+        "real = r.read_small\n"
+        "def slow(*args):\n"
+        "    time.sleep(0.0005)\n"
+        "    return real(*args)\n"
+        "r.read_small = slow\n"
+        "r.main()\n"
     )
     started = helpers_started(monkeypatch, slow)
     waiting: list[int] = []
@@ -179,13 +194,15 @@ def test_a_helper_that_dies_stops_the_backup_with_one_error_and_no_snapshot(
     next backup stores everything."""
     src = tmp_path / "src"
     make_tree(src)
-    dying = (
+    dying = (  # the real helper, gone after its first answer
         "import sys\n"
-        "from keep.client.engine import helper_process as h, source_reader as r\n"
-        "h.read_frame(sys.stdin.buffer)\n"
-        "batch = h.read_frame(sys.stdin.buffer)\n"
-        "h.write_frame(sys.stdout.buffer, [r.read_small(*f) for f in batch])\n"
-        "sys.exit(9)\n"
+        "from keep.client.engine import source_reader as r\n"
+        "real = r.write_frame\n"
+        "def once(out, message):\n"
+        "    real(out, message)\n"
+        "    sys.exit(9)\n"
+        "r.write_frame = once\n"
+        "r.main()\n"
     )
     with monkeypatch.context() as m:
         started = helpers_started(m, dying)
@@ -238,3 +255,33 @@ def test_a_backup_that_stops_with_answers_out_ends_its_helper_at_once(tmp_path: 
         os.kill(pid, signal.SIGKILL)  # ours: let the test end
         pytest.fail("closing waited on a helper that cannot finish writing")
     assert not Path(f"/proc/{pid}").exists()
+
+
+def test_a_request_larger_than_the_pipe_is_sent_while_answers_are_taken(tmp_path: Path) -> None:
+    """Tree cache files bigger than the helper's stdin pipe, sent while it is
+    blocked writing answers the engine has not taken yet: sending takes them
+    meanwhile (a blocking write would wait for ever on a helper waiting on
+    it), every answer arrives whole, and the file is written."""
+    files = []
+    for n in range(source_reader.BATCH_FILES * source_reader.MAX_BATCHES_OUT):
+        path = tmp_path / f"f{n:04}"
+        path.write_bytes(random.Random(n).randbytes(SMALL_FILE_MAX))
+        files.append(path)
+    reader = source_reader.SourceReader(DATA_LEVEL)
+    out = []
+    for start in range(0, len(files), source_reader.BATCH_FILES):
+        batch = files[start : start + source_reader.BATCH_FILES]
+        out.append(reader.read([(os.fsencode(p), SMALL_FILE_MAX, p.stat().st_ino) for p in batch]))
+    tree = random.Random(0).randbytes(3 * helper_process.PIPE_SIZE)
+    cached = tmp_path / "cache" / "ab" / "abcd"
+    sending = threading.Thread(target=reader.cache, args=(str(cached), tree), daemon=True)
+    sending.start()
+    sending.join(timeout=30)
+    if sending.is_alive():
+        os.kill(reader._proc.pid, signal.SIGKILL)  # ours: let the test end
+        pytest.fail("sending waited on a helper that waits on it")
+    answers = [answer for batch in out for answer in batch.result()]
+    assert [a[1] for a in answers] == [p.read_bytes() for p in files]
+    reader.close()
+    assert cached.read_bytes() == tree
+    assert cached.stat().st_mode & 0o777 == 0o600

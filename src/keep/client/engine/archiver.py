@@ -349,8 +349,7 @@ class Archiver:
             self._save_tree(
                 self._root_nodes(present, parent_root), parent[1].tree if parent else None, root, parent_root
             )
-            self._send_small()
-            self.pipeline.drain()
+            self._deliver_all()
             if root.subtree is None:
                 raise FormatError("internal: root tree not stored")
             self.packer.flush()
@@ -537,9 +536,26 @@ class Archiver:
             # A changed tree is stored without loading the index just to ask
             # (a directory that changed back to an older state is stored
             # twice, a few KiB); data blobs always go through the full check.
-            self.packer.add_tree(tid, data, check_index=False)
+            self.packer.add_tree(tid, data, check_index=False, cache=self._cache_tree)
         self.stats.dirs += 1
         return tid
+
+    def _deliver_all(self) -> None:
+        """Send what is queued for the helper, deliver every result, and
+        send it the last tree cache files."""
+        self._send_small()
+        self.pipeline.drain()
+        if self._reader is not None:
+            self._reader.send_cache()
+
+    def _cache_tree(self, tree_id: bytes, data: bytes) -> None:
+        """A stored tree into the local tree cache: written by the helper once
+        it runs (creating ~1,000 files took ~0.3 s of the engine thread in a
+        backup of 100,000 small files), else here."""
+        if self._reader is not None:
+            self._reader.cache(self.repo.tree_cache_path(tree_id), data)
+        else:
+            self.repo.cache_tree(tree_id, data)
 
     def _warn(self, path: bytes, message: str) -> None:
         self.warnings.append(PathWarning(path.decode(errors="replace"), message))

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
@@ -152,15 +153,22 @@ class Packer:
         self._pending.add(blob_id)
         self._seal(blob_type, blob_id, codec, payload, raw)
 
-    def add_tree(self, tree_id: bytes, data: bytes, check_index: bool = True) -> bool:
+    def add_tree(
+        self,
+        tree_id: bytes,
+        data: bytes,
+        check_index: bool = True,
+        cache: Callable[[bytes, bytes], None] | None = None,
+    ) -> bool:
         """Compress and store a tree blob unless it is known (with
         `check_index=False` without loading the index to ask), and keep its
-        plaintext in the repository's tree cache; False if it was known."""
+        plaintext in the repository's tree cache (through `cache` if given);
+        False if it was known."""
         if self.known(tree_id, load_index=check_index):
             return False
         codec, payload = self._tree_compressor.compress(data)
         self.add(BlobType.TREE, tree_id, codec, payload, len(data), check_index=False)
-        self.repo.cache_tree(tree_id, data)
+        (cache or self.repo.cache_tree)(tree_id, data)
         return True
 
     def flush(self) -> None:

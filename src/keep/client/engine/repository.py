@@ -27,6 +27,7 @@ from pathlib import Path
 from keep.client.device.state import write_private
 from keep.client.engine import collector
 from keep.client.engine.blob_index import BlobIndex, PackTable, PackView, Place, Readable
+from keep.client.engine.cache_file import write_new
 from keep.client.engine.locations import Location, aligned
 from keep.client.remote import ObjectInfo, RangeReader, Remote
 from keep.protocol import msgcodec
@@ -532,34 +533,14 @@ class Repository:
         write_private(path, data)
         return data
 
-    def cache_tree(self, tree_id: bytes, data: bytes) -> None:
-        """Keep a tree just stored in the local cache, written in place under
-        its final name: created exclusively (never through a link, never over
-        a file already there), no temporary name and no rename. That is safe
-        because a cached tree is checked against its id whenever it is read
-        (a torn or altered one is read from the server again and replaced),
-        and it halves what a first backup of many directories spends here."""
+    def tree_cache_path(self, tree_id: bytes) -> str:
         hexid = tree_id.hex()
-        path = os.path.join(self._tree_cache_dir, hexid[:2], hexid)
-        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-        try:
-            try:
-                fd = os.open(path, flags, 0o600)
-            except FileNotFoundError:
-                os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
-                fd = os.open(path, flags, 0o600)
-        except FileExistsError:
-            return  # cached already (or something else is there: it is checked when read)
-        try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view) :]
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(path)
-            raise
-        finally:
-            os.close(fd)
+        return os.path.join(self._tree_cache_dir, hexid[:2], hexid)
+
+    def cache_tree(self, tree_id: bytes, data: bytes) -> None:
+        """Keep a tree just stored in the local cache (`cache_file`: in place,
+        created exclusively; checked against its id whenever it is read)."""
+        write_new(self.tree_cache_path(tree_id), data)
 
     # Snapshots -----------------------------------------------------------------
     def save_snapshot(self, snapshot: Snapshot) -> str:

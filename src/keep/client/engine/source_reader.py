@@ -44,6 +44,7 @@ from typing import Any
 import msgpack
 
 from keep.client.engine import helper_process
+from keep.client.engine.cache_file import write_new
 from keep.client.engine.helper_process import LENGTH, pipes, read_frame, write_frame
 from keep.protocol.compression import BlobCompressor, Codec
 from keep.protocol.errors import KeepError
@@ -52,6 +53,7 @@ O_NOATIME = getattr(os, "O_NOATIME", 0)
 INLINE_FILES = 256  # small files the engine reads itself before it starts a helper
 BATCH_FILES = 64  # paths per request to the helper
 MAX_BATCHES_OUT = 16  # requests sent and not yet answered
+CACHE_BYTES = 256 * 1024  # tree cache files gathered before they are sent on their own
 CLOSE_WAIT = 5.0  # seconds a helper has to exit once the backup ends
 
 Xattrs = tuple[tuple[bytes, bytes], ...]
@@ -134,8 +136,11 @@ def read_small(path: bytes, size: int, ino: int, compressor: BlobCompressor | No
 
 def main() -> None:
     """The helper: the first frame is the zstd level of file data, every
-    later one a batch of [path, size, inode], answered with one `read_small`
-    answer for each, compressed at that level."""
+    later one [batch or None, tree cache files]: the files ([path, data]) are
+    written (`cache_file.write_new`; one that cannot be is left out: the
+    cache is checked when read), then a batch of [path, size, inode] is
+    answered with one `read_small` answer for each, compressed at that
+    level."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     inp, out = os.fdopen(0, "rb", buffering=helper_process.PIPE_SIZE), os.fdopen(1, "wb")
     level = read_frame(inp)
@@ -143,8 +148,13 @@ def main() -> None:
         return
     compressor = BlobCompressor(level)
     try:
-        while (batch := read_frame(inp)) is not None:
-            write_frame(out, [read_small(path, size, ino, compressor) for path, size, ino in batch])
+        while (frame := read_frame(inp)) is not None:
+            batch, files = frame
+            for path, data in files:
+                with contextlib.suppress(OSError):
+                    write_new(path, data)
+            if batch is not None:
+                write_frame(out, [read_small(path, size, ino, compressor) for path, size, ino in batch])
     except BrokenPipeError:  # the backup stopped taking answers: it has ended
         os._exit(0)  # nothing to flush, and no second broken pipe at exit
 
@@ -184,25 +194,27 @@ class Answers:
 
 class SourceReader:
     """One helper process, used from the engine thread only. `read` sends a
-    batch and returns its `Answers`; at most MAX_BATCHES_OUT are unanswered at
-    a time (so neither pipe can fill while the engine writes: no deadlock);
-    `close` ends the helper."""
+    batch and returns its `Answers` (at most MAX_BATCHES_OUT unanswered at a
+    time); `cache` has it write a tree cache file, sent with the next batch
+    or once CACHE_BYTES are waiting (`send_cache` sends the rest); `close`
+    ends the helper. A request that does not fit in the pipe is sent while
+    the answers are taken, so neither side can wait on the other."""
 
     def __init__(self, level: int) -> None:
         self._proc = helper_process.start("keep.client.engine.source_reader")
         stdin, stdout = pipes(self._proc)
-        self._in = stdin
+        self._in = stdin.fileno()
         self._out = stdout.fileno()
+        os.set_blocking(self._in, False)
         os.set_blocking(self._out, False)
         with contextlib.suppress(OSError):
             fcntl.fcntl(self._out, fcntl.F_SETPIPE_SZ, helper_process.PIPE_SIZE)
         self._received = bytearray()
         self._waiting: deque[Answers] = deque()  # sent, not yet answered, oldest first
+        self._files: list[tuple[str, bytes]] = []  # tree cache files not yet sent
+        self._file_bytes = 0
         self._gone: ReaderStoppedError | None = None
-        try:
-            write_frame(self._in, level)
-        except OSError:
-            self._stopped()
+        self._send(level)
 
     def read(self, batch: list[tuple[bytes, int, int]]) -> Answers:
         """Ask for [(path, size, inode)]; one answer each, in order."""
@@ -213,11 +225,41 @@ class SourceReader:
             answers.error = self._gone
             return answers
         self._waiting.append(answers)
-        try:
-            write_frame(self._in, batch)
-        except OSError:
-            self._stopped()
+        self._send((batch, self._take_files()))
         return answers
+
+    def cache(self, path: str, data: bytes) -> None:
+        """Have the helper write a tree cache file (`cache_file.write_new`)."""
+        self._files.append((path, data))
+        self._file_bytes += len(data)
+        if self._file_bytes >= CACHE_BYTES:
+            self.send_cache()
+
+    def send_cache(self) -> None:
+        """Send the tree cache files still waiting (they need no answer)."""
+        if self._files:
+            self._send((None, self._take_files()))
+
+    def _take_files(self) -> list[tuple[str, bytes]]:
+        files, self._files, self._file_bytes = self._files, [], 0
+        return files
+
+    def _send(self, message: Any) -> None:
+        body = msgpack.packb(message)
+        data = memoryview(LENGTH.pack(len(body)) + body)
+        while self._gone is None:
+            try:
+                data = data[os.write(self._in, data) :]
+            except BlockingIOError:
+                pass
+            except OSError:
+                self._stopped()
+                return
+            if not data:
+                return
+            # The pipe is full: take answers while the helper empties it.
+            select.select([self._out], [self._in], [])
+            self.take(wait=False)
 
     def take(self, *, wait: bool) -> None:
         """Take the answers the helper has written so far; with `wait`, wait
