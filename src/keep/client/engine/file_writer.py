@@ -30,7 +30,6 @@ import contextlib
 import errno
 import os
 import queue
-import signal
 import subprocess
 import threading
 from collections.abc import Callable, Iterable
@@ -242,9 +241,7 @@ def main() -> None:
     """The helper: the first frame is the target directory, every later one
     a batch of jobs, answered with [[file numbers written], [[file number,
     errno, strerror] of each that failed]]."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    inp, out = os.fdopen(0, "rb", buffering=helper_process.PIPE_SIZE), os.fdopen(1, "wb")
-    target = read_frame(inp)
+    inp, out, target = helper_process.begin()
     if not isinstance(target, bytes):
         return
     dirs = _Directories(target)

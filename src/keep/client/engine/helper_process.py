@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import signal
 import struct
 import subprocess
 import sys
@@ -62,6 +63,15 @@ def start(module: str) -> subprocess.Popen[bytes]:
     with contextlib.suppress(OSError):  # the default 64 KiB works, a little slower
         fcntl.fcntl(stdin.fileno(), fcntl.F_SETPIPE_SZ, PIPE_SIZE)
     return proc
+
+
+def begin() -> tuple[IO[bytes], IO[bytes], Any]:
+    """The helper's side, as it starts: interrupts ignored (the command that
+    started it decides when to stop), its stdin and stdout as streams, and
+    its first frame (what it is set up with), or None."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    inp, out = os.fdopen(0, "rb", buffering=PIPE_SIZE), os.fdopen(1, "wb")
+    return inp, out, read_frame(inp)
 
 
 def pipes(proc: subprocess.Popen[bytes]) -> tuple[IO[bytes], IO[bytes]]:

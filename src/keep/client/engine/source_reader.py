@@ -35,7 +35,6 @@ import errno
 import fcntl
 import os
 import select
-import signal
 import stat
 import subprocess
 from collections import deque
@@ -141,9 +140,7 @@ def main() -> None:
     cache is checked when read), then a batch of [path, size, inode] is
     answered with one `read_small` answer for each, compressed at that
     level."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    inp, out = os.fdopen(0, "rb", buffering=helper_process.PIPE_SIZE), os.fdopen(1, "wb")
-    level = read_frame(inp)
+    inp, out, level = helper_process.begin()
     if not isinstance(level, int):
         return
     compressor = BlobCompressor(level)
