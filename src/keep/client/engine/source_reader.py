@@ -206,6 +206,12 @@ class SourceReader:
         os.set_blocking(self._out, False)
         with contextlib.suppress(OSError):
             fcntl.fcntl(self._out, fcntl.F_SETPIPE_SZ, helper_process.PIPE_SIZE)
+        # poll, not select: any descriptor number works
+        self._answered = select.poll()  # answers to take
+        self._answered.register(self._out, select.POLLIN)
+        self._either = select.poll()  # answers to take, or room in the pipe to the helper
+        self._either.register(self._out, select.POLLIN)
+        self._either.register(self._in, select.POLLOUT)
         self._received = bytearray()
         self._waiting: deque[Answers] = deque()  # sent, not yet answered, oldest first
         self._files: list[tuple[str, bytes]] = []  # tree cache files not yet sent
@@ -255,7 +261,7 @@ class SourceReader:
             if not data:
                 return
             # The pipe is full: take answers while the helper empties it.
-            select.select([self._out], [self._in], [])
+            self._either.poll()
             self.take(wait=False)
 
     def take(self, *, wait: bool) -> None:
@@ -264,7 +270,7 @@ class SourceReader:
         if self._gone is not None:
             return
         if wait:
-            select.select([self._out], [], [])
+            self._answered.poll()
         try:
             got = os.read(self._out, helper_process.PIPE_SIZE)
         except BlockingIOError:
