@@ -40,10 +40,14 @@ def read_frame(stream: IO[bytes]) -> Any:
     return msgpack.unpackb(body, use_list=False)
 
 
-def write_frame(stream: IO[bytes], message: Any) -> None:
+def frame(message: Any) -> bytes:
+    """`message` as one frame, ready for a pipe."""
     body = msgpack.packb(message)
-    stream.write(LENGTH.pack(len(body)))
-    stream.write(body)
+    return LENGTH.pack(len(body)) + body
+
+
+def write_frame(stream: IO[bytes], message: Any) -> None:
+    stream.write(frame(message))
     stream.flush()
 
 

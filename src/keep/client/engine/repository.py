@@ -132,8 +132,7 @@ class Repository:
         self.legacy_forgotten: frozenset[str] = frozenset()  # named by version 2 index objects (unsigned)
         self.owner_key: OwnerSigningKey | None = None  # set once the owner has logged in
         self._seen = SeenSnapshots(cache_dir.parent / SEEN_FILE, cache_dir / "snapshot")
-        self._tree_cache = cache_dir / "trees"
-        self._tree_cache_dir = os.fspath(self._tree_cache)
+        self._tree_cache = os.fspath(cache_dir / "trees")
         self._local = threading.local()
         self._index_lock = threading.Lock()
         self._index_ready = False
@@ -503,7 +502,7 @@ class Repository:
             self._prefetched[tree_id] = self._prefetch_pool.submit(self._fetch_tree, tree_id)
 
     def _tree_path(self, tree_id: bytes) -> Path:
-        return self._tree_cache / tree_id.hex()[:2] / tree_id.hex()
+        return Path(self.tree_cache_path(tree_id))
 
     def read_tree_bytes(self, tree_id: bytes) -> bytes:
         """A tree blob's plaintext, through the local tree cache."""
@@ -535,7 +534,7 @@ class Repository:
 
     def tree_cache_path(self, tree_id: bytes) -> str:
         hexid = tree_id.hex()
-        return os.path.join(self._tree_cache_dir, hexid[:2], hexid)
+        return os.path.join(self._tree_cache, hexid[:2], hexid)
 
     def cache_tree(self, tree_id: bytes, data: bytes) -> None:
         """Keep a tree just stored in the local cache (`cache_file`: in place,

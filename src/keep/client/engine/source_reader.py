@@ -248,8 +248,7 @@ class SourceReader:
         return files
 
     def _send(self, message: Any) -> None:
-        body = msgpack.packb(message)
-        data = memoryview(LENGTH.pack(len(body)) + body)
+        data = memoryview(helper_process.frame(message))
         while self._gone is None:
             try:
                 data = data[os.write(self._in, data) :]
