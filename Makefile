@@ -5,7 +5,8 @@ PYTHON ?= python3.11
 VENV   := .venv
 PY     := $(VENV)/bin/python
 # Every install is pinned by constraints.txt (refreshed deliberately: `make constraints`).
-HASH   := $(shell cat pyproject.toml constraints.txt | sha256sum | cut -c1-12)
+# The compiled tree decoder is built by the install: a change to it reinstalls.
+HASH   := $(shell cat pyproject.toml constraints.txt setup.py src/keep/protocol/_nodes.c | sha256sum | cut -c1-12)
 DEMO_STAMP := $(VENV)/.demo-$(HASH)
 TEST_STAMP := $(VENV)/.test-$(HASH)
 
@@ -16,13 +17,14 @@ $(PY):
 	$(PY) -m pip install --quiet --upgrade pip
 
 # The demo installs only what it runs: keep, and keep-server (its extra).
-$(DEMO_STAMP): pyproject.toml constraints.txt | $(PY)
+$(DEMO_STAMP): pyproject.toml constraints.txt setup.py src/keep/protocol/_nodes.c | $(PY)
 	$(PY) -m pip install --quiet -c constraints.txt -e '.[server]'
 	@rm -f $(VENV)/.demo-* && touch $@
 
-# The test extras include `mount` (pyfuse3, built against Debian's libfuse3).
-$(TEST_STAMP): pyproject.toml constraints.txt | $(PY)
-	scripts/system-packages.sh
+# The test extras include `mount` (pyfuse3, built against Debian's libfuse3); the
+# tests need the compiled tree decoder, so Python's headers too.
+$(TEST_STAMP): pyproject.toml constraints.txt setup.py src/keep/protocol/_nodes.c | $(PY)
+	PYTHON=$(PYTHON) scripts/system-packages.sh
 	$(PY) -m pip install --quiet -c constraints.txt -e '.[test]'
 	@rm -f $(VENV)/.test-* $(VENV)/.demo-* && touch $@ $(DEMO_STAMP)
 

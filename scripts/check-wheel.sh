@@ -3,8 +3,8 @@
 # wheel — not editable, core dependencies only, pinned by constraints.txt —
 # into a fresh venv, and checks what a user of the package gets: `keep`,
 # `keep-server` and `keep-checkin` run (each saying in one line which extra it
-# needs, then working with it; `keep admin serve` likewise), the systemd units and the admin
-# page's files are inside, and the demo runs from that venv.
+# needs, then working with it; `keep admin serve` likewise), the systemd units, the admin
+# page's files and the compiled tree decoder are inside, and the demo runs from that venv.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3.11}
@@ -16,6 +16,7 @@ sdist=$(ls "$work"/dist/*.tar.gz)
 wheel=$(ls "$work"/dist/*.whl)
 tar -tzf "$sdist" >"$work/sdist.list"
 grep -q 'client/device/systemd/keep-backup.timer' "$work/sdist.list" || { echo "sdist lacks the systemd units" >&2; exit 1; }
+grep -q 'src/keep/protocol/_nodes.c' "$work/sdist.list" || { echo "sdist lacks the tree decoder's C source" >&2; exit 1; }
 
 "$PYTHON" -m venv "$work/venv" >/dev/null
 bin="$work/venv/bin"
@@ -45,6 +46,9 @@ for name in ("device/systemd/keep-backup.timer", "device/systemd/keep-backup.ser
              "admin/static/admin.css"):
     assert client.joinpath(name).is_file(), f"the wheel lacks keep/client/{name}"
 assert files("keep").joinpath("py.typed").is_file(), "the wheel lacks keep/py.typed"
+from keep.protocol import tree
+
+assert tree._compiled is not None, "the wheel was built without the compiled tree decoder"
 from keep.client.device.schedule import PLACEHOLDER, UNITS, render
 
 for name in UNITS:  # every unit template the wheel ships fills completely

@@ -26,7 +26,7 @@ from keep.protocol.blob import blob_id
 from keep.protocol.chunker import Chunker
 from keep.protocol.envelope import TAG_SIZE
 from keep.protocol.index import Index
-from keep.protocol.limits import CHUNK_MAX, CHUNK_MIN, MiB
+from keep.protocol.limits import CHUNK_MAX, CHUNK_MIN, TREE_RAW_MAX, MiB
 from keep.protocol.tree import Tree
 from tests.client.conftest import KEEP, Device
 from tests.client.tree_builder import add_socket, allocated_bytes, describe, make_rich_tree
@@ -552,8 +552,9 @@ def test_a_backup_pauses_the_collector_and_leaves_no_garbage_per_pack(
 def test_the_tree_cache_is_checked_and_never_written_through_a_link(device: Device, tmp_path: Path) -> None:
     """A cached tree is named by its id and checked against it whenever it
     is read: a torn or altered file, or a link planted at its name, gives way
-    to the tree read from the server; and caching a tree never writes through
-    a planted link or over a file already there."""
+    to the tree read from the server, as does a file larger than any tree; and
+    caching a tree never writes through a planted link or over a file already
+    there."""
     src = tmp_path / "src"
     make_rich_tree(src)
     device.init()
@@ -569,12 +570,13 @@ def test_the_tree_cache_is_checked_and_never_written_through_a_link(device: Devi
             subtrees.append(tid)
             walk += [n.subtree for n in Tree.from_bytes(repo.read_tree_bytes(tid)).nodes if n.subtree]
         subtrees = list(dict.fromkeys(subtrees))
-        assert len(subtrees) >= 3
-        torn, planted, linked = subtrees[:3]
-        expected = {tid: blob_id(repo.keys.id, repo.read_tree_bytes(tid)) for tid in subtrees[:3]}
+        assert len(subtrees) >= 4
+        torn, planted, linked, huge = subtrees[:4]
+        expected = {tid: blob_id(repo.keys.id, repo.read_tree_bytes(tid)) for tid in subtrees[:4]}
         assert all(expected[tid] == tid for tid in expected)
-        cached = {tid: repo._tree_path(tid) for tid in subtrees[:3]}
-        data = {tid: cached[tid].read_bytes() for tid in subtrees[:3]}
+        cached = {tid: Path(repo.tree_cache_path(tid)) for tid in subtrees[:4]}
+        data = {tid: cached[tid].read_bytes() for tid in subtrees[:4]}
+        os.truncate(cached[huge], TREE_RAW_MAX + 1)  # sparse: refused by its size, not read
         cached[torn].write_bytes(data[torn][: len(data[torn]) // 2])
         cached[planted].write_bytes(data[linked])  # another tree's bytes under this name
         cached[linked].unlink()
@@ -583,7 +585,7 @@ def test_the_tree_cache_is_checked_and_never_written_through_a_link(device: Devi
         assert victim.read_bytes() == b"not a tree"
         repo.cache_tree(planted, data[planted])  # a file in the way: left as it is
         assert cached[planted].read_bytes() == data[linked]
-        for tid in subtrees[:3]:
+        for tid in subtrees[:4]:
             assert repo.read_tree_bytes(tid) == data[tid]
             assert cached[tid].read_bytes() == data[tid]  # replaced by the tree read from the server
             assert not cached[tid].is_symlink()

@@ -251,8 +251,33 @@ class Tree:
         raw_nodes = msgcodec.as_list(raw_nodes, "tree nodes")
         if len(raw_nodes) > TREE_MAX_ENTRIES:
             raise FormatError("tree has too many entries")
-        nodes = tuple(Node.from_list(n) for n in raw_nodes)
-        for a, b in itertools.pairwise(nodes):
-            if a.name >= b.name:
-                raise FormatError("tree entries are not strictly sorted (duplicate names?)")
-        return cls(nodes)
+        nodes = None if _compiled is None else _compiled.decode(raw_nodes, *_COMPILED_ARGS)
+        return cls(decode_nodes(raw_nodes) if nodes is None else nodes)
+
+
+def decode_nodes(raw_nodes: list[Any]) -> tuple[Node, ...]:
+    """A tree's nodes, decoded and checked in Python: the reference that
+    `_nodes.c` must agree with, and what names the fault when it refuses."""
+    nodes = tuple(Node.from_list(n) for n in raw_nodes)
+    for a, b in itertools.pairwise(nodes):
+        if a.name >= b.name:
+            raise FormatError("tree entries are not strictly sorted (duplicate names?)")
+    return nodes
+
+
+# The compiled fast path (src/keep/protocol/_nodes.c, built when keep is
+# installed with a C compiler and Python's headers): the same checks and the
+# same shared owner fields in one pass, 0.39 µs a node against 2.96 µs for
+# `decode_nodes` (msgpack's own 0.5 µs comes before either). It returns None
+# for anything it does not accept, and `decode_nodes` then raises the error
+# that names the field. Used only if it was built for these limits.
+_compiled: Any
+try:
+    from keep.protocol import _nodes as _compiled  # type: ignore[attr-defined, no-redef]
+except ImportError:  # pragma: no cover - no compiler where this was installed
+    _compiled = None
+LIMITS = (NODE_FIELDS, NAME_MAX, USER_NAME_MAX, BLOB_ID_SIZE, CONTENT_MAX)
+if _compiled is not None and _compiled.LIMITS != LIMITS:
+    _compiled = None
+_KINDS = tuple(_NODE_TYPES.get(k) for k in range(max(_NODE_TYPES) + 1))  # a node type by its number
+_COMPILED_ARGS = (Node, _KINDS, _SHARED, _SHARED_MAX, _xattrs)

@@ -1,4 +1,5 @@
-"""Writing one file of a content-addressed local cache (a tree under its id).
+"""Reading and writing one file of a content-addressed local cache (a tree
+under its id).
 
 Such a file is checked against its name whenever it is read (a torn or
 altered one is read from the server again and replaced), so it is created
@@ -11,9 +12,29 @@ trees of a backup of many directories off the engine thread.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 
 FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+def read(path: str, max_size: int) -> bytes | None:
+    """What `path` holds, or None if there is no such file, it is a link, or
+    it is larger than `max_size` (none of which the cache writes). One read
+    of the size `fstat` gives: a file that changes meanwhile gives bytes
+    that fail the check against the name, as a torn one does."""
+    try:
+        fd = os.open(path, READ_FLAGS)
+    except OSError as exc:
+        if exc.errno in (errno.ENOENT, errno.ELOOP):
+            return None
+        raise
+    try:
+        size = os.fstat(fd).st_size
+        return None if size > max_size else os.read(fd, size)
+    finally:
+        os.close(fd)
 
 
 def write_new(path: str, data: bytes) -> None:

@@ -27,6 +27,7 @@ from pathlib import Path
 from keep.client.device.state import write_private
 from keep.client.engine import collector
 from keep.client.engine.blob_index import BlobIndex, PackTable, PackView, Place, Readable
+from keep.client.engine.cache_file import read as read_cached
 from keep.client.engine.cache_file import write_new
 from keep.client.engine.locations import Location, aligned
 from keep.client.remote import ObjectInfo, RangeReader, Remote
@@ -46,7 +47,7 @@ from keep.protocol.envelope import (
 from keep.protocol.errors import FormatError, IntegrityError, KeepError, NotFoundError, PermissionDeniedError
 from keep.protocol.index import Index, IndexedPack
 from keep.protocol.keys import OwnerSigningKey, RepositoryKeys
-from keep.protocol.limits import OBJECT_MAX
+from keep.protocol.limits import OBJECT_MAX, TREE_RAW_MAX
 from keep.protocol.object_id import is_named_by
 from keep.protocol.pack import FOOTER, FOOTER_SEALED_SIZE, open_blob, parse_toc
 from keep.protocol.snapshot import Snapshot
@@ -495,14 +496,11 @@ class Repository:
     def _prefetch_more(self) -> None:
         while self._prefetch_next and len(self._prefetched) < TREE_PREFETCH_MAX:
             tree_id = self._prefetch_next.popleft()
-            if tree_id in self._prefetched or self._tree_path(tree_id).exists():
+            if tree_id in self._prefetched or os.path.lexists(self.tree_cache_path(tree_id)):
                 continue
             if self._prefetch_pool is None:
                 self._prefetch_pool = ThreadPoolExecutor(TREE_PREFETCH, thread_name_prefix="keep-trees")
             self._prefetched[tree_id] = self._prefetch_pool.submit(self._fetch_tree, tree_id)
-
-    def _tree_path(self, tree_id: bytes) -> Path:
-        return Path(self.tree_cache_path(tree_id))
 
     def read_tree_bytes(self, tree_id: bytes) -> bytes:
         """A tree blob's plaintext, through the local tree cache."""
@@ -512,18 +510,13 @@ class Repository:
         if pending is not None:
             with contextlib.suppress(KeepError, OSError, CancelledError):
                 return pending.result()
-        path = self._tree_path(tree_id)
-        try:
-            data = path.read_bytes()
-        except FileNotFoundError:
-            pass
-        else:
-            if blob_id(self.keys.id, data) == tree_id:
-                return data
+        data = read_cached(self.tree_cache_path(tree_id), TREE_RAW_MAX)
+        if data is not None and blob_id(self.keys.id, data) == tree_id:
+            return data
         return self._fetch_tree(tree_id)
 
     def _fetch_tree(self, tree_id: bytes) -> bytes:
-        path = self._tree_path(tree_id)
+        path = Path(self.tree_cache_path(tree_id))
         self.ensure_index()  # a tree cache miss needs the index to find the tree
         places = [loc for loc in self.locations(tree_id) if loc.entry.blob_type is BlobType.TREE]
         if not places:
