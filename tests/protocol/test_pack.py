@@ -8,13 +8,22 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from keep.protocol import msgcodec
 from keep.protocol.blob import BlobType, blob_id
 from keep.protocol.compression import BlobCompressor, BlobDecompressor, Codec
-from keep.protocol.envelope import ObjectCipher, ObjectKind, Suite
+from keep.protocol.envelope import TAG_SIZE, ObjectCipher, ObjectKind, Suite
 from keep.protocol.errors import FormatError, IntegrityError, KeepError
 from keep.protocol.keys import RepositoryKeys
 from keep.protocol.limits import BLOB_RAW_MAX, PACK_MAX, TREE_RAW_MAX
-from keep.protocol.pack import PackReader, PackWriter, TocEntry, write_pack
+from keep.protocol.pack import (
+    FOOTER_SEALED_SIZE,
+    TOC_LENGTH,
+    TOC_VERSION,
+    PackReader,
+    PackWriter,
+    TocEntry,
+    write_pack,
+)
 from keep.protocol.padding import padded_pack_size
 
 SALT = bytes(range(32))
@@ -120,6 +129,28 @@ def test_streaming_writer_output_equals_write_pack(keys: RepositoryKeys) -> None
     again = write_pack(cipher, [(BlobType.DATA, blob_id(keys.id, b"x"), Codec.RAW, b"x", 1)], 4096)
     assert b"".join(parts) == again
     assert len(again) == 4096
+
+
+def test_padding_foretells_what_finish_pads(keys: RepositoryKeys) -> None:
+    """The packer closes a pack where padding it wastes little, asking
+    `padding` after every blob: it counts the TOC's length as entries are
+    added, and must give exactly what `finish` then pads, across every
+    msgpack length boundary of the entry count and of each entry's fields."""
+    cipher = ObjectCipher.new(keys.data, ObjectKind.PACK, Suite.AES_256_GCM, SALT)
+    writer = PackWriter(cipher)
+    raws = [0, 1, 127, 128, 255, 256, 65535, 65536, BLOB_RAW_MAX]
+    checks = {0, 1, 2, 14, 15, 16, 17, 100, 1300, 1400, 65535, 65536, 65537, 70_000}
+    for n in range(max(checks) + 1):
+        if n in checks:
+            for floor in (0, 4096, 1 << 20):
+                predicted = writer.padding(floor)
+                total = writer.size + len(writer.finish(floor))
+                toc = msgcodec.pack([TOC_VERSION, [e.to_list() for e in writer.entries]])
+                unpadded = writer.size + TAG_SIZE + TOC_LENGTH.size + len(toc) + FOOTER_SEALED_SIZE
+                assert total - unpadded == predicted, (n, floor)
+                assert total == padded_pack_size(unpadded, floor)
+        payload = b"p" * (n % 300)  # sealed lengths of 1 and 2 bytes' encoding
+        writer.add(BlobType.DATA, n.to_bytes(32, "big"), Codec.RAW, payload, raws[n % len(raws)])
 
 
 ENTRY_EDGES: list[object] = [

@@ -117,19 +117,32 @@ class TocEntry(NamedTuple):
         return frame_ad(ObjectKind.PACK, Role.BLOB, self.frame, self.blob_type, self.codec, self.blob_id)
 
 
+def _uint_len(value: int) -> int:
+    """Bytes msgpack encodes a non-negative int in."""
+    if value < 0x80:
+        return 1
+    return 2 if value < 0x100 else 3 if value < 0x10000 else 5 if value < 1 << 32 else 9
+
+
+# An encoded TOC entry apart from its offset, length and raw length: a
+# 6-array, the blob type and codec as fixints, the id as bin 8 of 32 bytes.
+_ENTRY_FIXED = 1 + 1 + 2 + BLOB_ID_SIZE + 1
+
+
 class PackWriter:
     """Seals the blobs of one pack as a stream: the caller writes `header`,
     then each frame `add` returns, then the tail `finish` returns — in memory,
     to a file, or to a socket. The writer itself keeps only the TOC entries.
     Not thread-safe."""
 
-    __slots__ = ("_cipher", "_entries", "_offset")
+    __slots__ = ("_cipher", "_entries", "_entries_len", "_offset")
 
     def __init__(self, cipher: ObjectCipher) -> None:
         if cipher.header.kind is not ObjectKind.PACK:
             raise FormatError("a pack writer needs a PACK cipher")
         self._cipher = cipher
         self._entries: list[TocEntry] = []
+        self._entries_len = 0  # bytes of the encoded TOC entries, counted as they are added
         self._offset = HEADER.size
 
     @property
@@ -171,16 +184,33 @@ class PackWriter:
         )
         sealed = self._cipher.seal(entry.frame, payload, entry.ad())
         self._entries.append(entry)
+        self._entries_len += (
+            _ENTRY_FIXED + _uint_len(entry.offset) + _uint_len(entry.length) + _uint_len(raw_length)
+        )
         self._offset += len(sealed)
         return sealed
+
+    def padding(self, pad_floor: int) -> int:
+        """The zero bytes `finish` would add to pad the pack if it were
+        finished now: what sealing more blobs first could use instead."""
+        unpadded = self._unpadded_size(self._toc_len())
+        return padded_pack_size(unpadded, pad_floor) - unpadded
+
+    def _toc_len(self) -> int:
+        """len(msgcodec.pack([TOC_VERSION, entries])), without encoding them:
+        a 2-array, a fixint, the entries' array header, the entries."""
+        count = len(self._entries)
+        return 2 + (1 if count < 16 else 3 if count < 1 << 16 else 5) + self._entries_len
+
+    def _unpadded_size(self, toc_len: int) -> int:
+        return self._offset + TAG_SIZE + TOC_LENGTH.size + toc_len + FOOTER_SEALED_SIZE
 
     def finish(self, pad_floor: int) -> bytes:
         """The sealed TOC and footer that end the pack, padded so the whole
         pack is `padded_pack_size` bytes."""
         toc = msgcodec.pack([TOC_VERSION, [e.to_list() for e in self._entries]])
         toc_frame = len(self._entries)
-        toc_plain_len = TOC_LENGTH.size + len(toc)
-        unpadded = self._offset + toc_plain_len + TAG_SIZE + FOOTER_SEALED_SIZE
+        unpadded = self._unpadded_size(len(toc))
         padding = padded_pack_size(unpadded, pad_floor) - unpadded
         if unpadded + padding > PACK_MAX:
             raise FormatError("pack exceeds the maximum pack size")
