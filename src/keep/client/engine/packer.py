@@ -6,10 +6,9 @@ file's chunk lengths (docs/threat-model.md). Tree blobs go to their own pack
 lane so that listing and restore planning fetch only small packs. A pack is
 closed past PACK_TARGET bytes where padding it wastes little, padded, and
 uploaded in the background; its TOC entries join the index only once the
-upload has succeeded. Index objects are
-written every INDEX_EVERY packs or INDEX_BLOBS blobs and at the end, so an
-interrupted backup loses at most that much indexing — and `Repository.reindex_orphan_packs`
-recovers even those.
+upload has succeeded. Index objects are written every INDEX_EVERY packs or
+INDEX_BLOBS blobs and at the end, so an interrupted backup loses at most
+that much indexing — and `Repository.reindex_orphan_packs` recovers even those.
 """
 
 from __future__ import annotations
@@ -38,8 +37,8 @@ PACK_BLOBS_MAX = 20_000  # close a pack early when it holds this many blobs
 # A pack past PACK_TARGET takes more blobs, up to PACK_STRETCH more bytes,
 # until closing it would pad it by at most PAD_SLACK: PADMÉ pads a pack of
 # 16–32 MiB to a multiple of 512 KiB, and closed at the first blob past the
-# target it padded ~256 KiB on average (a third of keep's repository
-# overhead against restic's on the 1 GB corpus).
+# target it padded ~256 KiB on average (closing later saved 6.8 of the
+# 15.3 MB keep stored beyond restic on the 1 GB corpus).
 PACK_STRETCH = PACK_TARGET // 2
 PAD_SLACK = 64 * KiB
 SPOOL_WRITE = 1 << 20  # sealed bytes gathered per write to a pack's spool file...
