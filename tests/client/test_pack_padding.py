@@ -9,17 +9,14 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from keep.client.device.state import DeviceState
 from keep.client.engine.packer import PACK_STRETCH, PAD_SLACK
-from keep.client.engine.repository import Repository
-from keep.client.remote import Remote
 from keep.protocol import msgcodec
 from keep.protocol.blob import BlobType
 from keep.protocol.envelope import TAG_SIZE
 from keep.protocol.limits import OPEN_PACKS, PACK_MIN_PADDED, PACK_TARGET, MiB
 from keep.protocol.pack import FOOTER_SEALED_SIZE, TOC_LENGTH, TOC_VERSION
 from keep.protocol.padding import padded_pack_size, padme
-from tests.client.conftest import Device
+from tests.client.conftest import Device, device_repository
 
 
 def test_full_packs_are_closed_where_padding_wastes_little(device: Device, tmp_path: Path) -> None:
@@ -29,9 +26,8 @@ def test_full_packs_are_closed_where_padding_wastes_little(device: Device, tmp_p
         (src / f"f{n:02}.bin").write_bytes(os.urandom(3 * MiB))
     device.init()
     device.run("backup", str(src))
-    state = DeviceState.load(device.home)
-    with Remote(state.server_url, state.device_token) as remote:
-        repo = Repository(remote, state.keys, device.home / "c2", state.suite)
+    remote, repo = device_repository(device, device.home / "c2")
+    with remote:
         repo.load_index()
         full = []
         for pack_id, pack in repo.packs.items():
