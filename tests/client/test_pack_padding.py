@@ -2,7 +2,8 @@
 takes more blobs until PADMÉ would pad it by at most PAD_SLACK, or until it
 has grown by PACK_STRETCH (the backup's end closes the packs still open
 wherever they are); every pack is still padded to a PADMÉ length.
-Checked on the packs a real backup stored on a real keep-server."""
+Checked on the packs a real backup stored on a real keep-server: each pack's
+TOC tells where the rule would have closed it, blob by blob."""
 
 from __future__ import annotations
 
@@ -14,9 +15,24 @@ from keep.protocol import msgcodec
 from keep.protocol.blob import BlobType
 from keep.protocol.envelope import TAG_SIZE
 from keep.protocol.limits import OPEN_PACKS, PACK_MIN_PADDED, PACK_TARGET, MiB
-from keep.protocol.pack import FOOTER_SEALED_SIZE, TOC_LENGTH, TOC_VERSION
+from keep.protocol.pack import FOOTER_SEALED_SIZE, TOC_LENGTH, TOC_VERSION, TocEntry
 from keep.protocol.padding import padded_pack_size, padme
 from tests.client.conftest import Device, device_repository
+
+
+def _unpadded(entries: tuple[TocEntry, ...]) -> int:
+    """The pack's length before padding had it been closed after `entries`."""
+    toc = msgcodec.pack([TOC_VERSION, [e.to_list() for e in entries]])
+    frames_end = entries[-1].offset + entries[-1].length
+    return frames_end + TAG_SIZE + TOC_LENGTH.size + len(toc) + FOOTER_SEALED_SIZE
+
+
+def _rule_closes(entries: tuple[TocEntry, ...]) -> bool:
+    """Whether the packer's rule closes a data pack holding `entries`."""
+    frames_end = entries[-1].offset + entries[-1].length
+    unpadded = _unpadded(entries)
+    padding = padded_pack_size(unpadded, PACK_MIN_PADDED) - unpadded
+    return frames_end >= PACK_TARGET and (frames_end >= PACK_TARGET + PACK_STRETCH or padding <= PAD_SLACK)
 
 
 def test_full_packs_are_closed_where_padding_wastes_little(device: Device, tmp_path: Path) -> None:
@@ -29,20 +45,20 @@ def test_full_packs_are_closed_where_padding_wastes_little(device: Device, tmp_p
     remote, repo = device_repository(device, device.home / "c2")
     with remote:
         repo.load_index()
-        full = []
+        data_packs = []
         for pack_id, pack in repo.packs.items():
             size = repo.pack_sizes[pack_id]
-            frames_end = max(e.offset + e.length for e in pack.entries)
-            toc = msgcodec.pack([TOC_VERSION, [e.to_list() for e in pack.entries]])
-            unpadded = frames_end + TAG_SIZE + TOC_LENGTH.size + len(toc) + FOOTER_SEALED_SIZE
-            assert size == padded_pack_size(unpadded, PACK_MIN_PADDED)
+            entries = tuple(sorted(pack.entries, key=lambda e: e.offset))
+            assert size == padded_pack_size(_unpadded(entries), PACK_MIN_PADDED)
             assert padme(size) == size or size == PACK_MIN_PADDED
-            if pack.entries[0].blob_type is BlobType.DATA and frames_end >= PACK_TARGET:
-                full.append((frames_end, size - unpadded))
-    # The backup's end closes its open packs wherever they are (at most OPEN_PACKS).
-    closed_early = [(end, padding) for end, padding in full if padding <= PAD_SLACK]
-    stretched = [(end, padding) for end, padding in full if end >= PACK_TARGET + PACK_STRETCH]
-    assert len(full) - len(closed_early) - len(stretched) <= OPEN_PACKS, full
-    assert len(closed_early) >= 4, full
-    # Closed at the first blob past the target, they padded ~256 KiB each.
-    assert sum(padding for _, padding in full) / len(full) < 128 * 1024, full
+            if entries[0].blob_type is BlobType.DATA:
+                data_packs.append(entries)
+    assert sum(e[-1].offset + e[-1].length for e in data_packs) > 190 * MiB
+    for entries in data_packs:
+        # No pack took a blob after the rule had closed it...
+        closed_before = [k for k in range(1, len(entries)) if _rule_closes(entries[:k])]
+        assert not closed_before, (entries[-1].offset, closed_before)
+    # ...and only the packs still open at the backup's end were closed by it.
+    closed_at_end = [entries for entries in data_packs if not _rule_closes(entries)]
+    assert len(closed_at_end) <= OPEN_PACKS, [e[-1].offset for e in closed_at_end]
+    assert len(data_packs) - len(closed_at_end) >= 5
