@@ -41,7 +41,7 @@ from keep.protocol.keys import IdKey
 from keep.protocol.limits import MiB
 
 INFLIGHT_MAX = 24 * MiB
-READ_BUFFERS = 3  # reusable read buffers; the reader waits for results when all are busy
+READ_BUFFERS = 2  # reusable read buffers; the reader waits for results when all are busy
 INLINE_MAX = 4 * 1024  # chunks up to this size are done on the engine thread (files of a few KiB)...
 BATCH_MAX = 64 * 1024  # ...up to this size batched...
 BATCH_BYTES = 512 * 1024  # ...into hand-offs of about this many bytes
