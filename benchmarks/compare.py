@@ -26,7 +26,7 @@ on a shared VM one run of one command can be off by a quarter.
 
 Nothing is deleted before the end (it needs ~2 GB per tool and round): on a
 journal-less ext4 like this VM's, ext4 skips inodes freed in the last 60 s
-(300 s while their inode-table block is dirty) when it allocates new ones,
+(360 s while their inode-table block is dirty) when it allocates new ones,
 checking each, so files created after a large deletion — a restore, a
 tool's cache — were created ever more slowly (three restores in a row,
 each after deleting the previous one: 2.8, 4.9, 7.0 s). The run waits at
@@ -208,7 +208,7 @@ def proc_cpu(pid: int | None) -> float:
 
 # Creating an empty file normally takes ~25 µs on this VM's ext4. That file
 # system has no journal, and without one the kernel will not reuse an inode
-# freed in the last 60 s (300 s while its inode-table block is dirty) and
+# freed in the last 60 s (360 s while its inode-table block is dirty) and
 # checks every such inode at each allocation: after a large deletion (a
 # previous run's clean-up, a test suite's) a create took 761 µs for minutes,
 # and restores of many files measured then measure that.
