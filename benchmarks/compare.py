@@ -31,7 +31,8 @@ checking each, so files created after a large deletion — a restore, a
 tool's cache — were created ever more slowly (three restores in a row,
 each after deleting the previous one: 2.8, 4.9, 7.0 s). The run waits at
 its start (up to 7 minutes) until creating a file is fast again, measures
-it before every tool's turn and says so if it was slow.
+it before every tool's turn and says so if it was slow; it also waits until
+six minutes have passed since a previous run deleted its files.
 Each restore's files are dropped from the page cache once verified
 (`evict`), so a later step does not pay for reclaiming the memory that
 earlier tools' restores filled.
@@ -214,6 +215,28 @@ def proc_cpu(pid: int | None) -> float:
 # and restores of many files measured then measure that.
 CREATE_SLOW_US = 60.0
 SETTLE_MAX = 420.0  # seconds the run waits at its start for creation to be fast again
+
+
+# A run deletes its ~1.4 million files as it ends, and a run started within
+# minutes of that measured restores 1.1-1.5x slower (`create_us` in a new
+# directory did not see it): the next run waits until ext4's longest window
+# for a freed inode (60 + 300 s) has passed since then.
+CLEANED = Path(tempfile.gettempdir()) / "keep-compare.cleaned"
+QUIET_AFTER_CLEANUP = 360.0
+
+
+def quiet_after_cleanup(stamp: Path = CLEANED, quiet: float = QUIET_AFTER_CLEANUP) -> float:
+    """Wait until `quiet` seconds have passed since the clean-up that
+    `stamp` records (a previous run's, its end time); the seconds waited."""
+    try:
+        cleaned = float(stamp.read_text())
+    except (OSError, ValueError):  # no run before, or not one of ours
+        return 0.0
+    left = min(cleaned + quiet - time.time(), quiet)
+    if left <= 0:
+        return 0.0
+    time.sleep(left)
+    return left
 
 
 def create_us(where: Path, count: int = 500) -> float:
@@ -651,6 +674,8 @@ def main() -> None:
         parser.error(f"{args.restore_tmpfs} is not on a tmpfs")
     scale, small_count = (0.02, 300) if args.smoke else (args.scale, args.small_files)
     compile_keep()
+    if not args.smoke:
+        print(f"waited {quiet_after_cleanup():.0f} s after the last run's deletion")
     with tempfile.TemporaryDirectory(prefix="keep-compare-") as tmp:
         base = Path(tmp)
         corpus = base / "corpus"
@@ -706,6 +731,8 @@ def main() -> None:
             )
         if args.json:
             args.json.write_text(json.dumps([s.__dict__ for s in steps], indent=1))
+    if not args.smoke:  # its files are gone: the next run waits from here
+        CLEANED.write_text(f"{time.time():.0f}")
 
 
 if __name__ == "__main__":

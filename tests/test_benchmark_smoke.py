@@ -118,6 +118,30 @@ def test_the_comparison_waits_for_file_creation_to_be_fast_again(monkeypatch: py
     assert compare.settle(Path("/unused"), 60) == 20.0
 
 
+def test_the_comparison_waits_out_a_previous_runs_clean_up(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A run that starts within six minutes of the previous one's deletion
+    waits for the rest of them; an old, missing or foreign stamp costs
+    nothing, and a stamp from the future never more than the window."""
+    from benchmarks import compare
+
+    slept: list[float] = []
+    monkeypatch.setattr(compare.time, "sleep", slept.append)
+    monkeypatch.setattr(compare.time, "time", lambda: 10_000.0)
+    stamp = tmp_path / "cleaned"
+    assert compare.quiet_after_cleanup(stamp, 360) == 0.0
+    stamp.write_text("not a time")
+    assert compare.quiet_after_cleanup(stamp, 360) == 0.0
+    stamp.write_text("9000")
+    assert compare.quiet_after_cleanup(stamp, 360) == 0.0
+    stamp.write_text("9900")
+    assert compare.quiet_after_cleanup(stamp, 360) == 260.0
+    stamp.write_text("99999")
+    assert compare.quiet_after_cleanup(stamp, 360) == 360.0
+    assert slept == [260.0, 360.0]
+
+
 def test_many_files_benchmark_smoke() -> None:
     """The memory-as-files-grow harness runs end to end for keep, its
     restores verified."""
