@@ -45,6 +45,15 @@ file system it writes into (the backups still read the corpus from disk).
     python -m benchmarks.compare [--scale 1.0] [--small-files 100000] [--tools keep,restic,borg] [--rounds 3]
     python -m benchmarks.compare --restore-tmpfs /mnt/r   # after: mount -t tmpfs -o size=4g tmpfs /mnt/r
     python -m benchmarks.compare --smoke --tools keep     # tiny data, CI
+
+With --restore-dir DIR the restores go into new directories in DIR and are
+kept (and dropped from the page cache) as on the disk: restores into another
+file system. This VM's `/` is an ext4 without a journal; a Debian install's
+ext4 has one, and does not skip freed inodes at all. As root:
+
+    truncate -s 24G /var/tmp/restores.img && mkfs.ext4 -q -i 8192 /var/tmp/restores.img
+    mkdir -p /mnt/restores && mount "$(losetup --direct-io=on -f --show /var/tmp/restores.img)" /mnt/restores
+    python -m benchmarks.compare --restore-dir /mnt/restores
 """
 
 from __future__ import annotations
@@ -465,20 +474,22 @@ def measure(tool: Tool, step: str, cmd: list[str], data_bytes: int, cwd: Path | 
 def restore_step(tool: Tool, step: str, source: Path, data_bytes: int, into: Path | None = None) -> Step:
     """Measure a full restore of `source`'s latest backup, then verify every
     byte and piece of metadata; the step is marked unverified if anything
-    differs (its throughput is then withdrawn). With `into` (a tmpfs, see
-    `tmpfs_mount`) the restore goes there and is removed once verified."""
+    differs (its throughput is then withdrawn). With `into` the restore goes
+    into a new directory there; on a tmpfs (`tmpfs_mount`) it is removed once
+    verified, anywhere else kept like one in the tool's own directory."""
     name = step.replace(" ", "-").replace(":", "")
     if into is None:
         target = tool.work / name
     else:
         target = Path(tempfile.mkdtemp(prefix=f"{tool.name}-{name}-", dir=into))
+    in_memory = into is not None and tmpfs_mount(into)
     cmd, cwd = tool.restore(target, source)
     result = measure(tool, step, cmd, data_bytes, cwd)
     problems = verify_restore(source, target / str(source).lstrip("/"))
     result.verified = not problems
     for problem in problems:
         print(f"{tool.name}: {step}: NOT VERIFIED: {problem}", flush=True)
-    if into is not None:
+    if in_memory:
         shutil.rmtree(target)  # memory, not disk: nothing for ext4 to be slowed by
     else:
         evict(target)
@@ -652,7 +663,7 @@ def compile_keep() -> None:
     subprocess.run([sys.executable, "-m", "compileall", "-q", *dirs], check=True, stdout=subprocess.DEVNULL)
 
 
-def main() -> None:
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -662,16 +673,30 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="repeat everything, rotating the tools' order")
     parser.add_argument("--smoke", action="store_true", help="tiny corpus, one round")
     parser.add_argument("--json", type=Path, help="also write the steps as JSON here")
-    parser.add_argument(
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument(
         "--restore-tmpfs",
         type=Path,
         metavar="DIR",
         help="restore into DIR, which must be on a tmpfs, each restore removed once verified: "
         "restores without the disk's file system in their way",
     )
+    where.add_argument(
+        "--restore-dir",
+        type=Path,
+        metavar="DIR",
+        help="restore into new directories in DIR (each kept, as on the disk): "
+        "restores into another file system, such as an ext4 with a journal",
+    )
     args = parser.parse_args()
     if args.restore_tmpfs is not None and not tmpfs_mount(args.restore_tmpfs):
         parser.error(f"{args.restore_tmpfs} is not on a tmpfs")
+    args.restore_into = args.restore_tmpfs or args.restore_dir
+    return args
+
+
+def main() -> None:
+    args = parse_args()
     scale, small_count = (0.02, 300) if args.smoke else (args.scale, args.small_files)
     compile_keep()
     if not args.smoke:
@@ -687,8 +712,9 @@ def main() -> None:
             f"{small_bytes / 1e6:.0f} MB; {os.cpu_count()} cores",
             flush=True,
         )
-        if args.restore_tmpfs is not None:
-            print(f"restores go into {args.restore_tmpfs} (a tmpfs), each removed once verified", flush=True)
+        if args.restore_into is not None:
+            kind = " (a tmpfs), each removed once verified" if args.restore_tmpfs else ""
+            print(f"restores go into {args.restore_into}{kind}", flush=True)
         waited = time.monotonic()
         took = settle(base, 0 if args.smoke else SETTLE_MAX)
         print(f"creating a file: {took:.0f} µs (waited {time.monotonic() - waited:.0f} s for it)", flush=True)
@@ -707,7 +733,7 @@ def main() -> None:
                     corpus_bytes,
                     small if small_count else None,
                     small_bytes,
-                    args.restore_tmpfs,
+                    args.restore_into,
                 )
                 for s in done:
                     s.round = number

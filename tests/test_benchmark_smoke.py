@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from benchmarks import compare
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -70,20 +72,11 @@ def test_compare_restores_into_a_tmpfs_and_removes_each_once_verified(tmp_path: 
     assert f"{tmp_path} is not on a tmpfs" in refused.stderr
 
 
-def test_a_restore_step_with_a_tmpfs_restores_there_verifies_and_removes_it(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    from benchmarks import compare
-    from tests.client.tmpfs import tmpfs
-
-    source = tmp_path / "source"
-    (source / "d").mkdir(parents=True)
-    (source / "d" / "f").write_bytes(b"restored bytes")
-    targets: list[Path] = []
+def _copying_tool(work: Path, targets: list[Path], monkeypatch: pytest.MonkeyPatch) -> compare.Tool:
+    """A tool that restores by copying the source with its metadata, its
+    steps run without being timed."""
 
     class Copy(compare.Tool):
-        """Restores by copying the source, keeping its metadata."""
-
         name = "copy"
 
         def restore(self, target: Path, source: Path) -> tuple[list[str], Path | None]:
@@ -97,12 +90,60 @@ def test_a_restore_step_with_a_tmpfs_restores_there_verifies_and_removes_it(
         return compare.Step(tool.name, step, 0.0, 0.0, 0.0, 0.0, 0.0, data_bytes / 1e6)
 
     monkeypatch.setattr(compare, "measure", run)
+    return Copy(work)
+
+
+def _source(tmp_path: Path) -> Path:
+    source = tmp_path / "source"
+    (source / "d").mkdir(parents=True)
+    (source / "d" / "f").write_bytes(b"restored bytes")
+    return source
+
+
+def test_a_restore_step_with_a_tmpfs_restores_there_verifies_and_removes_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.client.tmpfs import tmpfs
+
+    targets: list[Path] = []
+    tool = _copying_tool(tmp_path / "work", targets, monkeypatch)
     with tmpfs(tmp_path / "restores", "16m") as restores:
-        step = compare.restore_step(Copy(tmp_path / "work"), "full restore", source, 14, restores)
+        step = compare.restore_step(tool, "full restore", _source(tmp_path), 14, restores)
         assert step.verified
         assert targets[0].parent == restores
         assert list(restores.iterdir()) == []  # removed once verified
     assert not (tmp_path / "work").exists()  # nothing went to the tool's own directory
+
+
+def test_a_restore_step_into_another_directory_keeps_the_restore_there(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--restore-dir: on a file system other than a tmpfs the verified
+    restore stays (deleting it would slow the next one's file creation)."""
+    targets: list[Path] = []
+    tool = _copying_tool(tmp_path / "work", targets, monkeypatch)
+    restores = tmp_path / "restores"
+    restores.mkdir()
+    step = compare.restore_step(tool, "full restore", _source(tmp_path), 14, restores)
+    assert step.verified
+    assert targets[0].parent == restores
+    kept = targets[0] / str(tmp_path / "source").lstrip("/") / "d" / "f"
+    assert kept.read_bytes() == b"restored bytes"
+    assert not (tmp_path / "work").exists()
+
+
+def test_restore_dir_and_restore_tmpfs_are_exclusive(tmp_path: Path) -> None:
+    both = ["--restore-dir", str(tmp_path), "--restore-tmpfs", str(tmp_path)]
+    refused = subprocess.run(
+        [sys.executable, "-m", "benchmarks.compare", "--smoke", *both],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert refused.returncode == 2
+    assert "not allowed with argument" in refused.stderr
 
 
 def test_the_comparison_waits_for_file_creation_to_be_fast_again(monkeypatch: pytest.MonkeyPatch) -> None:
