@@ -22,6 +22,20 @@ def run_module(*args: str) -> str:
     ).stdout
 
 
+def refused(*args: str) -> str:
+    """The error of a comparison refused for its arguments (exit status 2)."""
+    result = subprocess.run(
+        [sys.executable, "-m", "benchmarks.compare", "--smoke", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2, result.stderr
+    return result.stderr
+
+
 def test_protocol_benchmark_smoke() -> None:
     out = run_module("benchmarks.bench_protocol", "--smoke")
     assert "pipeline AES_256_GCM" in out
@@ -60,16 +74,7 @@ def test_compare_restores_into_a_tmpfs_and_removes_each_once_verified(tmp_path: 
         assert "NOT VERIFIED" not in out
         assert f"restores go into {restores} (a tmpfs)" in out
         assert list(restores.iterdir()) == []
-    refused = subprocess.run(
-        [sys.executable, "-m", "benchmarks.compare", "--smoke", "--restore-tmpfs", str(tmp_path)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert refused.returncode == 2
-    assert f"{tmp_path} is not on a tmpfs" in refused.stderr
+    assert f"{tmp_path} is not on a tmpfs" in refused("--restore-tmpfs", str(tmp_path))
 
 
 def _copying_tool(work: Path, targets: list[Path], monkeypatch: pytest.MonkeyPatch) -> compare.Tool:
@@ -134,16 +139,7 @@ def test_a_restore_step_into_another_directory_keeps_the_restore_there(
 
 def test_restore_dir_and_restore_tmpfs_are_exclusive(tmp_path: Path) -> None:
     both = ["--restore-dir", str(tmp_path), "--restore-tmpfs", str(tmp_path)]
-    refused = subprocess.run(
-        [sys.executable, "-m", "benchmarks.compare", "--smoke", *both],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert refused.returncode == 2
-    assert "not allowed with argument" in refused.stderr
+    assert "not allowed with argument" in refused(*both)
 
 
 def test_the_comparison_waits_for_file_creation_to_be_fast_again(monkeypatch: pytest.MonkeyPatch) -> None:
