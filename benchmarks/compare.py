@@ -227,9 +227,10 @@ SETTLE_MAX = 420.0  # seconds the run waits at its start for creation to be fast
 
 
 # A run deletes its ~1.4 million files as it ends, and a run started within
-# minutes of that measured restores 1.1-1.5x slower (`create_us` in a new
-# directory did not see it): the next run waits until ext4's longest window
-# for a freed inode (60 + 300 s) has passed since then.
+# minutes of that would restore into ext4's window for those freed inodes
+# (3,000 deleted files cost a later 1 GB restore up to 3.5 s of system time,
+# benchmarks/RESULTS.md), which `create_us` in a new directory may not see:
+# the next run waits until the longest window (60 + 300 s) has passed.
 CLEANED = Path(tempfile.gettempdir()) / "keep-compare.cleaned"
 QUIET_AFTER_CLEANUP = 360.0
 

@@ -146,8 +146,6 @@ def test_the_comparison_waits_for_file_creation_to_be_fast_again(monkeypatch: py
     """After a large deletion a journal-less ext4 creates files slowly for
     minutes: the run waits (within its limit) until a probe is fast again,
     and does not wait at all when told not to (the CI smoke run)."""
-    from benchmarks import compare
-
     probes = iter([700.0, 300.0, 20.0, 20.0])
     monkeypatch.setattr(compare, "create_us", lambda where: next(probes))
     monkeypatch.setattr(compare.time, "sleep", lambda seconds: None)
@@ -161,8 +159,6 @@ def test_the_comparison_waits_out_a_previous_runs_clean_up(
     """A run that starts within six minutes of the previous one's deletion
     waits for the rest of them; an old, missing or foreign stamp costs
     nothing, and a stamp from the future never more than the window."""
-    from benchmarks import compare
-
     slept: list[float] = []
     monkeypatch.setattr(compare.time, "sleep", slept.append)
     monkeypatch.setattr(compare.time, "time", lambda: 10_000.0)
