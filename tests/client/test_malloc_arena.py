@@ -11,6 +11,8 @@ import sys
 
 import pytest
 
+from keep.client.engine import malloc_arena
+
 HEAP_MAX = 64 << 20  # glibc's HEAP_MAX_SIZE on 64-bit
 
 COUNT_ARENAS = f"""
@@ -54,9 +56,7 @@ def arenas_after(setup: str, **env: str) -> int:
     return int(result.stdout.strip().splitlines()[-1])
 
 
-pytestmark = pytest.mark.skipif(
-    not (os.confstr("CS_GNU_LIBC_VERSION") or "").startswith("glibc"), reason="glibc's malloc only"
-)
+pytestmark = pytest.mark.skipif(not malloc_arena.is_glibc(), reason="glibc's malloc only")
 
 
 def test_threads_get_arenas_of_their_own_by_default() -> None:

@@ -24,17 +24,25 @@ import sys
 M_ARENA_MAX = -8  # glibc's <malloc.h>
 
 
+def is_glibc() -> bool:
+    """Whether this process runs on glibc."""
+    try:
+        return (os.confstr("CS_GNU_LIBC_VERSION") or "").startswith("glibc")
+    except (ValueError, OSError):  # a C library that does not know the name
+        return False
+
+
 def use_one_arena() -> bool:
     """Limit glibc's malloc to one arena; whether it was done."""
     if sys.platform != "linux" or "MALLOC_ARENA_MAX" in os.environ:
         return False
     if "glibc.malloc.arena_max" in os.environ.get("GLIBC_TUNABLES", ""):
         return False
+    if not is_glibc():
+        return False
     try:
-        if not (os.confstr("CS_GNU_LIBC_VERSION") or "").startswith("glibc"):
-            return False
         mallopt = ctypes.CDLL(None).mallopt
-    except (ValueError, OSError, AttributeError):  # not glibc
+    except (OSError, AttributeError):
         return False
     mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
     mallopt.restype = ctypes.c_int
