@@ -19,10 +19,12 @@ Recorded per step: wall time, client CPU (user+sys), server CPU, client peak
 RSS and repository size.
 
 The whole sequence runs in several rounds (default 3), each tool in a fresh
-repository every round and the tools' order rotated from round to round, so
-that no tool always runs first after the corpus is written or right after
-another's. The report gives every round's ratios and the per-step medians:
-on a shared VM one run of one command can be off by a quarter.
+repository every round. A round takes the steps one at a time, each for
+every tool in turn before the next step, so the tools' figures for one step
+are seconds apart, on a machine in the same state; the tools' order is
+rotated from round to round, so that no tool always goes first. The report
+gives every round's ratios and the per-step medians: on a shared VM one run
+of one command can be off by a quarter.
 
 Nothing is deleted before the end (it needs ~2 GB per tool and round): on a
 journal-less ext4 like this VM's, ext4 skips inodes freed in the last 60 s
@@ -31,7 +33,7 @@ checking each, so files created after a large deletion — a restore, a
 tool's cache — were created ever more slowly (three restores in a row,
 each after deleting the previous one: 2.8, 4.9, 7.0 s). The run waits at
 its start (up to 7 minutes) until creating a file is fast again, measures
-it before every tool's turn and says so if it was slow; it also waits until
+it before every step and says so if it was slow; it also waits until
 six minutes have passed since a previous run deleted its files.
 Each restore's files are dropped from the page cache once verified
 (`evict`), so a later step does not pay for reclaiming the memory that
@@ -101,6 +103,7 @@ class Step:
     # The client's system time, part of `cpu`: on this VM it moves with the
     # machine's memory history (first touches of guest memory), see RESULTS.md.
     sys_cpu: float = 0.0
+    create_probe_us: float = 0.0  # creating an empty file just before the step (`create_us`)
 
     @property
     def mbs(self) -> float:
@@ -531,33 +534,66 @@ def tmpfs_mount(path: Path) -> bool:
     return fstype == "tmpfs"
 
 
-def run_tool(
-    name: str,
-    work: Path,
+def run_round(
+    number: int,
+    order: list[str],
+    base: Path,
     corpus: Path,
     corpus_bytes: int,
     small: Path | None,
     small_bytes: int,
     restore_into: Path | None = None,
 ) -> list[Step]:
-    tool = TOOLS[name](work)
-    tool.work.mkdir(parents=True)
-    steps = []
-    with tool.running():
-        tool.init()
-        steps.append(measure(tool, "first backup", tool.backup_cmd(corpus), corpus_bytes))
-        steps.append(measure(tool, "unchanged re-backup", tool.backup_cmd(corpus), corpus_bytes))
+    """One round: each step for every tool in `order`, one tool right after
+    the other, before the next step. The tools of one step so run within
+    seconds of each other, on a machine in the same state: on this VM a
+    restore's system time moves with the memory history (RESULTS.md), and
+    with each tool's steps run in one piece, the tools' restores were
+    minutes apart."""
+    tools = [TOOLS[name](base / f"round{number}" / name) for name in order]
+    steps: list[Step] = []
+
+    def each(step: str, run: Callable[[Tool], Step]) -> None:
+        took = create_us(base)
+        print(f"round {number}, {step}: creating a file took {took:.0f} µs", flush=True)
+        for tool in tools:
+            done = run(tool)
+            done.round, done.create_probe_us = number, took
+            steps.append(done)
+
+    with contextlib.ExitStack() as running:
+        for tool in tools:
+            tool.work.mkdir(parents=True)
+            running.enter_context(tool.running())
+            tool.init()
+        each("first backup", lambda t: measure(t, "first backup", t.backup_cmd(corpus), corpus_bytes))
+        each(
+            "unchanged re-backup",
+            lambda t: measure(t, "unchanged re-backup", t.backup_cmd(corpus), corpus_bytes),
+        )
         mutated = mutate(corpus)
-        steps.append(measure(tool, "backup after mutation", tool.backup_cmd(corpus), mutated))
-        size = sum(p.stat().st_size for p in corpus.rglob("*") if p.is_file())
-        steps.append(restore_step(tool, "full restore", corpus, size, restore_into))
-        undo_mutation(corpus)
-        if small is not None:
-            steps.append(measure(tool, "small files: first backup", tool.backup_cmd(small), small_bytes))
-            steps.append(
-                measure(tool, "small files: unchanged re-backup", tool.backup_cmd(small), small_bytes)
+        try:
+            each(
+                "backup after mutation",
+                lambda t: measure(t, "backup after mutation", t.backup_cmd(corpus), mutated),
             )
-            steps.append(restore_step(tool, "small files: restore", small, small_bytes, restore_into))
+            size = sum(p.stat().st_size for p in corpus.rglob("*") if p.is_file())
+            each("full restore", lambda t: restore_step(t, "full restore", corpus, size, restore_into))
+        finally:
+            undo_mutation(corpus)
+        if small is not None:
+            each(
+                "small files: first backup",
+                lambda t: measure(t, "small files: first backup", t.backup_cmd(small), small_bytes),
+            )
+            each(
+                "small files: unchanged re-backup",
+                lambda t: measure(t, "small files: unchanged re-backup", t.backup_cmd(small), small_bytes),
+            )
+            each(
+                "small files: restore",
+                lambda t: restore_step(t, "small files: restore", small, small_bytes, restore_into),
+            )
     return steps
 
 
@@ -724,22 +760,19 @@ def main() -> None:
         tools = args.tools.split(",")
         for number in range(1, (1 if args.smoke else args.rounds) + 1):
             shift = (number - 1) % len(tools)
-            for name in tools[shift:] + tools[:shift]:
-                creates.append(create_us(base))
-                print(f"round {number}, {name}: creating a file took {creates[-1]:.0f} µs", flush=True)
-                done = run_tool(
-                    name,
-                    base / f"round{number}" / name,
-                    corpus,
-                    corpus_bytes,
-                    small if small_count else None,
-                    small_bytes,
-                    args.restore_into,
-                )
-                for s in done:
-                    s.round = number
-                steps += done
-                print(f"round {number}\n" + table(done), flush=True)
+            done = run_round(
+                number,
+                tools[shift:] + tools[:shift],
+                base,
+                corpus,
+                corpus_bytes,
+                small if small_count else None,
+                small_bytes,
+                args.restore_into,
+            )
+            creates += [s.create_probe_us for s in done]
+            steps += done
+            print(f"round {number}\n" + table(done), flush=True)
         print("\nmedians over rounds\n" + table(medians(steps)))
         for other in ("restic", "restic-local", "borg"):
             if other in tools:

@@ -59,7 +59,7 @@ def test_compare_harness_smoke() -> None:
     assert "| small files: restore | keep |" in out
     assert "withdrawn" not in out
     assert "NOT VERIFIED" not in out
-    assert "round 1, keep: creating a file took" in out
+    assert "round 1, full restore: creating a file took" in out
 
 
 def test_compare_restores_into_a_tmpfs_and_removes_each_once_verified(tmp_path: Path) -> None:
