@@ -22,7 +22,10 @@ The whole sequence runs in several rounds (default 3), each tool in a fresh
 repository every round. A round takes the steps one at a time, each for
 every tool in turn before the next step, so the tools' figures for one step
 are seconds apart, on a machine in the same state; the tools' order is
-rotated from round to round, so that no tool always goes first. The report
+rotated from round to round, so that no tool always goes first. Each step
+starts with what it reads (the tree it backs up, the repository it restores
+from) in the page cache: Borg drops the files it backs up from the cache,
+and the tool after it read them from the disk (`measure`). The report
 gives every round's ratios and the per-step medians: on a shared VM one run
 of one command can be off by a quarter.
 
@@ -455,7 +458,20 @@ TOOLS: dict[str, Callable[[Path], Tool]] = {
 }
 
 
-def measure(tool: Tool, step: str, cmd: list[str], data_bytes: int, cwd: Path | None = None) -> Step:
+def measure(
+    tool: Tool,
+    step: str,
+    cmd: list[str],
+    data_bytes: int,
+    cwd: Path | None = None,
+    reads: Path | None = None,
+) -> Step:
+    """Run and measure one step, whose command reads the files under `reads`
+    (the tree it backs up, the repository it restores from): they are read
+    into the page cache first, so every tool starts warm, whatever the one
+    before did to the cache (Borg drops what it read from it)."""
+    if reads is not None:
+        read_all(reads)
     # Start every step with nothing dirty: otherwise the first tool pays for
     # writing back the freshly generated corpus (its fsyncs queue behind it)
     # and each tool for the previous one's repository.
@@ -475,6 +491,22 @@ def measure(tool: Tool, step: str, cmd: list[str], data_bytes: int, cwd: Path | 
     )
 
 
+def read_all(root: Path) -> None:
+    """Read every regular file under `root` (into the page cache)."""
+    buffer = bytearray(MiB)
+    for dirpath, _, filenames in os.walk(root):
+        for name in filenames:
+            try:
+                fd = os.open(os.path.join(dirpath, name), os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+            except OSError:  # a symlink, a FIFO without a writer
+                continue
+            try:
+                while os.readv(fd, [buffer]) == len(buffer):
+                    pass
+            finally:
+                os.close(fd)
+
+
 def restore_step(tool: Tool, step: str, source: Path, data_bytes: int, into: Path | None = None) -> Step:
     """Measure a full restore of `source`'s latest backup, then verify every
     byte and piece of metadata; the step is marked unverified if anything
@@ -488,7 +520,7 @@ def restore_step(tool: Tool, step: str, source: Path, data_bytes: int, into: Pat
         target = Path(tempfile.mkdtemp(prefix=f"{tool.name}-{name}-", dir=into))
     in_memory = into is not None and tmpfs_mount(into)
     cmd, cwd = tool.restore(target, source)
-    result = measure(tool, step, cmd, data_bytes, cwd)
+    result = measure(tool, step, cmd, data_bytes, cwd, reads=tool.repo_dir())
     problems = verify_restore(source, target / str(source).lstrip("/"))
     result.verified = not problems
     for problem in problems:
@@ -534,6 +566,10 @@ def tmpfs_mount(path: Path) -> bool:
     return fstype == "tmpfs"
 
 
+def backup(tool: Tool, step: str, tree: Path, data_bytes: int) -> Step:
+    return measure(tool, step, tool.backup_cmd(tree), data_bytes, reads=tree)
+
+
 def run_round(
     number: int,
     order: list[str],
@@ -566,17 +602,11 @@ def run_round(
             tool.work.mkdir(parents=True)
             running.enter_context(tool.running())
             tool.init()
-        each("first backup", lambda t: measure(t, "first backup", t.backup_cmd(corpus), corpus_bytes))
-        each(
-            "unchanged re-backup",
-            lambda t: measure(t, "unchanged re-backup", t.backup_cmd(corpus), corpus_bytes),
-        )
+        each("first backup", lambda t: backup(t, "first backup", corpus, corpus_bytes))
+        each("unchanged re-backup", lambda t: backup(t, "unchanged re-backup", corpus, corpus_bytes))
         mutated = mutate(corpus)
         try:
-            each(
-                "backup after mutation",
-                lambda t: measure(t, "backup after mutation", t.backup_cmd(corpus), mutated),
-            )
+            each("backup after mutation", lambda t: backup(t, "backup after mutation", corpus, mutated))
             size = sum(p.stat().st_size for p in corpus.rglob("*") if p.is_file())
             each("full restore", lambda t: restore_step(t, "full restore", corpus, size, restore_into))
         finally:
@@ -584,11 +614,11 @@ def run_round(
         if small is not None:
             each(
                 "small files: first backup",
-                lambda t: measure(t, "small files: first backup", t.backup_cmd(small), small_bytes),
+                lambda t: backup(t, "small files: first backup", small, small_bytes),
             )
             each(
                 "small files: unchanged re-backup",
-                lambda t: measure(t, "small files: unchanged re-backup", t.backup_cmd(small), small_bytes),
+                lambda t: backup(t, "small files: unchanged re-backup", small, small_bytes),
             )
             each(
                 "small files: restore",

@@ -84,13 +84,18 @@ def _copying_tool(work: Path, targets: list[Path], monkeypatch: pytest.MonkeyPat
     class Copy(compare.Tool):
         name = "copy"
 
+        def repo_dir(self) -> Path:
+            return self.work / "repo"
+
         def restore(self, target: Path, source: Path) -> tuple[list[str], Path | None]:
             targets.append(target)
             into = target / str(source).lstrip("/")
             into.parent.mkdir(parents=True, exist_ok=True)
             return ["cp", "-a", str(source), str(into)], None
 
-    def run(tool: compare.Tool, step: str, cmd: list[str], data_bytes: int, cwd: Path | None) -> compare.Step:
+    def run(
+        tool: compare.Tool, step: str, cmd: list[str], data_bytes: int, cwd: Path | None, reads: Path | None
+    ) -> compare.Step:
         subprocess.run(cmd, check=True)
         return compare.Step(tool.name, step, 0.0, 0.0, 0.0, 0.0, 0.0, data_bytes / 1e6)
 
@@ -135,6 +140,43 @@ def test_a_restore_step_into_another_directory_keeps_the_restore_there(
     kept = targets[0] / str(tmp_path / "source").lstrip("/") / "d" / "f"
     assert kept.read_bytes() == b"restored bytes"
     assert not (tmp_path / "work").exists()
+
+
+def _cached_bytes(path: Path) -> int:
+    """How much of `path` is in the page cache (util-linux's fincore)."""
+    out = subprocess.run(
+        ["fincore", "-b", "-n", "-o", "RES", str(path)], capture_output=True, text=True, check=True
+    )
+    return int(out.stdout)
+
+
+def test_a_step_starts_with_what_it_reads_in_the_page_cache(tmp_path: Path) -> None:
+    """Borg drops the files it backs up from the page cache, and the tool
+    after it read them from the disk (a 100,000-file backup: 9.4 s instead
+    of 2.3 s). Each step reads its input first; a FIFO or a symlink in it is
+    passed over, not waited on or followed."""
+
+    class Nothing(compare.Tool):
+        def repo_dir(self) -> Path:
+            return self.work
+
+    tree = tmp_path / "tree"
+    (tree / "d").mkdir(parents=True)
+    data = tree / "d" / "f"
+    data.write_bytes(os.urandom(3 * compare.MiB + 5))
+    os.mkfifo(tree / "fifo")
+    (tree / "link").symlink_to(tmp_path / "elsewhere")
+    (tmp_path / "elsewhere").write_bytes(b"not read")
+    fd = os.open(data, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    finally:
+        os.close(fd)
+    assert _cached_bytes(data) == 0
+    step = compare.measure(Nothing(tmp_path), "first backup", ["true"], 0, reads=tree)
+    assert _cached_bytes(data) >= 3 * compare.MiB
+    assert step.tool == ""
 
 
 def test_restore_dir_and_restore_tmpfs_are_exclusive(tmp_path: Path) -> None:
