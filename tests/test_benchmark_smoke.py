@@ -274,3 +274,28 @@ def test_load_benchmark_smoke() -> None:
     (it exits non-zero otherwise)."""
     out = run_module("benchmarks.bench_load", "--smoke")
     assert "errors: 0" in out
+
+
+def test_a_repeated_backup_counts_the_run_with_the_median_time(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    walls = iter([0.33, 0.19, 0.26, 0.5])
+    commands: list[list[str]] = []
+
+    def run(tool: compare.Tool, step: str, cmd: list[str], data_bytes: int, reads: Path) -> compare.Step:
+        commands.append(cmd)
+        assert reads == tmp_path
+        return compare.Step(tool.name, step, next(walls), 0.0, 0.0, 0.0, 0.0, data_bytes / 1e6)
+
+    class Counting(compare.Tool):
+        name = "counting"
+
+        def backup_cmd(self, path: Path) -> list[str]:
+            return ["backup", str(len(commands)), str(path)]
+
+    monkeypatch.setattr(compare, "measure", run)
+    step = compare.backup(Counting(tmp_path), "unchanged re-backup", tmp_path, 1_000_000, runs=3)
+    assert step.wall == 0.26
+    assert [c[1] for c in commands] == ["0", "1", "2"]  # three backups, each its own command
+    assert compare.backup(Counting(tmp_path), "first backup", tmp_path, 0).wall == 0.5  # once by default
+    assert len(commands) == 4
