@@ -21,9 +21,11 @@ from keep.client.engine import archiver as archiver_module
 from keep.client.engine import helper_process, source_reader
 from keep.client.engine.archiver import SMALL_FILE_MAX, Archiver, BackupOptions
 from keep.client.engine.repository import Repository
+from keep.client.engine.source_reader import INLINE_FILES
 from keep.client.remote import Remote
 from keep.protocol.blob import blob_id
 from keep.protocol.compression import DATA_LEVEL, Codec
+from keep.protocol.limits import CHUNK_MIN
 from keep.protocol.tree import Node, NodeType, Tree
 from tests.client.conftest import Device
 
@@ -40,17 +42,19 @@ def repo(device: Device) -> Iterator[Repository]:
 
 def make_tree(root: Path) -> None:
     """FILES small files in directories of 150 (every third exactly 2048
-    bytes, every fiftieth empty, every seventh with extended attributes,
-    every other one text that compresses), with a file too large for the
-    one-pass path after every hundredth."""
+    bytes, every fiftieth empty, every eleventh up to the one-pass path's
+    limit and the others up to 4 KiB, every seventh with extended
+    attributes, every other one text that compresses), with a file too
+    large for the one-pass path after every hundredth."""
     rng = random.Random(3)
     for n in range(FILES):
         d = root / f"d{n // 150:02}"
         d.mkdir(parents=True, exist_ok=True)
-        size = 0 if n % 50 == 0 else 2048 if n % 3 == 0 else rng.randint(1, SMALL_FILE_MAX)
+        limit = SMALL_FILE_MAX if n % 11 == 0 else 4096
+        size = 0 if n % 50 == 0 else 2048 if n % 3 == 0 else rng.randint(1, limit)
         path = d / f"f{n:05}"
         if n % 2:
-            path.write_bytes((f"line {n} of a text file\n" * 200).encode()[:size])
+            path.write_bytes((f"line {n} of a text file\n" * (size // 20 + 1)).encode()[:size])
         else:
             path.write_bytes(rng.randbytes(size))
         if n % 7 == 0:
@@ -151,6 +155,36 @@ def test_the_helper_stores_what_the_engine_stores(
     for tid in trees:  # cached, most by the helper, each whole by the time the backup ended
         assert blob_id(repo.keys.id, Path(repo.tree_cache_path(tid)).read_bytes()) == tid
     assert engine_only(repo, src, monkeypatch) == tree
+
+
+def test_a_small_file_is_one_chunk_and_a_batch_is_bounded_in_bytes(
+    repo: Repository, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The one-pass path stores a file as one blob, so no file it takes may
+    be one FastCDC would cut; and a request to the helper carries at most
+    BATCH_FILES files or about BATCH_BYTES of them, whichever comes first."""
+    assert SMALL_FILE_MAX <= CHUNK_MIN
+    src = tmp_path / "src"
+    src.mkdir()
+    rng = random.Random(5)
+    sizes = [60 * 1024 + n for n in range(2 * INLINE_FILES)] + [100] * (3 * source_reader.BATCH_FILES)
+    for n, size in enumerate(sizes):
+        (src / f"f{n:04}").write_bytes(rng.randbytes(size))
+    sent: list[int] = []
+    real_read = source_reader.SourceReader.read
+
+    def read(self: source_reader.SourceReader, batch: list[tuple[bytes, int, int]]) -> object:
+        sent.append(sum(size for _, size, _ in batch))
+        assert len(batch) <= source_reader.BATCH_FILES
+        return real_read(self, batch)
+
+    monkeypatch.setattr(source_reader.SourceReader, "read", read)
+    tree = back_up(repo, src)
+    assert sent  # the helper read some (64 files of 60 KiB: 3.8 MiB in one request, without the bound)
+    assert max(sent) < source_reader.BATCH_BYTES + SMALL_FILE_MAX
+    nodes = files_in(repo, tree)
+    for path in src.iterdir():
+        assert nodes[os.fsencode(path)].content == (blob_id(repo.keys.id, path.read_bytes()),)
 
 
 def test_answers_that_come_late_still_land_in_their_own_directory(

@@ -26,7 +26,6 @@ from functools import cache, partial
 
 from keep.client.engine import collector, explore
 from keep.client.engine.chunk_pipeline import (
-    INLINE_MAX,
     ChunkPipeline,
     ChunkResult,
     DeliveryError,
@@ -37,6 +36,7 @@ from keep.client.engine.path_warning import PathWarning
 from keep.client.engine.patterns import Patterns, any_match
 from keep.client.engine.repository import Repository
 from keep.client.engine.source_reader import (
+    BATCH_BYTES,
     BATCH_FILES,
     INLINE_FILES,
     Answer,
@@ -50,11 +50,18 @@ from keep.protocol.blob import BlobType, blob_id
 from keep.protocol.chunker import Chunker
 from keep.protocol.compression import DATA_LEVEL
 from keep.protocol.errors import FormatError, KeepError
-from keep.protocol.limits import CHUNK_AVG, CHUNK_MAX, CHUNK_MIN, MiB
+from keep.protocol.limits import CHUNK_AVG, CHUNK_MAX, CHUNK_MIN, KiB, MiB
 from keep.protocol.snapshot import Snapshot
 from keep.protocol.tree import Node, NodeType, Tree
 
-SMALL_FILE_MAX = INLINE_MAX  # files up to this size take the one-pass path (read_small)
+# Files up to this size take the one-pass path (`read_small`), in the helper
+# process once it runs; each is one chunk (FastCDC cuts nothing shorter than
+# CHUNK_MIN). 64 KiB rather than 4: a first backup of the 1 GB corpus, whose
+# 6,000 source files are 0.4-15 KB (4,295 over 4 KiB), took 0.94x and 0.98x
+# the time (two series of 10 and 13 alternated pairs, medians of the paired
+# ratios) and peaked at 71 MiB, not 74; those 6,000 files alone took 0.51-0.56 s
+# against 0.60-0.63 s.
+SMALL_FILE_MAX = 64 * KiB
 POOLED_READ_MIN = 1 * MiB  # smaller reads use os.read into ordinary bytes
 # Bytes read per call; with the tail carried over (at most CHUNK_MAX) a pooled
 # buffer holds READ_BUFFER + CHUNK_MAX.
@@ -318,6 +325,7 @@ class Archiver:
         self._markers = tuple(map(os.fsencode, options.exclude_if_present))
         self._reader: SourceReader | None = None  # the helper reading small files, once started
         self._small: list[_PendingSmall] = []  # queued for it, not yet sent
+        self._small_bytes = 0  # their sizes
         self._small_read_here = 0  # small files read on the engine thread before it started
         self._no_reader = False  # it could not be started: the engine reads them all
 
@@ -743,14 +751,15 @@ class Archiver:
         full or when a tree must wait for it."""
         pending = _PendingSmall(name, path, st, prev)
         self._small.append(pending)
-        if len(self._small) >= BATCH_FILES:
+        self._small_bytes += st.st_size
+        if len(self._small) >= BATCH_FILES or self._small_bytes >= BATCH_BYTES:
             self._send_small()
         return pending
 
     def _send_small(self) -> None:
         """Send the queued small files to the helper; their answers take their
         turn in the pipeline, ahead of anything submitted after them."""
-        batch, self._small = self._small, []
+        batch, self._small, self._small_bytes = self._small, [], 0
         if not batch or self._reader is None:
             return
         future = self._reader.read([(p.path, p.st.st_size, p.st.st_ino) for p in batch])

@@ -1,6 +1,6 @@
 """Reading a backup's small files, in the engine or in a helper process.
 
-A file of at most 4 KiB is read in one pass (`read_small`): opened
+A file of at most 64 KiB is read in one pass (`read_small`): opened
 non-blocking, one `read`, one `fstat` (still the regular file and the inode
 the walk's lstat saw), its extended attributes through the descriptor, closed.
 Those five system calls are most of what such a file costs the engine thread
@@ -50,7 +50,8 @@ from keep.protocol.errors import KeepError
 
 O_NOATIME = getattr(os, "O_NOATIME", 0)
 INLINE_FILES = 256  # small files the engine reads itself before it starts a helper
-BATCH_FILES = 64  # paths per request to the helper
+BATCH_FILES = 64  # paths per request to the helper...
+BATCH_BYTES = 512 * 1024  # ...or fewer, once their sizes add up to this
 MAX_BATCHES_OUT = 16  # requests sent and not yet answered
 CACHE_BYTES = 256 * 1024  # tree cache files gathered before they are sent on their own
 CLOSE_WAIT = 5.0  # seconds a helper has to exit once the backup ends
@@ -110,7 +111,7 @@ def xattrs_of(where: bytes | int) -> Xattrs:
 
 
 def read_small(path: bytes, size: int, ino: int, compressor: BlobCompressor | None = None) -> Answer:
-    """Read a file the walk saw as `size` bytes (at most a few KiB) at inode
+    """Read a file the walk saw as `size` bytes (at most 64 KiB) at inode
     `ino`, in one pass, and with `compressor` compress what was read. At
     most size + 1 bytes are asked for, so a file that grew shows as a
     longer answer; the descriptor is checked after the read (opened
