@@ -572,7 +572,8 @@ def backup(tool: Tool, step: str, tree: Path, data_bytes: int, runs: int = 1) ->
     """Measure a backup of `tree`, `runs` times in a row (an unchanged
     re-backup can be repeated: each run finds the same tree): the run with
     the median wall time counts. Keep's unchanged re-backup takes a fifth
-    of a second, and one run of it here took 0.19-0.33 s within a run."""
+    of a second, and single runs of it within one comparison took
+    0.19-0.33 s."""
     done = [measure(tool, step, tool.backup_cmd(tree), data_bytes, reads=tree) for _ in range(runs)]
     return sorted(done, key=lambda s: s.wall)[len(done) // 2]
 
