@@ -496,6 +496,17 @@ def measure(
 def read_all(root: Path) -> None:
     """Read every regular file under `root` (into the page cache)."""
     buffer = bytearray(MiB)
+
+    def read(fd: int) -> None:
+        while os.readv(fd, [buffer]) == len(buffer):
+            pass
+
+    each_file(root, read)
+
+
+def each_file(root: Path, action: Callable[[int], object]) -> None:
+    """Call `action` with a read-only descriptor of each file under `root`
+    (symlinks are not followed; a FIFO does not block)."""
     for dirpath, _, filenames in os.walk(root):
         for name in filenames:
             try:
@@ -503,8 +514,7 @@ def read_all(root: Path) -> None:
             except OSError:  # a symlink, a FIFO without a writer
                 continue
             try:
-                while os.readv(fd, [buffer]) == len(buffer):
-                    pass
+                action(fd)
             finally:
                 os.close(fd)
 
@@ -542,16 +552,7 @@ def evict(root: Path) -> None:
     reclaiming pages in system time (keep's full restore: 1.0-1.1 s of it in
     the first round, 2.3-3.4 s in later ones)."""
     os.sync()  # only clean pages can be dropped
-    for dirpath, _, filenames in os.walk(root):
-        for name in filenames:
-            try:
-                fd = os.open(os.path.join(dirpath, name), os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
-            except OSError:  # a symlink, a FIFO without a writer
-                continue
-            try:
-                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-            finally:
-                os.close(fd)
+    each_file(root, lambda fd: os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED))
 
 
 def tmpfs_mount(path: Path) -> bool:
